@@ -1,0 +1,390 @@
+//! [`BertEmbedder`]: BERT-family sentence embedders on candle's CPU backend.
+//!
+//! It reproduces sentence-transformers' output for models such as
+//! all-MiniLM-L6-v2: the same tokenisation (truncated at the model's
+//! `max_seq_length`, padded to the longest text of the batch), the same
+//! pooling over the attention mask and the same normalisation, as the model's
+//! own sentence-transformers files configure them.
+
+mod metadata;
+mod pooling;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
+use crate::source::{ModelFiles, ModelSource};
+use crate::Embedder;
+use metadata::{read_json, SentenceConfig};
+pub use pooling::Pooling;
+
+/// How pooled token states become the output vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputSettings {
+    /// How token states are pooled.
+    pub pooling: Pooling,
+    /// Whether vectors are L2-normalised.
+    pub normalize: bool,
+    /// Texts are truncated to this many tokens, special tokens included.
+    pub max_seq_length: usize,
+}
+
+/// A BERT sentence embedder running on candle's CPU backend.
+///
+/// # Example
+///
+/// ```no_run
+/// use membatch::{BertEmbedder, Embedder, ModelSource};
+///
+/// // The default model: $MEMBATCH_MODEL, else the copy scripts/fetch-model.sh
+/// // placed, else sentence-transformers/all-MiniLM-L6-v2 from the hub cache.
+/// let embedder = BertEmbedder::builder().threads(2).build()?;
+/// let vectors = embedder.embed(&["A man is eating food.", "A man is riding a horse."])?;
+/// assert_eq!(vectors[0].len(), embedder.dimension());
+///
+/// // Or a local directory in the sentence-transformers layout.
+/// let local = BertEmbedder::load(ModelSource::dir("models/all-MiniLM-L6-v2"))?;
+/// # Ok::<(), membatch::Error>(())
+/// ```
+pub struct BertEmbedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    settings: OutputSettings,
+    dimension: usize,
+    pad_id: u32,
+    pool: Option<rayon::ThreadPool>,
+    name: String,
+}
+
+impl std::fmt::Debug for BertEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BertEmbedder")
+            .field("name", &self.name)
+            .field("dimension", &self.dimension)
+            .field("settings", &self.settings)
+            .field("threads", &self.threads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BertEmbedder {
+    /// A builder with every setting at its default.
+    pub fn builder() -> BertEmbedderBuilder {
+        BertEmbedderBuilder::default()
+    }
+
+    /// Loads a model with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`BertEmbedderBuilder::build`].
+    pub fn load(source: impl Into<ModelSource>) -> Result<Self> {
+        Self::builder().source(source).build()
+    }
+
+    /// Assembles an embedder from a loaded model and tokenizer, for callers
+    /// that build the weights themselves (tests use a random `VarMap`).
+    ///
+    /// The tokenizer's own truncation and padding settings are replaced:
+    /// texts are truncated at `settings.max_seq_length` and padded to the
+    /// longest text of each batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when `max_seq_length` is below 2 or above the
+    /// model's position embeddings.
+    pub fn from_parts(
+        model: BertModel,
+        config: &BertConfig,
+        mut tokenizer: Tokenizer,
+        settings: OutputSettings,
+        name: impl Into<String>,
+    ) -> Result<Self> {
+        let max = settings.max_seq_length;
+        if max < 2 || max > config.max_position_embeddings {
+            return Err(Error::invalid_config(
+                "max_seq_length",
+                max,
+                format!(
+                    "must be between 2 (room for [CLS] and [SEP]) and the model's max_position_embeddings ({})",
+                    config.max_position_embeddings
+                ),
+            ));
+        }
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+        tokenizer.with_padding(None);
+        Ok(BertEmbedder {
+            model,
+            tokenizer,
+            settings,
+            dimension: config.hidden_size,
+            pad_id: config.pad_token_id as u32,
+            pool: None,
+            name: name.into(),
+        })
+    }
+
+    /// The output settings in force.
+    pub fn settings(&self) -> OutputSettings {
+        self.settings
+    }
+
+    /// The number of compute threads, when a dedicated pool was requested.
+    pub fn threads(&self) -> Option<usize> {
+        self.pool.as_ref().map(|p| p.current_num_threads())
+    }
+
+    /// The token ids each text becomes ([CLS] and [SEP] included, truncated
+    /// at `max_seq_length`, unpadded): what the model sees, for inspection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenization`] when the tokenizer fails.
+    pub fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self.run(|| self.encode(texts))?;
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Runs `f` on the dedicated thread pool, if any, so that candle's and
+    /// the tokenizer's rayon work stays within it.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
+    fn encode(&self, texts: &[&str]) -> Result<Vec<tokenizers::Encoding>> {
+        self.tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))
+    }
+
+    fn forward(&self, encodings: &[tokenizers::Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let batch = encodings.len();
+        let len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+        let mut ids = vec![self.pad_id; batch * len];
+        let mut mask = vec![0f32; batch * len];
+        for (row, enc) in encodings.iter().enumerate() {
+            let start = row * len;
+            ids[start..start + enc.len()].copy_from_slice(enc.get_ids());
+            mask[start..start + enc.len()].fill(1.0);
+        }
+        let device = Device::Cpu;
+        let ids = Tensor::from_vec(ids, (batch, len), &device)?;
+        let mask = Tensor::from_vec(mask, (batch, len), &device)?;
+        // Single-segment input: every token type id is 0.
+        let type_ids = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let pooled = self.settings.pooling.apply(&hidden, &mask)?;
+        let out = if self.settings.normalize {
+            pooling::l2_normalize(&pooled)?
+        } else {
+            pooled
+        };
+        out.to_dtype(DType::F32)?.to_vec2()
+    }
+}
+
+impl Embedder for BertEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|| {
+            let encodings = self.encode(texts)?;
+            self.forward(&encodings)
+                .map_err(|e| Error::Inference(boxed(e)))
+        })
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn max_seq_length(&self) -> usize {
+        self.settings.max_seq_length
+    }
+
+    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|| Ok(self.encode(texts)?.iter().map(|e| e.len()).collect()))
+    }
+}
+
+/// Settings for loading a [`BertEmbedder`]; [`build`](Self::build) checks them.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct BertEmbedderBuilder {
+    source: Option<ModelSource>,
+    normalize: Option<bool>,
+    threads: Option<usize>,
+    max_seq_length: Option<usize>,
+}
+
+impl BertEmbedderBuilder {
+    /// Where to load the model from. Default:
+    /// [`ModelSource::from_env_or_default`].
+    pub fn source(mut self, source: impl Into<ModelSource>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Forces L2 normalisation on or off. Default: on when the model's
+    /// `modules.json` has a `Normalize` module.
+    pub fn normalize(mut self, normalize: bool) -> Self {
+        self.normalize = Some(normalize);
+        self
+    }
+
+    /// Runs tokenisation and forward passes on a dedicated pool of `threads`
+    /// threads. Default: none, so candle uses rayon's global pool (sized by
+    /// `RAYON_NUM_THREADS`, else the number of CPUs). See `docs/threads.md`.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Truncates texts to this many tokens (special tokens included). Default:
+    /// `max_seq_length` from `sentence_bert_config.json`, else the model's
+    /// `max_position_embeddings`.
+    pub fn max_seq_length(mut self, tokens: usize) -> Self {
+        self.max_seq_length = Some(tokens);
+        self
+    }
+
+    /// Loads the model.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidConfig`] for a zero thread count or a sequence
+    ///   length the model cannot take;
+    /// - [`Error::ModelFile`] naming the file for a missing directory or
+    ///   file, unreadable JSON, a missing or misshapen tensor, a corrupt
+    ///   weights file, an unsupported architecture, pooling or module;
+    /// - [`Error::Hub`] when a hub file can be neither found in the cache nor
+    ///   fetched;
+    /// - [`Error::ThreadPool`] when the thread pool cannot start.
+    pub fn build(self) -> Result<BertEmbedder> {
+        if self.threads == Some(0) {
+            return Err(Error::invalid_config(
+                "threads",
+                0,
+                "at least one compute thread is needed",
+            ));
+        }
+        let source = self
+            .source
+            .unwrap_or_else(ModelSource::from_env_or_default);
+        tracing::info!(model = %source, "loading BERT embedder");
+        let files = source.resolve()?;
+        let config = load_bert_config(&files)?;
+        let sentence = SentenceConfig::load(&files)?;
+        let tokenizer = load_tokenizer(&files)?;
+        let model = load_weights(&files, &config)?;
+        let settings = OutputSettings {
+            pooling: sentence.pooling,
+            normalize: self.normalize.unwrap_or(sentence.normalize),
+            max_seq_length: self
+                .max_seq_length
+                .or(sentence.max_seq_length)
+                .unwrap_or(config.max_position_embeddings),
+        };
+        let mut embedder =
+            BertEmbedder::from_parts(model, &config, tokenizer, settings, source.id())?;
+        if let Some(threads) = self.threads {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("membatch-compute-{i}"))
+                .build()
+                .map_err(|e| Error::ThreadPool {
+                    threads,
+                    source: boxed(e),
+                })?;
+            embedder.pool = Some(pool);
+        }
+        tracing::info!(
+            model = %source,
+            dimension = embedder.dimension,
+            ?settings,
+            threads = ?embedder.threads(),
+            "BERT embedder ready"
+        );
+        Ok(embedder)
+    }
+}
+
+fn load_bert_config(files: &ModelFiles) -> Result<BertConfig> {
+    let path = files.required("config.json")?;
+    let value: serde_json::Value = read_json(&path)?;
+    let model_type = value.get("model_type").and_then(|v| v.as_str());
+    let architectures: Vec<&str> = value
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let is_bert = match model_type {
+        Some(t) => t == "bert",
+        None => architectures.iter().any(|a| a.starts_with("Bert")),
+    };
+    if !is_bert {
+        let found = model_type
+            .map(str::to_string)
+            .or_else(|| architectures.first().map(|a| a.to_string()))
+            .unwrap_or_else(|| "unknown (no model_type)".to_string());
+        return Err(Error::model_file(
+            &path,
+            ModelFileError::UnsupportedArchitecture { found },
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))
+}
+
+fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
+    let path = files.required("tokenizer.json")?;
+    Tokenizer::from_file(&path)
+        .map_err(|e| Error::model_file(&path, ModelFileError::Tokenizer(BoxError::from(e))))
+}
+
+fn load_weights(files: &ModelFiles, config: &BertConfig) -> Result<BertModel> {
+    let path = match files.required("model.safetensors") {
+        Ok(p) => p,
+        Err(Error::ModelFile { path, .. }) if has_pytorch_weights(files) => {
+            return Err(Error::model_file(
+                path,
+                ModelFileError::Missing {
+                    hint: " (only pytorch_model.bin is present: membatch reads safetensors; convert the weights)".into(),
+                },
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let weights_error = |e: candle_core::Error| {
+        Error::model_file(&path, ModelFileError::Weights(boxed(e)))
+    };
+    // SAFETY: the file is memory-mapped read-only. Like every mmap user we
+    // rely on nobody truncating or rewriting it while the model is loaded;
+    // model files are written once and then only read.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
+        .map_err(weights_error)?;
+    BertModel::load(vb, config).map_err(weights_error)
+}
+
+fn has_pytorch_weights(files: &ModelFiles) -> bool {
+    matches!(files.optional("pytorch_model.bin"), Ok(Some(p)) if Path::new(&p).is_file())
+}

@@ -1,0 +1,165 @@
+//! The crate's error type.
+//!
+//! Every fallible function in membatch returns [`Result<T>`]. Variants are
+//! structured (paths, names, values) rather than strings so that a caller can
+//! react to them, and the whole type is `Clone` so that one failure can be
+//! handed to every caller that waited on the same batch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A boxed, shareable error from a lower layer (I/O, JSON, candle, tokenizers).
+pub type BoxError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for `Result<T, membatch::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in membatch.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file of the model could not be found or used. `path` names the file.
+    #[error("model file {}: {kind}", path.display())]
+    ModelFile {
+        /// The file at fault (or the directory, when the whole model is missing).
+        path: PathBuf,
+        /// What is wrong with it.
+        kind: ModelFileError,
+    },
+
+    /// A file could not be fetched from the Hugging Face hub or found in its cache.
+    #[error("cannot get {file} of {repo} from the Hugging Face hub: {reason}")]
+    Hub {
+        /// The repository id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+        repo: String,
+        /// The file within the repository.
+        file: String,
+        /// Why it failed, with what to do about it.
+        reason: String,
+    },
+
+    /// A setting has a value that cannot work.
+    #[error("invalid setting {name} = {value:?}: {reason}")]
+    InvalidConfig {
+        /// The setting (or environment variable) at fault.
+        name: String,
+        /// The value it was given.
+        value: String,
+        /// Why it cannot work.
+        reason: String,
+    },
+
+    /// The tokenizer failed on an input.
+    #[error("tokenization failed: {0}")]
+    Tokenization(#[source] BoxError),
+
+    /// The backend failed while computing embeddings.
+    #[error("inference failed: {0}")]
+    Inference(#[source] BoxError),
+
+    /// The compute thread pool could not be created.
+    #[error("cannot start a compute thread pool of {threads} threads: {source}")]
+    ThreadPool {
+        /// The requested number of threads.
+        threads: usize,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// What is wrong with a model file; carried by [`Error::ModelFile`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelFileError {
+    /// The file (or directory) does not exist.
+    #[error("not found{hint}")]
+    Missing {
+        /// Advice on how to get the file, possibly empty.
+        hint: String,
+    },
+    /// The file exists but could not be read.
+    #[error("cannot read it: {0}")]
+    Io(#[source] BoxError),
+    /// The file is not the JSON that was expected.
+    #[error("invalid JSON: {0}")]
+    Json(#[source] BoxError),
+    /// The weights are unreadable, or a tensor is missing or has the wrong shape.
+    #[error("invalid weights: {0}")]
+    Weights(#[source] BoxError),
+    /// The tokenizer file could not be loaded.
+    #[error("invalid tokenizer: {0}")]
+    Tokenizer(#[source] BoxError),
+    /// The model is not an architecture this backend runs.
+    #[error("unsupported architecture {found:?} (membatch runs BERT-family encoders, model_type \"bert\")")]
+    UnsupportedArchitecture {
+        /// The architecture named by the file.
+        found: String,
+    },
+    /// The sentence-transformers pooling mode is not one membatch implements.
+    #[error("unsupported pooling {found:?} (supported: mean, cls, max)")]
+    UnsupportedPooling {
+        /// The pooling mode(s) the file enables.
+        found: String,
+    },
+    /// `modules.json` lists a module membatch cannot run.
+    #[error("unsupported sentence-transformers module {found:?} (supported: Transformer, Pooling, Normalize)")]
+    UnsupportedModule {
+        /// The module type named by the file.
+        found: String,
+    },
+}
+
+impl Error {
+    /// An [`Error::ModelFile`] for `path`.
+    pub(crate) fn model_file(path: impl Into<PathBuf>, kind: ModelFileError) -> Self {
+        Error::ModelFile {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    /// An [`Error::InvalidConfig`].
+    #[cfg_attr(not(feature = "candle"), allow(dead_code))]
+    pub(crate) fn invalid_config(
+        name: impl Into<String>,
+        value: impl ToString,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidConfig {
+            name: name.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Wraps any error as a [`BoxError`].
+#[cfg_attr(not(feature = "candle"), allow(dead_code))]
+pub(crate) fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> BoxError {
+    Arc::new(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_file_and_the_problem() {
+        let e = Error::model_file(
+            "/m/config.json",
+            ModelFileError::UnsupportedArchitecture {
+                found: "gpt2".into(),
+            },
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("/m/config.json"), "{msg}");
+        assert!(msg.contains("gpt2"), "{msg}");
+    }
+
+    #[test]
+    fn error_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<Error>();
+    }
+}

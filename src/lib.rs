@@ -1,0 +1,53 @@
+//! # membatch
+//!
+//! Run text-embedding models on CPU inside a memory limit without crashing
+//! the host.
+//!
+//! ## Overview
+//!
+//! - [`Embedder`] is the small, object-safe trait every backend implements:
+//!   embed a batch, and tell a batcher the facts it plans with (dimension,
+//!   maximum sequence length, per-text token counts).
+//! - [`BertEmbedder`] (feature `candle`) runs BERT-family sentence models such
+//!   as all-MiniLM-L6-v2 on candle's CPU backend and matches
+//!   sentence-transformers' output.
+//! - [`ModelSource`] finds a model: a local directory, or a Hugging Face hub
+//!   repository through hf-hub's cache (offline with `HF_HUB_OFFLINE=1`).
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use membatch::{BertEmbedder, Embedder};
+//!
+//! let embedder = BertEmbedder::builder().build()?;
+//! let vectors = embedder.embed(&["The quick brown fox.", "A lazy dog."])?;
+//! assert_eq!(vectors.len(), 2);
+//! assert_eq!(vectors[0].len(), 384);
+//! # Ok::<(), membatch::Error>(())
+//! ```
+//!
+//! ## Crate features
+//!
+//! - **`candle`** (default) — the candle-backed [`BertEmbedder`], with
+//!   `tokenizers` and the `hub` feature. Without it the crate is the
+//!   backend-free core (trait, errors, model sources), so a service with
+//!   another backend does not compile candle.
+//! - **`hub`** (enabled by `candle`) — [`ModelSource::Hub`] fetches through
+//!   `hf-hub`. Without it, hub sources return [`Error::Hub`].
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod bench_support;
+mod embedder;
+mod error;
+pub mod source;
+
+#[cfg(feature = "candle")]
+pub mod bert;
+
+pub use embedder::Embedder;
+pub use error::{BoxError, Error, ModelFileError, Result};
+pub use source::{HubModel, ModelSource};
+
+#[cfg(feature = "candle")]
+pub use bert::{BertEmbedder, BertEmbedderBuilder, OutputSettings, Pooling};

@@ -1,0 +1,209 @@
+//! Helpers shared by the integration tests: the golden reference data, the
+//! real model (which must be present), and tiny random models built on the fly.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::bert::{BertModel, Config};
+use membatch::{BertEmbedder, ModelSource};
+use serde::Deserialize;
+
+/// sentence-transformers' output for all-MiniLM-L6-v2 on 40 edge-case texts.
+#[derive(Deserialize)]
+pub struct Golden {
+    pub texts: Vec<String>,
+    pub token_counts: Vec<usize>,
+    pub input_ids: Vec<Vec<u32>>,
+    pub embeddings: Vec<Vec<f32>>,
+    pub unnormalized_mean_pooled: Vec<GoldenRow>,
+    pub model_safetensors_sha256: String,
+}
+
+#[derive(Deserialize)]
+pub struct GoldenRow {
+    pub index: usize,
+    pub text: String,
+    pub embedding: Vec<f32>,
+}
+
+pub fn golden() -> Golden {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-MiniLM-L6-v2.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("read golden file"))
+        .expect("parse golden file")
+}
+
+/// The real all-MiniLM-L6-v2, resolved as the library does by default.
+/// Panics, never skips, when the weights are missing.
+pub fn real_model() -> BertEmbedder {
+    real_model_with(BertEmbedder::builder())
+}
+
+pub fn real_model_with(builder: membatch::BertEmbedderBuilder) -> BertEmbedder {
+    let source = ModelSource::from_env_or_default();
+    builder.source(source.clone()).build().unwrap_or_else(|e| {
+        panic!(
+            "the real model weights are required for this test and could not be loaded from \
+             {source}: {e}\nRun scripts/fetch-model.sh first (scripts/test.sh does)."
+        )
+    })
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vector lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+/// Options for a tiny random BERT model directory.
+#[derive(Clone)]
+pub struct Tiny {
+    /// "mean", "cls" or "max" (the pooling config flag to set), or a raw
+    /// pooling config JSON when it starts with '{'.
+    pub pooling: String,
+    pub normalize: bool,
+    pub max_seq_length: usize,
+    pub max_position_embeddings: usize,
+}
+
+impl Default for Tiny {
+    fn default() -> Self {
+        Tiny {
+            pooling: "mean".into(),
+            normalize: true,
+            max_seq_length: 24,
+            max_position_embeddings: 64,
+        }
+    }
+}
+
+pub const TINY_HIDDEN: usize = 32;
+
+/// The tiny model's vocabulary: specials, some words, word pieces, CJK.
+pub const TINY_VOCAB: &[&str] = &[
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "the", "quick", "brown",
+    "fox", "a", "man", "is", "eating", "food", ".", ",", "!", "?", "##s", "##ing", "emb",
+    "##ed", "##d", "東", "京", "日", "本", "lazy", "dog", "jump", "cafe",
+];
+
+pub fn tiny_config(max_position_embeddings: usize) -> Config {
+    serde_json::from_value(tiny_config_json(max_position_embeddings)).unwrap()
+}
+
+fn tiny_config_json(max_position_embeddings: usize) -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": TINY_VOCAB.len(),
+        "hidden_size": TINY_HIDDEN,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": max_position_embeddings,
+        "type_vocab_size": 2,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute"
+    })
+}
+
+/// A BERT WordPiece tokenizer.json over [`TINY_VOCAB`]. Like the real
+/// all-MiniLM-L6-v2 file it carries its own truncation (8) and fixed padding
+/// (16), which the embedder must replace.
+pub fn tiny_tokenizer_json() -> String {
+    let vocab: serde_json::Map<String, serde_json::Value> = TINY_VOCAB
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), i.into()))
+        .collect();
+    let added: Vec<serde_json::Value> = TINY_VOCAB[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                               "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0},
+        "padding": {"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": null,
+                    "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"},
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                       "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab}
+    })
+    .to_string()
+}
+
+/// Writes a complete tiny model directory (random weights) and returns it.
+pub fn tiny_model_dir(opts: &Tiny) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(dir.path(), opts);
+    dir
+}
+
+pub fn write_tiny_model(dir: &Path, opts: &Tiny) {
+    let config = tiny_config(opts.max_position_embeddings);
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    BertModel::load(vb, &config).unwrap();
+    varmap.save(dir.join("model.safetensors")).unwrap();
+    write(dir, "config.json", &tiny_config_json(opts.max_position_embeddings).to_string());
+    write(dir, "tokenizer.json", &tiny_tokenizer_json());
+    let mut modules = vec![
+        serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
+        serde_json::json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
+    ];
+    if opts.normalize {
+        modules.push(serde_json::json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
+    }
+    write(dir, "modules.json", &serde_json::Value::from(modules).to_string());
+    let pooling = if opts.pooling.starts_with('{') {
+        opts.pooling.clone()
+    } else {
+        let flag = match opts.pooling.as_str() {
+            "mean" => "pooling_mode_mean_tokens",
+            "cls" => "pooling_mode_cls_token",
+            "max" => "pooling_mode_max_tokens",
+            other => panic!("unknown pooling {other}"),
+        };
+        format!(r#"{{"word_embedding_dimension": {TINY_HIDDEN}, "{flag}": true}}"#)
+    };
+    write(dir, "1_Pooling/config.json", &pooling);
+    write(
+        dir,
+        "sentence_bert_config.json",
+        &format!(r#"{{"max_seq_length": {}, "do_lower_case": false}}"#, opts.max_seq_length),
+    );
+}
+
+pub fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Loads a tiny model directory with default settings.
+pub fn tiny(opts: &Tiny) -> (tempfile::TempDir, BertEmbedder) {
+    let dir = tiny_model_dir(opts);
+    let e = BertEmbedder::load(ModelSource::dir(dir.path())).expect("load tiny model");
+    (dir, e)
+}
