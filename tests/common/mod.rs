@@ -160,6 +160,7 @@ pub fn tiny_model_dir(opts: &Tiny) -> tempfile::TempDir {
 }
 
 pub fn write_tiny_model(dir: &Path, opts: &Tiny) {
+    std::fs::create_dir_all(dir).unwrap();
     let config = tiny_config(opts.max_position_embeddings);
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

@@ -1,0 +1,43 @@
+//! Public types can be shared across threads, and the trait is object-safe.
+
+use std::sync::Arc;
+
+use membatch::{BertEmbedder, Embedder, Error, ModelSource};
+
+fn send_sync<T: Send + Sync>() {}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    send_sync::<BertEmbedder>();
+    send_sync::<Error>();
+    send_sync::<ModelSource>();
+    send_sync::<Arc<dyn Embedder>>();
+}
+
+#[test]
+fn embedder_is_object_safe_and_pointers_forward() {
+    struct Constant;
+    impl Embedder for Constant {
+        fn embed(&self, texts: &[&str]) -> membatch::Result<Vec<Vec<f32>>> {
+            Ok(texts.iter().map(|_| vec![1.0, 2.0]).collect())
+        }
+        fn dimension(&self) -> usize {
+            2
+        }
+        fn max_seq_length(&self) -> usize {
+            7
+        }
+        fn token_counts(&self, texts: &[&str]) -> membatch::Result<Vec<usize>> {
+            Ok(texts.iter().map(|t| t.len()).collect())
+        }
+    }
+    fn generic<E: Embedder>(e: E) -> (usize, usize) {
+        (e.dimension(), e.embed(&["a", "b"]).unwrap().len())
+    }
+    let shared: Arc<dyn Embedder> = Arc::new(Constant);
+    assert_eq!(generic(shared.clone()), (2, 2));
+    assert_eq!(generic(&*shared), (2, 2));
+    let boxed: Box<dyn Embedder> = Box::new(Constant);
+    assert_eq!(boxed.max_seq_length(), 7);
+    assert_eq!(boxed.token_counts(&["abc"]).unwrap(), vec![3]);
+}

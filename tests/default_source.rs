@@ -1,0 +1,29 @@
+//! How the default model is found. One test function, because it changes
+//! process-wide environment variables.
+
+use membatch::source::{default_model_dir, DEFAULT_MODEL};
+use membatch::ModelSource;
+
+#[test]
+fn default_resolution_order() {
+    let home = tempfile::tempdir().unwrap();
+    std::env::set_var("MEMBATCH_HOME", home.path());
+    std::env::remove_var("MEMBATCH_MODEL");
+    let local = default_model_dir();
+    assert!(local.starts_with(home.path()));
+    assert!(local.ends_with("models/sentence-transformers--all-MiniLM-L6-v2"));
+
+    // Nothing placed: the hub repo.
+    assert_eq!(ModelSource::from_env_or_default(), ModelSource::hub(DEFAULT_MODEL));
+
+    // The fetched copy, once it is there.
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("config.json"), "{}").unwrap();
+    assert_eq!(ModelSource::from_env_or_default(), ModelSource::dir(&local));
+
+    // MEMBATCH_MODEL beats both.
+    std::env::set_var("MEMBATCH_MODEL", "acme/other-model");
+    assert_eq!(ModelSource::from_env_or_default(), ModelSource::hub("acme/other-model"));
+    std::env::set_var("MEMBATCH_MODEL", home.path());
+    assert_eq!(ModelSource::from_env_or_default(), ModelSource::dir(home.path()));
+}

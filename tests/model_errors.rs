@@ -1,0 +1,138 @@
+//! Every broken model directory is a typed error that names the file at fault.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{tiny_model_dir, write, Tiny};
+use membatch::{BertEmbedder, Error, ModelFileError, ModelSource};
+
+fn load(dir: &Path) -> Error {
+    BertEmbedder::load(ModelSource::dir(dir)).expect_err("loading should fail")
+}
+
+/// Asserts `err` is a `ModelFile` error for `file` and returns its kind.
+fn file_error(err: Error, file: &str) -> ModelFileError {
+    let msg = err.to_string();
+    match err {
+        Error::ModelFile { path, kind } => {
+            assert!(path.ends_with(file), "error names {path:?}, expected {file}");
+            assert!(msg.contains(file), "message does not name {file}: {msg}");
+            kind
+        }
+        other => panic!("expected a ModelFile error for {file}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_directory_says_how_to_get_the_model() {
+    let err = load(Path::new("/nonexistent/membatch-model"));
+    let msg = err.to_string();
+    let kind = file_error(err, "membatch-model");
+    assert!(matches!(kind, ModelFileError::Missing { .. }));
+    assert!(msg.contains("fetch-model.sh"), "{msg}");
+}
+
+#[test]
+fn each_missing_required_file_is_named() {
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let dir = tiny_model_dir(&Tiny::default());
+        std::fs::remove_file(dir.path().join(file)).unwrap();
+        let kind = file_error(load(dir.path()), file);
+        assert!(matches!(kind, ModelFileError::Missing { .. }), "{file}: {kind:?}");
+    }
+}
+
+#[test]
+fn pytorch_only_weights_get_a_conversion_hint() {
+    let dir = tiny_model_dir(&Tiny::default());
+    std::fs::rename(
+        dir.path().join("model.safetensors"),
+        dir.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let err = load(dir.path());
+    assert!(err.to_string().contains("safetensors"), "{err}");
+    file_error(err, "model.safetensors");
+}
+
+#[test]
+fn unreadable_json_is_named() {
+    for file in ["config.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"] {
+        let dir = tiny_model_dir(&Tiny::default());
+        write(dir.path(), file, "{ not json");
+        let kind = file_error(load(dir.path()), file);
+        assert!(matches!(kind, ModelFileError::Json(_)), "{file}: {kind:?}");
+    }
+}
+
+#[test]
+fn a_config_missing_a_field_is_a_json_error() {
+    let dir = tiny_model_dir(&Tiny::default());
+    write(dir.path(), "config.json", r#"{"model_type": "bert", "vocab_size": 33}"#);
+    let kind = file_error(load(dir.path()), "config.json");
+    assert!(matches!(kind, ModelFileError::Json(_)), "{kind:?}");
+}
+
+#[test]
+fn an_unsupported_architecture_is_named() {
+    let dir = tiny_model_dir(&Tiny::default());
+    write(dir.path(), "config.json", r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}"#);
+    let kind = file_error(load(dir.path()), "config.json");
+    assert!(
+        matches!(&kind, ModelFileError::UnsupportedArchitecture { found } if found == "gpt2"),
+        "{kind:?}"
+    );
+}
+
+#[test]
+fn an_unsupported_pooling_is_named() {
+    let dir = tiny_model_dir(&Tiny {
+        pooling: r#"{"pooling_mode_mean_sqrt_len_tokens": true}"#.into(),
+        ..Tiny::default()
+    });
+    let kind = file_error(load(dir.path()), "1_Pooling/config.json");
+    assert!(matches!(kind, ModelFileError::UnsupportedPooling { .. }), "{kind:?}");
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let dir = tiny_model_dir(&Tiny::default());
+    let path = dir.path().join("model.safetensors");
+    let mut tensors: HashMap<String, candle_core::Tensor> =
+        candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    assert!(tensors.remove("encoder.layer.1.output.dense.weight").is_some());
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let err = load(dir.path());
+    let msg = err.to_string();
+    let kind = file_error(err, "model.safetensors");
+    assert!(matches!(kind, ModelFileError::Weights(_)), "{kind:?}");
+    assert!(msg.contains("encoder.layer.1.output.dense.weight"), "{msg}");
+}
+
+#[test]
+fn a_tensor_of_the_wrong_shape_is_named() {
+    let dir = tiny_model_dir(&Tiny::default());
+    // Weights were made for intermediate_size 64; claim 48.
+    let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    write(dir.path(), "config.json", &config.replace(r#""intermediate_size":64"#, r#""intermediate_size":48"#));
+    let err = load(dir.path());
+    let msg = err.to_string();
+    let kind = file_error(err, "model.safetensors");
+    assert!(matches!(kind, ModelFileError::Weights(_)), "{kind:?}");
+    assert!(msg.contains("shape"), "{msg}");
+}
+
+#[test]
+fn corrupt_weights_and_tokenizer_are_named() {
+    let dir = tiny_model_dir(&Tiny::default());
+    write(dir.path(), "model.safetensors", "\u{7}garbage that is not safetensors");
+    let kind = file_error(load(dir.path()), "model.safetensors");
+    assert!(matches!(kind, ModelFileError::Weights(_)), "{kind:?}");
+
+    let dir = tiny_model_dir(&Tiny::default());
+    write(dir.path(), "tokenizer.json", r#"{"model": {"type": "Nope"}}"#);
+    let kind = file_error(load(dir.path()), "tokenizer.json");
+    assert!(matches!(kind, ModelFileError::Tokenizer(_)), "{kind:?}");
+}
