@@ -37,6 +37,11 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+// The README's examples are compiled as doctests.
+#[cfg(all(doctest, feature = "candle"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod bench_support;
 mod embedder;
 mod error;

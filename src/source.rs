@@ -365,7 +365,9 @@ mod hub {
             };
             match api.get(name) {
                 Ok(p) => Ok(Some(p)),
-                Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::Status(404, _)) => Ok(None),
+                Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::Status(404, _)) => {
+                    Ok(None)
+                }
                 Err(e) => Err(hub_error(
                     &self.repo_id,
                     name,

@@ -73,7 +73,11 @@ fn pooling_follows_the_models_config() {
         ("pooling_mode_cls_token", Pooling::Cls),
         ("pooling_mode_max_tokens", Pooling::Max),
     ] {
-        common::write(dir.path(), "1_Pooling/config.json", &format!(r#"{{"{flag}": true}}"#));
+        common::write(
+            dir.path(),
+            "1_Pooling/config.json",
+            &format!(r#"{{"{flag}": true}}"#),
+        );
         let e = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
         assert_eq!(e.settings().pooling, want);
         let v = e.embed(&text).unwrap().remove(0);
@@ -82,7 +86,10 @@ fn pooling_follows_the_models_config() {
     }
     for i in 0..3 {
         for j in i + 1..3 {
-            assert!(max_abs_diff(&outs[i], &outs[j]) > 1e-3, "poolings {i} and {j} agree");
+            assert!(
+                max_abs_diff(&outs[i], &outs[j]) > 1e-3,
+                "poolings {i} and {j} agree"
+            );
         }
     }
 }
@@ -104,7 +111,10 @@ fn normalisation_follows_modules_json_and_can_be_overridden() {
     let raw = plain.embed(&text).unwrap().remove(0);
     let unit = forced.embed(&text).unwrap().remove(0);
     let n = norm(&raw);
-    assert!((n - 1.0).abs() > 1e-3, "mean-pooled raw vector should not be unit length");
+    assert!(
+        (n - 1.0).abs() > 1e-3,
+        "mean-pooled raw vector should not be unit length"
+    );
     let scaled: Vec<f32> = raw.iter().map(|x| x / n).collect();
     assert!(max_abs_diff(&scaled, &unit) <= 1e-5);
 }
@@ -112,7 +122,13 @@ fn normalisation_follows_modules_json_and_can_be_overridden() {
 #[test]
 fn cjk_emoji_and_control_characters_work() {
     let (_d, e) = tiny(&Tiny::default());
-    let texts = ["東京", "🍕🍕 pizza", "\u{0}\u{7}hello\u{1b}", "caf\u{e9}", "👨\u{200d}👩\u{200d}👧"];
+    let texts = [
+        "東京",
+        "🍕🍕 pizza",
+        "\u{0}\u{7}hello\u{1b}",
+        "caf\u{e9}",
+        "👨\u{200d}👩\u{200d}👧",
+    ];
     let counts = e.token_counts(&texts).unwrap();
     assert_eq!(counts[0], 4, "one token per CJK character");
     assert_eq!(counts[2], 3, "control characters are dropped");
@@ -157,5 +173,8 @@ fn invalid_settings_are_typed_errors() {
     }
     let short = build(BertEmbedder::builder().max_seq_length(4)).unwrap();
     assert_eq!(short.max_seq_length(), 4);
-    assert_eq!(short.token_counts(&["the quick brown fox"]).unwrap(), vec![4]);
+    assert_eq!(
+        short.token_counts(&["the quick brown fox"]).unwrap(),
+        vec![4]
+    );
 }

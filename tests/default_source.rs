@@ -14,7 +14,10 @@ fn default_resolution_order() {
     assert!(local.ends_with("models/sentence-transformers--all-MiniLM-L6-v2"));
 
     // Nothing placed: the hub repo.
-    assert_eq!(ModelSource::from_env_or_default(), ModelSource::hub(DEFAULT_MODEL));
+    assert_eq!(
+        ModelSource::from_env_or_default(),
+        ModelSource::hub(DEFAULT_MODEL)
+    );
 
     // The fetched copy, once it is there.
     std::fs::create_dir_all(&local).unwrap();
@@ -23,7 +26,13 @@ fn default_resolution_order() {
 
     // MEMBATCH_MODEL beats both.
     std::env::set_var("MEMBATCH_MODEL", "acme/other-model");
-    assert_eq!(ModelSource::from_env_or_default(), ModelSource::hub("acme/other-model"));
+    assert_eq!(
+        ModelSource::from_env_or_default(),
+        ModelSource::hub("acme/other-model")
+    );
     std::env::set_var("MEMBATCH_MODEL", home.path());
-    assert_eq!(ModelSource::from_env_or_default(), ModelSource::dir(home.path()));
+    assert_eq!(
+        ModelSource::from_env_or_default(),
+        ModelSource::dir(home.path())
+    );
 }

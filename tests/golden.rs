@@ -57,7 +57,12 @@ fn unnormalized_output_matches_mean_pooling() {
     for row in &g.unnormalized_mean_pooled {
         let got = model.embed(&[row.text.as_str()]).unwrap();
         let d = max_abs_diff(&got[0], &row.embedding);
-        assert!(d <= TOL, "text {} {:?}: max abs diff {d}", row.index, row.text);
+        assert!(
+            d <= TOL,
+            "text {} {:?}: max abs diff {d}",
+            row.index,
+            row.text
+        );
     }
 }
 

@@ -17,7 +17,10 @@ fn file_error(err: Error, file: &str) -> ModelFileError {
     let msg = err.to_string();
     match err {
         Error::ModelFile { path, kind } => {
-            assert!(path.ends_with(file), "error names {path:?}, expected {file}");
+            assert!(
+                path.ends_with(file),
+                "error names {path:?}, expected {file}"
+            );
             assert!(msg.contains(file), "message does not name {file}: {msg}");
             kind
         }
@@ -40,7 +43,10 @@ fn each_missing_required_file_is_named() {
         let dir = tiny_model_dir(&Tiny::default());
         std::fs::remove_file(dir.path().join(file)).unwrap();
         let kind = file_error(load(dir.path()), file);
-        assert!(matches!(kind, ModelFileError::Missing { .. }), "{file}: {kind:?}");
+        assert!(
+            matches!(kind, ModelFileError::Missing { .. }),
+            "{file}: {kind:?}"
+        );
     }
 }
 
@@ -59,7 +65,12 @@ fn pytorch_only_weights_get_a_conversion_hint() {
 
 #[test]
 fn unreadable_json_is_named() {
-    for file in ["config.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"] {
+    for file in [
+        "config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+    ] {
         let dir = tiny_model_dir(&Tiny::default());
         write(dir.path(), file, "{ not json");
         let kind = file_error(load(dir.path()), file);
@@ -70,7 +81,11 @@ fn unreadable_json_is_named() {
 #[test]
 fn a_config_missing_a_field_is_a_json_error() {
     let dir = tiny_model_dir(&Tiny::default());
-    write(dir.path(), "config.json", r#"{"model_type": "bert", "vocab_size": 33}"#);
+    write(
+        dir.path(),
+        "config.json",
+        r#"{"model_type": "bert", "vocab_size": 33}"#,
+    );
     let kind = file_error(load(dir.path()), "config.json");
     assert!(matches!(kind, ModelFileError::Json(_)), "{kind:?}");
 }
@@ -78,7 +93,11 @@ fn a_config_missing_a_field_is_a_json_error() {
 #[test]
 fn an_unsupported_architecture_is_named() {
     let dir = tiny_model_dir(&Tiny::default());
-    write(dir.path(), "config.json", r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}"#);
+    write(
+        dir.path(),
+        "config.json",
+        r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}"#,
+    );
     let kind = file_error(load(dir.path()), "config.json");
     assert!(
         matches!(&kind, ModelFileError::UnsupportedArchitecture { found } if found == "gpt2"),
@@ -93,7 +112,10 @@ fn an_unsupported_pooling_is_named() {
         ..Tiny::default()
     });
     let kind = file_error(load(dir.path()), "1_Pooling/config.json");
-    assert!(matches!(kind, ModelFileError::UnsupportedPooling { .. }), "{kind:?}");
+    assert!(
+        matches!(kind, ModelFileError::UnsupportedPooling { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -102,7 +124,9 @@ fn a_missing_tensor_is_named() {
     let path = dir.path().join("model.safetensors");
     let mut tensors: HashMap<String, candle_core::Tensor> =
         candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
-    assert!(tensors.remove("encoder.layer.1.output.dense.weight").is_some());
+    assert!(tensors
+        .remove("encoder.layer.1.output.dense.weight")
+        .is_some());
     candle_core::safetensors::save(&tensors, &path).unwrap();
     let err = load(dir.path());
     let msg = err.to_string();
@@ -116,7 +140,11 @@ fn a_tensor_of_the_wrong_shape_is_named() {
     let dir = tiny_model_dir(&Tiny::default());
     // Weights were made for intermediate_size 64; claim 48.
     let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
-    write(dir.path(), "config.json", &config.replace(r#""intermediate_size":64"#, r#""intermediate_size":48"#));
+    write(
+        dir.path(),
+        "config.json",
+        &config.replace(r#""intermediate_size":64"#, r#""intermediate_size":48"#),
+    );
     let err = load(dir.path());
     let msg = err.to_string();
     let kind = file_error(err, "model.safetensors");
@@ -127,12 +155,20 @@ fn a_tensor_of_the_wrong_shape_is_named() {
 #[test]
 fn corrupt_weights_and_tokenizer_are_named() {
     let dir = tiny_model_dir(&Tiny::default());
-    write(dir.path(), "model.safetensors", "\u{7}garbage that is not safetensors");
+    write(
+        dir.path(),
+        "model.safetensors",
+        "\u{7}garbage that is not safetensors",
+    );
     let kind = file_error(load(dir.path()), "model.safetensors");
     assert!(matches!(kind, ModelFileError::Weights(_)), "{kind:?}");
 
     let dir = tiny_model_dir(&Tiny::default());
-    write(dir.path(), "tokenizer.json", r#"{"model": {"type": "Nope"}}"#);
+    write(
+        dir.path(),
+        "tokenizer.json",
+        r#"{"model": {"type": "Nope"}}"#,
+    );
     let kind = file_error(load(dir.path()), "tokenizer.json");
     assert!(matches!(kind, ModelFileError::Tokenizer(_)), "{kind:?}");
 }

@@ -36,7 +36,10 @@ fn a_hub_model_loads_offline_from_the_hf_hub_cache() {
         .path();
     let from_dir = BertEmbedder::load(ModelSource::dir(snapshot)).unwrap();
     let text = ["hello world"];
-    let d = max_abs_diff(&from_hub.embed(&text).unwrap()[0], &from_dir.embed(&text).unwrap()[0]);
+    let d = max_abs_diff(
+        &from_hub.embed(&text).unwrap()[0],
+        &from_dir.embed(&text).unwrap()[0],
+    );
     assert!(d == 0.0, "same files, different output ({d})");
 }
 
@@ -68,6 +71,10 @@ fn parse_tells_directories_from_repo_ids() {
         ModelSource::hub("BAAI/bge-small-en-v1.5")
     );
     for path_like in ["./a/b", "../a", "/abs/path", "~/model", "a/b/c", "plain"] {
-        assert_eq!(ModelSource::parse(path_like), ModelSource::dir(path_like), "{path_like}");
+        assert_eq!(
+            ModelSource::parse(path_like),
+            ModelSource::dir(path_like),
+            "{path_like}"
+        );
     }
 }

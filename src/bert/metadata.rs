@@ -171,8 +171,14 @@ mod tests {
     fn minilm_layout_means_mean_pooling_normalised_256() {
         let dir = dir_with(&[
             ("modules.json", MODULES),
-            ("1_Pooling/config.json", r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}"#),
-            ("sentence_bert_config.json", r#"{"max_seq_length": 256, "do_lower_case": false}"#),
+            (
+                "1_Pooling/config.json",
+                r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}"#,
+            ),
+            (
+                "sentence_bert_config.json",
+                r#"{"max_seq_length": 256, "do_lower_case": false}"#,
+            ),
         ]);
         assert_eq!(
             load(&dir).unwrap(),
@@ -225,7 +231,9 @@ mod tests {
             panic!("{err:?}")
         };
         assert!(path.ends_with("1_Pooling/config.json"));
-        assert!(matches!(kind, ModelFileError::UnsupportedPooling { found } if found == "mean+max"));
+        assert!(
+            matches!(kind, ModelFileError::UnsupportedPooling { found } if found == "mean+max")
+        );
     }
 
     #[test]

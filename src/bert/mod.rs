@@ -287,9 +287,7 @@ impl BertEmbedderBuilder {
                 "at least one compute thread is needed",
             ));
         }
-        let source = self
-            .source
-            .unwrap_or_else(ModelSource::from_env_or_default);
+        let source = self.source.unwrap_or_else(ModelSource::from_env_or_default);
         tracing::info!(model = %source, "loading BERT embedder");
         let files = source.resolve()?;
         let config = load_bert_config(&files)?;
@@ -374,9 +372,8 @@ fn load_weights(files: &ModelFiles, config: &BertConfig) -> Result<BertModel> {
         }
         Err(e) => return Err(e),
     };
-    let weights_error = |e: candle_core::Error| {
-        Error::model_file(&path, ModelFileError::Weights(boxed(e)))
-    };
+    let weights_error =
+        |e: candle_core::Error| Error::model_file(&path, ModelFileError::Weights(boxed(e)));
     // SAFETY: the file is memory-mapped read-only. Like every mmap user we
     // rely on nobody truncating or rewriting it while the model is loaded;
     // model files are written once and then only read.

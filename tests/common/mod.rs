@@ -88,9 +88,9 @@ pub const TINY_HIDDEN: usize = 32;
 
 /// The tiny model's vocabulary: specials, some words, word pieces, CJK.
 pub const TINY_VOCAB: &[&str] = &[
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "the", "quick", "brown",
-    "fox", "a", "man", "is", "eating", "food", ".", ",", "!", "?", "##s", "##ing", "emb",
-    "##ed", "##d", "東", "京", "日", "本", "lazy", "dog", "jump", "cafe",
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "the", "quick", "brown", "fox",
+    "a", "man", "is", "eating", "food", ".", ",", "!", "?", "##s", "##ing", "emb", "##ed", "##d",
+    "東", "京", "日", "本", "lazy", "dog", "jump", "cafe",
 ];
 
 pub fn tiny_config(max_position_embeddings: usize) -> Config {
@@ -166,7 +166,11 @@ pub fn write_tiny_model(dir: &Path, opts: &Tiny) {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     BertModel::load(vb, &config).unwrap();
     varmap.save(dir.join("model.safetensors")).unwrap();
-    write(dir, "config.json", &tiny_config_json(opts.max_position_embeddings).to_string());
+    write(
+        dir,
+        "config.json",
+        &tiny_config_json(opts.max_position_embeddings).to_string(),
+    );
     write(dir, "tokenizer.json", &tiny_tokenizer_json());
     let mut modules = vec![
         serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
@@ -175,7 +179,11 @@ pub fn write_tiny_model(dir: &Path, opts: &Tiny) {
     if opts.normalize {
         modules.push(serde_json::json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
     }
-    write(dir, "modules.json", &serde_json::Value::from(modules).to_string());
+    write(
+        dir,
+        "modules.json",
+        &serde_json::Value::from(modules).to_string(),
+    );
     let pooling = if opts.pooling.starts_with('{') {
         opts.pooling.clone()
     } else {
@@ -191,7 +199,10 @@ pub fn write_tiny_model(dir: &Path, opts: &Tiny) {
     write(
         dir,
         "sentence_bert_config.json",
-        &format!(r#"{{"max_seq_length": {}, "do_lower_case": false}}"#, opts.max_seq_length),
+        &format!(
+            r#"{{"max_seq_length": {}, "do_lower_case": false}}"#,
+            opts.max_seq_length
+        ),
     );
 }
 

@@ -1,0 +1,159 @@
+//! The `embed` example's command-line contract.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{golden, max_abs_diff, norm, tiny_model_dir, Tiny};
+
+/// The example binary, which `cargo test` builds next to the test binaries.
+fn embed_bin() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = deps.parent().unwrap().join("examples").join("embed");
+    assert!(
+        bin.is_file(),
+        "{} not built: run the tests with `cargo test`",
+        bin.display()
+    );
+    bin
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(embed_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Parses the JSON Lines output into (index, embedding) pairs.
+fn parse(stdout: &str) -> Vec<(usize, Vec<f32>)> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let emb = v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            (v["index"].as_u64().unwrap() as usize, emb)
+        })
+        .collect()
+}
+
+#[test]
+fn lines_in_json_lines_out_in_order() {
+    let dir = tiny_model_dir(&Tiny::default());
+    let model = dir.path().to_str().unwrap();
+    // Five lines: a middle empty line is a text, the final newline is not.
+    let input = b"hello world\n\nthe quick brown fox\r\nlazy dog\nhello world\n";
+    let r = run(&["--model", model, "--batch-size", "2"], input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows = parse(&r.stdout);
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(rows.iter().all(|r| r.1.len() == common::TINY_HIDDEN));
+    assert!(
+        max_abs_diff(&rows[0].1, &rows[4].1) <= 1e-5,
+        "same text, same vector"
+    );
+    assert!((norm(&rows[1].1) - 1.0).abs() < 1e-5);
+
+    // Batch size does not change the output; no trailing newline is fine.
+    let r1 = run(
+        &["--model", model, "--batch-size", "1", "--threads", "1"],
+        &input[..input.len() - 1],
+    );
+    let rows1 = parse(&r1.stdout);
+    assert_eq!(rows1.len(), 5);
+    for (a, b) in rows.iter().zip(&rows1) {
+        assert!(max_abs_diff(&a.1, &b.1) <= 1e-5);
+    }
+}
+
+#[test]
+fn no_normalize_gives_raw_vectors_and_empty_input_gives_no_lines() {
+    let dir = tiny_model_dir(&Tiny::default());
+    let model = dir.path().to_str().unwrap();
+    let r = run(&["--model", model, "--no-normalize"], b"hello world\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!((norm(&parse(&r.stdout)[0].1) - 1.0).abs() > 1e-3);
+
+    let r = run(&["--model", model], b"");
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn errors_are_one_line_and_exit_non_zero() {
+    let dir = tiny_model_dir(&Tiny::default());
+    let model = dir.path().to_str().unwrap();
+    let cases: [(&[&str], &[u8], &str); 5] = [
+        (&["--model", "/nonexistent/model"], b"hi\n", "not found"),
+        (
+            &["--model", model, "--batch-size", "0"],
+            b"hi\n",
+            "at least 1",
+        ),
+        (
+            &["--model", model, "--threads", "x"],
+            b"hi\n",
+            "whole number",
+        ),
+        (&["--model", model, "--bogus"], b"hi\n", "--bogus"),
+        (&["--model", model], b"fine\n\xff\xfe\n", "line 2"),
+    ];
+    for (args, stdin, needle) in cases {
+        let r = run(args, stdin);
+        assert_ne!(r.code, 0, "{args:?} should fail");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {:?}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {:?}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{:?}", r.stderr);
+    }
+}
+
+#[test]
+fn real_model_output_matches_sentence_transformers() {
+    // The default model, resolved as the library does (the fetched copy).
+    let g = golden();
+    let picked: Vec<usize> = (0..g.texts.len())
+        .filter(|&i| !g.texts[i].contains(['\n', '\r']))
+        .collect();
+    let input: String = picked
+        .iter()
+        .map(|&i| format!("{}\n", g.texts[i]))
+        .collect();
+    let r = run(&["--batch-size", "8"], input.as_bytes());
+    assert_eq!(r.code, 0, "the real model is required: {}", r.stderr);
+    let rows = parse(&r.stdout);
+    assert_eq!(rows.len(), picked.len());
+    for (row, &i) in rows.iter().zip(&picked) {
+        let d = max_abs_diff(&row.1, &g.embeddings[i]);
+        assert!(d <= 1e-4, "text {i} {:?}: {d}", g.texts[i]);
+    }
+}
