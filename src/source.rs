@@ -167,7 +167,7 @@ impl ModelSource {
             }
             #[cfg(feature = "hub")]
             ModelSource::Hub(hub) => Ok(ModelFiles {
-                inner: Files::Hub(hub::HubFiles::new(hub)?),
+                inner: Files::Hub(Box::new(hub::HubFiles::new(hub)?)),
             }),
             #[cfg(not(feature = "hub"))]
             ModelSource::Hub(hub) => Err(Error::Hub {
@@ -207,7 +207,7 @@ pub struct ModelFiles {
 enum Files {
     Dir(PathBuf),
     #[cfg(feature = "hub")]
-    Hub(hub::HubFiles),
+    Hub(Box<hub::HubFiles>),
 }
 
 impl ModelFiles {

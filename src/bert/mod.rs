@@ -143,7 +143,7 @@ impl BertEmbedder {
         self.pool.as_ref().map(|p| p.current_num_threads())
     }
 
-    /// The token ids each text becomes ([CLS] and [SEP] included, truncated
+    /// The token ids each text becomes (`[CLS]` and `[SEP]` included, truncated
     /// at `max_seq_length`, unpadded): what the model sees, for inspection.
     ///
     /// # Errors

@@ -7,9 +7,9 @@ use candle_core::{DType, IndexOp, Result, Tensor, D};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Pooling {
-    /// Mean over the real tokens (the mask), [CLS] and [SEP] included.
+    /// Mean over the real tokens (the mask), `[CLS]` and `[SEP]` included.
     Mean,
-    /// The state of the first token ([CLS]).
+    /// The state of the first token (`[CLS]`).
     Cls,
     /// Element-wise maximum over the real tokens.
     Max,
