@@ -6,4 +6,4 @@ use criterion::criterion_main;
 
 mod benchmarks;
 
-criterion_main!(benchmarks::embedder::benches);
+criterion_main!(benchmarks::memory::benches, benchmarks::embedder::benches);

@@ -49,6 +49,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The work does not fit in the memory budget right now, even after a
+    /// cleanup: shrink it (a smaller batch) and ask again.
+    #[error("memory pressure ({level}): the work needs {needed} bytes but only {available} are available in the budget; retry with less")]
+    MemoryPressure {
+        /// The estimate that was asked for, in bytes.
+        needed: u64,
+        /// The headroom left in the budget, in bytes.
+        available: u64,
+        /// The pressure level at the refusal.
+        level: crate::memory::PressureLevel,
+    },
+
     /// The tokenizer failed on an input.
     #[error("tokenization failed: {0}")]
     Tokenization(#[source] BoxError),
@@ -120,7 +132,6 @@ impl Error {
     }
 
     /// An [`Error::InvalidConfig`].
-    #[cfg_attr(not(feature = "candle"), allow(dead_code))]
     pub(crate) fn invalid_config(
         name: impl Into<String>,
         value: impl ToString,

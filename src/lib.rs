@@ -45,6 +45,7 @@ struct ReadmeDoctests;
 pub mod bench_support;
 mod embedder;
 mod error;
+pub mod memory;
 pub mod source;
 
 #[cfg(feature = "candle")]
@@ -52,6 +53,7 @@ pub mod bert;
 
 pub use embedder::Embedder;
 pub use error::{BoxError, Error, ModelFileError, Result};
+pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard, PressureLevel};
 pub use source::{HubModel, ModelSource};
 
 #[cfg(feature = "candle")]

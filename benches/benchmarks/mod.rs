@@ -1,1 +1,2 @@
 pub(crate) mod embedder;
+pub(crate) mod memory;

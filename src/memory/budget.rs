@@ -1,0 +1,356 @@
+//! [`MemoryBudget`] and its RAII [`MemoryGuard`].
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::config::MemoryConfig;
+use super::pressure::PressureLevel;
+use super::probe::{MemoryProbe, MemorySnapshot, SystemProbe};
+use super::reclaim::{AllocatorReclaim, Reclaim};
+use crate::error::{Error, Result};
+
+/// One reading of memory against the budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryReading {
+    /// The raw figures.
+    pub snapshot: MemorySnapshot,
+    /// The budget in bytes at this reading (it follows the effective limit).
+    pub budget_bytes: u64,
+    /// The figure compared with the budget (see [`MemorySnapshot::figure_bytes`]).
+    pub figure_bytes: u64,
+    /// The pressure level after this reading, hysteresis applied.
+    pub level: PressureLevel,
+}
+
+impl MemoryReading {
+    /// Budget minus figure, zero when over budget.
+    pub fn headroom_bytes(&self) -> u64 {
+        self.budget_bytes.saturating_sub(self.figure_bytes)
+    }
+
+    /// Figure as a fraction of the budget.
+    pub fn fraction(&self) -> f64 {
+        self.figure_bytes as f64 / self.budget_bytes.max(1) as f64
+    }
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryMetrics {
+    /// Guards granted.
+    pub guards: u64,
+    /// Requests refused with [`Error::MemoryPressure`].
+    pub refusals: u64,
+    /// Cleanups forced (before a refusal, under pressure, or every N guards).
+    pub cleanups: u64,
+    /// The highest figure seen, in bytes (including the peaks of guarded work).
+    pub peak_figure_bytes: u64,
+    /// How far the last guarded work raised the process's memory at its peak.
+    pub last_work_peak_bytes: Option<u64>,
+    /// Bytes reserved by guards that are still alive.
+    pub reserved_bytes: u64,
+}
+
+/// The memory the work may use, read against what the process really uses.
+///
+/// Cheap to clone (an `Arc` inside); clones share state and counters.
+///
+/// ```
+/// use membatch::memory::{MemoryBudget, MemoryConfig};
+///
+/// let budget = MemoryBudget::new(MemoryConfig::default());
+/// let reading = budget.read();
+/// assert!(reading.budget_bytes > 0);
+/// {
+///     let _guard = budget.acquire(1 << 20)?; // 1 MiB of work
+///     // ... run the batch ...
+/// } // dropped: the peak is recorded, cleanup runs when due
+/// assert_eq!(budget.metrics().guards, 1);
+/// # Ok::<(), membatch::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: MemoryConfig,
+    probe: Arc<dyn MemoryProbe>,
+    reclaim: Arc<dyn Reclaim>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    level: PressureLevel,
+    since_cleanup: u32,
+    metrics: MemoryMetrics,
+}
+
+impl MemoryBudget {
+    /// A budget over the real system ([`SystemProbe`]) that cleans up with
+    /// the process allocator ([`AllocatorReclaim`]).
+    pub fn new(config: MemoryConfig) -> Self {
+        Self::with_parts(
+            config,
+            Arc::new(SystemProbe::new()),
+            Arc::new(AllocatorReclaim),
+        )
+    }
+
+    /// [`MemoryBudget::new`] with [`MemoryConfig::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming a variable with a bad value.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self::new(MemoryConfig::from_env()?))
+    }
+
+    /// A budget with an injected probe and reclaimer (tests, other platforms).
+    pub fn with_parts(
+        config: MemoryConfig,
+        probe: Arc<dyn MemoryProbe>,
+        reclaim: Arc<dyn Reclaim>,
+    ) -> Self {
+        MemoryBudget {
+            inner: Arc::new(Inner {
+                config,
+                probe,
+                reclaim,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &MemoryConfig {
+        &self.inner.config
+    }
+
+    /// Reads memory now and updates the pressure level.
+    pub fn read(&self) -> MemoryReading {
+        let snapshot = self.inner.probe.snapshot();
+        self.judge(snapshot, None)
+    }
+
+    /// Turns a snapshot into a reading; `peak_figure` is a figure reached
+    /// in between readings (by guarded work), if known.
+    fn judge(&self, snapshot: MemorySnapshot, peak_figure: Option<u64>) -> MemoryReading {
+        let budget_bytes = self
+            .inner
+            .config
+            .budget_bytes(snapshot.effective_limit_bytes());
+        let figure_bytes = snapshot.figure_bytes();
+        let mut state = self.inner.state.lock();
+        let highest = figure_bytes.max(peak_figure.unwrap_or(0));
+        state.metrics.peak_figure_bytes = state.metrics.peak_figure_bytes.max(highest);
+        let fraction = figure_bytes as f64 / budget_bytes.max(1) as f64;
+        let before = state.level;
+        state.level = before.next(fraction, &self.inner.config.thresholds);
+        if state.level != before {
+            tracing::info!(
+                from = %before,
+                to = %state.level,
+                figure_bytes,
+                budget_bytes,
+                "memory pressure level changed"
+            );
+        }
+        MemoryReading {
+            snapshot,
+            budget_bytes,
+            figure_bytes,
+            level: state.level,
+        }
+    }
+
+    /// Forces the allocator to return freed memory to the OS, counts it, and
+    /// reads again.
+    pub fn cleanup(&self) -> MemoryReading {
+        self.inner.reclaim.reclaim();
+        {
+            let mut state = self.inner.state.lock();
+            state.metrics.cleanups += 1;
+            state.since_cleanup = 0;
+        }
+        let reading = self.read();
+        tracing::debug!(figure_bytes = reading.figure_bytes, "memory cleanup done");
+        reading
+    }
+
+    /// Asks for room for work estimated at `estimated_bytes`.
+    ///
+    /// Succeeds when the figure, plus what live guards have reserved, plus
+    /// the estimate fits in the budget. When it does not, forces a cleanup
+    /// and reads again before refusing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MemoryPressure`] when the work does not fit even after
+    /// cleanup: the caller should shrink the work and ask again.
+    pub fn acquire(&self, estimated_bytes: u64) -> Result<MemoryGuard> {
+        let fits = |r: &MemoryReading, reserved: u64| {
+            r.figure_bytes
+                .saturating_add(reserved)
+                .saturating_add(estimated_bytes)
+                <= r.budget_bytes
+        };
+        let mut reading = self.read();
+        if !fits(&reading, self.reserved()) {
+            reading = self.cleanup();
+            let reserved = self.reserved();
+            if !fits(&reading, reserved) {
+                let available = reading.headroom_bytes().saturating_sub(reserved);
+                self.inner.state.lock().metrics.refusals += 1;
+                tracing::warn!(
+                    needed = estimated_bytes,
+                    available,
+                    level = %reading.level,
+                    "memory pressure: work refused"
+                );
+                return Err(Error::MemoryPressure {
+                    needed: estimated_bytes,
+                    available,
+                    level: reading.level,
+                });
+            }
+        }
+        let peak_reset = self.inner.probe.reset_peak();
+        // After a reset, VmHWM starts from the RSS of this moment.
+        let start_rss = self
+            .inner
+            .probe
+            .snapshot()
+            .rss_bytes
+            .or(reading.snapshot.rss_bytes);
+        {
+            let mut state = self.inner.state.lock();
+            state.metrics.guards += 1;
+            state.metrics.reserved_bytes += estimated_bytes;
+        }
+        Ok(MemoryGuard {
+            budget: self.clone(),
+            estimated_bytes,
+            start_figure: reading.figure_bytes,
+            start_rss,
+            peak_reset,
+            done: false,
+        })
+    }
+
+    fn reserved(&self) -> u64 {
+        self.inner.state.lock().metrics.reserved_bytes
+    }
+
+    /// Counters so far.
+    pub fn metrics(&self) -> MemoryMetrics {
+        self.inner.state.lock().metrics
+    }
+
+    /// The current pressure level (as of the last reading).
+    pub fn level(&self) -> PressureLevel {
+        self.inner.state.lock().level
+    }
+}
+
+/// What one piece of guarded work cost; returned by [`MemoryGuard::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkReport {
+    /// The estimate the guard was granted for.
+    pub estimated_bytes: u64,
+    /// The figure when the guard was granted.
+    pub figure_before_bytes: u64,
+    /// How far the work raised the process's memory at its peak (peak RSS
+    /// minus RSS at the start; the end RSS where peaks cannot be reset).
+    pub peak_bytes: u64,
+    /// The figure after the work.
+    pub figure_after_bytes: u64,
+    /// Whether a cleanup ran after the work.
+    pub cleaned_up: bool,
+}
+
+/// Room granted by [`MemoryBudget::acquire`] for one piece of work.
+///
+/// Keep it alive exactly as long as the work; on drop it records the peak
+/// the work reached and forces a cleanup when the work pushed usage to
+/// [`PressureLevel::Cautious`] or beyond, and every `cleanup_every` guards.
+///
+/// The peak comes from the process's `VmHWM`, reset when the guard is
+/// granted; with several guards alive at once their peaks overlap.
+#[must_use = "the guard must live as long as the work it covers"]
+#[derive(Debug)]
+pub struct MemoryGuard {
+    budget: MemoryBudget,
+    estimated_bytes: u64,
+    start_figure: u64,
+    start_rss: Option<u64>,
+    peak_reset: bool,
+    done: bool,
+}
+
+impl MemoryGuard {
+    /// The estimate this guard was granted for.
+    pub fn estimated_bytes(&self) -> u64 {
+        self.estimated_bytes
+    }
+
+    /// Ends the work now and says what it cost.
+    pub fn finish(mut self) -> WorkReport {
+        self.complete()
+    }
+
+    fn complete(&mut self) -> WorkReport {
+        self.done = true;
+        let inner = &self.budget.inner;
+        let snapshot = inner.probe.snapshot();
+        let end_rss = snapshot.rss_bytes.unwrap_or(0);
+        let top = if self.peak_reset {
+            snapshot.peak_rss_bytes.unwrap_or(end_rss).max(end_rss)
+        } else {
+            end_rss
+        };
+        let peak_bytes = top.saturating_sub(self.start_rss.unwrap_or(top));
+        let peak_figure = self.start_figure.saturating_add(peak_bytes);
+        let reading = self.budget.judge(snapshot, Some(peak_figure));
+
+        let config = &inner.config;
+        let peak_level = PressureLevel::for_fraction(
+            peak_figure as f64 / reading.budget_bytes.max(1) as f64,
+            &config.thresholds,
+        );
+        let due = {
+            let mut state = inner.state.lock();
+            state.metrics.reserved_bytes = state
+                .metrics
+                .reserved_bytes
+                .saturating_sub(self.estimated_bytes);
+            state.metrics.last_work_peak_bytes = Some(peak_bytes);
+            state.since_cleanup += 1;
+            config.cleanup_every > 0 && state.since_cleanup >= config.cleanup_every
+        };
+        let pressed =
+            peak_level >= PressureLevel::Cautious || reading.level >= PressureLevel::Cautious;
+        let mut figure_after_bytes = reading.figure_bytes;
+        if pressed || due {
+            figure_after_bytes = self.budget.cleanup().figure_bytes;
+        }
+        WorkReport {
+            estimated_bytes: self.estimated_bytes,
+            figure_before_bytes: self.start_figure,
+            peak_bytes,
+            figure_after_bytes,
+            cleaned_up: pressed || due,
+        }
+    }
+}
+
+impl Drop for MemoryGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.complete();
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! [`MemoryConfig`]: how much memory the work may use, and when pressure starts.
+
+use crate::error::{Error, Result};
+
+/// Environment variable: the budget as a percentage of the effective limit.
+pub const ENV_MAX_MEMORY_PERCENT: &str = "EMBEDDING_MAX_MEMORY_PERCENT";
+/// Environment variable: the budget as an absolute size (`512MiB`, `2GB`).
+pub const ENV_MAX_MEMORY: &str = "EMBEDDING_MAX_MEMORY";
+
+/// The default budget: 70% of the effective limit.
+pub const DEFAULT_PERCENT: f64 = 70.0;
+
+/// A memory budget as the user writes it: `70%` or a size such as `512MiB`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    /// A percentage (0, 100] of the effective limit.
+    Percent(f64),
+    /// An absolute number of bytes.
+    Bytes(u64),
+}
+
+impl MemoryLimit {
+    /// Parses `70%`, `12.5%`, `512MiB`, `2GB`, `300M` or a plain byte count.
+    /// Binary (`KiB`, `MiB`, `GiB`) and decimal (`KB`, `MB`, `GB`) units are
+    /// both understood; a bare `K`/`M`/`G` is binary, as in container limits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming `name` and the value.
+    ///
+    /// ```
+    /// use membatch::memory::MemoryLimit;
+    /// assert_eq!(MemoryLimit::parse("budget", "70%")?, MemoryLimit::Percent(70.0));
+    /// assert_eq!(MemoryLimit::parse("budget", "512MiB")?, MemoryLimit::Bytes(512 << 20));
+    /// assert_eq!(MemoryLimit::parse("budget", "2GB")?, MemoryLimit::Bytes(2_000_000_000));
+    /// assert!(MemoryLimit::parse("budget", "lots").is_err());
+    /// # Ok::<(), membatch::Error>(())
+    /// ```
+    pub fn parse(name: &str, value: &str) -> Result<Self> {
+        let v = value.trim();
+        if let Some(p) = v.strip_suffix('%') {
+            return Ok(MemoryLimit::Percent(parse_percent(name, value, p)?));
+        }
+        Ok(MemoryLimit::Bytes(parse_size(name, value)?))
+    }
+}
+
+fn parse_percent(name: &str, original: &str, number: &str) -> Result<f64> {
+    match number.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(Error::invalid_config(
+            name,
+            original,
+            "expected a percentage above 0 and at most 100, e.g. 70 or 70%",
+        )),
+    }
+}
+
+/// Parses a size such as `512MiB`, `2GB`, `300M` or `1048576` into bytes.
+///
+/// `bytesize` does the unit arithmetic; a bare `K`/`M`/`G`/`T` suffix is
+/// read as binary first, since that is what container limits (`512M`) mean.
+///
+/// # Errors
+///
+/// [`Error::InvalidConfig`] naming `name` and the value.
+pub fn parse_size(name: &str, value: &str) -> Result<u64> {
+    let v = value.trim();
+    let bad = || {
+        Error::invalid_config(
+            name,
+            value,
+            "expected a size such as 512MiB, 2GB, 300M or a number of bytes",
+        )
+    };
+    let normalised = match v.chars().last() {
+        Some(c) if "kKmMgGtT".contains(c) => format!("{v}iB"),
+        _ => v.to_string(),
+    };
+    let bytes = normalised
+        .parse::<bytesize::ByteSize>()
+        .map_err(|_| bad())?
+        .as_u64();
+    if bytes == 0 {
+        return Err(Error::invalid_config(
+            name,
+            value,
+            "a zero budget cannot run anything",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Where the pressure levels start, as fractions of the budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PressureThresholds {
+    /// Start of [`Cautious`](super::PressureLevel::Cautious). Default 0.78.
+    pub cautious: f64,
+    /// Start of [`Degraded`](super::PressureLevel::Degraded). Default 0.88.
+    pub degraded: f64,
+    /// Start of [`Critical`](super::PressureLevel::Critical). Default 0.95.
+    pub critical: f64,
+    /// How far below a threshold usage must fall before the level drops
+    /// back, so it does not flap between two batches. Default 0.03.
+    pub hysteresis: f64,
+}
+
+impl Default for PressureThresholds {
+    fn default() -> Self {
+        PressureThresholds {
+            cautious: 0.78,
+            degraded: 0.88,
+            critical: 0.95,
+            hysteresis: 0.03,
+        }
+    }
+}
+
+/// Memory settings: the budget, the pressure thresholds and how often
+/// cleanup runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    /// Budget as a percentage of the effective limit (min of physical memory
+    /// and cgroup limit).
+    pub max_percent: Option<f64>,
+    /// Budget as an absolute size. When both are set the smaller budget wins.
+    pub max_bytes: Option<u64>,
+    /// Pressure level thresholds.
+    pub thresholds: PressureThresholds,
+    /// Force a cleanup every this many guards (0: only under pressure).
+    pub cleanup_every: u32,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            max_percent: None,
+            max_bytes: None,
+            thresholds: PressureThresholds::default(),
+            cleanup_every: 10,
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> MemoryConfigBuilder {
+        MemoryConfigBuilder {
+            config: MemoryConfig::default(),
+        }
+    }
+
+    /// The defaults, overridden by `EMBEDDING_MAX_MEMORY_PERCENT` and
+    /// `EMBEDDING_MAX_MEMORY` when they are set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable and its value.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `get`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable and its value.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut b = Self::builder();
+        let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = set(ENV_MAX_MEMORY_PERCENT) {
+            let p = parse_percent(ENV_MAX_MEMORY_PERCENT, &v, v.trim().trim_end_matches('%'))?;
+            b = b.max_percent(p);
+        }
+        if let Some(v) = set(ENV_MAX_MEMORY) {
+            b = match MemoryLimit::parse(ENV_MAX_MEMORY, &v)? {
+                MemoryLimit::Bytes(n) => b.max_bytes(n),
+                MemoryLimit::Percent(p) => b.max_percent(p),
+            };
+        }
+        b.build()
+    }
+
+    /// The budget for a machine whose effective limit is `effective_limit`.
+    pub fn budget_bytes(&self, effective_limit: u64) -> u64 {
+        let percent = match (self.max_percent, self.max_bytes) {
+            (None, None) => Some(DEFAULT_PERCENT),
+            (p, _) => p,
+        };
+        let by_percent = percent.map(|p| (effective_limit as f64 * p / 100.0) as u64);
+        let by_bytes = self.max_bytes.map(|b| b.min(effective_limit));
+        match (by_percent, by_bytes) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => effective_limit,
+        }
+    }
+}
+
+/// Builds a validated [`MemoryConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryConfigBuilder {
+    config: MemoryConfig,
+}
+
+impl MemoryConfigBuilder {
+    /// Budget as a percentage (0, 100] of the effective limit. Default 70.
+    pub fn max_percent(mut self, percent: f64) -> Self {
+        self.config.max_percent = Some(percent);
+        self
+    }
+
+    /// Budget as an absolute number of bytes.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_bytes = Some(bytes);
+        self
+    }
+
+    /// A budget as parsed by [`MemoryLimit::parse`].
+    pub fn limit(self, limit: MemoryLimit) -> Self {
+        match limit {
+            MemoryLimit::Percent(p) => self.max_percent(p),
+            MemoryLimit::Bytes(b) => self.max_bytes(b),
+        }
+    }
+
+    /// Pressure thresholds.
+    pub fn thresholds(mut self, thresholds: PressureThresholds) -> Self {
+        self.config.thresholds = thresholds;
+        self
+    }
+
+    /// Force a cleanup every `n` guards (0: only under pressure). Default 10.
+    pub fn cleanup_every(mut self, n: u32) -> Self {
+        self.config.cleanup_every = n;
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a percentage outside (0, 100], a zero
+    /// size, or thresholds that are not increasing within (0, 1].
+    pub fn build(self) -> Result<MemoryConfig> {
+        let c = self.config;
+        if let Some(p) = c.max_percent {
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(Error::invalid_config(
+                    "max_percent",
+                    p,
+                    "must be above 0 and at most 100",
+                ));
+            }
+        }
+        if c.max_bytes == Some(0) {
+            return Err(Error::invalid_config(
+                "max_bytes",
+                0,
+                "a zero budget cannot run anything",
+            ));
+        }
+        let t = c.thresholds;
+        let ordered = 0.0 < t.cautious
+            && t.cautious < t.degraded
+            && t.degraded < t.critical
+            && t.critical <= 1.0;
+        if !ordered || !(0.0..0.5).contains(&t.hysteresis) {
+            return Err(Error::invalid_config(
+                "thresholds",
+                format!("{t:?}"),
+                "need 0 < cautious < degraded < critical <= 1 and 0 <= hysteresis < 0.5",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_and_decimal_units() {
+        let cases = [
+            ("512MiB", 512u64 << 20),
+            ("512 MiB", 512 << 20),
+            ("2GB", 2_000_000_000),
+            ("1.5GiB", 3 << 29),
+            ("300M", 300 << 20),
+            ("300m", 300 << 20),
+            ("4G", 4 << 30),
+            ("1048576", 1 << 20),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_size("x", text).unwrap(), want, "{text}");
+        }
+        for bad in ["", "lots", "-5MiB", "0", "12 parsecs"] {
+            assert!(parse_size("x", bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn env_values_set_the_budget_and_bad_ones_name_the_variable() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = MemoryConfig::from_lookup(env(&[])).unwrap();
+        assert_eq!(c, MemoryConfig::default());
+        let c = MemoryConfig::from_lookup(env(&[(ENV_MAX_MEMORY_PERCENT, "50")])).unwrap();
+        assert_eq!(c.max_percent, Some(50.0));
+        let c = MemoryConfig::from_lookup(env(&[(ENV_MAX_MEMORY, "300MiB")])).unwrap();
+        assert_eq!(c.max_bytes, Some(300 << 20));
+
+        for (var, value) in [
+            (ENV_MAX_MEMORY_PERCENT, "0"),
+            (ENV_MAX_MEMORY_PERCENT, "150"),
+            (ENV_MAX_MEMORY_PERCENT, "seventy"),
+            (ENV_MAX_MEMORY, "a lot"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([(var, value)]));
+            match MemoryConfig::from_lookup(env(pairs)) {
+                Err(Error::InvalidConfig { name, value: v, .. }) => {
+                    assert_eq!((name.as_str(), v.as_str()), (var, value));
+                }
+                other => panic!("{var}={value}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn budget_is_a_share_of_the_effective_limit_or_a_size_whichever_is_smaller() {
+        let gib = 1u64 << 30;
+        assert_eq!(MemoryConfig::default().budget_bytes(10 * gib), 7 * gib);
+        let half = MemoryConfig::builder().max_percent(50.0).build().unwrap();
+        assert_eq!(half.budget_bytes(2 * gib), gib);
+        let abs = MemoryConfig::builder()
+            .max_bytes(512 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(abs.budget_bytes(10 * gib), 512 << 20);
+        assert_eq!(
+            abs.budget_bytes(256 << 20),
+            256 << 20,
+            "never above the limit"
+        );
+        let both = MemoryConfig::builder()
+            .max_percent(10.0)
+            .max_bytes(512 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(both.budget_bytes(10 * gib), 512 << 20);
+        assert_eq!(both.budget_bytes(gib), gib / 10);
+    }
+
+    #[test]
+    fn builder_rejects_impossible_settings() {
+        assert!(MemoryConfig::builder().max_percent(0.0).build().is_err());
+        assert!(MemoryConfig::builder().max_percent(101.0).build().is_err());
+        assert!(MemoryConfig::builder()
+            .max_percent(f64::NAN)
+            .build()
+            .is_err());
+        assert!(MemoryConfig::builder().max_bytes(0).build().is_err());
+        let backwards = PressureThresholds {
+            cautious: 0.9,
+            degraded: 0.8,
+            ..PressureThresholds::default()
+        };
+        assert!(MemoryConfig::builder()
+            .thresholds(backwards)
+            .build()
+            .is_err());
+        assert_eq!(
+            MemoryLimit::parse("b", "70%").unwrap(),
+            MemoryLimit::Percent(70.0)
+        );
+        assert!(MemoryLimit::parse("b", "0%").is_err());
+    }
+}
