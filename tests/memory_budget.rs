@@ -224,6 +224,39 @@ fn an_absolute_budget_applies() {
 }
 
 #[test]
+fn concurrent_callers_never_share_the_last_room() {
+    // 100 MiB used of a 700 MiB budget: two 250 MiB guards fit, three do not.
+    let fake = Fake::new(100);
+    let b = budget(
+        &fake,
+        MemoryConfig::builder().cleanup_every(0).build().unwrap(),
+    );
+    let alive = AtomicU64::new(0);
+    let most = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| {
+                for _ in 0..200 {
+                    if let Ok(g) = b.acquire(250 * MIB) {
+                        let now = alive.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        alive.fetch_sub(1, Ordering::SeqCst);
+                        drop(g);
+                    }
+                }
+            });
+        }
+    });
+    assert!(
+        most.load(Ordering::SeqCst) <= 2,
+        "{} guards of 250 MiB alive at once",
+        most.load(Ordering::SeqCst)
+    );
+    assert_eq!(b.metrics().reserved_bytes, 0);
+}
+
+#[test]
 fn guards_from_many_threads_balance_their_reservations() {
     let fake = Fake::new(100);
     let b = default_budget(&fake);

@@ -192,18 +192,15 @@ impl MemoryBudget {
     /// [`Error::MemoryPressure`] when the work does not fit even after
     /// cleanup: the caller should shrink the work and ask again.
     pub fn acquire(&self, estimated_bytes: u64) -> Result<MemoryGuard> {
-        let fits = |r: &MemoryReading, reserved: u64| {
-            r.figure_bytes
-                .saturating_add(reserved)
-                .saturating_add(estimated_bytes)
-                <= r.budget_bytes
-        };
         let mut reading = self.read();
-        if !fits(&reading, self.reserved()) {
+        if let Err(available) = self.try_reserve(&reading, estimated_bytes) {
+            tracing::debug!(
+                needed = estimated_bytes,
+                available,
+                "work does not fit: cleaning up first"
+            );
             reading = self.cleanup();
-            let reserved = self.reserved();
-            if !fits(&reading, reserved) {
-                let available = reading.headroom_bytes().saturating_sub(reserved);
+            if let Err(available) = self.try_reserve(&reading, estimated_bytes) {
                 self.inner.state.lock().metrics.refusals += 1;
                 tracing::warn!(
                     needed = estimated_bytes,
@@ -219,30 +216,35 @@ impl MemoryBudget {
             }
         }
         let peak_reset = self.inner.probe.reset_peak();
-        // After a reset, VmHWM starts from the RSS of this moment.
-        let start_rss = self
-            .inner
-            .probe
-            .snapshot()
-            .rss_bytes
-            .or(reading.snapshot.rss_bytes);
-        {
-            let mut state = self.inner.state.lock();
-            state.metrics.guards += 1;
-            state.metrics.reserved_bytes += estimated_bytes;
-        }
         Ok(MemoryGuard {
             budget: self.clone(),
             estimated_bytes,
             start_figure: reading.figure_bytes,
-            start_rss,
+            // The reset sets VmHWM to the RSS of this moment, which the
+            // reading just taken already holds: no second snapshot needed.
+            start_rss: reading.snapshot.rss_bytes,
             peak_reset,
             done: false,
         })
     }
 
-    fn reserved(&self) -> u64 {
-        self.inner.state.lock().metrics.reserved_bytes
+    /// Reserves `estimated_bytes` when the figure, what live guards hold and
+    /// the estimate fit in the budget, checking and reserving under one lock
+    /// so that concurrent callers cannot both take the last room. On refusal
+    /// returns the bytes that were available.
+    fn try_reserve(&self, reading: &MemoryReading, estimated_bytes: u64) -> Result<(), u64> {
+        let mut state = self.inner.state.lock();
+        let reserved = state.metrics.reserved_bytes;
+        let needed = reading
+            .figure_bytes
+            .saturating_add(reserved)
+            .saturating_add(estimated_bytes);
+        if needed > reading.budget_bytes {
+            return Err(reading.headroom_bytes().saturating_sub(reserved));
+        }
+        state.metrics.reserved_bytes += estimated_bytes;
+        state.metrics.guards += 1;
+        Ok(())
     }
 
     /// Counters so far.
