@@ -51,6 +51,9 @@ pub mod source;
 #[cfg(feature = "candle")]
 pub mod bert;
 
+#[cfg(test)]
+mod test_util;
+
 pub use embedder::Embedder;
 pub use error::{BoxError, Error, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard, PressureLevel};

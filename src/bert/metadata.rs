@@ -146,16 +146,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 mod tests {
     use super::*;
     use crate::source::ModelSource;
-
-    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, body) in files {
-            let p = dir.path().join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
-        }
-        dir
-    }
+    use crate::test_util::write_tree;
 
     fn load(dir: &tempfile::TempDir) -> Result<SentenceConfig> {
         SentenceConfig::load(&ModelSource::dir(dir.path()).resolve().unwrap())
@@ -169,7 +160,7 @@ mod tests {
 
     #[test]
     fn minilm_layout_means_mean_pooling_normalised_256() {
-        let dir = dir_with(&[
+        let dir = write_tree(&[
             ("modules.json", MODULES),
             (
                 "1_Pooling/config.json",
@@ -196,7 +187,7 @@ mod tests {
             ("pooling_mode_cls_token", Pooling::Cls),
             ("pooling_mode_max_tokens", Pooling::Max),
         ] {
-            let dir = dir_with(&[
+            let dir = write_tree(&[
                 ("modules.json", MODULES),
                 ("1_Pooling/config.json", &format!(r#"{{"{flag}": true}}"#)),
             ]);
@@ -206,7 +197,7 @@ mod tests {
 
     #[test]
     fn no_metadata_means_plain_mean_pooling() {
-        let dir = dir_with(&[("config.json", "{}")]);
+        let dir = write_tree(&[("config.json", "{}")]);
         assert_eq!(
             load(&dir).unwrap(),
             SentenceConfig {
@@ -219,7 +210,7 @@ mod tests {
 
     #[test]
     fn unsupported_pooling_names_the_file_and_modes() {
-        let dir = dir_with(&[
+        let dir = write_tree(&[
             ("modules.json", MODULES),
             (
                 "1_Pooling/config.json",
@@ -238,7 +229,7 @@ mod tests {
 
     #[test]
     fn unsupported_module_is_an_error() {
-        let dir = dir_with(&[(
+        let dir = write_tree(&[(
             "modules.json",
             r#"[{"path": "2_Dense", "type": "sentence_transformers.models.Dense"}]"#,
         )]);
@@ -251,14 +242,14 @@ mod tests {
 
     #[test]
     fn broken_json_and_missing_pooling_file_name_the_file() {
-        let dir = dir_with(&[("modules.json", "[{")]);
+        let dir = write_tree(&[("modules.json", "[{")]);
         let err = load(&dir).unwrap_err();
         assert!(
             matches!(&err, Error::ModelFile { path, kind: ModelFileError::Json(_) } if path.ends_with("modules.json")),
             "{err:?}"
         );
 
-        let dir = dir_with(&[("modules.json", MODULES)]);
+        let dir = write_tree(&[("modules.json", MODULES)]);
         let err = load(&dir).unwrap_err();
         assert!(
             matches!(&err, Error::ModelFile { path, kind: ModelFileError::Missing { .. } } if path.ends_with("1_Pooling/config.json")),

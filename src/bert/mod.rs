@@ -9,8 +9,6 @@
 mod metadata;
 mod pooling;
 
-use std::path::Path;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
@@ -383,5 +381,5 @@ fn load_weights(files: &ModelFiles, config: &BertConfig) -> Result<BertModel> {
 }
 
 fn has_pytorch_weights(files: &ModelFiles) -> bool {
-    matches!(files.optional("pytorch_model.bin"), Ok(Some(p)) if Path::new(&p).is_file())
+    matches!(files.optional("pytorch_model.bin"), Ok(Some(_)))
 }

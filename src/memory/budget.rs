@@ -31,8 +31,13 @@ impl MemoryReading {
 
     /// Figure as a fraction of the budget.
     pub fn fraction(&self) -> f64 {
-        self.figure_bytes as f64 / self.budget_bytes.max(1) as f64
+        fraction(self.figure_bytes, self.budget_bytes)
     }
+}
+
+/// `figure / budget`, with a zero budget counted as one byte.
+fn fraction(figure: u64, budget: u64) -> f64 {
+    figure as f64 / budget.max(1) as f64
 }
 
 /// Counters for metrics and tests.
@@ -147,9 +152,11 @@ impl MemoryBudget {
         let mut state = self.inner.state.lock();
         let highest = figure_bytes.max(peak_figure.unwrap_or(0));
         state.metrics.peak_figure_bytes = state.metrics.peak_figure_bytes.max(highest);
-        let fraction = figure_bytes as f64 / budget_bytes.max(1) as f64;
         let before = state.level;
-        state.level = before.next(fraction, &self.inner.config.thresholds);
+        state.level = before.next(
+            fraction(figure_bytes, budget_bytes),
+            &self.inner.config.thresholds,
+        );
         if state.level != before {
             tracing::info!(
                 from = %before,
@@ -320,7 +327,7 @@ impl MemoryGuard {
 
         let config = &inner.config;
         let peak_level = PressureLevel::for_fraction(
-            peak_figure as f64 / reading.budget_bytes.max(1) as f64,
+            fraction(peak_figure, reading.budget_bytes),
             &config.thresholds,
         );
         let due = {

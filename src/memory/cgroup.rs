@@ -213,8 +213,13 @@ pub(crate) fn parse_limit(text: &str) -> Option<Option<u64>> {
     if t == "max" {
         return Some(None);
     }
-    let v: u64 = t.parse().ok()?;
-    Some(if v >= 1 << 62 { None } else { Some(v) })
+    t.parse().ok().map(limit_value)
+}
+
+/// A limit value as a limit: v1 writes "unlimited" as 2^63 rounded down to a
+/// page, so anything at or above 2^62 is no limit.
+fn limit_value(v: u64) -> Option<u64> {
+    (v < 1 << 62).then_some(v)
 }
 
 /// Reads one `key value` field of `memory.stat`.
@@ -270,8 +275,8 @@ impl CgroupPaths {
                     .as_deref()
                     .and_then(parse_limit)
                     .flatten();
-                let hierarchical = parse_stat_field(&stat, "hierarchical_memory_limit")
-                    .and_then(|v| parse_limit(&v.to_string()).flatten());
+                let hierarchical =
+                    parse_stat_field(&stat, "hierarchical_memory_limit").and_then(limit_value);
                 min_opt(own, hierarchical)
             }
             // v2 has no such field: walk from the leaf up to the mount point.
@@ -304,6 +309,7 @@ impl CgroupPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::write_tree;
 
     const V1_CGROUP: &str = include_str!("../../tests/fixtures/cgroup/v1/proc_self_cgroup");
     const V1_MOUNTINFO: &str = include_str!("../../tests/fixtures/cgroup/v1/mountinfo");
@@ -392,20 +398,9 @@ mod tests {
         assert_eq!(unescape_mount(r"/a\040b\"), "/a b\\");
     }
 
-    /// Writes `files` (path relative to `root`, content) and returns `root`.
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let root = tempfile::tempdir().unwrap();
-        for (p, body) in files {
-            let p = root.path().join(p);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
-        }
-        root
-    }
-
     #[test]
     fn v2_effective_limit_is_the_smallest_up_the_hierarchy() {
-        let root = tree(&[
+        let root = write_tree(&[
             ("memory.max", "max\n"),
             ("pod/memory.max", "314572800\n"),
             ("pod/ctr/memory.max", "max\n"),
@@ -427,7 +422,7 @@ mod tests {
     #[test]
     fn v1_uses_limit_files_and_the_hierarchical_limit() {
         let stat = "total_inactive_file 100\nhierarchical_memory_limit 536870912\n";
-        let root = tree(&[
+        let root = write_tree(&[
             ("memory.limit_in_bytes", "9223372036854771712\n"),
             ("job/memory.limit_in_bytes", "9223372036854771712\n"),
             ("job/memory.usage_in_bytes", "1000\n"),
@@ -449,7 +444,7 @@ mod tests {
 
     #[test]
     fn missing_or_garbage_files_read_as_unknown() {
-        let root = tree(&[("memory.max", "lots\n"), ("memory.current", "12\n")]);
+        let root = write_tree(&[("memory.max", "lots\n"), ("memory.current", "12\n")]);
         let paths = CgroupPaths {
             version: CgroupVersion::V2,
             leaf: root.path().to_path_buf(),

@@ -1,0 +1,13 @@
+//! Helpers for the crate's unit tests.
+
+/// A temporary directory holding `files` (path relative to it, content);
+/// parent directories are created as needed.
+pub(crate) fn write_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (path, body) in files {
+        let p = root.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    root
+}
