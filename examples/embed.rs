@@ -1,7 +1,8 @@
 //! `embed`: texts on stdin, one per line, to JSON Lines embeddings on stdout.
 //!
 //! ```text
-//! cargo run --example embed -- [--model DIR|REPO] [--batch-size N] [--threads N] [--no-normalize] < texts.txt
+//! cargo run --example embed -- [--model DIR|REPO] [--memory-budget SIZE|PERCENT]
+//!     [--batch-size N | --fixed-batch N] [--threads N] [--no-normalize] < texts.txt
 //! ```
 //!
 //! Contract (other tools rely on it):
@@ -9,16 +10,28 @@
 //!   newline is not a text, an empty line in the middle is the empty string;
 //!   a trailing `\r` (CRLF input) is dropped;
 //! - output is one `{"index": N, "embedding": [...]}` line per input text, in
-//!   input order, written batch by batch so memory stays flat;
+//!   input order, written window by window so memory stays flat for any
+//!   number of lines;
 //! - the model defaults to what the library resolves (`MEMBATCH_MODEL`, else the
-//!   fetched all-MiniLM-L6-v2, else the hub);
+//!   fetched all-MiniLM-L6-v2, else the hub); the other settings default to
+//!   `Config::from_env()` (the `EMBEDDING_*` variables, docs/configuration.md);
 //! - any error is one line on stderr and a non-zero exit code.
+//!
+//! By default texts run through `BatchEmbedder`: within each window of
+//! input lines they are ordered by length and batched to fit the memory
+//! budget. `--fixed-batch N` switches all of that off and runs plain batches
+//! of N in input order, with no memory checks: the naive baseline.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use membatch::{BertEmbedder, Embedder, ModelSource};
+use membatch::memory::MemoryLimit;
+use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, ModelSource};
+
+/// Lines read, embedded and written at a time: large enough for length
+/// ordering to pay, small enough that memory stays flat.
+const WINDOW: usize = 2048;
 
 /// Embed texts from stdin (one per line) and write JSON Lines to stdout.
 #[derive(Parser, Debug)]
@@ -27,15 +40,27 @@ struct Args {
     /// Model directory or Hugging Face repo id [default: $MEMBATCH_MODEL, else all-MiniLM-L6-v2]
     #[arg(long)]
     model: Option<String>,
-    /// Texts per forward pass.
-    #[arg(long, default_value_t = 32, value_parser = positive)]
-    batch_size: usize,
-    /// Compute threads [default: RAYON_NUM_THREADS, else all cores]
+    /// Memory budget, a size (300MiB, 1.5GB) or a percentage of the
+    /// container's or machine's memory (70%) [default: $EMBEDDING_MAX_MEMORY, else 70%]
+    #[arg(long, value_parser = memory_limit)]
+    memory_budget: Option<MemoryLimit>,
+    /// Largest batch [default: $EMBEDDING_MAX_BATCH_SIZE, else 64]
+    #[arg(long, value_parser = positive, conflicts_with = "fixed_batch")]
+    batch_size: Option<usize>,
+    /// Plain batches of N texts in input order: no length ordering, no
+    /// memory checks, no adaptation (the naive baseline).
+    #[arg(long, value_parser = positive)]
+    fixed_batch: Option<usize>,
+    /// Compute threads [default: $EMBEDDING_THREADS, RAYON_NUM_THREADS, else all cores]
     #[arg(long, value_parser = positive)]
     threads: Option<usize>,
     /// Output raw pooled vectors instead of L2-normalised ones.
     #[arg(long)]
     no_normalize: bool,
+}
+
+fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
+    MemoryLimit::parse("--memory-budget", s).map_err(|e| e.to_string())
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -118,24 +143,68 @@ fn write_failure(e: std::io::Error) -> Failure {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let source = match &args.model {
-        Some(m) => ModelSource::parse(m),
-        None => ModelSource::from_env_or_default(),
-    };
-    let mut builder = BertEmbedder::builder().source(source);
+    let mut config = Config::from_env()?;
+    if let Some(m) = &args.model {
+        config.model.source = Some(ModelSource::parse(m));
+    }
     if let Some(t) = args.threads {
-        builder = builder.threads(t);
+        config.model.threads = Some(t);
     }
     if args.no_normalize {
-        builder = builder.normalize(false);
+        config.model.normalize = Some(false);
     }
-    let embedder = builder.build()?;
+    let mut builder = Config::builder()
+        .batch(config.batch)
+        .memory(config.memory)
+        .model(config.model);
+    if let Some(limit) = args.memory_budget {
+        builder = builder.memory_limit(limit);
+    }
+    if let Some(n) = args.batch_size {
+        builder = builder.max_batch_size(n).min_batch_size(config.batch.min_batch_size.min(n));
+    }
+    let config = builder.build()?;
 
-    let batch_size = args.batch_size;
-    let stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut batch: Vec<String> = Vec::with_capacity(batch_size);
-    let mut next_index = 0;
+    match args.fixed_batch {
+        Some(n) => {
+            let embedder = BertEmbedder::from_config(&config.model)?;
+            for_each_window(n, |first, texts| {
+                write_lines(&mut out, first, &embedder.embed(&as_strs(texts))?)
+            })?;
+        }
+        None => {
+            let batcher = BatchEmbedder::from_config(&config)?;
+            for_each_window(WINDOW, |first, texts| {
+                write_lines(&mut out, first, &batcher.embed(texts)?)
+            })?;
+            let m = batcher.metrics();
+            tracing::info!(
+                texts = m.texts,
+                batches = m.batches,
+                retries = m.retries,
+                padding_ratio = m.padding_ratio(),
+                peak_memory_bytes = m.peak_memory_bytes,
+                "done"
+            );
+        }
+    }
+    out.flush().map_err(write_failure)
+}
+
+fn as_strs(texts: &[String]) -> Vec<&str> {
+    texts.iter().map(String::as_str).collect()
+}
+
+/// Reads stdin in windows of `size` lines and hands each window, with the
+/// index of its first line, to `f`.
+fn for_each_window(
+    size: usize,
+    mut f: impl FnMut(usize, &[String]) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let stdin = std::io::stdin().lock();
+    let mut window: Vec<String> = Vec::with_capacity(size.min(WINDOW));
+    let mut first = 0;
     for (line_no, line) in stdin.split(b'\n').enumerate() {
         let bytes = line.map_err(|e| Failure::Message(format!("cannot read stdin: {e}")))?;
         let mut text = String::from_utf8(bytes).map_err(|_| {
@@ -144,39 +213,31 @@ fn run(args: Args) -> Result<(), Failure> {
         if text.ends_with('\r') {
             text.pop();
         }
-        batch.push(text);
-        if batch.len() == batch_size {
-            next_index = flush(&embedder, &mut batch, next_index, &mut out)?;
+        window.push(text);
+        if window.len() == size {
+            f(first, &window)?;
+            first += window.len();
+            window.clear();
         }
     }
     // `split` yields no item after a final newline, so a trailing empty line
     // is never a text, while empty lines in the middle are.
-    flush(&embedder, &mut batch, next_index, &mut out)?;
-    out.flush().map_err(write_failure)
+    if !window.is_empty() {
+        f(first, &window)?;
+    }
+    Ok(())
 }
 
-/// Embeds and writes one batch; returns the index of the next text.
-fn flush(
-    embedder: &BertEmbedder,
-    batch: &mut Vec<String>,
-    first_index: usize,
-    out: &mut impl Write,
-) -> Result<usize, Failure> {
-    if batch.is_empty() {
-        return Ok(first_index);
-    }
-    let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
-    let vectors = embedder.embed(&texts)?;
+/// Writes one JSON line per vector, numbered from `first`.
+fn write_lines(out: &mut impl Write, first: usize, vectors: &[Vec<f32>]) -> Result<(), Failure> {
     for (i, v) in vectors.iter().enumerate() {
         let line = Line {
-            index: first_index + i,
+            index: first + i,
             embedding: v,
         };
         serde_json::to_writer(&mut *out, &line)
             .map_err(|e| write_failure(std::io::Error::other(e)))?;
         out.write_all(b"\n").map_err(write_failure)?;
     }
-    let n = batch.len();
-    batch.clear();
-    Ok(first_index + n)
+    Ok(())
 }

@@ -73,6 +73,46 @@ pub trait Embedder: Send + Sync {
     ///
     /// [`Error::Tokenization`](crate::Error::Tokenization) when the tokenizer fails.
     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>>;
+
+    /// The model's shape, when the backend knows it: lets a batcher predict
+    /// a batch's activation memory before running it. Default `None`; the
+    /// batcher then assumes a BERT-like shape of width
+    /// [`dimension`](Embedder::dimension) and learns the real cost from
+    /// measured batches.
+    fn shape(&self) -> Option<ModelShape> {
+        None
+    }
+}
+
+/// The sizes of a transformer encoder that drive its activation memory.
+///
+/// A forward pass over `batch` texts padded to `length` tokens holds
+/// activations of about `batch × length × (hidden, intermediate)` floats and
+/// attention scores of `batch × heads × length²` floats per layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModelShape {
+    /// Width of the hidden states (`hidden_size`).
+    pub hidden_size: usize,
+    /// Attention heads per layer (`num_attention_heads`).
+    pub num_heads: usize,
+    /// Encoder layers (`num_hidden_layers`).
+    pub num_layers: usize,
+    /// Width of the feed-forward layer (`intermediate_size`).
+    pub intermediate_size: usize,
+}
+
+impl ModelShape {
+    /// A BERT-like guess from the embedding width alone: heads of 64, a
+    /// feed-forward four times as wide, 12 layers.
+    pub fn guess_from_dimension(dimension: usize) -> Self {
+        let hidden = dimension.max(1);
+        ModelShape {
+            hidden_size: hidden,
+            num_heads: (hidden / 64).max(1),
+            num_layers: 12,
+            intermediate_size: 4 * hidden,
+        }
+    }
 }
 
 macro_rules! forward_embedder {
@@ -89,6 +129,9 @@ macro_rules! forward_embedder {
             }
             fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
                 (**self).token_counts(texts)
+            }
+            fn shape(&self) -> Option<ModelShape> {
+                (**self).shape()
             }
         }
     )*};

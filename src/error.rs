@@ -61,6 +61,27 @@ pub enum Error {
         level: crate::memory::PressureLevel,
     },
 
+    /// The memory budget cannot hold the smallest possible batch (one text)
+    /// even after a cleanup, so retrying cannot help: raise the budget, or
+    /// lower `max_seq_length` so that each text costs less.
+    #[error(
+        "memory budget too small: one text of {tokens} tokens needs about {} in total \
+         ({} already in use) but the budget is {}; raise the budget \
+         (EMBEDDING_MAX_MEMORY, --memory-budget) or lower max_seq_length",
+        bytesize::ByteSize(*needed), bytesize::ByteSize(*in_use), bytesize::ByteSize(*budget)
+    )]
+    BudgetTooSmall {
+        /// The bytes the process would need in total: what it uses now plus
+        /// the estimate for one text.
+        needed: u64,
+        /// The budget in bytes.
+        budget: u64,
+        /// The bytes already in use when the work was refused.
+        in_use: u64,
+        /// The token count of the text that did not fit.
+        tokens: usize,
+    },
+
     /// The tokenizer failed on an input.
     #[error("tokenization failed: {0}")]
     Tokenization(#[source] BoxError),

@@ -42,7 +42,9 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod batch;
 pub mod bench_support;
+mod config;
 mod embedder;
 mod error;
 pub mod memory;
@@ -54,7 +56,9 @@ pub mod bert;
 #[cfg(test)]
 mod test_util;
 
-pub use embedder::Embedder;
+pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder};
+pub use config::{Config, ConfigBuilder, ModelConfig, ENV_MAX_SEQ_LENGTH, ENV_NORMALIZE, ENV_THREADS};
+pub use embedder::{Embedder, ModelShape};
 pub use error::{BoxError, Error, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard, PressureLevel};
 pub use source::{HubModel, ModelSource};

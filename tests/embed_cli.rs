@@ -100,6 +100,24 @@ fn lines_in_json_lines_out_in_order() {
 }
 
 #[test]
+fn fixed_batches_and_budgeted_batches_agree() {
+    let dir = tiny_model_dir(&Tiny::default());
+    let model = dir.path().to_str().unwrap();
+    let input: String = (0..50)
+        .map(|i| format!("{}\n", "hello world ".repeat(1 + i % 7)))
+        .collect();
+    let budgeted = run(&["--model", model, "--memory-budget", "50%"], input.as_bytes());
+    let fixed = run(&["--model", model, "--fixed-batch", "3"], input.as_bytes());
+    assert_eq!((budgeted.code, fixed.code), (0, 0), "{} {}", budgeted.stderr, fixed.stderr);
+    let (a, b) = (parse(&budgeted.stdout), parse(&fixed.stdout));
+    assert_eq!(a.len(), 50);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.0, y.0, "input order");
+        assert!(max_abs_diff(&x.1, &y.1) <= 1e-5);
+    }
+}
+
+#[test]
 fn no_normalize_gives_raw_vectors_and_empty_input_gives_no_lines() {
     let dir = tiny_model_dir(&Tiny::default());
     let model = dir.path().to_str().unwrap();
@@ -115,7 +133,7 @@ fn no_normalize_gives_raw_vectors_and_empty_input_gives_no_lines() {
 fn errors_are_one_line_and_exit_non_zero() {
     let dir = tiny_model_dir(&Tiny::default());
     let model = dir.path().to_str().unwrap();
-    let cases: [(&[&str], &[u8], &str); 5] = [
+    let cases: [(&[&str], &[u8], &str); 8] = [
         (&["--model", "/nonexistent/model"], b"hi\n", "not found"),
         (
             &["--model", model, "--batch-size", "0"],
@@ -129,6 +147,21 @@ fn errors_are_one_line_and_exit_non_zero() {
         ),
         (&["--model", model, "--bogus"], b"hi\n", "--bogus"),
         (&["--model", model], b"fine\n\xff\xfe\n", "line 2"),
+        (
+            &["--model", model, "--memory-budget", "lots"],
+            b"hi\n",
+            "--memory-budget",
+        ),
+        (
+            &["--model", model, "--memory-budget", "1MiB"],
+            b"hi\n",
+            "memory budget too small",
+        ),
+        (
+            &["--model", model, "--batch-size", "4", "--fixed-batch", "4"],
+            b"hi\n",
+            "cannot be used with",
+        ),
     ];
     for (args, stdin, needle) in cases {
         let r = run(args, stdin);

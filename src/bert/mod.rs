@@ -16,7 +16,8 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
 use crate::source::{ModelFiles, ModelSource};
-use crate::Embedder;
+use crate::memory::MemoryBudget;
+use crate::{BatchEmbedder, Config, Embedder, ModelConfig, ModelShape};
 use metadata::{read_json, SentenceConfig};
 pub use pooling::Pooling;
 
@@ -53,6 +54,7 @@ pub struct BertEmbedder {
     tokenizer: Tokenizer,
     settings: OutputSettings,
     dimension: usize,
+    shape: ModelShape,
     pad_id: u32,
     pool: Option<rayon::ThreadPool>,
     name: String,
@@ -125,6 +127,12 @@ impl BertEmbedder {
             tokenizer,
             settings,
             dimension: config.hidden_size,
+            shape: ModelShape {
+                hidden_size: config.hidden_size,
+                num_heads: config.num_attention_heads,
+                num_layers: config.num_hidden_layers,
+                intermediate_size: config.intermediate_size,
+            },
             pad_id: config.pad_token_id as u32,
             pool: None,
             name: name.into(),
@@ -196,6 +204,51 @@ impl BertEmbedder {
     }
 }
 
+impl BertEmbedder {
+    /// Loads the model a [`ModelConfig`] describes.
+    ///
+    /// # Errors
+    ///
+    /// As [`BertEmbedderBuilder::build`].
+    pub fn from_config(config: &ModelConfig) -> Result<Self> {
+        let mut b = Self::builder();
+        if let Some(s) = &config.source {
+            b = b.source(s.clone());
+        }
+        if let Some(n) = config.normalize {
+            b = b.normalize(n);
+        }
+        if let Some(t) = config.threads {
+            b = b.threads(t);
+        }
+        if let Some(m) = config.max_seq_length {
+            b = b.max_seq_length(m);
+        }
+        b.build()
+    }
+}
+
+impl BatchEmbedder<BertEmbedder> {
+    /// Loads the model and builds the whole pipeline from one [`Config`]
+    /// (e.g. [`Config::from_env`]).
+    ///
+    /// ```no_run
+    /// use membatch::{BatchEmbedder, Config};
+    ///
+    /// let batcher = BatchEmbedder::from_config(&Config::from_env()?)?;
+    /// let vectors = batcher.embed(&["first text", "second text"])?;
+    /// # Ok::<(), membatch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`BertEmbedder::from_config`] and [`BatchEmbedder::new`].
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let embedder = BertEmbedder::from_config(&config.model)?;
+        BatchEmbedder::new(embedder, MemoryBudget::new(config.memory.clone()), config.batch)
+    }
+}
+
 impl Embedder for BertEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
@@ -221,6 +274,10 @@ impl Embedder for BertEmbedder {
             return Ok(Vec::new());
         }
         self.run(|| Ok(self.encode(texts)?.iter().map(|e| e.len()).collect()))
+    }
+
+    fn shape(&self) -> Option<ModelShape> {
+        Some(self.shape)
     }
 }
 

@@ -1,0 +1,183 @@
+//! Predicting what a batch costs in memory before running it ([`CostModel`]).
+
+use crate::ModelShape;
+
+/// Floats held at the peak of one encoder layer, per token and per unit of
+/// width: the hidden states, Q, K, V and their head-major copies, the
+/// attention output and its projection, the residual and layer norm.
+const HIDDEN_COPIES: u64 = 8;
+/// Per token, per unit of feed-forward width: the intermediate activation
+/// and its GELU.
+const INTERMEDIATE_COPIES: u64 = 2;
+/// Per head and per pair of tokens: the scores, the mask added to them, the
+/// softmax and its output.
+const SCORE_COPIES: u64 = 4;
+/// Before any batch was measured the estimate carries this much margin...
+const UNCALIBRATED_MARGIN: f64 = 1.5;
+/// ...and once measured, this much.
+const CALIBRATED_MARGIN: f64 = 1.15;
+/// Measured ratios are never trusted below this: memory the allocator kept
+/// from an earlier batch hides part of a batch's real cost, and a cleanup
+/// can give it back at any time.
+const MIN_RATIO: f64 = 0.75;
+/// Batches predicted below this are too small to measure reliably (their
+/// peak drowns in allocator noise) and do not calibrate.
+const MIN_CALIBRATION_BYTES: u64 = 16 << 20;
+
+/// Predicts a batch's peak memory from its size, padded length and the
+/// model's shape, and refines the prediction from measured batches.
+///
+/// The raw estimate counts the floats one encoder layer holds at its peak
+/// (layers run one after another and free their activations, so depth adds
+/// nothing at inference): `batch × length × (8·hidden + 2·intermediate)`
+/// plus `batch × heads × length² × 4` for the attention scores. The
+/// calibration ratio is measured peak / raw estimate; it rises at once to a
+/// higher measurement and falls slowly toward lower ones, so one lucky batch
+/// does not make the next one dangerous.
+///
+/// ```
+/// use membatch::batch::CostModel;
+/// use membatch::ModelShape;
+///
+/// let mut cost = CostModel::new(ModelShape {
+///     hidden_size: 384, num_heads: 12, num_layers: 6, intermediate_size: 1536,
+/// });
+/// let before = cost.estimate(8, 256);
+/// assert!(cost.estimate(8, 512) > 2 * before, "attention grows with length²");
+/// cost.observe(8, 256, before / 2); // the batch cost less than predicted
+/// assert!(cost.estimate(8, 256) < before);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostModel {
+    shape: ModelShape,
+    ratio: Option<f64>,
+}
+
+impl CostModel {
+    /// An uncalibrated model for `shape`.
+    pub fn new(shape: ModelShape) -> Self {
+        CostModel { shape, ratio: None }
+    }
+
+    /// The shape predictions are made for.
+    pub fn shape(&self) -> ModelShape {
+        self.shape
+    }
+
+    /// Measured peak / raw estimate so far; `None` before any measurement.
+    pub fn ratio(&self) -> Option<f64> {
+        self.ratio
+    }
+
+    /// The raw floats-times-four estimate, before calibration and margin.
+    pub fn raw_bytes(&self, batch: usize, length: usize) -> u64 {
+        let s = &self.shape;
+        let (b, l) = (batch as u64, length as u64);
+        let per_token =
+            HIDDEN_COPIES * s.hidden_size as u64 + INTERMEDIATE_COPIES * s.intermediate_size as u64;
+        let linear = b.saturating_mul(l).saturating_mul(per_token);
+        let scores = b
+            .saturating_mul(s.num_heads as u64)
+            .saturating_mul(l.saturating_mul(l))
+            .saturating_mul(SCORE_COPIES);
+        linear.saturating_add(scores).saturating_mul(4)
+    }
+
+    /// The predicted peak of a batch of `batch` texts padded to `length`
+    /// tokens, margin included.
+    pub fn estimate(&self, batch: usize, length: usize) -> u64 {
+        let factor = match self.ratio {
+            None => UNCALIBRATED_MARGIN,
+            Some(r) => r.max(MIN_RATIO) * CALIBRATED_MARGIN,
+        };
+        (self.raw_bytes(batch, length) as f64 * factor).ceil() as u64
+    }
+
+    /// The most texts of padded length `length` whose estimate fits in
+    /// `bytes` (zero when not even one does).
+    pub fn max_batch_within(&self, length: usize, bytes: u64) -> usize {
+        // The estimate is linear in the batch size.
+        let one = self.estimate(1, length).max(1);
+        usize::try_from(bytes / one).unwrap_or(usize::MAX)
+    }
+
+    /// Learns from a batch that really cost `peak_bytes` at its peak.
+    pub fn observe(&mut self, batch: usize, length: usize, peak_bytes: u64) {
+        let raw = self.raw_bytes(batch, length);
+        if raw < MIN_CALIBRATION_BYTES {
+            return;
+        }
+        let measured = peak_bytes as f64 / raw as f64;
+        let before = self.ratio;
+        self.ratio = Some(match before {
+            None => measured,
+            Some(r) if measured > r => measured,
+            Some(r) => 0.8 * r + 0.2 * measured,
+        });
+        tracing::trace!(batch, length, peak_bytes, raw, ratio = ?self.ratio, "cost model calibrated");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minilm() -> CostModel {
+        CostModel::new(ModelShape {
+            hidden_size: 384,
+            num_heads: 12,
+            num_layers: 6,
+            intermediate_size: 1536,
+        })
+    }
+
+    #[test]
+    fn the_raw_estimate_is_close_to_a_measured_minilm_batch() {
+        // One batch of 64 × 256 tokens raised the RSS by 1157 MiB
+        // (docs/memory.md); the raw count must be of that order.
+        let raw = minilm().raw_bytes(64, 256) as f64 / (1 << 20) as f64;
+        assert!((900.0..1400.0).contains(&raw), "{raw} MiB");
+    }
+
+    #[test]
+    fn calibration_jumps_up_and_decays_down() {
+        let mut c = minilm();
+        let raw = c.raw_bytes(16, 256);
+        c.observe(16, 256, raw);
+        assert_eq!(c.ratio(), Some(1.0));
+        c.observe(16, 256, raw * 2);
+        assert_eq!(c.ratio(), Some(2.0), "a costlier batch is believed at once");
+        c.observe(16, 256, raw);
+        let r = c.ratio().unwrap();
+        assert!((r - 1.8).abs() < 1e-9, "a cheaper one only slowly: {r}");
+    }
+
+    #[test]
+    fn small_batches_do_not_calibrate_and_ratios_have_a_floor() {
+        let mut c = minilm();
+        c.observe(16, 256, 0);
+        assert_eq!(c.ratio(), Some(0.0));
+        let floor = c.estimate(16, 256);
+        assert_eq!(
+            floor,
+            (c.raw_bytes(16, 256) as f64 * MIN_RATIO * CALIBRATED_MARGIN).ceil() as u64
+        );
+        let before = c.ratio();
+        c.observe(1, 8, 1 << 40);
+        assert_eq!(c.ratio(), before, "a tiny batch is noise");
+        let mut fresh = minilm();
+        fresh.observe(1, 8, 1 << 40);
+        assert_eq!(fresh.ratio(), None, "even as the first measurement");
+    }
+
+    #[test]
+    fn max_batch_within_is_the_largest_that_fits() {
+        let c = minilm();
+        let room = 300 << 20;
+        let n = c.max_batch_within(256, room);
+        assert!(n >= 1);
+        assert!(c.estimate(n, 256) <= room);
+        assert!(c.estimate(n + 1, 256) > room);
+        assert_eq!(c.max_batch_within(256, 1), 0);
+    }
+}

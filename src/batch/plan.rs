@@ -1,0 +1,147 @@
+//! Pure planning steps: length order, batch choice, and the bounded prefix
+//! of a huge text.
+
+use super::cost::CostModel;
+use crate::{Embedder, Result};
+
+/// Input indices ordered longest first; equal lengths keep input order.
+///
+/// Longest first puts the costliest batches at the start, while the rule's
+/// batch size is still small, and calibrates the cost model on them: if the
+/// first batches fit, the rest do.
+pub(crate) fn longest_first(counts: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..counts.len()).collect();
+    order.sort_by(|&a, &b| counts[b].cmp(&counts[a]));
+    order
+}
+
+/// How many of the next texts (token counts `remaining`, longest first) the
+/// next batch takes: at most `rule`, at most `max_tokens` padded tokens, and
+/// no more than fit in `room` bytes. `None` when not even one fits in `room`.
+pub(crate) fn batch_len(
+    remaining: &[usize],
+    rule: usize,
+    cost: &CostModel,
+    room: u64,
+    max_tokens: Option<usize>,
+) -> Option<usize> {
+    let padded = *remaining.first()?;
+    let mut n = rule.min(remaining.len());
+    if let Some(max) = max_tokens {
+        n = n.min((max / padded.max(1)).max(1));
+    }
+    let n = n.min(cost.max_batch_within(padded, room));
+    (n > 0).then_some(n)
+}
+
+/// The byte length of a prefix of `text` that truncates to the same tokens
+/// as the whole text, so that a huge text is never tokenised whole.
+///
+/// The prefix ends just before a whitespace character and already holds at
+/// least `max_seq_length` tokens; a tokenizer that splits words at
+/// whitespace (BERT's WordPiece does) gives the words before the cut the
+/// same tokens either way, and truncation keeps only those. Texts shorter
+/// than 16 bytes per token of `max_seq_length` are returned whole; when no
+/// such prefix exists the whole length is returned.
+pub(crate) fn bounded_len<E: Embedder + ?Sized>(
+    embedder: &E,
+    text: &str,
+    max_seq_length: usize,
+) -> Result<usize> {
+    let mut limit = max_seq_length.max(16).saturating_mul(16);
+    while limit < text.len() {
+        if let Some(cut) = whitespace_cut(text, limit) {
+            if embedder.token_counts(&[&text[..cut]])?[0] >= max_seq_length {
+                return Ok(cut);
+            }
+        }
+        limit = limit.saturating_mul(4);
+    }
+    Ok(text.len())
+}
+
+/// The byte offset of the last whitespace character at or before `limit`
+/// (not at the start).
+fn whitespace_cut(text: &str, limit: usize) -> Option<usize> {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end]
+        .rfind(char::is_whitespace)
+        .filter(|&i| i > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ModelShape;
+
+    fn cost() -> CostModel {
+        CostModel::new(ModelShape::guess_from_dimension(64))
+    }
+
+    #[test]
+    fn longest_first_is_stable() {
+        assert_eq!(longest_first(&[3, 9, 3, 9, 1]), [1, 3, 0, 2, 4]);
+        assert!(longest_first(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_smallest_limit_decides() {
+        let c = cost();
+        let big = u64::MAX;
+        assert_eq!(batch_len(&[10; 100], 16, &c, big, None), Some(16));
+        assert_eq!(batch_len(&[10; 5], 16, &c, big, None), Some(5));
+        assert_eq!(batch_len(&[10; 100], 16, &c, big, Some(35)), Some(3));
+        assert_eq!(
+            batch_len(&[10; 100], 16, &c, big, Some(5)),
+            Some(1),
+            "one text always passes the token limit"
+        );
+        let room = c.estimate(4, 10);
+        assert_eq!(batch_len(&[10; 100], 16, &c, room, None), Some(4));
+        assert_eq!(batch_len(&[10; 100], 16, &c, c.estimate(1, 10) - 1, None), None);
+        assert_eq!(batch_len(&[], 16, &c, big, None), None);
+    }
+
+    /// Counts whitespace-separated words plus two special tokens.
+    struct Words;
+    impl Embedder for Words {
+        fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>> {
+            unreachable!("not embedded")
+        }
+        fn dimension(&self) -> usize {
+            1
+        }
+        fn max_seq_length(&self) -> usize {
+            unreachable!("passed explicitly")
+        }
+        fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+            Ok(texts
+                .iter()
+                .map(|t| t.split_whitespace().count() + 2)
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_huge_text_is_cut_after_enough_words_at_whitespace() {
+        let text = "wörd ".repeat(100_000);
+        let cut = bounded_len(&Words, &text, 128).unwrap();
+        assert!(cut < text.len() / 10, "{cut}");
+        assert!(text[cut..].starts_with(' '), "cut before whitespace");
+        assert!(Words.token_counts(&[&text[..cut]]).unwrap()[0] >= 128);
+    }
+
+    #[test]
+    fn short_texts_and_texts_without_enough_words_stay_whole() {
+        assert_eq!(bounded_len(&Words, "a b c", 128).unwrap(), 5);
+        // Mostly whitespace: no prefix holds 128 words, so nothing is cut.
+        let sparse = format!("{}{}", " ".repeat(1 << 20), "x ".repeat(10));
+        assert_eq!(bounded_len(&Words, &sparse, 128).unwrap(), sparse.len());
+        // One giant word: no whitespace to cut at.
+        let word = "x".repeat(1 << 16);
+        assert_eq!(bounded_len(&Words, &word, 128).unwrap(), word.len());
+    }
+}

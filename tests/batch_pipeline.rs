@@ -1,0 +1,248 @@
+//! BatchEmbedder over a fake embedder on a simulated machine: the size
+//! trace, retries, planning under a budget, order, streaming, progress,
+//! metrics and typed errors.
+
+mod fakes;
+
+use std::sync::Arc;
+
+use fakes::{text, Fake, Machine, MIB};
+use membatch::batch::{BatchConfig, BatchEmbedder, Progress};
+use membatch::Error;
+use parking_lot::Mutex;
+
+fn texts(n: usize, words: impl Fn(usize) -> usize) -> Vec<String> {
+    (0..n).map(|i| text(i, words(i))).collect()
+}
+
+fn expected(texts: &[String]) -> Vec<Vec<f32>> {
+    texts.iter().map(|t| Fake::vector(t)).collect()
+}
+
+/// Every text embedded exactly once by a successful call.
+fn assert_each_once(fake: &Fake, texts: &[String]) {
+    let mut seen: Vec<String> = fake
+        .calls
+        .lock()
+        .iter()
+        .filter(|c| c.ok)
+        .flat_map(|c| c.texts.clone())
+        .collect();
+    seen.sort();
+    let mut want = texts.to_vec();
+    want.sort();
+    assert_eq!(seen, want, "a text was lost or embedded twice");
+}
+
+#[test]
+fn sizes_grow_by_four_to_sixty_four_then_stay() {
+    let machine = Machine::new(50 * MIB);
+    let fake = Fake::new(&machine);
+    let input = texts(1200, |_| 6);
+    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    assert_eq!(b.embed(&input).unwrap(), expected(&input));
+    let sizes = b.embedder().sizes();
+    let growth: Vec<usize> = (0..15).map(|i| 8 + 4 * i).collect();
+    assert_eq!(sizes[..15], growth[..]);
+    assert!(sizes[15..sizes.len() - 1].iter().all(|&s| s == 64), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 1200);
+    let m = b.metrics();
+    assert_eq!((m.batches, m.texts, m.retries, m.shrinks), (sizes.len() as u64, 1200, 0, 0));
+    assert_eq!(m.batch_size, 64);
+    assert_eq!(m.padding_ratio(), 1.0, "equal lengths pad nothing");
+}
+
+#[test]
+fn a_refused_batch_is_halved_and_retried_with_the_same_texts() {
+    let machine = Machine::new(50 * MIB);
+    let mut fake = Fake::new(&machine);
+    // Calls 0..=3 succeed (8, 12, 16, 20); call 4 (24) and 5 (12) fail.
+    fake.refuse = [4, 5].into();
+    let input = texts(300, |_| 6);
+    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    assert_eq!(b.embed(&input).unwrap(), expected(&input));
+    let calls = b.embedder().calls.lock().clone();
+    let sizes: Vec<usize> = calls.iter().map(|c| c.texts.len()).collect();
+    assert_eq!(sizes[..8], [8, 12, 16, 20, 24, 12, 6, 10]);
+    assert_eq!(calls[5].texts[..], calls[4].texts[..12], "retried from the same text");
+    assert_eq!(calls[6].texts[..], calls[4].texts[..6]);
+    assert_each_once(b.embedder(), &input);
+    let m = b.metrics();
+    assert_eq!((m.retries, m.shrinks), (2, 2));
+}
+
+#[test]
+fn planning_keeps_the_peak_under_the_budget() {
+    let machine = Machine::new(50 * MIB);
+    let fake = Fake::new(&machine);
+    // Lengths 3..=300 words: many texts truncate at 256 tokens.
+    let input = texts(600, |i| 3 + (i * 37) % 298);
+    let budget = 120 * MIB;
+    let b = BatchEmbedder::new(fake, machine.budget(budget), BatchConfig::default()).unwrap();
+    assert_eq!(b.embed(&input).unwrap(), expected(&input));
+    assert!(
+        machine.highest() <= budget,
+        "simulated peak {} MiB over the {} MiB budget",
+        machine.highest() / MIB,
+        budget / MIB
+    );
+    let sizes = b.embedder().sizes();
+    let fake = b.embedder();
+    let costliest = fake.cost(64, 256);
+    assert!(50 * MIB + costliest > budget, "a full batch of long texts would not fit");
+    assert!(sizes.iter().any(|&s| s < 64), "{sizes:?}");
+    assert_each_once(fake, &input);
+    // Longest first: neighbours pad little.
+    let ratio = b.metrics().padding_ratio();
+    assert!(ratio < 1.1, "padding ratio {ratio}");
+}
+
+#[test]
+fn a_peak_in_the_degraded_band_halves_the_size() {
+    let machine = Machine::new(50 * MIB);
+    let mut fake = Fake::new(&machine);
+    // Far costlier than the shape suggests: the first batch lands high.
+    fake.per_unit = 25_000;
+    let input = texts(40, |_| 40);
+    let b = BatchEmbedder::new(fake, machine.budget(400 * MIB), BatchConfig::default()).unwrap();
+    assert_eq!(b.embed(&input).unwrap(), expected(&input));
+    let sizes = b.embedder().sizes();
+    assert_eq!(sizes[0], 8);
+    assert!(sizes[1] < 8, "{sizes:?}");
+    assert!(b.metrics().shrinks >= 1);
+}
+
+#[test]
+fn one_text_that_cannot_fit_is_a_typed_error() {
+    let machine = Machine::new(50 * MIB);
+    let fake = Fake::new(&machine);
+    let input = texts(3, |_| 300);
+    let b = BatchEmbedder::new(fake, machine.budget(51 * MIB), BatchConfig::default()).unwrap();
+    match b.embed(&input) {
+        Err(Error::BudgetTooSmall { needed, budget, in_use, tokens }) => {
+            assert_eq!(budget, 51 * MIB);
+            assert_eq!(in_use, 50 * MIB);
+            assert_eq!(tokens, 256);
+            assert!(needed > budget);
+        }
+        other => panic!("expected BudgetTooSmall, got {other:?}"),
+    }
+    assert!(b.embedder().calls.lock().is_empty(), "nothing ran");
+    let msg = b.embed(&input).unwrap_err().to_string();
+    assert!(msg.contains("raise the budget"), "{msg}");
+}
+
+#[test]
+fn the_embedder_refusing_a_single_text_is_returned() {
+    let machine = Machine::new(50 * MIB);
+    let mut fake = Fake::new(&machine);
+    fake.refuse = (0..10).collect();
+    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    let err = b.embed(&texts(20, |_| 5)).unwrap_err();
+    assert!(matches!(err, Error::MemoryPressure { .. }), "{err}");
+    let sizes: Vec<usize> = b.embedder().calls.lock().iter().map(|c| c.texts.len()).collect();
+    assert_eq!(sizes, [8, 4, 2, 1]);
+}
+
+#[test]
+fn streaming_yields_every_index_once_with_its_vector() {
+    let machine = Machine::new(50 * MIB);
+    let fake = Fake::new(&machine);
+    let input = texts(333, |i| 1 + i % 50);
+    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    let stream = b.stream(&input).unwrap();
+    assert_eq!(stream.total(), 333);
+    let mut seen = vec![false; input.len()];
+    let mut last_len = usize::MAX;
+    for batch in stream {
+        let batch = batch.unwrap();
+        assert_eq!(batch.indices.len(), batch.embeddings.len());
+        for (i, v) in batch.indices.iter().zip(&batch.embeddings) {
+            assert!(!seen[*i], "index {i} twice");
+            seen[*i] = true;
+            assert_eq!(*v, Fake::vector(&input[*i]));
+            let len = b.embedder().tokens(&input[*i]);
+            assert!(len <= last_len, "longest first");
+            last_len = len;
+        }
+    }
+    assert!(seen.iter().all(|&s| s));
+}
+
+#[test]
+fn progress_reports_every_batch() {
+    let machine = Machine::new(50 * MIB);
+    let fake = Fake::new(&machine);
+    let events: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink = events.clone();
+    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default())
+        .unwrap()
+        .with_progress(move |p| sink.lock().push(*p));
+    b.embed(&texts(100, |_| 4)).unwrap();
+    let events = events.lock();
+    let done: Vec<usize> = events.iter().map(|p| p.done).collect();
+    assert_eq!(done, [8, 20, 36, 56, 80, 100]);
+    assert!(events.iter().all(|p| p.total == 100 && p.memory_bytes == 50 * MIB));
+    assert_eq!(events.last().unwrap().batch_size, 20);
+}
+
+#[test]
+fn empty_inputs_and_empty_strings() {
+    let machine = Machine::new(50 * MIB);
+    let b = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), BatchConfig::default())
+        .unwrap();
+    let none: [&str; 0] = [];
+    assert!(b.embed(&none).unwrap().is_empty());
+    assert_eq!(b.metrics().batches, 0);
+    assert_eq!(b.embed(&["", "a", ""]).unwrap(), [Fake::vector(""), Fake::vector("a"), Fake::vector("")]);
+}
+
+#[test]
+fn a_huge_text_is_never_handed_over_whole() {
+    let machine = Machine::new(50 * MIB);
+    let b = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), BatchConfig::default())
+        .unwrap();
+    let huge = "word ".repeat(10 << 20); // 50 MiB
+    let out = b.embed(&[huge.as_str(), "short"]).unwrap();
+    assert_eq!(out.len(), 2);
+    let calls = b.embedder().calls.lock();
+    let longest = calls.iter().flat_map(|c| &c.texts).map(|t| t.len()).max().unwrap();
+    assert!(longest < 64 << 10, "{longest} bytes handed to the embedder");
+    assert_eq!(calls[0].padded, 256, "still truncated at max_seq_length");
+}
+
+#[test]
+fn the_token_budget_bounds_padded_tokens() {
+    let machine = Machine::new(50 * MIB);
+    let config = BatchConfig::builder().max_batch_tokens(1000).build().unwrap();
+    let b = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), config).unwrap();
+    b.embed(&texts(200, |i| 10 + i % 200)).unwrap();
+    for c in b.embedder().calls.lock().iter() {
+        assert!(c.texts.len() * c.padded <= 1000, "{} × {}", c.texts.len(), c.padded);
+    }
+    let small = BatchConfig::builder().max_batch_tokens(100).build().unwrap();
+    let err = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), small).unwrap_err();
+    assert!(matches!(&err, Error::InvalidConfig { name, .. } if name == "max_batch_tokens"), "{err}");
+}
+
+#[test]
+fn concurrent_callers_share_one_pipeline() {
+    let machine = Machine::new(50 * MIB);
+    let b = Arc::new(
+        BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), BatchConfig::default())
+            .unwrap(),
+    );
+    let handles: Vec<_> = (0..4)
+        .map(|k| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let input: Vec<String> = (0..150).map(|i| text(k * 1000 + i, 5 + i % 9)).collect();
+                assert_eq!(b.embed(&input).unwrap(), expected(&input));
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(b.metrics().texts, 600);
+}

@@ -1,0 +1,198 @@
+//! A simulated machine for batching tests: a fake embedder whose memory
+//! cost follows batch × length², and a probe that reports what it spends.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use membatch::memory::{
+    MemoryBudget, MemoryConfig, MemoryProbe, MemorySnapshot, PressureLevel, Reclaim,
+};
+use membatch::{Embedder, Error, ModelShape, Result};
+use parking_lot::Mutex;
+
+pub const MIB: u64 = 1 << 20;
+
+/// The simulated process: a steady `base` and the peak of the work since
+/// the last reset, on a 1000 MiB machine.
+#[derive(Debug, Default)]
+pub struct Machine {
+    state: Mutex<MachineState>,
+}
+
+#[derive(Debug, Default)]
+struct MachineState {
+    base: u64,
+    peak: u64,
+    highest: u64,
+}
+
+impl Machine {
+    pub fn new(base: u64) -> Arc<Self> {
+        let m = Machine::default();
+        {
+            let mut s = m.state.lock();
+            s.base = base;
+            s.peak = base;
+            s.highest = base;
+        }
+        Arc::new(m)
+    }
+
+    /// Work that rises `bytes` above the steady state and falls back.
+    pub fn spend(&self, bytes: u64) {
+        let mut s = self.state.lock();
+        s.peak = s.peak.max(s.base + bytes);
+        s.highest = s.highest.max(s.base + bytes);
+    }
+
+    /// The highest the process ever went.
+    pub fn highest(&self) -> u64 {
+        self.state.lock().highest
+    }
+
+    /// A budget of `budget` bytes over this machine.
+    pub fn budget(self: &Arc<Self>, budget: u64) -> MemoryBudget {
+        let config = MemoryConfig::builder().max_bytes(budget).build().unwrap();
+        MemoryBudget::with_parts(config, self.clone(), self.clone())
+    }
+}
+
+impl MemoryProbe for Machine {
+    fn snapshot(&self) -> MemorySnapshot {
+        let s = self.state.lock();
+        MemorySnapshot {
+            rss_bytes: Some(s.base),
+            peak_rss_bytes: Some(s.peak),
+            system_total_bytes: 1000 * MIB,
+            system_available_bytes: 1000 * MIB - s.base,
+            cgroup: None,
+        }
+    }
+
+    fn reset_peak(&self) -> bool {
+        let mut s = self.state.lock();
+        s.peak = s.base;
+        true
+    }
+}
+
+impl Reclaim for Machine {
+    fn reclaim(&self) {}
+}
+
+/// One call to [`Fake::embed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub texts: Vec<String>,
+    pub padded: usize,
+    pub ok: bool,
+}
+
+/// Tokens are whitespace-separated words plus two specials, truncated at
+/// `max_seq`. A batch costs `per_unit × batch × padded²` bytes. Calls whose
+/// number (from 0) is in `refuse` fail with `Error::MemoryPressure`.
+#[derive(Debug)]
+pub struct Fake {
+    pub machine: Arc<Machine>,
+    pub max_seq: usize,
+    pub per_unit: u64,
+    pub refuse: BTreeSet<usize>,
+    pub calls: Mutex<Vec<Call>>,
+}
+
+impl Fake {
+    pub fn new(machine: &Arc<Machine>) -> Self {
+        Fake {
+            machine: machine.clone(),
+            max_seq: 256,
+            per_unit: 40,
+            refuse: BTreeSet::new(),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn tokens(&self, text: &str) -> usize {
+        (text.split_whitespace().count() + 2).min(self.max_seq)
+    }
+
+    /// The vector any text gets, whatever batch it is in.
+    pub fn vector(text: &str) -> Vec<f32> {
+        let h = blake_ish(text);
+        vec![(h % 1_000_003) as f32, text.len() as f32]
+    }
+
+    /// Successful calls' batch sizes, in order.
+    pub fn sizes(&self) -> Vec<usize> {
+        self.calls
+            .lock()
+            .iter()
+            .filter(|c| c.ok)
+            .map(|c| c.texts.len())
+            .collect()
+    }
+
+    /// The cost of a batch as this fake spends it.
+    pub fn cost(&self, batch: usize, padded: usize) -> u64 {
+        self.per_unit * (batch * padded * padded) as u64
+    }
+}
+
+/// FNV-1a: a stable hash without a dependency.
+fn blake_ish(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+impl Embedder for Fake {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let padded = texts.iter().map(|t| self.tokens(t)).max().unwrap_or(0);
+        let mut calls = self.calls.lock();
+        let refused = self.refuse.contains(&calls.len());
+        calls.push(Call {
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            padded,
+            ok: !refused,
+        });
+        if refused {
+            return Err(Error::MemoryPressure {
+                needed: 1,
+                available: 0,
+                level: PressureLevel::Critical,
+            });
+        }
+        self.machine.spend(self.cost(texts.len(), padded));
+        Ok(texts.iter().map(|t| Fake::vector(t)).collect())
+    }
+
+    fn dimension(&self) -> usize {
+        2
+    }
+
+    fn max_seq_length(&self) -> usize {
+        self.max_seq
+    }
+
+    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        Ok(texts.iter().map(|t| self.tokens(t)).collect())
+    }
+
+    fn shape(&self) -> Option<ModelShape> {
+        Some(ModelShape {
+            hidden_size: 32,
+            num_heads: 2,
+            num_layers: 2,
+            intermediate_size: 64,
+        })
+    }
+}
+
+/// A text of `words` words, distinct per `id`.
+pub fn text(id: usize, words: usize) -> String {
+    let mut t = format!("t{id}");
+    for w in 1..words {
+        t.push_str(&format!(" w{}", (id * 7 + w) % 97));
+    }
+    t
+}
