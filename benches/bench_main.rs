@@ -6,4 +6,8 @@ use criterion::criterion_main;
 
 mod benchmarks;
 
-criterion_main!(benchmarks::memory::benches, benchmarks::embedder::benches);
+criterion_main!(
+    benchmarks::memory::benches,
+    benchmarks::batching::benches,
+    benchmarks::embedder::benches
+);

@@ -90,9 +90,11 @@ fn main() -> ExitCode {
     }));
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let args = match Args::try_parse() {
@@ -161,7 +163,9 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.memory_limit(limit);
     }
     if let Some(n) = args.batch_size {
-        builder = builder.max_batch_size(n).min_batch_size(config.batch.min_batch_size.min(n));
+        builder = builder
+            .max_batch_size(n)
+            .min_batch_size(config.batch.min_batch_size.min(n));
     }
     let config = builder.build()?;
 
@@ -236,7 +240,7 @@ fn write_lines(out: &mut impl Write, first: usize, vectors: &[Vec<f32>]) -> Resu
             embedding: v,
         };
         serde_json::to_writer(&mut *out, &line)
-            .map_err(|e| write_failure(std::io::Error::other(e)))?;
+            .map_err(|e| write_failure(std::io::Error::from(e)))?;
         out.write_all(b"\n").map_err(write_failure)?;
     }
     Ok(())

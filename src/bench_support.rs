@@ -30,6 +30,19 @@ pub fn mixed_corpus(n: usize, seed: u64) -> Vec<String> {
         .collect()
 }
 
+/// Returns `n` texts of exactly `words` words each, the same for the same
+/// `seed`: with 300 words every text reaches a 256-token sequence limit,
+/// the costliest input a model sees.
+///
+/// ```
+/// let long = membatch::bench_support::uniform_corpus(3, 300, 1);
+/// assert!(long.iter().all(|t| t.split(' ').count() == 300));
+/// ```
+pub fn uniform_corpus(n: usize, words: usize, seed: u64) -> Vec<String> {
+    let mut rng = SplitMix64(seed);
+    (0..n).map(|_| text_of(words, &mut rng)).collect()
+}
+
 /// One text of exactly `words` words: sentences of 4 to 15 words, capitalised
 /// and ended with a full stop.
 fn text_of(words: usize, rng: &mut SplitMix64) -> String {

@@ -38,14 +38,20 @@ impl ModelConfig {
         let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let count = |name: &str, v: String| match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(Error::invalid_config(name, v, "must be a whole number of at least 1")),
+            _ => Err(Error::invalid_config(
+                name,
+                v,
+                "must be a whole number of at least 1",
+            )),
         };
         Ok(ModelConfig {
             source: set(MODEL_ENV).map(|v| ModelSource::parse(v.trim())),
             normalize: set(ENV_NORMALIZE)
                 .map(|v| parse_bool(ENV_NORMALIZE, &v))
                 .transpose()?,
-            threads: set(ENV_THREADS).map(|v| count(ENV_THREADS, v)).transpose()?,
+            threads: set(ENV_THREADS)
+                .map(|v| count(ENV_THREADS, v))
+                .transpose()?,
             max_seq_length: set(ENV_MAX_SEQ_LENGTH)
                 .map(|v| count(ENV_MAX_SEQ_LENGTH, v))
                 .transpose()?,
@@ -147,6 +153,12 @@ impl ConfigBuilder {
     /// Largest batch size.
     pub fn max_batch_size(mut self, n: usize) -> Self {
         self.config.batch.max_batch_size = n;
+        self
+    }
+
+    /// Growth after each successful batch.
+    pub fn step(mut self, n: usize) -> Self {
+        self.config.batch.step = n;
         self
     }
 
@@ -267,10 +279,19 @@ mod tests {
     fn bad_values_name_their_variable() {
         for (pairs, var) in [
             (&[("EMBEDDING_THREADS", "0")][..], "EMBEDDING_THREADS"),
-            (&[("EMBEDDING_MAX_SEQ_LENGTH", "long")][..], "EMBEDDING_MAX_SEQ_LENGTH"),
+            (
+                &[("EMBEDDING_MAX_SEQ_LENGTH", "long")][..],
+                "EMBEDDING_MAX_SEQ_LENGTH",
+            ),
             (&[("EMBEDDING_NORMALIZE", "2")][..], "EMBEDDING_NORMALIZE"),
-            (&[("EMBEDDING_MAX_MEMORY", "lots")][..], "EMBEDDING_MAX_MEMORY"),
-            (&[("EMBEDDING_MIN_BATCH_SIZE", "x")][..], "EMBEDDING_MIN_BATCH_SIZE"),
+            (
+                &[("EMBEDDING_MAX_MEMORY", "lots")][..],
+                "EMBEDDING_MAX_MEMORY",
+            ),
+            (
+                &[("EMBEDDING_MIN_BATCH_SIZE", "x")][..],
+                "EMBEDDING_MIN_BATCH_SIZE",
+            ),
         ] {
             let pairs: &'static [(&'static str, &'static str)] = pairs;
             match Config::from_lookup(lookup(pairs)) {

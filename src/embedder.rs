@@ -82,6 +82,16 @@ pub trait Embedder: Send + Sync {
     fn shape(&self) -> Option<ModelShape> {
         None
     }
+
+    /// Whether a text's first tokens depend only on its first words: the
+    /// tokenizer never merges across whitespace, punctuation or CJK
+    /// characters, and truncation keeps the first tokens. BERT's WordPiece
+    /// does both. When `true`, a batcher hands a huge text over as a bounded
+    /// prefix with the same tokens instead of having it tokenised whole.
+    /// Default `false`.
+    fn tokenizes_word_by_word(&self) -> bool {
+        false
+    }
 }
 
 /// The sizes of a transformer encoder that drive its activation memory.
@@ -132,6 +142,9 @@ macro_rules! forward_embedder {
             }
             fn shape(&self) -> Option<ModelShape> {
                 (**self).shape()
+            }
+            fn tokenizes_word_by_word(&self) -> bool {
+                (**self).tokenizes_word_by_word()
             }
         }
     )*};

@@ -13,8 +13,15 @@
 //!   sentence-transformers' output.
 //! - [`ModelSource`] finds a model: a local directory, or a Hugging Face hub
 //!   repository through hf-hub's cache (offline with `HF_HUB_OFFLINE=1`).
+//! - [`memory`] reads memory as a container counts it and turns it into a
+//!   [`MemoryBudget`], [`PressureLevel`]s and the RAII [`MemoryGuard`].
+//! - [`batch`] puts them together: [`BatchEmbedder`] embeds inputs of any
+//!   size through any [`Embedder`], in length-ordered batches sized by an
+//!   [`AdaptiveBatcher`] and a memory prediction, retried smaller instead of
+//!   crashing.
+//! - [`Config`] gathers every setting, from code or `EMBEDDING_*` variables.
 //!
-//! ## Example
+//! ## Examples
 //!
 //! ```no_run
 //! use membatch::{BertEmbedder, Embedder};
@@ -23,6 +30,20 @@
 //! let vectors = embedder.embed(&["The quick brown fox.", "A lazy dog."])?;
 //! assert_eq!(vectors.len(), 2);
 //! assert_eq!(vectors[0].len(), 384);
+//! # Ok::<(), membatch::Error>(())
+//! ```
+//!
+//! Any number of texts, inside the memory budget the environment sets:
+//!
+//! ```no_run
+//! use membatch::{BatchEmbedder, Config};
+//!
+//! let batcher = BatchEmbedder::from_config(&Config::from_env()?)?;
+//! let texts: Vec<String> = (0..10_000).map(|i| format!("document {i}")).collect();
+//! for batch in batcher.stream(&texts)? {
+//!     let batch = batch?;
+//!     // write batch.embeddings out; batch.indices says which texts they are
+//! }
 //! # Ok::<(), membatch::Error>(())
 //! ```
 //!
@@ -57,7 +78,9 @@ pub mod bert;
 mod test_util;
 
 pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder};
-pub use config::{Config, ConfigBuilder, ModelConfig, ENV_MAX_SEQ_LENGTH, ENV_NORMALIZE, ENV_THREADS};
+pub use config::{
+    Config, ConfigBuilder, ModelConfig, ENV_MAX_SEQ_LENGTH, ENV_NORMALIZE, ENV_THREADS,
+};
 pub use embedder::{Embedder, ModelShape};
 pub use error::{BoxError, Error, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard, PressureLevel};

@@ -44,10 +44,16 @@ fn sizes_grow_by_four_to_sixty_four_then_stay() {
     let sizes = b.embedder().sizes();
     let growth: Vec<usize> = (0..15).map(|i| 8 + 4 * i).collect();
     assert_eq!(sizes[..15], growth[..]);
-    assert!(sizes[15..sizes.len() - 1].iter().all(|&s| s == 64), "{sizes:?}");
+    assert!(
+        sizes[15..sizes.len() - 1].iter().all(|&s| s == 64),
+        "{sizes:?}"
+    );
     assert_eq!(sizes.iter().sum::<usize>(), 1200);
     let m = b.metrics();
-    assert_eq!((m.batches, m.texts, m.retries, m.shrinks), (sizes.len() as u64, 1200, 0, 0));
+    assert_eq!(
+        (m.batches, m.texts, m.retries, m.shrinks),
+        (sizes.len() as u64, 1200, 0, 0)
+    );
     assert_eq!(m.batch_size, 64);
     assert_eq!(m.padding_ratio(), 1.0, "equal lengths pad nothing");
 }
@@ -64,7 +70,11 @@ fn a_refused_batch_is_halved_and_retried_with_the_same_texts() {
     let calls = b.embedder().calls.lock().clone();
     let sizes: Vec<usize> = calls.iter().map(|c| c.texts.len()).collect();
     assert_eq!(sizes[..8], [8, 12, 16, 20, 24, 12, 6, 10]);
-    assert_eq!(calls[5].texts[..], calls[4].texts[..12], "retried from the same text");
+    assert_eq!(
+        calls[5].texts[..],
+        calls[4].texts[..12],
+        "retried from the same text"
+    );
     assert_eq!(calls[6].texts[..], calls[4].texts[..6]);
     assert_each_once(b.embedder(), &input);
     let m = b.metrics();
@@ -89,7 +99,10 @@ fn planning_keeps_the_peak_under_the_budget() {
     let sizes = b.embedder().sizes();
     let fake = b.embedder();
     let costliest = fake.cost(64, 256);
-    assert!(50 * MIB + costliest > budget, "a full batch of long texts would not fit");
+    assert!(
+        50 * MIB + costliest > budget,
+        "a full batch of long texts would not fit"
+    );
     assert!(sizes.iter().any(|&s| s < 64), "{sizes:?}");
     assert_each_once(fake, &input);
     // Longest first: neighbours pad little.
@@ -119,7 +132,12 @@ fn one_text_that_cannot_fit_is_a_typed_error() {
     let input = texts(3, |_| 300);
     let b = BatchEmbedder::new(fake, machine.budget(51 * MIB), BatchConfig::default()).unwrap();
     match b.embed(&input) {
-        Err(Error::BudgetTooSmall { needed, budget, in_use, tokens }) => {
+        Err(Error::BudgetTooSmall {
+            needed,
+            budget,
+            in_use,
+            tokens,
+        }) => {
             assert_eq!(budget, 51 * MIB);
             assert_eq!(in_use, 50 * MIB);
             assert_eq!(tokens, 256);
@@ -140,7 +158,13 @@ fn the_embedder_refusing_a_single_text_is_returned() {
     let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
     let err = b.embed(&texts(20, |_| 5)).unwrap_err();
     assert!(matches!(err, Error::MemoryPressure { .. }), "{err}");
-    let sizes: Vec<usize> = b.embedder().calls.lock().iter().map(|c| c.texts.len()).collect();
+    let sizes: Vec<usize> = b
+        .embedder()
+        .calls
+        .lock()
+        .iter()
+        .map(|c| c.texts.len())
+        .collect();
     assert_eq!(sizes, [8, 4, 2, 1]);
 }
 
@@ -182,31 +206,49 @@ fn progress_reports_every_batch() {
     let events = events.lock();
     let done: Vec<usize> = events.iter().map(|p| p.done).collect();
     assert_eq!(done, [8, 20, 36, 56, 80, 100]);
-    assert!(events.iter().all(|p| p.total == 100 && p.memory_bytes == 50 * MIB));
+    assert!(events
+        .iter()
+        .all(|p| p.total == 100 && p.memory_bytes == 50 * MIB));
     assert_eq!(events.last().unwrap().batch_size, 20);
 }
 
 #[test]
 fn empty_inputs_and_empty_strings() {
     let machine = Machine::new(50 * MIB);
-    let b = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), BatchConfig::default())
-        .unwrap();
+    let b = BatchEmbedder::new(
+        Fake::new(&machine),
+        machine.budget(900 * MIB),
+        BatchConfig::default(),
+    )
+    .unwrap();
     let none: [&str; 0] = [];
     assert!(b.embed(&none).unwrap().is_empty());
     assert_eq!(b.metrics().batches, 0);
-    assert_eq!(b.embed(&["", "a", ""]).unwrap(), [Fake::vector(""), Fake::vector("a"), Fake::vector("")]);
+    assert_eq!(
+        b.embed(&["", "a", ""]).unwrap(),
+        [Fake::vector(""), Fake::vector("a"), Fake::vector("")]
+    );
 }
 
 #[test]
 fn a_huge_text_is_never_handed_over_whole() {
     let machine = Machine::new(50 * MIB);
-    let b = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), BatchConfig::default())
-        .unwrap();
+    let b = BatchEmbedder::new(
+        Fake::new(&machine),
+        machine.budget(900 * MIB),
+        BatchConfig::default(),
+    )
+    .unwrap();
     let huge = "word ".repeat(10 << 20); // 50 MiB
     let out = b.embed(&[huge.as_str(), "short"]).unwrap();
     assert_eq!(out.len(), 2);
     let calls = b.embedder().calls.lock();
-    let longest = calls.iter().flat_map(|c| &c.texts).map(|t| t.len()).max().unwrap();
+    let longest = calls
+        .iter()
+        .flat_map(|c| &c.texts)
+        .map(|t| t.len())
+        .max()
+        .unwrap();
     assert!(longest < 64 << 10, "{longest} bytes handed to the embedder");
     assert_eq!(calls[0].padded, 256, "still truncated at max_seq_length");
 }
@@ -214,23 +256,42 @@ fn a_huge_text_is_never_handed_over_whole() {
 #[test]
 fn the_token_budget_bounds_padded_tokens() {
     let machine = Machine::new(50 * MIB);
-    let config = BatchConfig::builder().max_batch_tokens(1000).build().unwrap();
+    let config = BatchConfig::builder()
+        .max_batch_tokens(1000)
+        .build()
+        .unwrap();
     let b = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), config).unwrap();
     b.embed(&texts(200, |i| 10 + i % 200)).unwrap();
     for c in b.embedder().calls.lock().iter() {
-        assert!(c.texts.len() * c.padded <= 1000, "{} × {}", c.texts.len(), c.padded);
+        assert!(
+            c.texts.len() * c.padded <= 1000,
+            "{} × {}",
+            c.texts.len(),
+            c.padded
+        );
     }
-    let small = BatchConfig::builder().max_batch_tokens(100).build().unwrap();
-    let err = BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), small).unwrap_err();
-    assert!(matches!(&err, Error::InvalidConfig { name, .. } if name == "max_batch_tokens"), "{err}");
+    let small = BatchConfig::builder()
+        .max_batch_tokens(100)
+        .build()
+        .unwrap();
+    let err =
+        BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), small).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { name, .. } if name == "max_batch_tokens"),
+        "{err}"
+    );
 }
 
 #[test]
 fn concurrent_callers_share_one_pipeline() {
     let machine = Machine::new(50 * MIB);
     let b = Arc::new(
-        BatchEmbedder::new(Fake::new(&machine), machine.budget(900 * MIB), BatchConfig::default())
-            .unwrap(),
+        BatchEmbedder::new(
+            Fake::new(&machine),
+            machine.budget(900 * MIB),
+            BatchConfig::default(),
+        )
+        .unwrap(),
     );
     let handles: Vec<_> = (0..4)
         .map(|k| {
@@ -245,4 +306,32 @@ fn concurrent_callers_share_one_pipeline() {
         h.join().unwrap();
     }
     assert_eq!(b.metrics().texts, 600);
+}
+
+#[test]
+fn an_embedder_that_miscounts_is_an_error_not_a_lost_text() {
+    struct Miscount;
+    impl membatch::Embedder for Miscount {
+        fn embed(&self, texts: &[&str]) -> membatch::Result<Vec<Vec<f32>>> {
+            Ok(vec![vec![0.0]; texts.len()])
+        }
+        fn dimension(&self) -> usize {
+            1
+        }
+        fn max_seq_length(&self) -> usize {
+            16
+        }
+        fn token_counts(&self, texts: &[&str]) -> membatch::Result<Vec<usize>> {
+            Ok(vec![3; texts.len().saturating_sub(1)])
+        }
+    }
+    let machine = Machine::new(50 * MIB);
+    let b =
+        BatchEmbedder::new(Miscount, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    let err = b.embed(&["a", "b", "c"]).unwrap_err();
+    assert!(matches!(err, Error::Tokenization(_)), "{err}");
+    assert!(
+        err.to_string().contains("2 token counts for 3 texts"),
+        "{err}"
+    );
 }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use membatch::{BertEmbedder, Embedder, Error, ModelSource};
+use membatch::batch::{BatchEmbedder, BatchMetrics, EmbeddedBatch};
+use membatch::{BertEmbedder, Config, Embedder, Error, ModelSource};
 
 fn send_sync<T: Send + Sync>() {}
 
@@ -12,6 +13,11 @@ fn public_types_are_send_and_sync() {
     send_sync::<Error>();
     send_sync::<ModelSource>();
     send_sync::<Arc<dyn Embedder>>();
+    send_sync::<BatchEmbedder<BertEmbedder>>();
+    send_sync::<BatchEmbedder<Arc<dyn Embedder>>>();
+    send_sync::<BatchMetrics>();
+    send_sync::<EmbeddedBatch>();
+    send_sync::<Config>();
 }
 
 #[test]
@@ -40,4 +46,5 @@ fn embedder_is_object_safe_and_pointers_forward() {
     let boxed: Box<dyn Embedder> = Box::new(Constant);
     assert_eq!(boxed.max_seq_length(), 7);
     assert_eq!(boxed.token_counts(&["abc"]).unwrap(), vec![3]);
+    assert_eq!(boxed.shape(), None, "shape is a defaulted hint");
 }

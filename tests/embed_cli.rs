@@ -106,9 +106,18 @@ fn fixed_batches_and_budgeted_batches_agree() {
     let input: String = (0..50)
         .map(|i| format!("{}\n", "hello world ".repeat(1 + i % 7)))
         .collect();
-    let budgeted = run(&["--model", model, "--memory-budget", "50%"], input.as_bytes());
+    let budgeted = run(
+        &["--model", model, "--memory-budget", "50%"],
+        input.as_bytes(),
+    );
     let fixed = run(&["--model", model, "--fixed-batch", "3"], input.as_bytes());
-    assert_eq!((budgeted.code, fixed.code), (0, 0), "{} {}", budgeted.stderr, fixed.stderr);
+    assert_eq!(
+        (budgeted.code, fixed.code),
+        (0, 0),
+        "{} {}",
+        budgeted.stderr,
+        fixed.stderr
+    );
     let (a, b) = (parse(&budgeted.stdout), parse(&fixed.stdout));
     assert_eq!(a.len(), 50);
     for (x, y) in a.iter().zip(&b) {

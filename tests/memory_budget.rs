@@ -274,3 +274,22 @@ fn guards_from_many_threads_balance_their_reservations() {
     let m = b.metrics();
     assert_eq!((m.guards, m.reserved_bytes, m.refusals), (200, 0, 0));
 }
+
+#[test]
+fn reports_say_when_other_guarded_work_overlapped() {
+    let fake = Fake::new(100);
+    let b = budget(&fake, MemoryConfig::default());
+    let alone = b.acquire(MIB).unwrap().finish();
+    assert!(!alone.overlapped);
+    let first = b.acquire(MIB).unwrap();
+    let second = b.acquire(MIB).unwrap();
+    assert!(
+        second.finish().overlapped,
+        "granted while another was alive"
+    );
+    assert!(
+        first.finish().overlapped,
+        "another reset the peak meanwhile"
+    );
+    assert!(!b.acquire(MIB).unwrap().finish().overlapped);
+}

@@ -3,8 +3,10 @@
 //! real_limits`, as scripts/test.sh does when it runs as root (CI does).
 //! Without root every test here fails with the reason, never passes silently.
 
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use membatch::memory::{CgroupPaths, CgroupVersion};
 
@@ -61,18 +63,92 @@ impl TempCgroup {
 
     /// Runs `program` inside the cgroup: a shell moves itself in, then execs.
     fn run(&self, program: &Path, envs: &[(&str, &str)]) -> Output {
+        self.run_with(program, &[], b"", envs)
+    }
+
+    /// As [`run`](Self::run), with arguments and standard input.
+    fn run_with(
+        &self,
+        program: &Path,
+        args: &[&str],
+        stdin: &[u8],
+        envs: &[(&str, &str)],
+    ) -> Output {
         let procs = self.dir.join("cgroup.procs");
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("echo $$ > '{}' && exec \"$0\"", procs.display()))
+            .arg(format!(
+                "echo $$ > '{}' && exec \"$0\" \"$@\"",
+                procs.display()
+            ))
             .arg(program)
-            .env_remove("EMBEDDING_MAX_MEMORY")
-            .env_remove("EMBEDDING_MAX_MEMORY_PERCENT");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+            .args(args);
+        isolate(&mut cmd, envs);
+        feed(cmd, stdin)
     }
+
+    /// A v1 or v2 counter file of the cgroup, as text.
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// How many processes the kernel OOM-killed in this cgroup.
+    fn oom_kills(&self) -> u64 {
+        ["memory.oom_control", "memory.events"]
+            .iter()
+            .flat_map(|f| {
+                self.file(f)
+                    .lines()
+                    .filter_map(|l| {
+                        l.strip_prefix("oom_kill ")
+                            .map(|n| n.trim().parse::<u64>().unwrap_or(0))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
+    /// The most memory the cgroup ever held (v1), when known.
+    fn max_usage(&self) -> Option<u64> {
+        self.file("memory.max_usage_in_bytes").trim().parse().ok()
+    }
+}
+
+/// Clears the settings the child should take from its limit alone.
+fn isolate(cmd: &mut Command, envs: &[(&str, &str)]) {
+    for var in [
+        "EMBEDDING_MAX_MEMORY",
+        "EMBEDDING_MAX_MEMORY_PERCENT",
+        "EMBEDDING_MIN_BATCH_SIZE",
+        "EMBEDDING_MAX_BATCH_SIZE",
+        "EMBEDDING_ADAPTIVE_BATCHING",
+        "EMBEDDING_MAX_BATCH_TOKENS",
+        "EMBEDDING_BATCH_STEP",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+}
+
+/// Runs `cmd` with `stdin` written to it, collecting its output.
+fn feed(mut cmd: Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    // Write from a thread: the child may fill its stdout before reading all input.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 impl Drop for TempCgroup {
@@ -134,4 +210,96 @@ fn the_environment_sets_the_budget_inside_the_cgroup() {
         300 * MIB,
         "an absolute budget never exceeds the limit: {r}"
     );
+}
+
+/// Parses `embed`'s JSON Lines into vectors, checking the indices.
+fn vectors(out: &Output) -> Vec<Vec<f32>> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["index"], i, "input order");
+            v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+/// The headline: a corpus of long texts (every one truncated at 256
+/// tokens) in a 640 MiB cgroup. Plain fixed batches of 64 need about
+/// 1.3 GiB at their peak and are OOM-killed there; BatchEmbedder, with the
+/// default budget (70% of the limit), finishes the same corpus with the same
+/// embeddings as an unconstrained run.
+#[test]
+fn batch_embedder_finishes_where_fixed_batches_are_oom_killed() {
+    let limit = 640 * MIB;
+    let texts = membatch::bench_support::uniform_corpus(96, 300, 11);
+    let input: String = texts.iter().map(|t| format!("{t}\n")).collect();
+    let embed = example("embed");
+
+    let mut free = Command::new(&embed);
+    isolate(&mut free, &[]);
+    let reference = feed(free, input.as_bytes());
+    assert!(
+        reference.status.success(),
+        "unconstrained run failed (the real model is required): {}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let reference = vectors(&reference);
+    assert_eq!(reference.len(), 96);
+
+    let fixed_cg = TempCgroup::new("fixed", limit);
+    let fixed = fixed_cg.run_with(&embed, &["--fixed-batch", "64"], input.as_bytes(), &[]);
+    assert_eq!(
+        fixed.status.signal(),
+        Some(libc::SIGKILL),
+        "fixed batches of 64 should be OOM-killed in {} MiB (status {:?}, stderr {})",
+        limit / MIB,
+        fixed.status,
+        String::from_utf8_lossy(&fixed.stderr)
+    );
+    assert!(
+        fixed_cg.oom_kills() >= 1,
+        "killed, but not by the OOM killer"
+    );
+    assert!(fixed.stdout.is_empty(), "the first batch never finished");
+
+    let cg = TempCgroup::new("batched", limit);
+    let batched = cg.run_with(
+        &embed,
+        &[],
+        input.as_bytes(),
+        &[("RUST_LOG", "membatch=info")],
+    );
+    let stderr = String::from_utf8_lossy(&batched.stderr);
+    assert!(
+        batched.status.success(),
+        "BatchEmbedder failed in the limit: {:?} {stderr}",
+        batched.status
+    );
+    assert_eq!(cg.oom_kills(), 0);
+    let got = vectors(&batched);
+    assert_eq!(got.len(), reference.len());
+    for (i, (a, b)) in got.iter().zip(&reference).enumerate() {
+        let d = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d <= 1e-5, "text {i} differs by {d}");
+    }
+    let peak = cg.max_usage();
+    eprintln!(
+        "cgroup peak {:?} MiB of {} MiB; log:\n{stderr}",
+        peak.map(|p| p / MIB),
+        limit / MIB
+    );
+    if let Some(p) = peak {
+        assert!(p <= limit);
+    }
 }

@@ -1,2 +1,3 @@
+pub(crate) mod batching;
 pub(crate) mod embedder;
 pub(crate) mod memory;

@@ -12,16 +12,17 @@ const INTERMEDIATE_COPIES: u64 = 2;
 /// Per head and per pair of tokens: the scores, the mask added to them, the
 /// softmax and its output.
 const SCORE_COPIES: u64 = 4;
-/// Before any batch was measured the estimate carries this much margin...
-const UNCALIBRATED_MARGIN: f64 = 1.5;
-/// ...and once measured, this much.
-const CALIBRATED_MARGIN: f64 = 1.15;
+/// The ratio (measured / raw) assumed before any batch is measured: with
+/// the margin, a first prediction of 1.5 × raw.
+const PRIOR_RATIO: f64 = 1.5 / MARGIN;
+/// Safety margin on top of the ratio.
+const MARGIN: f64 = 1.15;
 /// Measured ratios are never trusted below this: memory the allocator kept
 /// from an earlier batch hides part of a batch's real cost, and a cleanup
 /// can give it back at any time.
 const MIN_RATIO: f64 = 0.75;
-/// Batches predicted below this are too small to measure reliably (their
-/// peak drowns in allocator noise) and do not calibrate.
+/// Batches whose raw estimate is below this are too small to measure
+/// reliably (their peak drowns in allocator noise) and do not calibrate.
 const MIN_CALIBRATION_BYTES: u64 = 16 << 20;
 
 /// Predicts a batch's peak memory from its size, padded length and the
@@ -30,9 +31,10 @@ const MIN_CALIBRATION_BYTES: u64 = 16 << 20;
 /// The raw estimate counts the floats one encoder layer holds at its peak
 /// (layers run one after another and free their activations, so depth adds
 /// nothing at inference): `batch × length × (8·hidden + 2·intermediate)`
-/// plus `batch × heads × length² × 4` for the attention scores. The
-/// calibration ratio is measured peak / raw estimate; it rises at once to a
-/// higher measurement and falls slowly toward lower ones, so one lucky batch
+/// plus `batch × heads × length² × 4` for the attention scores, in f32. The
+/// prediction is raw × ratio × 1.15. The ratio starts at 1.3; each measured
+/// batch (measured peak / raw) raises it at once when higher and pulls it
+/// 20% of the way down when lower, never below 0.75, so one lucky batch
 /// does not make the next one dangerous.
 ///
 /// ```
@@ -50,13 +52,18 @@ const MIN_CALIBRATION_BYTES: u64 = 16 << 20;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostModel {
     shape: ModelShape,
-    ratio: Option<f64>,
+    ratio: f64,
+    measured: u64,
 }
 
 impl CostModel {
     /// An uncalibrated model for `shape`.
     pub fn new(shape: ModelShape) -> Self {
-        CostModel { shape, ratio: None }
+        CostModel {
+            shape,
+            ratio: PRIOR_RATIO,
+            measured: 0,
+        }
     }
 
     /// The shape predictions are made for.
@@ -64,9 +71,14 @@ impl CostModel {
         self.shape
     }
 
-    /// Measured peak / raw estimate so far; `None` before any measurement.
-    pub fn ratio(&self) -> Option<f64> {
+    /// The calibration ratio in force (measured peak / raw estimate).
+    pub fn ratio(&self) -> f64 {
         self.ratio
+    }
+
+    /// How many batches calibrated the model.
+    pub fn measured(&self) -> u64 {
+        self.measured
     }
 
     /// The raw floats-times-four estimate, before calibration and margin.
@@ -86,11 +98,7 @@ impl CostModel {
     /// The predicted peak of a batch of `batch` texts padded to `length`
     /// tokens, margin included.
     pub fn estimate(&self, batch: usize, length: usize) -> u64 {
-        let factor = match self.ratio {
-            None => UNCALIBRATED_MARGIN,
-            Some(r) => r.max(MIN_RATIO) * CALIBRATED_MARGIN,
-        };
-        (self.raw_bytes(batch, length) as f64 * factor).ceil() as u64
+        (self.raw_bytes(batch, length) as f64 * self.ratio * MARGIN).ceil() as u64
     }
 
     /// The most texts of padded length `length` whose estimate fits in
@@ -108,12 +116,12 @@ impl CostModel {
             return;
         }
         let measured = peak_bytes as f64 / raw as f64;
-        let before = self.ratio;
-        self.ratio = Some(match before {
-            None => measured,
-            Some(r) if measured > r => measured,
-            Some(r) => 0.8 * r + 0.2 * measured,
-        });
+        self.ratio = if measured > self.ratio {
+            measured
+        } else {
+            (0.8 * self.ratio + 0.2 * measured).max(MIN_RATIO)
+        };
+        self.measured += 1;
         tracing::trace!(batch, length, peak_bytes, raw, ratio = ?self.ratio, "cost model calibrated");
     }
 }
@@ -143,31 +151,36 @@ mod tests {
     fn calibration_jumps_up_and_decays_down() {
         let mut c = minilm();
         let raw = c.raw_bytes(16, 256);
-        c.observe(16, 256, raw);
-        assert_eq!(c.ratio(), Some(1.0));
+        assert_eq!(
+            c.estimate(16, 256),
+            (raw as f64 * 1.5).ceil() as u64,
+            "prior"
+        );
         c.observe(16, 256, raw * 2);
-        assert_eq!(c.ratio(), Some(2.0), "a costlier batch is believed at once");
+        assert_eq!(c.ratio(), 2.0, "a costlier batch is believed at once");
         c.observe(16, 256, raw);
-        let r = c.ratio().unwrap();
-        assert!((r - 1.8).abs() < 1e-9, "a cheaper one only slowly: {r}");
+        assert!(
+            (c.ratio() - 1.8).abs() < 1e-9,
+            "a cheaper one only slowly: {}",
+            c.ratio()
+        );
+        assert_eq!(c.measured(), 2);
     }
 
     #[test]
     fn small_batches_do_not_calibrate_and_ratios_have_a_floor() {
         let mut c = minilm();
-        c.observe(16, 256, 0);
-        assert_eq!(c.ratio(), Some(0.0));
-        let floor = c.estimate(16, 256);
+        for _ in 0..100 {
+            c.observe(16, 256, 0);
+        }
+        assert_eq!(c.ratio(), MIN_RATIO);
         assert_eq!(
-            floor,
-            (c.raw_bytes(16, 256) as f64 * MIN_RATIO * CALIBRATED_MARGIN).ceil() as u64
+            c.estimate(16, 256),
+            (c.raw_bytes(16, 256) as f64 * MIN_RATIO * MARGIN).ceil() as u64
         );
         let before = c.ratio();
         c.observe(1, 8, 1 << 40);
         assert_eq!(c.ratio(), before, "a tiny batch is noise");
-        let mut fresh = minilm();
-        fresh.observe(1, 8, 1 << 40);
-        assert_eq!(fresh.ratio(), None, "even as the first measurement");
     }
 
     #[test]

@@ -21,8 +21,8 @@ mod rule;
 
 pub use cost::CostModel;
 pub use pipeline::{BatchEmbedder, BatchMetrics, BatchStream, EmbeddedBatch, Progress};
+pub(crate) use rule::parse_bool;
 pub use rule::{
     AdaptiveBatcher, BatchConfig, BatchConfigBuilder, ENV_ADAPTIVE_BATCHING, ENV_BATCH_STEP,
     ENV_MAX_BATCH_SIZE, ENV_MAX_BATCH_TOKENS, ENV_MIN_BATCH_SIZE,
 };
-pub(crate) use rule::parse_bool;

@@ -10,7 +10,7 @@ use super::cost::CostModel;
 use super::plan::{batch_len, bounded_len, longest_first};
 use super::rule::{AdaptiveBatcher, BatchConfig};
 use crate::error::{Error, Result};
-use crate::memory::{MemoryBudget, MemoryReading, PressureLevel};
+use crate::memory::{MemoryBudget, MemoryReading, PressureLevel, WorkReport};
 use crate::{Embedder, ModelShape};
 
 /// Texts are counted in chunks of this many, so that a million inputs never
@@ -58,7 +58,8 @@ pub struct BatchMetrics {
     pub cleanups: u64,
     /// The highest memory figure seen by the budget, in bytes.
     pub peak_memory_bytes: u64,
-    /// Time spent planning and embedding.
+    /// Time spent planning and embedding, summed over callers (with several
+    /// threads embedding at once it exceeds the wall-clock time).
     pub busy: Duration,
 }
 
@@ -72,7 +73,7 @@ impl BatchMetrics {
         }
     }
 
-    /// Texts per second of busy time.
+    /// Texts per second of busy time (per caller, with several callers).
     pub fn texts_per_second(&self) -> f64 {
         per_second(self.texts as usize, self.busy)
     }
@@ -262,8 +263,10 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// Counts tokens and returns an iterator of batches, each with the input
     /// indices of its texts, in the order they are embedded (longest first).
     ///
-    /// Nothing is embedded until the iterator is advanced; after an error it
-    /// yields nothing more.
+    /// The texts are counted and ordered up front (a few bytes per text);
+    /// the vectors are handed out batch by batch, so the caller can write
+    /// them out instead of holding them all. Nothing is embedded until the
+    /// iterator is advanced; after an error it yields nothing more.
     ///
     /// # Errors
     ///
@@ -280,7 +283,17 @@ impl<E: Embedder> BatchEmbedder<E> {
                 ends.push(end);
                 slices.push(&t[..end]);
             }
-            counts.extend(self.embedder.token_counts(&slices)?);
+            let chunk_counts = self.embedder.token_counts(&slices)?;
+            if chunk_counts.len() != slices.len() {
+                return Err(Error::Tokenization(crate::error::boxed(
+                    std::io::Error::other(format!(
+                        "the embedder returned {} token counts for {} texts",
+                        chunk_counts.len(),
+                        slices.len()
+                    )),
+                )));
+            }
+            counts.extend(chunk_counts);
         }
         let order = longest_first(&counts);
         let counts = order.iter().map(|&i| counts[i]).collect();
@@ -327,8 +340,9 @@ impl<E: Embedder> BatchEmbedder<E> {
     }
 
     /// Decides how many of `remaining` (token counts, longest first) the
-    /// next batch takes, cleaning up and waiting for other work when needed.
-    fn plan(&self, remaining: &[usize]) -> Result<usize> {
+    /// next batch takes and the bytes it is predicted to need, cleaning up
+    /// and waiting for other work when needed.
+    fn plan(&self, remaining: &[usize]) -> Result<(usize, u64)> {
         let padded = remaining[0];
         let mut waits = 0;
         let mut cleaned = false;
@@ -340,10 +354,11 @@ impl<E: Embedder> BatchEmbedder<E> {
             };
             let room = self.planning_room(&reading);
             if let Some(n) = batch_len(remaining, rule, &cost, room, self.config.max_batch_tokens) {
-                return Ok(n);
+                return Ok((n, cost.estimate(n, padded)));
             }
-            if cost.estimate(1, padded) <= self.full_room(&reading) {
-                return Ok(1);
+            let one = cost.estimate(1, padded);
+            if one <= self.full_room(&reading) {
+                return Ok((1, one));
             }
             if !cleaned {
                 cleaned = true;
@@ -357,7 +372,7 @@ impl<E: Embedder> BatchEmbedder<E> {
             waits += 1;
             if waits > MAX_WAITS {
                 return Err(Error::MemoryPressure {
-                    needed: cost.estimate(1, padded),
+                    needed: one,
                     available: self.full_room(&reading),
                     level: reading.level,
                 });
@@ -367,11 +382,11 @@ impl<E: Embedder> BatchEmbedder<E> {
         }
     }
 
-    /// Memory refused a batch of `n` texts: halve the rule and count a retry.
+    /// Memory refused a batch of `n` texts: halve it and count a retry.
     fn on_refused(&self, n: usize, why: &Error) {
         let mut s = self.state.lock();
         let before = s.batcher.size();
-        let after = s.batcher.on_pressure();
+        let after = s.batcher.on_pressure_after(n);
         s.metrics.retries += 1;
         s.metrics.shrinks += 1;
         s.metrics.batch_size = after;
@@ -380,16 +395,27 @@ impl<E: Embedder> BatchEmbedder<E> {
     }
 
     /// Learns from a finished batch and moves the rule.
-    fn on_done(&self, n: usize, padded: usize, tokens: usize, peak_level: PressureLevel, peak: u64) {
+    fn on_done(
+        &self,
+        n: usize,
+        padded: usize,
+        tokens: usize,
+        peak_level: PressureLevel,
+        report: &WorkReport,
+    ) {
         let mut s = self.state.lock();
-        s.cost.observe(n, padded, peak);
+        // With other work running at the same time the peak is not this
+        // batch's alone: do not learn from it.
+        if !report.overlapped {
+            s.cost.observe(n, padded, report.peak_bytes);
+        }
         let before = s.batcher.size();
         let after = match peak_level {
             PressureLevel::Normal => s.batcher.on_success(),
             PressureLevel::Cautious => before,
             PressureLevel::Degraded | PressureLevel::Critical => {
                 s.metrics.shrinks += 1;
-                let after = s.batcher.on_pressure();
+                let after = s.batcher.on_pressure_after(n);
                 tracing::info!(from = before, to = after, level = %peak_level, "batch size reduced");
                 after
             }
@@ -449,20 +475,30 @@ impl<E: Embedder, S: AsRef<str>> BatchStream<'_, E, S> {
 
     fn next_batch(&mut self) -> Result<EmbeddedBatch> {
         let owner = self.owner;
+        let mut waits = 0;
         loop {
             let started = Instant::now();
             let remaining = &self.counts[self.pos..];
-            let n = owner.plan(remaining)?;
+            let (n, estimate) = owner.plan(remaining)?;
             let padded = remaining[0];
-            let estimate = owner.state.lock().cost.estimate(n, padded);
             let guard = match owner.budget.acquire(estimate) {
                 Ok(g) => g,
                 Err(e @ Error::MemoryPressure { .. }) => {
                     self.spent(started);
-                    if n == 1 && owner.budget.metrics().reserved_bytes == 0 {
+                    if n > 1 {
+                        owner.on_refused(n, &e);
+                        continue;
+                    }
+                    // One text, refused: the room went to another caller
+                    // between planning and asking; wait for it, or give up.
+                    if owner.budget.metrics().reserved_bytes == 0 {
                         return Err(owner.too_small(&owner.budget.read(), padded));
                     }
-                    owner.on_refused(n, &e);
+                    waits += 1;
+                    if waits > MAX_WAITS {
+                        return Err(e);
+                    }
+                    std::thread::sleep(WAIT_STEP);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -500,14 +536,13 @@ impl<E: Embedder, S: AsRef<str>> BatchStream<'_, E, S> {
                 }
                 Err(e) => return Err(e),
             };
-            let budget_bytes = owner.budget.read().budget_bytes;
             let peak_figure = report.figure_before_bytes.saturating_add(report.peak_bytes);
             let peak_level = PressureLevel::for_fraction(
-                peak_figure as f64 / budget_bytes.max(1) as f64,
+                peak_figure as f64 / report.budget_bytes.max(1) as f64,
                 &owner.budget.config().thresholds,
             );
             let tokens = self.counts[self.pos..self.pos + n].iter().sum();
-            owner.on_done(n, padded, tokens, peak_level, report.peak_bytes);
+            owner.on_done(n, padded, tokens, peak_level, &report);
             self.pos += n;
             self.batches += 1;
             if let Some(observer) = &owner.observer {

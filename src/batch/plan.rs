@@ -37,21 +37,27 @@ pub(crate) fn batch_len(
 /// The byte length of a prefix of `text` that truncates to the same tokens
 /// as the whole text, so that a huge text is never tokenised whole.
 ///
-/// The prefix ends just before a whitespace character and already holds at
-/// least `max_seq_length` tokens; a tokenizer that splits words at
-/// whitespace (BERT's WordPiece does) gives the words before the cut the
-/// same tokens either way, and truncation keeps only those. Texts shorter
-/// than 16 bytes per token of `max_seq_length` are returned whole; when no
-/// such prefix exists the whole length is returned.
+/// Tries prefixes of 16, 64, 256, … bytes per token of `max_seq_length`,
+/// each ending at the last word boundary before that size, and takes the
+/// first that already holds `max_seq_length` tokens (counts come after
+/// truncation, so that means "at least"). With a tokenizer that works word by
+/// word ([`Embedder::tokenizes_word_by_word`]) the words before the cut get
+/// the same tokens either way, and truncation keeps only those. Without
+/// such a tokenizer, or when no prefix qualifies, the whole length is
+/// returned.
 pub(crate) fn bounded_len<E: Embedder + ?Sized>(
     embedder: &E,
     text: &str,
     max_seq_length: usize,
 ) -> Result<usize> {
+    if !embedder.tokenizes_word_by_word() {
+        return Ok(text.len());
+    }
     let mut limit = max_seq_length.max(16).saturating_mul(16);
     while limit < text.len() {
-        if let Some(cut) = whitespace_cut(text, limit) {
-            if embedder.token_counts(&[&text[..cut]])?[0] >= max_seq_length {
+        if let Some(cut) = boundary_before(text, limit) {
+            let counts = embedder.token_counts(&[&text[..cut]])?;
+            if counts.first().is_some_and(|&n| n >= max_seq_length) {
                 return Ok(cut);
             }
         }
@@ -60,16 +66,44 @@ pub(crate) fn bounded_len<E: Embedder + ?Sized>(
     Ok(text.len())
 }
 
-/// The byte offset of the last whitespace character at or before `limit`
-/// (not at the start).
-fn whitespace_cut(text: &str, limit: usize) -> Option<usize> {
+/// The byte offset of the last word boundary at or before `limit` (not at
+/// the start): just before a character that always starts a new word.
+fn boundary_before(text: &str, limit: usize) -> Option<usize> {
     let mut end = limit.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     text[..end]
-        .rfind(char::is_whitespace)
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| starts_a_word(c))
+        .map(|(i, _)| i)
         .filter(|&i| i > 0)
+}
+
+/// Whitespace, ASCII punctuation and CJK ideographs: BERT's normaliser and
+/// pre-tokenizer split at each, so no word spans them. Vertical tab, form
+/// feed and NEL are whitespace to Rust but control characters to BERT,
+/// which deletes them and joins the words around them: not boundaries.
+fn starts_a_word(c: char) -> bool {
+    (c.is_whitespace() && !matches!(c, '\u{b}' | '\u{c}' | '\u{85}'))
+        || c.is_ascii_punctuation()
+        || is_cjk(c)
+}
+
+/// The CJK ideograph blocks BERT's normaliser puts spaces around.
+fn is_cjk(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x4E00..=0x9FFF
+            | 0x3400..=0x4DBF
+            | 0x20000..=0x2A6DF
+            | 0x2A700..=0x2B73F
+            | 0x2B740..=0x2B81F
+            | 0x2B920..=0x2CEAF
+            | 0xF900..=0xFAFF
+            | 0x2F800..=0x2FA1F
+    )
 }
 
 #[cfg(test)]
@@ -101,13 +135,19 @@ mod tests {
         );
         let room = c.estimate(4, 10);
         assert_eq!(batch_len(&[10; 100], 16, &c, room, None), Some(4));
-        assert_eq!(batch_len(&[10; 100], 16, &c, c.estimate(1, 10) - 1, None), None);
+        assert_eq!(
+            batch_len(&[10; 100], 16, &c, c.estimate(1, 10) - 1, None),
+            None
+        );
         assert_eq!(batch_len(&[], 16, &c, big, None), None);
     }
 
     /// Counts whitespace-separated words plus two special tokens.
     struct Words;
     impl Embedder for Words {
+        fn tokenizes_word_by_word(&self) -> bool {
+            true
+        }
         fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>> {
             unreachable!("not embedded")
         }
@@ -131,6 +171,23 @@ mod tests {
         let cut = bounded_len(&Words, &text, 128).unwrap();
         assert!(cut < text.len() / 10, "{cut}");
         assert!(text[cut..].starts_with(' '), "cut before whitespace");
+        // Without word-by-word tokenisation nothing is cut.
+        struct Opaque;
+        impl Embedder for Opaque {
+            fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>> {
+                unreachable!()
+            }
+            fn dimension(&self) -> usize {
+                1
+            }
+            fn max_seq_length(&self) -> usize {
+                unreachable!()
+            }
+            fn token_counts(&self, _: &[&str]) -> Result<Vec<usize>> {
+                unreachable!("never asked")
+            }
+        }
+        assert_eq!(bounded_len(&Opaque, &text, 128).unwrap(), text.len());
         assert!(Words.token_counts(&[&text[..cut]]).unwrap()[0] >= 128);
     }
 
@@ -140,8 +197,27 @@ mod tests {
         // Mostly whitespace: no prefix holds 128 words, so nothing is cut.
         let sparse = format!("{}{}", " ".repeat(1 << 20), "x ".repeat(10));
         assert_eq!(bounded_len(&Words, &sparse, 128).unwrap(), sparse.len());
-        // One giant word: no whitespace to cut at.
+        // One giant word: no boundary to cut at.
         let word = "x".repeat(1 << 16);
         assert_eq!(bounded_len(&Words, &word, 128).unwrap(), word.len());
+    }
+
+    #[test]
+    fn boundaries_are_where_bert_splits_words() {
+        assert_eq!(boundary_before("ab cd", 5), Some(2));
+        assert_eq!(boundary_before("ab,cd", 5), Some(2));
+        assert_eq!(boundary_before("ab数cd", 7), Some(2));
+        assert_eq!(boundary_before("ab\u{3000}cd", 7), Some(2));
+        for joiner in ["\u{b}", "\u{c}", "\u{85}"] {
+            let t = format!("ab{joiner}cd");
+            assert_eq!(
+                boundary_before(&t, t.len()),
+                None,
+                "{joiner:?} joins words in BERT"
+            );
+        }
+        // A limit inside a multi-byte character backs off to a boundary.
+        assert_eq!(boundary_before("a é", 3), Some(1));
+        assert_eq!(boundary_before(" abc", 4), None, "not at the start");
     }
 }

@@ -261,7 +261,14 @@ impl AdaptiveBatcher {
 
     /// Memory pressure: halve, never below one. Returns the new size.
     pub fn on_pressure(&mut self) -> usize {
-        self.size = (self.size / 2).max(1);
+        self.on_pressure_after(self.size)
+    }
+
+    /// Memory pressure caused by a batch of `batch` texts, which memory or
+    /// token limits may have made smaller than the rule's size: halve that
+    /// batch (never below one), so the next one is really smaller.
+    pub fn on_pressure_after(&mut self, batch: usize) -> usize {
+        self.size = (self.size.min(batch) / 2).max(1);
         self.size
     }
 
@@ -291,6 +298,14 @@ mod tests {
         assert_eq!(halves, [32, 16, 8, 4, 2, 1, 1, 1], "never below one");
         assert!(b.is_shrunk());
         assert_eq!(b.on_success(), 5, "growth resumes by step");
+        let mut b = AdaptiveBatcher::new(&BatchConfig::default());
+        b.on_success();
+        assert_eq!(
+            b.on_pressure_after(5),
+            2,
+            "halves the batch that ran, not the rule"
+        );
+        assert_eq!(b.on_pressure_after(40), 1);
     }
 
     #[test]
@@ -302,7 +317,10 @@ mod tests {
             .build()
             .unwrap();
         let mut b = AdaptiveBatcher::new(&c);
-        assert_eq!([b.on_success(), b.on_success(), b.on_success()], [7, 10, 10]);
+        assert_eq!(
+            [b.on_success(), b.on_success(), b.on_success()],
+            [7, 10, 10]
+        );
     }
 
     #[test]
@@ -347,16 +365,36 @@ mod tests {
             BatchConfig::default()
         );
         for (pairs, var, why) in [
-            (&[(ENV_MIN_BATCH_SIZE, "0")][..], ENV_MIN_BATCH_SIZE, "at least 1"),
-            (&[(ENV_MAX_BATCH_SIZE, "many")][..], ENV_MAX_BATCH_SIZE, "whole number"),
-            (&[(ENV_MAX_BATCH_SIZE, "-3")][..], ENV_MAX_BATCH_SIZE, "whole number"),
+            (
+                &[(ENV_MIN_BATCH_SIZE, "0")][..],
+                ENV_MIN_BATCH_SIZE,
+                "at least 1",
+            ),
+            (
+                &[(ENV_MAX_BATCH_SIZE, "many")][..],
+                ENV_MAX_BATCH_SIZE,
+                "whole number",
+            ),
+            (
+                &[(ENV_MAX_BATCH_SIZE, "-3")][..],
+                ENV_MAX_BATCH_SIZE,
+                "whole number",
+            ),
             (
                 &[(ENV_MIN_BATCH_SIZE, "65")][..],
                 ENV_MIN_BATCH_SIZE,
                 "must not exceed the maximum batch size (64)",
             ),
-            (&[(ENV_ADAPTIVE_BATCHING, "maybe")][..], ENV_ADAPTIVE_BATCHING, "true or false"),
-            (&[(ENV_MAX_BATCH_TOKENS, "0")][..], ENV_MAX_BATCH_TOKENS, "at least 1"),
+            (
+                &[(ENV_ADAPTIVE_BATCHING, "maybe")][..],
+                ENV_ADAPTIVE_BATCHING,
+                "true or false",
+            ),
+            (
+                &[(ENV_MAX_BATCH_TOKENS, "0")][..],
+                ENV_MAX_BATCH_TOKENS,
+                "at least 1",
+            ),
         ] {
             let pairs: &'static [(&'static str, &'static str)] = pairs;
             match BatchConfig::from_lookup(env(pairs)) {

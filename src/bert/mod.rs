@@ -15,8 +15,8 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
-use crate::source::{ModelFiles, ModelSource};
 use crate::memory::MemoryBudget;
+use crate::source::{ModelFiles, ModelSource};
 use crate::{BatchEmbedder, Config, Embedder, ModelConfig, ModelShape};
 use metadata::{read_json, SentenceConfig};
 pub use pooling::Pooling;
@@ -245,7 +245,11 @@ impl BatchEmbedder<BertEmbedder> {
     /// As [`BertEmbedder::from_config`] and [`BatchEmbedder::new`].
     pub fn from_config(config: &Config) -> Result<Self> {
         let embedder = BertEmbedder::from_config(&config.model)?;
-        BatchEmbedder::new(embedder, MemoryBudget::new(config.memory.clone()), config.batch)
+        BatchEmbedder::new(
+            embedder,
+            MemoryBudget::new(config.memory.clone()),
+            config.batch,
+        )
     }
 }
 
@@ -278,6 +282,13 @@ impl Embedder for BertEmbedder {
 
     fn shape(&self) -> Option<ModelShape> {
         Some(self.shape)
+    }
+
+    /// BERT's normaliser and pre-tokenizer make every whitespace run,
+    /// punctuation mark and CJK character a word boundary, WordPiece works
+    /// word by word, and truncation keeps the first tokens.
+    fn tokenizes_word_by_word(&self) -> bool {
+        true
     }
 }
 

@@ -92,6 +92,10 @@ struct State {
     level: PressureLevel,
     since_cleanup: u32,
     metrics: MemoryMetrics,
+    /// Guards alive now.
+    active: u32,
+    /// Guards granted so far: each resets the process-wide peak.
+    grants: u64,
 }
 
 impl MemoryBudget {
@@ -200,30 +204,37 @@ impl MemoryBudget {
     /// cleanup: the caller should shrink the work and ask again.
     pub fn acquire(&self, estimated_bytes: u64) -> Result<MemoryGuard> {
         let mut reading = self.read();
-        if let Err(available) = self.try_reserve(&reading, estimated_bytes) {
-            tracing::debug!(
-                needed = estimated_bytes,
-                available,
-                "work does not fit: cleaning up first"
-            );
-            reading = self.cleanup();
-            if let Err(available) = self.try_reserve(&reading, estimated_bytes) {
-                self.inner.state.lock().metrics.refusals += 1;
-                tracing::warn!(
+        let grant = match self.try_reserve(&reading, estimated_bytes) {
+            Ok(grant) => grant,
+            Err(available) => {
+                tracing::debug!(
                     needed = estimated_bytes,
                     available,
-                    level = %reading.level,
-                    "memory pressure: work refused"
+                    "work does not fit: cleaning up first"
                 );
-                return Err(Error::MemoryPressure {
-                    needed: estimated_bytes,
-                    available,
-                    level: reading.level,
-                });
+                reading = self.cleanup();
+                match self.try_reserve(&reading, estimated_bytes) {
+                    Ok(grant) => grant,
+                    Err(available) => {
+                        self.inner.state.lock().metrics.refusals += 1;
+                        tracing::warn!(
+                            needed = estimated_bytes,
+                            available,
+                            level = %reading.level,
+                            "memory pressure: work refused"
+                        );
+                        return Err(Error::MemoryPressure {
+                            needed: estimated_bytes,
+                            available,
+                            level: reading.level,
+                        });
+                    }
+                }
             }
-        }
+        };
         let peak_reset = self.inner.probe.reset_peak();
         Ok(MemoryGuard {
+            grant,
             budget: self.clone(),
             estimated_bytes,
             start_figure: reading.figure_bytes,
@@ -239,7 +250,7 @@ impl MemoryBudget {
     /// the estimate fit in the budget, checking and reserving under one lock
     /// so that concurrent callers cannot both take the last room. On refusal
     /// returns the bytes that were available.
-    fn try_reserve(&self, reading: &MemoryReading, estimated_bytes: u64) -> Result<(), u64> {
+    fn try_reserve(&self, reading: &MemoryReading, estimated_bytes: u64) -> Result<Grant, u64> {
         let mut state = self.inner.state.lock();
         let reserved = state.metrics.reserved_bytes;
         let needed = reading
@@ -251,7 +262,12 @@ impl MemoryBudget {
         }
         state.metrics.reserved_bytes += estimated_bytes;
         state.metrics.guards += 1;
-        Ok(())
+        state.active += 1;
+        state.grants += 1;
+        Ok(Grant {
+            number: state.grants,
+            shared: state.active > 1,
+        })
     }
 
     /// Counters so far.
@@ -263,6 +279,13 @@ impl MemoryBudget {
     pub fn level(&self) -> PressureLevel {
         self.inner.state.lock().level
     }
+}
+
+/// Which grant a guard is, and whether others were alive when it was made.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    number: u64,
+    shared: bool,
 }
 
 /// What one piece of guarded work cost; returned by [`MemoryGuard::finish`].
@@ -279,6 +302,12 @@ pub struct WorkReport {
     pub figure_after_bytes: u64,
     /// Whether a cleanup ran after the work.
     pub cleaned_up: bool,
+    /// The budget in bytes at the end of the work.
+    pub budget_bytes: u64,
+    /// Other guarded work ran at some point during this work: the peak is
+    /// process-wide, so `peak_bytes` may include that work's memory, or
+    /// miss part of this work's peak (another guard reset it).
+    pub overlapped: bool,
 }
 
 /// Room granted by [`MemoryBudget::acquire`] for one piece of work.
@@ -293,6 +322,7 @@ pub struct WorkReport {
 #[derive(Debug)]
 pub struct MemoryGuard {
     budget: MemoryBudget,
+    grant: Grant,
     estimated_bytes: u64,
     start_figure: u64,
     start_rss: Option<u64>,
@@ -330,15 +360,20 @@ impl MemoryGuard {
             fraction(peak_figure, reading.budget_bytes),
             &config.thresholds,
         );
-        let due = {
+        let (due, overlapped) = {
             let mut state = inner.state.lock();
+            let overlapped = self.grant.shared || state.grants != self.grant.number;
+            state.active = state.active.saturating_sub(1);
             state.metrics.reserved_bytes = state
                 .metrics
                 .reserved_bytes
                 .saturating_sub(self.estimated_bytes);
             state.metrics.last_work_peak_bytes = Some(peak_bytes);
             state.since_cleanup += 1;
-            config.cleanup_every > 0 && state.since_cleanup >= config.cleanup_every
+            (
+                config.cleanup_every > 0 && state.since_cleanup >= config.cleanup_every,
+                overlapped,
+            )
         };
         let pressed =
             peak_level >= PressureLevel::Cautious || reading.level >= PressureLevel::Cautious;
@@ -352,6 +387,8 @@ impl MemoryGuard {
             peak_bytes,
             figure_after_bytes,
             cleaned_up: pressed || due,
+            budget_bytes: reading.budget_bytes,
+            overlapped,
         }
     }
 }

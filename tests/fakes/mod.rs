@@ -178,6 +178,10 @@ impl Embedder for Fake {
         Ok(texts.iter().map(|t| self.tokens(t)).collect())
     }
 
+    fn tokenizes_word_by_word(&self) -> bool {
+        true
+    }
+
     fn shape(&self) -> Option<ModelShape> {
         Some(ModelShape {
             hidden_size: 32,

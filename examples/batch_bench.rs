@@ -1,0 +1,164 @@
+//! Throughput and peak memory of BatchEmbedder against plain fixed batches,
+//! and under memory budgets, on the mixed-length corpus. Prints a Markdown
+//! table (docs/benchmarks.md keeps the results).
+//!
+//! ```text
+//! cargo run --release --example batch_bench -- [--texts 256] [--modes fixed:32,batched,budget:512MiB]
+//! ```
+//!
+//! Every mode embeds the same texts with the same loaded model, one after
+//! the other in this process. Peak memory is the highest RSS a sampling
+//! thread saw during the mode (every 2 ms; the guards reset the kernel's
+//! own high-water mark, so it cannot be used). The model's own ~90 MiB is
+//! included, as a container would count it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use membatch::batch::{BatchConfig, BatchEmbedder};
+use membatch::bench_support::mixed_corpus;
+use membatch::memory::{trim, MemoryBudget, MemoryConfig, MemoryLimit, MemoryProbe, SystemProbe};
+
+/// Samples the process's RSS every 2 ms and keeps the highest.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            let probe = SystemProbe::new();
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(probe.snapshot().rss_bytes.unwrap_or(0), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Sampler { stop, peak, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("sampler thread");
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+use membatch::{BertEmbedder, Embedder, ModelSource};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Texts in the corpus (mixed_corpus(n, 42)).
+    #[arg(long, default_value_t = 256)]
+    texts: usize,
+    /// Modes to run, comma-separated: `fixed:N` (input order, no checks),
+    /// `batched` (default budget), `budget:SIZE`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fixed:32,fixed:64,batched,budget:1GiB,budget:512MiB,budget:300MiB"
+    )]
+    modes: Vec<String>,
+}
+
+struct Row {
+    mode: String,
+    seconds: f64,
+    peak_rss: u64,
+    batches: u64,
+    padding: f64,
+    vectors: Vec<Vec<f32>>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let model = BertEmbedder::load(ModelSource::from_env_or_default())?;
+    let corpus = mixed_corpus(args.texts, 42);
+    let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    let counts = model.token_counts(&texts)?;
+    let tokens: usize = counts.iter().sum();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    println!(
+        "corpus: {} texts, {} tokens ({:.1} per text); threads: {threads}; cores: {}",
+        texts.len(),
+        tokens,
+        tokens as f64 / texts.len() as f64,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let mut rows = Vec::new();
+    for mode in &args.modes {
+        trim();
+        let sampler = Sampler::start();
+        let start = Instant::now();
+        let (vectors, batches, padding) = if let Some(n) = mode.strip_prefix("fixed:") {
+            let n: usize = n.parse()?;
+            let mut out = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(n) {
+                out.extend(model.embed(chunk)?);
+            }
+            let padded: usize = counts
+                .chunks(n)
+                .map(|c| c.len() * c.iter().max().unwrap_or(&0))
+                .sum();
+            (
+                out,
+                texts.len().div_ceil(n) as u64,
+                padded as f64 / tokens as f64,
+            )
+        } else {
+            let memory = match mode.strip_prefix("budget:") {
+                Some(size) => MemoryConfig::builder()
+                    .limit(MemoryLimit::parse("budget", size)?)
+                    .build()?,
+                None => MemoryConfig::default(),
+            };
+            let batcher =
+                BatchEmbedder::new(&model, MemoryBudget::new(memory), BatchConfig::default())?;
+            let out = batcher.embed(&texts)?;
+            let m = batcher.metrics();
+            (out, m.batches, m.padding_ratio())
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        let peak_rss = sampler.stop();
+        eprintln!("{mode}: {seconds:.1} s");
+        rows.push(Row {
+            mode: mode.clone(),
+            seconds,
+            peak_rss,
+            batches,
+            padding,
+            vectors,
+        });
+    }
+
+    let base = rows.iter().find(|r| r.mode == "batched").map(|r| r.seconds);
+    println!();
+    println!("| mode | texts/s | tokens/s | vs batched | batches | padding ratio | peak RSS | max diff vs first |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let diff = r
+            .vectors
+            .iter()
+            .zip(&rows[0].vectors)
+            .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+        println!(
+            "| {} | {:.2} | {:.0} | {} | {} | {:.2} | {} MiB | {:.1e} |",
+            r.mode,
+            texts.len() as f64 / r.seconds,
+            tokens as f64 / r.seconds,
+            base.map_or("-".into(), |b| format!("{:.0}%", 100.0 * b / r.seconds)),
+            r.batches,
+            r.padding,
+            r.peak_rss >> 20,
+            diff
+        );
+    }
+    Ok(())
+}

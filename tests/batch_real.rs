@@ -1,0 +1,68 @@
+//! BatchEmbedder with the real all-MiniLM-L6-v2: the pipeline's reordering,
+//! batching and huge-text cut leave sentence-transformers' output unchanged.
+
+mod common;
+
+use common::{golden, max_abs_diff, real_model};
+use membatch::batch::{BatchConfig, BatchEmbedder};
+use membatch::bench_support::mixed_corpus;
+use membatch::memory::{MemoryBudget, MemoryConfig};
+use membatch::Embedder;
+
+fn pipeline<E: Embedder>(model: E) -> BatchEmbedder<E> {
+    BatchEmbedder::new(
+        model,
+        MemoryBudget::new(MemoryConfig::default()),
+        BatchConfig::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn golden_texts_through_the_pipeline_match_sentence_transformers() {
+    let g = golden();
+    let model = real_model();
+    let batcher = pipeline(&model);
+    let out = batcher.embed(&g.texts).unwrap();
+    assert_eq!(out.len(), g.texts.len());
+    for (i, (got, want)) in out.iter().zip(&g.embeddings).enumerate() {
+        let d = max_abs_diff(got, want);
+        assert!(d <= 1e-4, "text {i} {:?}: {d}", g.texts[i]);
+    }
+    let m = batcher.metrics();
+    assert_eq!(m.texts, g.texts.len() as u64);
+    assert!(m.padding_ratio() >= 1.0);
+}
+
+#[test]
+fn a_huge_text_embeds_as_if_tokenised_whole() {
+    let model = real_model();
+    // ~1 MB of prose with other whitespace, CJK, accents and punctuation
+    // mixed in: still small enough to tokenise whole for the comparison.
+    let mut text = String::from("数据\u{3000}naïve café,\tthe\u{a0}start;\u{2003}");
+    for (i, t) in mixed_corpus(3000, 9).iter().enumerate() {
+        text.push_str(t);
+        text.push_str(["\n", " ", "\u{3000}", "\t", "\u{a0}"][i % 5]);
+    }
+    assert!(text.len() > 1_000_000);
+    let whole = model.embed(&[text.as_str()]).unwrap();
+    let batcher = pipeline(&model);
+    let piped = batcher.embed(&[text.as_str(), "short"]).unwrap();
+    let d = max_abs_diff(&whole[0], &piped[0]);
+    assert!(d <= 1e-6, "the cut changed the embedding by {d}");
+    // And for texts whose cut lands at each kind of separator, including
+    // the control characters BERT deletes (joining the words around them).
+    for sep in [
+        "\u{3000}", "\u{a0}", "\t", "\n", "\u{2003}", "\u{c}", "\u{b}", "\u{85}", ",", "数",
+    ] {
+        let words: Vec<String> = mixed_corpus(400, 4)
+            .iter()
+            .flat_map(|t| t.split(' ').map(String::from).collect::<Vec<_>>())
+            .collect();
+        let t = words.join(sep);
+        let whole = model.embed(&[t.as_str()]).unwrap();
+        let piped = batcher.embed(&[t.as_str()]).unwrap();
+        let d = max_abs_diff(&whole[0], &piped[0]);
+        assert!(d <= 1e-6, "separator {sep:?}: {d}");
+    }
+}
