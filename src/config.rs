@@ -240,15 +240,7 @@ impl ConfigBuilder {
 mod tests {
     use super::*;
     use crate::memory::MemoryLimit;
-
-    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::test_util::lookup;
 
     #[test]
     fn every_part_reads_the_environment() {

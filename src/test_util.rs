@@ -11,3 +11,15 @@ pub(crate) fn write_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
     }
     root
 }
+
+/// An environment lookup over fixed `(name, value)` pairs.
+pub(crate) fn lookup(
+    pairs: &'static [(&'static str, &'static str)],
+) -> impl Fn(&str) -> Option<String> {
+    move |k| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}

@@ -11,6 +11,12 @@ use membatch::batch::{BatchConfig, BatchEmbedder, Progress};
 use membatch::Error;
 use parking_lot::Mutex;
 
+/// A pipeline over `fake` with room to spare (900 MiB budget, 50 MiB used).
+fn roomy(fake: Fake) -> BatchEmbedder<Fake> {
+    let machine = fake.machine.clone();
+    BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap()
+}
+
 fn texts(n: usize, words: impl Fn(usize) -> usize) -> Vec<String> {
     (0..n).map(|i| text(i, words(i))).collect()
 }
@@ -39,7 +45,7 @@ fn sizes_grow_by_four_to_sixty_four_then_stay() {
     let machine = Machine::new(50 * MIB);
     let fake = Fake::new(&machine);
     let input = texts(1200, |_| 6);
-    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    let b = roomy(fake);
     assert_eq!(b.embed(&input).unwrap(), expected(&input));
     let sizes = b.embedder().sizes();
     let growth: Vec<usize> = (0..15).map(|i| 8 + 4 * i).collect();
@@ -65,7 +71,7 @@ fn a_refused_batch_is_halved_and_retried_with_the_same_texts() {
     // Calls 0..=3 succeed (8, 12, 16, 20); call 4 (24) and 5 (12) fail.
     fake.refuse = [4, 5].into();
     let input = texts(300, |_| 6);
-    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    let b = roomy(fake);
     assert_eq!(b.embed(&input).unwrap(), expected(&input));
     let calls = b.embedder().calls.lock().clone();
     let sizes: Vec<usize> = calls.iter().map(|c| c.texts.len()).collect();
@@ -155,7 +161,7 @@ fn the_embedder_refusing_a_single_text_is_returned() {
     let machine = Machine::new(50 * MIB);
     let mut fake = Fake::new(&machine);
     fake.refuse = (0..10).collect();
-    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    let b = roomy(fake);
     let err = b.embed(&texts(20, |_| 5)).unwrap_err();
     assert!(matches!(err, Error::MemoryPressure { .. }), "{err}");
     let sizes: Vec<usize> = b
@@ -173,7 +179,7 @@ fn streaming_yields_every_index_once_with_its_vector() {
     let machine = Machine::new(50 * MIB);
     let fake = Fake::new(&machine);
     let input = texts(333, |i| 1 + i % 50);
-    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
+    let b = roomy(fake);
     let stream = b.stream(&input).unwrap();
     assert_eq!(stream.total(), 333);
     let mut seen = vec![false; input.len()];
@@ -199,9 +205,7 @@ fn progress_reports_every_batch() {
     let fake = Fake::new(&machine);
     let events: Arc<Mutex<Vec<Progress>>> = Arc::default();
     let sink = events.clone();
-    let b = BatchEmbedder::new(fake, machine.budget(900 * MIB), BatchConfig::default())
-        .unwrap()
-        .with_progress(move |p| sink.lock().push(*p));
+    let b = roomy(fake).with_progress(move |p| sink.lock().push(*p));
     b.embed(&texts(100, |_| 4)).unwrap();
     let events = events.lock();
     let done: Vec<usize> = events.iter().map(|p| p.done).collect();
@@ -215,12 +219,7 @@ fn progress_reports_every_batch() {
 #[test]
 fn empty_inputs_and_empty_strings() {
     let machine = Machine::new(50 * MIB);
-    let b = BatchEmbedder::new(
-        Fake::new(&machine),
-        machine.budget(900 * MIB),
-        BatchConfig::default(),
-    )
-    .unwrap();
+    let b = roomy(Fake::new(&machine));
     let none: [&str; 0] = [];
     assert!(b.embed(&none).unwrap().is_empty());
     assert_eq!(b.metrics().batches, 0);
@@ -233,12 +232,7 @@ fn empty_inputs_and_empty_strings() {
 #[test]
 fn a_huge_text_is_never_handed_over_whole() {
     let machine = Machine::new(50 * MIB);
-    let b = BatchEmbedder::new(
-        Fake::new(&machine),
-        machine.budget(900 * MIB),
-        BatchConfig::default(),
-    )
-    .unwrap();
+    let b = roomy(Fake::new(&machine));
     let huge = "word ".repeat(10 << 20); // 50 MiB
     let out = b.embed(&[huge.as_str(), "short"]).unwrap();
     assert_eq!(out.len(), 2);
@@ -285,14 +279,7 @@ fn the_token_budget_bounds_padded_tokens() {
 #[test]
 fn concurrent_callers_share_one_pipeline() {
     let machine = Machine::new(50 * MIB);
-    let b = Arc::new(
-        BatchEmbedder::new(
-            Fake::new(&machine),
-            machine.budget(900 * MIB),
-            BatchConfig::default(),
-        )
-        .unwrap(),
-    );
+    let b = Arc::new(roomy(Fake::new(&machine)));
     let handles: Vec<_> = (0..4)
         .map(|k| {
             let b = b.clone();

@@ -281,6 +281,7 @@ impl AdaptiveBatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::lookup;
 
     #[test]
     fn grows_by_step_to_the_maximum_and_halves_on_pressure() {
@@ -335,15 +336,7 @@ mod tests {
 
     #[test]
     fn environment_overrides_and_typed_errors() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let c = BatchConfig::from_lookup(env(&[
+        let c = BatchConfig::from_lookup(lookup(&[
             (ENV_MIN_BATCH_SIZE, "4"),
             (ENV_MAX_BATCH_SIZE, " 32 "),
             (ENV_ADAPTIVE_BATCHING, "FALSE"),
@@ -361,7 +354,7 @@ mod tests {
             }
         );
         assert_eq!(
-            BatchConfig::from_lookup(env(&[])).unwrap(),
+            BatchConfig::from_lookup(lookup(&[])).unwrap(),
             BatchConfig::default()
         );
         for (pairs, var, why) in [
@@ -397,7 +390,7 @@ mod tests {
             ),
         ] {
             let pairs: &'static [(&'static str, &'static str)] = pairs;
-            match BatchConfig::from_lookup(env(pairs)) {
+            match BatchConfig::from_lookup(lookup(pairs)) {
                 Err(Error::InvalidConfig { name, reason, .. }) => {
                     assert_eq!(name, var);
                     assert!(reason.contains(why), "{reason}");
