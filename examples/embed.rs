@@ -27,6 +27,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use membatch::memory::MemoryLimit;
+
+mod support;
 use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, ModelSource};
 
 /// Lines read, embedded and written at a time: large enough for length
@@ -78,41 +80,11 @@ struct Line<'a> {
 }
 
 fn main() -> ExitCode {
-    // A panic is a bug, but the contract still holds: one line, non-zero exit.
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        eprintln!("embed: internal error: {}", msg.replace('\n', " "));
-    }));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
-    let args = match Args::try_parse() {
+    support::one_line_panics("embed");
+    support::init_logging();
+    let args = match support::parse_args::<Args>("embed") {
         Ok(a) => a,
-        Err(e) if !e.use_stderr() => {
-            // --help / --version
-            print!("{e}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let first = e.to_string();
-            let first = first.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "embed: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,20 +8,8 @@ use std::process::{Command, Stdio};
 
 use common::{golden, max_abs_diff, norm, tiny_model_dir, Tiny};
 
-/// The example binary, which `cargo test` builds next to the test binaries.
 fn embed_bin() -> PathBuf {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let bin = deps.parent().unwrap().join("examples").join("embed");
-    assert!(
-        bin.is_file(),
-        "{} not built: run the tests with `cargo test`",
-        bin.display()
-    );
-    bin
+    common::example_bin("embed")
 }
 
 struct Run {

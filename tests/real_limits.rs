@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use membatch::memory::{CgroupPaths, CgroupVersion};
 
+mod common;
+
 const MIB: u64 = 1 << 20;
 
 fn require_root() {
@@ -159,18 +161,7 @@ impl Drop for TempCgroup {
 }
 
 fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let bin = deps.parent().unwrap().join("examples").join(name);
-    assert!(
-        bin.is_file(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
+    common::example_bin(name)
 }
 
 fn report(out: &Output) -> serde_json::Value {

@@ -58,6 +58,8 @@ pub struct BatchMetrics {
     pub cleanups: u64,
     /// The highest memory figure seen by the budget, in bytes.
     pub peak_memory_bytes: u64,
+    /// The highest process RSS seen by the budget, in bytes.
+    pub peak_rss_bytes: u64,
     /// Time spent planning and embedding, summed over callers (with several
     /// threads embedding at once it exceeds the wall-clock time).
     pub busy: Duration,
@@ -235,6 +237,7 @@ impl<E: Embedder> BatchEmbedder<E> {
         BatchMetrics {
             cleanups: budget.cleanups,
             peak_memory_bytes: budget.peak_figure_bytes,
+            peak_rss_bytes: budget.peak_rss_bytes,
             ..self.state.lock().metrics
         }
     }

@@ -149,6 +149,13 @@ impl BertEmbedder {
         self.pool.as_ref().map(|p| p.current_num_threads())
     }
 
+    /// The tokenizer, as this embedder runs it: truncation at
+    /// `max_seq_length`, no padding. Clone it and change its settings to
+    /// measure texts differently (a chunker wants untruncated counts).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     /// The token ids each text becomes (`[CLS]` and `[SEP]` included, truncated
     /// at `max_seq_length`, unpadded): what the model sees, for inspection.
     ///

@@ -51,6 +51,10 @@ pub struct MemoryMetrics {
     pub cleanups: u64,
     /// The highest figure seen, in bytes (including the peaks of guarded work).
     pub peak_figure_bytes: u64,
+    /// The highest process RSS seen, in bytes: readings and the peaks of
+    /// guarded work (the process's own `VmHWM` is reset by every guard, so
+    /// this is the figure to report as the run's peak RSS).
+    pub peak_rss_bytes: u64,
     /// How far the last guarded work raised the process's memory at its peak.
     pub last_work_peak_bytes: Option<u64>,
     /// Bytes reserved by guards that are still alive.
@@ -142,12 +146,18 @@ impl MemoryBudget {
     /// Reads memory now and updates the pressure level.
     pub fn read(&self) -> MemoryReading {
         let snapshot = self.inner.probe.snapshot();
-        self.judge(snapshot, None)
+        self.judge(snapshot, None, None)
     }
 
     /// Turns a snapshot into a reading; `peak_figure` is a figure reached
     /// in between readings (by guarded work), if known.
-    fn judge(&self, snapshot: MemorySnapshot, peak_figure: Option<u64>) -> MemoryReading {
+    /// `peak_rss` likewise for the process's RSS.
+    fn judge(
+        &self,
+        snapshot: MemorySnapshot,
+        peak_figure: Option<u64>,
+        peak_rss: Option<u64>,
+    ) -> MemoryReading {
         let budget_bytes = self
             .inner
             .config
@@ -156,6 +166,8 @@ impl MemoryBudget {
         let mut state = self.inner.state.lock();
         let highest = figure_bytes.max(peak_figure.unwrap_or(0));
         state.metrics.peak_figure_bytes = state.metrics.peak_figure_bytes.max(highest);
+        let rss = snapshot.rss_bytes.unwrap_or(0).max(peak_rss.unwrap_or(0));
+        state.metrics.peak_rss_bytes = state.metrics.peak_rss_bytes.max(rss);
         let before = state.level;
         state.level = before.next(
             fraction(figure_bytes, budget_bytes),
@@ -353,7 +365,7 @@ impl MemoryGuard {
         };
         let peak_bytes = top.saturating_sub(self.start_rss.unwrap_or(top));
         let peak_figure = self.start_figure.saturating_add(peak_bytes);
-        let reading = self.budget.judge(snapshot, Some(peak_figure));
+        let reading = self.budget.judge(snapshot, Some(peak_figure), Some(top));
 
         let config = &inner.config;
         let peak_level = PressureLevel::for_fraction(

@@ -58,6 +58,22 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// An example binary, which `cargo test` builds next to the test binaries.
+pub fn example_bin(name: &str) -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = deps.parent().unwrap().join("examples").join(name);
+    assert!(
+        bin.is_file(),
+        "{} not built: run the tests with `cargo test`",
+        bin.display()
+    );
+    bin
+}
+
 pub fn norm(v: &[f32]) -> f32 {
     v.iter().map(|x| x * x).sum::<f32>().sqrt()
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: fetch the model (idempotent), index a real
+# source tree with the `codebase` example within the default memory budget,
+# and search it.
+#
+#   scripts/index-codebase.sh [DIR] [QUERY]
+#
+# DIR defaults to this repository's src/, QUERY to a question about it. The
+# index (and its cache, so a second run reuses every chunk) goes to
+# $MEMBATCH_INDEX, default target/codebase-index. Extra settings come from
+# the EMBEDDING_* variables (docs/configuration.md).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+dir=${1:-src}
+query=${2:-"how is the memory budget computed inside a container"}
+out=${MEMBATCH_INDEX:-target/codebase-index}
+
+scripts/fetch-model.sh
+# The dev profile builds every dependency optimised (Cargo.toml), so this
+# shares the test build instead of compiling a release one.
+cargo build --quiet --example codebase
+bin=target/debug/examples/codebase
+"$bin" index "$dir" --out "$out"
+echo
+echo "query: $query"
+"$bin" query "$out" "$query" -k 5

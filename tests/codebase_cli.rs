@@ -1,0 +1,481 @@
+//! The `codebase` example: chunk ranges, the incremental cache, what it
+//! skips and why, interruptions, and search. The real model is used only
+//! where meaning matters (the ranking test); the rest runs a tiny random
+//! model.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{example_bin, tiny_model_dir, Tiny};
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(example_bin("codebase"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("MEMBATCH_MODEL")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `index DIR --out OUT --model MODEL` with `extra` arguments.
+fn run_index(model: &Path, dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "index",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
+/// Runs `index --json` and returns its summary.
+fn index(model: &Path, dir: &Path, out: &Path, extra: &[&str]) -> Value {
+    let mut extra = extra.to_vec();
+    extra.push("--json");
+    let o = run_index(model, dir, out, &extra);
+    assert!(o.status.success(), "index failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+/// The chunks of the index `CURRENT` names, in row order.
+fn chunks(out: &Path) -> Vec<Value> {
+    let gen = std::fs::read_to_string(out.join("CURRENT")).unwrap();
+    std::fs::read_to_string(out.join(gen.trim()).join("chunks.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write(root: &Path, rel: &str, body: impl AsRef<[u8]>) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+fn lines(n: usize, tag: &str) -> String {
+    (1..=n)
+        .map(|i| format!("{tag} line {i} alpha beta gamma delta\n"))
+        .collect()
+}
+
+fn n(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+struct Setup {
+    _model: tempfile::TempDir,
+    model: PathBuf,
+    tree: tempfile::TempDir,
+    out: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let model = tiny_model_dir(&Tiny::default());
+    Setup {
+        model: model.path().to_path_buf(),
+        _model: model,
+        tree: tempfile::tempdir().unwrap(),
+        out: tempfile::tempdir().unwrap(),
+    }
+}
+
+#[test]
+fn chunks_carry_their_byte_and_line_ranges_and_cover_the_file() {
+    let s = setup();
+    let body = lines(40, "a");
+    write(s.tree.path(), "a.txt", &body);
+    let summary = index(&s.model, s.tree.path(), s.out.path(), &[]);
+    let all = chunks(s.out.path());
+    assert!(all.len() > 3, "a 40-line file makes several chunks");
+    assert_eq!(n(&summary, "chunks"), all.len() as u64);
+    let mut covered = [false; 41];
+    for c in &all {
+        assert_eq!(c["path"], "a.txt");
+        let (start, end) = (n(c, "start_byte") as usize, n(c, "end_byte") as usize);
+        let slice = &body[start..end];
+        let first_line = body[..start].matches('\n').count() + 1;
+        let last_line = body[..end - 1].matches('\n').count() + 1;
+        assert_eq!(n(c, "start_line") as usize, first_line, "{c}");
+        assert_eq!(n(c, "end_line") as usize, last_line, "{c}");
+        assert!(
+            slice.starts_with(c["text"].as_str().unwrap().lines().next().unwrap()),
+            "{c}"
+        );
+        covered[first_line..=last_line].fill(true);
+    }
+    assert!(covered[1..].iter().all(|&c| c), "every line is in a chunk");
+    // The index's matrix has one row per chunk.
+    let gen = std::fs::read_to_string(s.out.path().join("CURRENT")).unwrap();
+    let bytes =
+        std::fs::read(s.out.path().join(gen.trim()).join("embeddings.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("embeddings").unwrap();
+    assert_eq!(t.shape(), [all.len(), common::TINY_HIDDEN]);
+}
+
+#[test]
+fn reruns_reuse_edits_reembed_and_deletions_disappear() {
+    let s = setup();
+    let t = s.tree.path();
+    write(t, "a.txt", lines(20, "a"));
+    write(t, "b/b.txt", lines(20, "b"));
+    write(t, "c.txt", lines(20, "c"));
+    let first = index(&s.model, t, s.out.path(), &[]);
+    let total = n(&first, "chunks");
+    assert_eq!((n(&first, "embedded"), n(&first, "reused")), (total, 0));
+    assert_eq!(n(&first, "files"), 3);
+
+    let second = index(&s.model, t, s.out.path(), &[]);
+    assert_eq!((n(&second, "embedded"), n(&second, "reused")), (0, total));
+
+    let b_chunks = chunks(s.out.path())
+        .iter()
+        .filter(|c| c["path"] == "b/b.txt")
+        .count() as u64;
+    write(t, "b/b.txt", lines(20, "B"));
+    let third = index(&s.model, t, s.out.path(), &[]);
+    let embedded = n(&third, "embedded");
+    assert!(
+        (1..=b_chunks).contains(&embedded),
+        "only b's chunks are embedded again: {third}"
+    );
+    assert_eq!(n(&third, "reused"), n(&third, "chunks") - embedded);
+
+    std::fs::remove_file(t.join("c.txt")).unwrap();
+    let fourth = index(&s.model, t, s.out.path(), &[]);
+    assert_eq!(n(&fourth, "embedded"), 0);
+    let paths: Vec<Value> = chunks(s.out.path())
+        .iter()
+        .map(|c| c["path"].clone())
+        .collect();
+    assert!(!paths.contains(&Value::from("c.txt")), "{paths:?}");
+    assert!(paths.contains(&Value::from("a.txt")));
+    let gens = std::fs::read_dir(s.out.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("gen-")
+        })
+        .count();
+    assert_eq!(gens, 1, "old generations are removed");
+}
+
+#[test]
+fn what_is_skipped_and_why() {
+    let s = setup();
+    let t = s.tree.path();
+    write(t, ".gitignore", "ignored.txt\nbuild/\n");
+    write(t, "ignored.txt", "never indexed");
+    write(t, "build/out.txt", "never indexed");
+    write(t, "good.txt", lines(5, "good"));
+    write(t, "bin.dat", b"\x7fELF\0\0\0binary\0data");
+    write(t, "bad.txt", b"fine so far \xff\xfe then broken");
+    // 50 MB of text: over the default 1 MiB limit.
+    write(t, "big.txt", "x".repeat(50 << 20));
+    // Unreadable even as root: reading /proc/self/mem at offset 0 fails.
+    std::os::unix::fs::symlink("/proc/self/mem", t.join("mem.txt")).unwrap();
+    // A symlink loop.
+    std::os::unix::fs::symlink(".", t.join("loop")).unwrap();
+    let summary = index(&s.model, t, s.out.path(), &[]);
+    assert_eq!(n(&summary, "files"), 1, "{summary}");
+    let paths: Vec<Value> = chunks(s.out.path())
+        .iter()
+        .map(|c| c["path"].clone())
+        .collect();
+    assert!(paths.iter().all(|p| p == "good.txt"), "{paths:?}");
+    let skipped = summary["skipped"].as_array().unwrap();
+    let reason = |path: &str| -> String {
+        skipped
+            .iter()
+            .find(|s| s["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not reported in {summary}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(reason("bin.dat").contains("binary"));
+    assert!(reason("bad.txt").contains("not valid UTF-8"));
+    assert!(reason("big.txt").contains("larger than --max-file-size"));
+    assert!(reason("mem.txt").contains("cannot read"));
+    assert!(reason("loop").contains("loop"), "{}", reason("loop"));
+    assert!(!summary.to_string().contains("ignored.txt"));
+    assert!(!summary.to_string().contains("build/"));
+
+    // In text mode each skip is one stderr line.
+    let o = run_index(&s.model, t, s.out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipped big.txt: 50.0 MiB is larger than --max-file-size"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn empty_and_missing_directories() {
+    let s = setup();
+    let summary = index(&s.model, s.tree.path(), s.out.path(), &[]);
+    assert_eq!((n(&summary, "files"), n(&summary, "chunks")), (0, 0));
+    let o = run_index(&s.model, s.tree.path(), s.out.path(), &[]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to index"));
+
+    let missing = s.tree.path().join("nope");
+    let o = run_index(&s.model, &missing, s.out.path(), &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no such directory"), "{err}");
+
+    let o = run(&["query", missing.to_str().unwrap(), "anything"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no index here"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_interrupted_run_keeps_the_old_index_and_its_progress() {
+    let s = setup();
+    let t = s.tree.path();
+    for i in 0..4 {
+        write(t, &format!("f{i}.txt"), lines(12, &format!("old{i}")));
+    }
+    index(&s.model, t, s.out.path(), &[]);
+    let before = std::fs::read_to_string(s.out.path().join("CURRENT")).unwrap();
+    for i in 0..4 {
+        write(t, &format!("f{i}.txt"), lines(12, &format!("new{i}")));
+    }
+    let o = run_index(
+        &s.model,
+        t,
+        s.out.path(),
+        &["--window", "3", "--fail-after-windows", "2"],
+    );
+    assert!(!o.status.success(), "the run was to stop early");
+    assert_eq!(
+        std::fs::read_to_string(s.out.path().join("CURRENT")).unwrap(),
+        before,
+        "the complete index is still the current one"
+    );
+    let q = run(&[
+        "query",
+        s.out.path().to_str().unwrap(),
+        "old1 line 3",
+        "--model",
+        s.model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(q.status.success(), "{}", stderr(&q));
+    let hits: Vec<Value> = String::from_utf8_lossy(&q.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter()
+            .all(|h| h["text"].as_str().unwrap().contains("old")),
+        "the old index answers: {hits:?}"
+    );
+    let leftovers = std::fs::read_dir(s.out.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 1, "the interrupted generation is still there");
+
+    let after = index(&s.model, t, s.out.path(), &[]);
+    assert!(
+        n(&after, "reused") >= 6,
+        "the two committed windows are reused: {after}"
+    );
+    assert_eq!(
+        n(&after, "embedded") + n(&after, "reused"),
+        n(&after, "chunks")
+    );
+    let names: Vec<String> = std::fs::read_dir(s.out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".tmp")),
+        "cleaned up: {names:?}"
+    );
+}
+
+#[test]
+fn crlf_multibyte_empty_and_whitespace_files() {
+    let s = setup();
+    let t = s.tree.path();
+    write(t, "crlf.txt", "first line\r\nsecond line\r\n\r\nthird\r\n");
+    write(
+        t,
+        "utf8.md",
+        "# Über naïve café\n\n数据 and ✓ marks — fine.\n",
+    );
+    write(t, "empty.txt", "");
+    write(t, "blank.txt", "  \n\t\n   \n");
+    let summary = index(&s.model, t, s.out.path(), &[]);
+    assert_eq!(n(&summary, "files"), 4, "{summary}");
+    let all = chunks(s.out.path());
+    let paths: Vec<&str> = all.iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert!(
+        paths.contains(&"crlf.txt") && paths.contains(&"utf8.md"),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&"empty.txt") && !paths.contains(&"blank.txt"),
+        "no chunks for nothing"
+    );
+    let crlf = all.iter().find(|c| c["path"] == "crlf.txt").unwrap();
+    assert_eq!((n(crlf, "start_line"), n(crlf, "end_line")), (1, 4));
+    let utf8 = all.iter().find(|c| c["path"] == "utf8.md").unwrap();
+    let body = std::fs::read_to_string(t.join("utf8.md")).unwrap();
+    let (a, b) = (n(utf8, "start_byte") as usize, n(utf8, "end_byte") as usize);
+    assert!(body.is_char_boundary(a) && body.is_char_boundary(b));
+}
+
+#[test]
+fn a_deleted_then_restored_file_is_embedded_again() {
+    let s = setup();
+    let t = s.tree.path();
+    write(t, "keep.txt", lines(10, "keep"));
+    write(t, "gone.txt", lines(10, "gone"));
+    let first = index(&s.model, t, s.out.path(), &[]);
+    let stash = tempfile::tempdir().unwrap();
+    std::fs::rename(t.join("gone.txt"), stash.path().join("gone.txt")).unwrap();
+    let without = index(&s.model, t, s.out.path(), &[]);
+    let gone_chunks = n(&first, "chunks") - n(&without, "chunks");
+    assert!(gone_chunks > 0);
+    std::fs::rename(stash.path().join("gone.txt"), t.join("gone.txt")).unwrap();
+    let back = index(&s.model, t, s.out.path(), &[]);
+    assert_eq!(
+        n(&back, "embedded"),
+        gone_chunks,
+        "the cache forgot the deleted file's vectors: {back}"
+    );
+}
+
+#[test]
+fn an_index_inside_the_tree_is_not_indexed_and_an_empty_index_answers_nothing() {
+    let s = setup();
+    let t = s.tree.path();
+    write(t, "a.txt", lines(5, "a"));
+    let out = t.join("idx");
+    index(&s.model, t, &out, &[]);
+    let second = index(&s.model, t, &out, &[]);
+    assert_eq!(
+        n(&second, "files"),
+        1,
+        "the index's own files are skipped: {second}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out2 = tempfile::tempdir().unwrap();
+    index(&s.model, empty.path(), out2.path(), &[]);
+    let q = run(&[
+        "query",
+        out2.path().to_str().unwrap(),
+        "anything",
+        "--model",
+        s.model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(q.status.success(), "{}", stderr(&q));
+    assert!(q.stdout.is_empty());
+}
+
+#[test]
+fn a_query_ranks_the_file_with_the_phrase_first() {
+    let model = membatch::ModelSource::from_env_or_default();
+    let tree = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    write(
+        t,
+        "kitchen/bread.md",
+        "# Sourdough\n\nFeed the starter, mix flour and water, let the dough rise overnight, then bake the loaf in a hot oven until the crust is dark.\n",
+    );
+    write(
+        t,
+        "space/telescopes.md",
+        "# Observing\n\nA refracting telescope gathers light from distant galaxies and nebulae; dark skies away from city lights help.\n",
+    );
+    write(
+        t,
+        "net/sockets.rs",
+        "// Opens a TCP connection to the server and retries with backoff when the socket is refused.\nfn connect(addr: &str) {}\n",
+    );
+    let model_arg = match &model {
+        membatch::ModelSource::Dir(p) => p.display().to_string(),
+        membatch::ModelSource::Hub(h) => h.repo_id.clone(),
+        other => panic!("unexpected source {other}"),
+    };
+    let o = run(&[
+        "index",
+        t.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--model",
+        &model_arg,
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "the real model is required: {}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "query",
+        out.path().to_str().unwrap(),
+        "how do I bake bread with a sourdough starter",
+        "-k",
+        "3",
+        "--model",
+        &model_arg,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0]["path"], "kitchen/bread.md", "{hits:?}");
+    assert_eq!((n(&hits[0], "start_line"), n(&hits[0], "end_line")), (1, 3));
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {scores:?}"
+    );
+
+    // Another model than the index's is refused.
+    let tiny = tiny_model_dir(&Tiny::default());
+    let o = run(&[
+        "query",
+        out.path().to_str().unwrap(),
+        "bread",
+        "--model",
+        tiny.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("same --model"), "{}", stderr(&o));
+}
