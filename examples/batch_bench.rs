@@ -64,6 +64,13 @@ struct Args {
         default_value = "fixed:32,fixed:64,batched,budget:1GiB,budget:512MiB,budget:300MiB"
     )]
     modes: Vec<String>,
+    /// Write the corpus to this file, one text per line, and exit (for
+    /// running other implementations on the same texts: benches/compare.sh).
+    #[arg(long)]
+    dump_corpus: Option<std::path::PathBuf>,
+    /// Print one JSON object per mode instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 struct Row {
@@ -77,13 +84,19 @@ struct Row {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if let Some(path) = &args.dump_corpus {
+        let corpus = mixed_corpus(args.texts, 42);
+        // The generator makes single-line texts; the file has one per line.
+        std::fs::write(path, corpus.join("\n") + "\n")?;
+        return Ok(());
+    }
     let model = BertEmbedder::load(ModelSource::from_env_or_default())?;
     let corpus = mixed_corpus(args.texts, 42);
     let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
     let counts = model.token_counts(&texts)?;
     let tokens: usize = counts.iter().sum();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    println!(
+    eprintln!(
         "corpus: {} texts, {} tokens ({:.1} per text); threads: {threads}; cores: {}",
         texts.len(),
         tokens,
@@ -137,6 +150,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
+    if args.json {
+        for r in &rows {
+            let line = serde_json::json!({
+                "mode": r.mode,
+                "texts": texts.len(),
+                "tokens": tokens,
+                "seconds": r.seconds,
+                "texts_per_second": texts.len() as f64 / r.seconds,
+                "tokens_per_second": tokens as f64 / r.seconds,
+                "batches": r.batches,
+                "padding_ratio": r.padding,
+                "peak_rss_bytes": r.peak_rss,
+            });
+            println!("{line}");
+        }
+        return Ok(());
+    }
     let base = rows.iter().find(|r| r.mode == "batched").map(|r| r.seconds);
     println!();
     println!("| mode | texts/s | tokens/s | vs batched | batches | padding ratio | peak RSS | max diff vs first |");
