@@ -24,6 +24,14 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// One JSON value per line of the output (`query --json`).
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Runs `index DIR --out OUT --model MODEL` with `extra` arguments.
 fn run_index(model: &Path, dir: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -280,10 +288,7 @@ fn an_interrupted_run_keeps_the_old_index_and_its_progress() {
         "--json",
     ]);
     assert!(q.status.success(), "{}", stderr(&q));
-    let hits: Vec<Value> = String::from_utf8_lossy(&q.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let hits = json_lines(&q);
     assert!(!hits.is_empty());
     assert!(
         hits.iter()
@@ -454,10 +459,7 @@ fn a_query_ranks_the_file_with_the_phrase_first() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let hits: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let hits = json_lines(&o);
     assert_eq!(hits.len(), 3);
     assert_eq!(hits[0]["path"], "kitchen/bread.md", "{hits:?}");
     assert_eq!((n(&hits[0], "start_line"), n(&hits[0], "end_line")), (1, 3));
