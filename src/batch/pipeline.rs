@@ -315,21 +315,14 @@ impl<E: Embedder> BatchEmbedder<E> {
     }
 
     /// Room for the next batch: what keeps the figure at or below the
-    /// cautious threshold, so planned work stays in the normal band.
-    fn planning_room(&self, reading: &MemoryReading) -> u64 {
+    /// cautious threshold, so planned work stays in the normal band, after
+    /// the `reserved` bytes of other callers.
+    fn planning_room(&self, reading: &MemoryReading, reserved: u64) -> u64 {
         let target =
             (reading.budget_bytes as f64 * self.budget.config().thresholds.cautious) as u64;
         target
             .saturating_sub(reading.figure_bytes)
-            .saturating_sub(self.budget.metrics().reserved_bytes)
-    }
-
-    /// Room up to the budget itself, for a lone text that does not fit the
-    /// planning room.
-    fn full_room(&self, reading: &MemoryReading) -> u64 {
-        reading
-            .headroom_bytes()
-            .saturating_sub(self.budget.metrics().reserved_bytes)
+            .saturating_sub(reserved)
     }
 
     fn too_small(&self, reading: &MemoryReading, tokens: usize) -> Error {
@@ -344,31 +337,36 @@ impl<E: Embedder> BatchEmbedder<E> {
 
     /// Decides how many of `remaining` (token counts, longest first) the
     /// next batch takes and the bytes it is predicted to need, cleaning up
-    /// and waiting for other work when needed.
-    fn plan(&self, remaining: &[usize]) -> Result<(usize, u64)> {
+    /// and waiting for other work when needed. Returns the reading it
+    /// planned with, for [`MemoryBudget::acquire_after`].
+    fn plan(&self, remaining: &[usize]) -> Result<(usize, u64, MemoryReading)> {
         let padded = remaining[0];
         let mut waits = 0;
         let mut cleaned = false;
+        let mut reading = self.budget.read();
         loop {
-            let reading = self.budget.read();
             let (rule, cost) = {
                 let s = self.state.lock();
                 (s.batcher.size(), s.cost)
             };
-            let room = self.planning_room(&reading);
+            let reserved = self.budget.metrics().reserved_bytes;
+            let room = self.planning_room(&reading, reserved);
             if let Some(n) = batch_len(remaining, rule, &cost, room, self.config.max_batch_tokens) {
-                return Ok((n, cost.estimate(n, padded)));
+                return Ok((n, cost.estimate(n, padded), reading));
             }
             let one = cost.estimate(1, padded);
-            if one <= self.full_room(&reading) {
-                return Ok((1, one));
+            // Room up to the budget itself, for a lone text that does not
+            // fit the planning room.
+            let full_room = reading.headroom_bytes().saturating_sub(reserved);
+            if one <= full_room {
+                return Ok((1, one, reading));
             }
             if !cleaned {
                 cleaned = true;
-                self.budget.cleanup();
+                reading = self.budget.cleanup();
                 continue;
             }
-            if self.budget.metrics().reserved_bytes == 0 {
+            if reserved == 0 {
                 return Err(self.too_small(&reading, padded));
             }
             // Other work holds reservations that will be released.
@@ -376,12 +374,13 @@ impl<E: Embedder> BatchEmbedder<E> {
             if waits > MAX_WAITS {
                 return Err(Error::MemoryPressure {
                     needed: one,
-                    available: self.full_room(&reading),
+                    available: full_room,
                     level: reading.level,
                 });
             }
             std::thread::sleep(WAIT_STEP);
             cleaned = false;
+            reading = self.budget.read();
         }
     }
 
@@ -482,9 +481,9 @@ impl<E: Embedder, S: AsRef<str>> BatchStream<'_, E, S> {
         loop {
             let started = Instant::now();
             let remaining = &self.counts[self.pos..];
-            let (n, estimate) = owner.plan(remaining)?;
+            let (n, estimate, reading) = owner.plan(remaining)?;
             let padded = remaining[0];
-            let guard = match owner.budget.acquire(estimate) {
+            let guard = match owner.budget.acquire_after(reading, estimate) {
                 Ok(g) => g,
                 Err(e @ Error::MemoryPressure { .. }) => {
                     self.spent(started);

@@ -215,7 +215,17 @@ impl MemoryBudget {
     /// [`Error::MemoryPressure`] when the work does not fit even after
     /// cleanup: the caller should shrink the work and ask again.
     pub fn acquire(&self, estimated_bytes: u64) -> Result<MemoryGuard> {
-        let mut reading = self.read();
+        self.acquire_after(self.read(), estimated_bytes)
+    }
+
+    /// [`acquire`](Self::acquire) from a reading the caller has just taken
+    /// (a batcher reads memory to plan the batch it then asks room for), so
+    /// the figures are not read twice in a row.
+    pub(crate) fn acquire_after(
+        &self,
+        mut reading: MemoryReading,
+        estimated_bytes: u64,
+    ) -> Result<MemoryGuard> {
         let grant = match self.try_reserve(&reading, estimated_bytes) {
             Ok(grant) => grant,
             Err(available) => {
