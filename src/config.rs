@@ -203,27 +203,8 @@ impl ConfigBuilder {
     /// [`Error::InvalidConfig`] naming the first bad setting.
     pub fn build(self) -> Result<Config> {
         let c = self.config;
-        let b = c.batch;
-        let mut batch = BatchConfig::builder()
-            .min_batch_size(b.min_batch_size)
-            .max_batch_size(b.max_batch_size)
-            .step(b.step)
-            .adaptive(b.adaptive);
-        if let Some(t) = b.max_batch_tokens {
-            batch = batch.max_batch_tokens(t);
-        }
-        batch.build()?;
-        let m = &c.memory;
-        let mut memory = MemoryConfig::builder()
-            .thresholds(m.thresholds)
-            .cleanup_every(m.cleanup_every);
-        if let Some(p) = m.max_percent {
-            memory = memory.max_percent(p);
-        }
-        if let Some(bytes) = m.max_bytes {
-            memory = memory.max_bytes(bytes);
-        }
-        memory.build()?;
+        c.batch.validate()?;
+        c.memory.validate()?;
         for (name, value) in [
             ("threads", c.model.threads),
             ("max_seq_length", c.model.max_seq_length),

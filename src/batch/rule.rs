@@ -167,7 +167,23 @@ impl BatchConfigBuilder {
 
     /// `env`: name settings by their environment variables in errors.
     fn build_named(self, env: bool) -> Result<BatchConfig> {
-        let c = self.config;
+        self.config.check(env)?;
+        Ok(self.config)
+    }
+}
+
+impl BatchConfig {
+    /// Checks the settings, as [`BatchConfigBuilder::build`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`BatchConfigBuilder::build`].
+    pub fn validate(&self) -> Result<()> {
+        self.check(false)
+    }
+
+    fn check(&self, env: bool) -> Result<()> {
+        let c = self;
         let name = |field: &'static str, var: &'static str| if env { var } else { field };
         for (field, var, value) in [
             ("min_batch_size", ENV_MIN_BATCH_SIZE, c.min_batch_size),
@@ -197,7 +213,7 @@ impl BatchConfigBuilder {
                 ),
             ));
         }
-        Ok(c)
+        Ok(())
     }
 }
 

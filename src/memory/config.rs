@@ -245,7 +245,19 @@ impl MemoryConfigBuilder {
     /// [`Error::InvalidConfig`] for a percentage outside (0, 100], a zero
     /// size, or thresholds that are not increasing within (0, 1].
     pub fn build(self) -> Result<MemoryConfig> {
-        let c = self.config;
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+impl MemoryConfig {
+    /// Checks the settings, as [`MemoryConfigBuilder::build`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`MemoryConfigBuilder::build`].
+    pub fn validate(&self) -> Result<()> {
+        let c = self;
         if let Some(p) = c.max_percent {
             if !(p > 0.0 && p <= 100.0) {
                 return Err(Error::invalid_config(
@@ -274,7 +286,7 @@ impl MemoryConfigBuilder {
                 "need 0 < cautious < degraded < critical <= 1 and 0 <= hysteresis < 0.5",
             ));
         }
-        Ok(c)
+        Ok(())
     }
 }
 
