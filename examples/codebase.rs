@@ -284,12 +284,7 @@ fn index(args: &Args) -> Result<(), Failure> {
         .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
     let mut config = model_config(args)?;
     if let Some(limit) = memory_budget {
-        config = Config::builder()
-            .batch(config.batch)
-            .memory(config.memory)
-            .model(config.model)
-            .memory_limit(*limit)
-            .build()?;
+        config = config.into_builder().memory_limit(*limit).build()?;
     }
     let embedder = BertEmbedder::from_config(&config.model)?;
     let model_id = model_id(&config, &embedder)?;

@@ -127,17 +127,15 @@ fn run(args: Args) -> Result<(), Failure> {
     if args.no_normalize {
         config.model.normalize = Some(false);
     }
-    let mut builder = Config::builder()
-        .batch(config.batch)
-        .memory(config.memory)
-        .model(config.model);
+    let min_batch_size = config.batch.min_batch_size;
+    let mut builder = config.into_builder();
     if let Some(limit) = args.memory_budget {
         builder = builder.memory_limit(limit);
     }
     if let Some(n) = args.batch_size {
         builder = builder
             .max_batch_size(n)
-            .min_batch_size(config.batch.min_batch_size.min(n));
+            .min_batch_size(min_batch_size.min(n));
     }
     let config = builder.build()?;
 

@@ -94,6 +94,12 @@ impl Config {
         }
     }
 
+    /// A builder starting from these settings (e.g. from
+    /// [`from_env`](Self::from_env), then overridden by flags).
+    pub fn into_builder(self) -> ConfigBuilder {
+        ConfigBuilder { config: self }
+    }
+
     /// The defaults overridden by the environment.
     ///
     /// # Errors
