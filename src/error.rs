@@ -135,6 +135,17 @@ pub enum ModelFileError {
         /// The pooling mode(s) the file enables.
         found: String,
     },
+    /// `config.json` asks for a variant of the architecture membatch does
+    /// not implement (an activation, a position embedding type).
+    #[error("unsupported {name} {found:?} (supported: {supported})")]
+    UnsupportedSetting {
+        /// The setting, as `config.json` names it.
+        name: String,
+        /// Its value in the file.
+        found: String,
+        /// The values membatch runs.
+        supported: String,
+    },
     /// `modules.json` lists a module membatch cannot run.
     #[error("unsupported sentence-transformers module {found:?} (supported: Transformer, Pooling, Normalize)")]
     UnsupportedModule {

@@ -106,6 +106,28 @@ fn an_unsupported_architecture_is_named() {
 }
 
 #[test]
+fn an_unsupported_activation_or_position_embedding_is_named() {
+    for (field, value) in [
+        ("hidden_act", "swish"),
+        ("position_embedding_type", "relative_key"),
+    ] {
+        let dir = tiny_model_dir(&Tiny::default());
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config[field] = value.into();
+        std::fs::write(&path, config.to_string()).unwrap();
+        let kind = file_error(load(dir.path()), "config.json");
+        assert!(
+            matches!(&kind, ModelFileError::UnsupportedSetting { name, found, .. }
+                if name == field && found == value),
+            "{kind:?}"
+        );
+        assert!(kind.to_string().contains("supported:"), "{kind}");
+    }
+}
+
+#[test]
 fn an_unsupported_pooling_is_named() {
     let dir = tiny_model_dir(&Tiny {
         pooling: r#"{"pooling_mode_mean_sqrt_len_tokens": true}"#.into(),

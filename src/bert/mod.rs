@@ -6,18 +6,19 @@
 //! pooling over the attention mask and the same normalisation, as the model's
 //! own sentence-transformers files configure them.
 
+mod encoder;
 mod metadata;
 mod pooling;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
 use crate::memory::MemoryBudget;
 use crate::source::{ModelFiles, ModelSource};
 use crate::{BatchEmbedder, Config, Embedder, ModelConfig, ModelShape};
+use encoder::{Activation, BertConfig, Encoder, Packed};
 use metadata::{read_json, SentenceConfig};
 pub use pooling::Pooling;
 
@@ -32,7 +33,11 @@ pub struct OutputSettings {
     pub max_seq_length: usize,
 }
 
-/// A BERT sentence embedder running on candle's CPU backend.
+/// A BERT sentence embedder on the CPU.
+///
+/// Weights are read with candle; the forward pass is membatch's own (packed
+/// sequences, `gemm` products, in-place element-wise steps; see
+/// `docs/benchmarks.md`).
 ///
 /// # Example
 ///
@@ -50,12 +55,11 @@ pub struct OutputSettings {
 /// # Ok::<(), membatch::Error>(())
 /// ```
 pub struct BertEmbedder {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     settings: OutputSettings,
     dimension: usize,
     shape: ModelShape,
-    pad_id: u32,
     pool: Option<rayon::ThreadPool>,
     name: String,
 }
@@ -86,19 +90,18 @@ impl BertEmbedder {
         Self::builder().source(source).build()
     }
 
-    /// Assembles an embedder from a loaded model and tokenizer, for callers
-    /// that build the weights themselves (tests use a random `VarMap`).
+    /// Assembles an embedder from loaded weights and tokenizer.
     ///
     /// The tokenizer's own truncation and padding settings are replaced:
-    /// texts are truncated at `settings.max_seq_length` and padded to the
-    /// longest text of each batch.
+    /// texts are truncated at `settings.max_seq_length` and never padded
+    /// (the encoder packs them).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] when `max_seq_length` is below 2 or above the
     /// model's position embeddings.
-    pub fn from_parts(
-        model: BertModel,
+    fn assemble(
+        encoder: Encoder,
         config: &BertConfig,
         mut tokenizer: Tokenizer,
         settings: OutputSettings,
@@ -123,7 +126,7 @@ impl BertEmbedder {
             .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
         tokenizer.with_padding(None);
         Ok(BertEmbedder {
-            model,
+            encoder,
             tokenizer,
             settings,
             dimension: config.hidden_size,
@@ -133,7 +136,6 @@ impl BertEmbedder {
                 num_layers: config.num_hidden_layers,
                 intermediate_size: config.intermediate_size,
             },
-            pad_id: config.pad_token_id as u32,
             pool: None,
             name: name.into(),
         })
@@ -185,29 +187,24 @@ impl BertEmbedder {
             .map_err(|e| Error::Tokenization(BoxError::from(e)))
     }
 
-    fn forward(&self, encodings: &[tokenizers::Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let batch = encodings.len();
-        let len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-        let mut ids = vec![self.pad_id; batch * len];
-        let mut mask = vec![0f32; batch * len];
-        for (row, enc) in encodings.iter().enumerate() {
-            let start = row * len;
-            ids[start..start + enc.len()].copy_from_slice(enc.get_ids());
-            mask[start..start + enc.len()].fill(1.0);
-        }
-        let device = Device::Cpu;
-        let ids = Tensor::from_vec(ids, (batch, len), &device)?;
-        let mask = Tensor::from_vec(mask, (batch, len), &device)?;
-        // Single-segment input: every token type id is 0.
-        let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        let pooled = self.settings.pooling.apply(&hidden, &mask)?;
-        let out = if self.settings.normalize {
-            pooling::l2_normalize(&pooled)?
-        } else {
-            pooled
-        };
-        out.to_dtype(DType::F32)?.to_vec2()
+    fn forward(&self, encodings: &[tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
+        let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
+        let hidden = self
+            .encoder
+            .forward(&batch)
+            .map_err(|e| Error::Inference(boxed(e)))?;
+        let width = self.encoder.hidden_size();
+        Ok(batch
+            .spans()
+            .map(|(start, len)| {
+                let rows = &hidden[start * width..(start + len) * width];
+                let mut v = self.settings.pooling.apply(rows, width);
+                if self.settings.normalize {
+                    pooling::l2_normalize(&mut v);
+                }
+                v
+            })
+            .collect())
     }
 }
 
@@ -268,7 +265,6 @@ impl Embedder for BertEmbedder {
         self.run(|| {
             let encodings = self.encode(texts)?;
             self.forward(&encodings)
-                .map_err(|e| Error::Inference(boxed(e)))
         })
     }
 
@@ -363,10 +359,10 @@ impl BertEmbedderBuilder {
         let source = self.source.unwrap_or_else(ModelSource::from_env_or_default);
         tracing::info!(model = %source, "loading BERT embedder");
         let files = source.resolve()?;
-        let config = load_bert_config(&files)?;
+        let (config, activation) = load_bert_config(&files)?;
         let sentence = SentenceConfig::load(&files)?;
         let tokenizer = load_tokenizer(&files)?;
-        let model = load_weights(&files, &config)?;
+        let encoder = load_weights(&files, &config, activation)?;
         let settings = OutputSettings {
             pooling: sentence.pooling,
             normalize: self.normalize.unwrap_or(sentence.normalize),
@@ -376,7 +372,7 @@ impl BertEmbedderBuilder {
                 .unwrap_or(config.max_position_embeddings),
         };
         let mut embedder =
-            BertEmbedder::from_parts(model, &config, tokenizer, settings, source.id())?;
+            BertEmbedder::assemble(encoder, &config, tokenizer, settings, source.id())?;
         if let Some(threads) = self.threads {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -399,7 +395,8 @@ impl BertEmbedderBuilder {
     }
 }
 
-fn load_bert_config(files: &ModelFiles) -> Result<BertConfig> {
+/// The model's `config.json`, checked for what the encoder implements.
+fn load_bert_config(files: &ModelFiles) -> Result<(BertConfig, Activation)> {
     let path = files.required("config.json")?;
     let value: serde_json::Value = read_json(&path)?;
     let model_type = value.get("model_type").and_then(|v| v.as_str());
@@ -422,8 +419,29 @@ fn load_bert_config(files: &ModelFiles) -> Result<BertConfig> {
             ModelFileError::UnsupportedArchitecture { found },
         ));
     }
-    serde_json::from_value(value)
-        .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))
+    let config: BertConfig = serde_json::from_value(value)
+        .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))?;
+    if config.position_embedding_type != "absolute" {
+        return Err(Error::model_file(
+            &path,
+            ModelFileError::UnsupportedSetting {
+                name: "position_embedding_type".into(),
+                found: config.position_embedding_type.clone(),
+                supported: "absolute".into(),
+            },
+        ));
+    }
+    let Some(activation) = Activation::parse(&config.hidden_act) else {
+        return Err(Error::model_file(
+            &path,
+            ModelFileError::UnsupportedSetting {
+                name: "hidden_act".into(),
+                found: config.hidden_act.clone(),
+                supported: Activation::SUPPORTED.into(),
+            },
+        ));
+    };
+    Ok((config, activation))
 }
 
 fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
@@ -432,7 +450,11 @@ fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
         .map_err(|e| Error::model_file(&path, ModelFileError::Tokenizer(BoxError::from(e))))
 }
 
-fn load_weights(files: &ModelFiles, config: &BertConfig) -> Result<BertModel> {
+fn load_weights(
+    files: &ModelFiles,
+    config: &BertConfig,
+    activation: Activation,
+) -> Result<Encoder> {
     let path = match files.required("model.safetensors") {
         Ok(p) => p,
         Err(Error::ModelFile { path, .. }) if has_pytorch_weights(files) => {
@@ -452,7 +474,7 @@ fn load_weights(files: &ModelFiles, config: &BertConfig) -> Result<BertModel> {
     // model files are written once and then only read.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
         .map_err(weights_error)?;
-    BertModel::load(vb, config).map_err(weights_error)
+    Encoder::load(vb, config, activation).map_err(weights_error)
 }
 
 fn has_pytorch_weights(files: &ModelFiles) -> bool {

@@ -1,107 +1,104 @@
-//! Pooling token states into one sentence vector, honouring the attention mask.
-
-use candle_core::{DType, IndexOp, Result, Tensor, D};
+//! Pooling token states into one sentence vector.
 
 /// How token states become one sentence vector, as a sentence-transformers
 /// `Pooling` module configures it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Pooling {
-    /// Mean over the real tokens (the mask), `[CLS]` and `[SEP]` included.
+    /// Mean over the text's tokens, `[CLS]` and `[SEP]` included.
     Mean,
     /// The state of the first token (`[CLS]`).
     Cls,
-    /// Element-wise maximum over the real tokens.
+    /// Element-wise maximum over the text's tokens.
     Max,
 }
 
 impl Pooling {
-    /// Pools `hidden` `(batch, seq, dim)` with `mask` `(batch, seq)` of 0/1
-    /// (f32) into `(batch, dim)`. Padding never contributes.
-    pub(crate) fn apply(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// Pools the `rows` (row-major, `width` values each) of one text into
+    /// one vector. Sequences are packed without padding, so every row is a
+    /// real token; no rows give a zero vector, as sentence-transformers'
+    /// `max(count, 1e-9)` divisor does.
+    pub(crate) fn apply(self, rows: &[f32], width: usize) -> Vec<f32> {
+        let mut out = vec![0f32; width];
+        let mut tokens = rows.chunks_exact(width);
         match self {
-            Pooling::Cls => hidden.i((.., 0))?.contiguous(),
+            Pooling::Cls => {
+                if let Some(first) = tokens.next() {
+                    out.copy_from_slice(first);
+                }
+            }
             Pooling::Mean => {
-                let mask = mask.unsqueeze(D::Minus1)?; // (b, s, 1)
-                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-                // sentence-transformers divides by max(count, 1e-9).
-                let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-                summed.broadcast_div(&counts)
+                let count = tokens.len();
+                for row in tokens {
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o += v;
+                    }
+                }
+                let inv = 1.0 / (count as f32).max(1e-9);
+                out.iter_mut().for_each(|o| *o *= inv);
             }
             Pooling::Max => {
-                // Padding is pushed far below any real activation first, as
-                // sentence-transformers does (-1e9), so it never wins.
-                let mask = mask.unsqueeze(D::Minus1)?;
-                let penalty = ((mask.ones_like()? - &mask)? * -1e9)?;
-                hidden.broadcast_add(&penalty)?.max(1)
+                if let Some(first) = tokens.next() {
+                    out.copy_from_slice(first);
+                }
+                for row in tokens {
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o = o.max(*v);
+                    }
+                }
             }
         }
+        out
     }
 }
 
-/// Divides each row by its L2 norm, floored at 1e-12 like torch's `normalize`.
-pub(crate) fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x
-        .to_dtype(DType::F32)?
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12f32, f32::MAX)?;
-    x.broadcast_div(&norm)
+/// Divides by the L2 norm, floored at 1e-12 like torch's `normalize`.
+pub(crate) fn l2_normalize(x: &mut [f32]) {
+    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    x.iter_mut().for_each(|v| *v /= norm);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
-    /// Two sequences of length 3, dim 2; the second has one padding token
-    /// whose state is huge, so any leak of padding shows.
-    fn inputs() -> (Tensor, Tensor) {
-        let hidden = Tensor::new(
-            &[
-                [[1f32, 2.], [3., 4.], [5., -6.]],
-                [[1., -1.], [3., 5.], [1000., 1000.]],
-            ],
-            &Device::Cpu,
-        )
-        .unwrap();
-        let mask = Tensor::new(&[[1f32, 1., 1.], [1., 1., 0.]], &Device::Cpu).unwrap();
-        (hidden, mask)
-    }
+    /// Three tokens of dimension 2.
+    const ROWS: [f32; 6] = [1., 2., 3., 4., 5., -6.];
 
-    fn pooled(p: Pooling) -> Vec<Vec<f32>> {
-        let (h, m) = inputs();
-        p.apply(&h, &m).unwrap().to_vec2().unwrap()
+    #[test]
+    fn mean_averages_every_token() {
+        assert_eq!(Pooling::Mean.apply(&ROWS, 2), vec![3., 0.]);
     }
 
     #[test]
-    fn mean_ignores_padding() {
-        assert_eq!(pooled(Pooling::Mean), vec![vec![3., 0.], vec![2., 2.]]);
+    fn max_takes_each_dimensions_maximum() {
+        assert_eq!(Pooling::Max.apply(&ROWS, 2), vec![5., 4.]);
     }
 
     #[test]
-    fn max_ignores_padding() {
-        assert_eq!(pooled(Pooling::Max), vec![vec![5., 4.], vec![3., 5.]]);
+    fn max_of_all_negative_values_is_negative() {
+        assert_eq!(Pooling::Max.apply(&[-3., -2., -1., -5.], 2), vec![-1., -2.]);
     }
 
     #[test]
     fn cls_takes_the_first_token() {
-        assert_eq!(pooled(Pooling::Cls), vec![vec![1., 2.], vec![1., -1.]]);
+        assert_eq!(Pooling::Cls.apply(&ROWS, 2), vec![1., 2.]);
     }
 
     #[test]
-    fn mean_of_an_all_padding_row_is_zero_not_nan() {
-        let h = Tensor::ones((1, 2, 2), DType::F32, &Device::Cpu).unwrap();
-        let m = Tensor::zeros((1, 2), DType::F32, &Device::Cpu).unwrap();
-        let out: Vec<Vec<f32>> = Pooling::Mean.apply(&h, &m).unwrap().to_vec2().unwrap();
-        assert_eq!(out, vec![vec![0., 0.]]);
+    fn no_tokens_pool_to_zero_not_nan() {
+        for p in [Pooling::Mean, Pooling::Max, Pooling::Cls] {
+            assert_eq!(p.apply(&[], 2), vec![0., 0.]);
+        }
     }
 
     #[test]
     fn normalize_gives_unit_rows_and_keeps_zero_rows_finite() {
-        let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
-        let out: Vec<Vec<f32>> = l2_normalize(&x).unwrap().to_vec2().unwrap();
-        assert_eq!(out, vec![vec![0.6, 0.8], vec![0., 0.]]);
+        let mut x = [3f32, 4.];
+        l2_normalize(&mut x);
+        assert_eq!(x, [0.6, 0.8]);
+        let mut zero = [0f32, 0.];
+        l2_normalize(&mut zero);
+        assert_eq!(zero, [0., 0.]);
     }
 }

@@ -1,0 +1,88 @@
+//! Self-attention per sequence and head over packed QKV rows.
+
+use rayon::prelude::*;
+
+use super::kernels;
+use super::linear::{matmul, Mat, MatMut};
+use super::Packed;
+use gemm::Parallelism;
+
+/// A pointer shared by the attention tasks, each of which writes its own
+/// disjoint block of the context buffer.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: tasks write disjoint (rows, head columns) blocks; see `attend`.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Taken through a method so closures capture the `Sync` wrapper, not
+    /// the bare pointer field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `context[t, head] = softmax(q·kᵀ/√d)·v` for every sequence and head.
+///
+/// `qkv` holds `tokens × 3h` rows (queries, keys, values side by side);
+/// `context` receives `tokens × h`. One task per (sequence, head) runs on
+/// the current rayon pool, each with single-threaded products: the tasks
+/// are the parallelism. Sequences are unpadded, so no mask is needed.
+pub(super) fn attend(qkv: &[f32], context: &mut [f32], batch: &Packed, heads: usize, h: usize) {
+    let tokens = batch.tokens();
+    assert_eq!(qkv.len(), tokens * 3 * h, "qkv is not tokens × 3h");
+    assert_eq!(context.len(), tokens * h, "context is not tokens × h");
+    assert!(heads > 0 && h % heads == 0, "h is not a multiple of heads");
+    let d = h / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let spans: Vec<(usize, usize)> = batch.spans().filter(|(_, len)| *len > 0).collect();
+    // Bounds: every span lies inside `tokens` (offsets are monotone and end
+    // at the total), checked once here for the raw views below.
+    assert!(spans.iter().all(|(s, l)| s + l <= tokens));
+    let out = Shared(context.as_mut_ptr());
+    let qkv = qkv.as_ptr() as usize;
+    let tasks = spans.len() * heads;
+    (0..tasks)
+        .into_par_iter()
+        .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+            let (start, len) = spans[task / heads];
+            let head = task % heads;
+            scores.clear();
+            scores.resize(len * len, 0.0);
+            let row = 3 * h as isize;
+            let base = (qkv as *const f32).wrapping_add(start * 3 * h + head * d);
+            // SAFETY: q, k and v are `len × d` blocks of rows start..start+len
+            // of the `tokens × 3h` buffer (columns head·d, h + head·d and
+            // 2h + head·d), inside it by the asserts above; `scores` is
+            // len × len. The context block (rows start..start+len, columns
+            // head·d..head·d+d) belongs to this task alone: spans are disjoint
+            // and each (span, head) pair is one task.
+            unsafe {
+                let q = Mat::new(base, row, 1);
+                let k_t = Mat::new(base.add(h), 1, row);
+                let v = Mat::new(base.add(2 * h), row, 1);
+                matmul(
+                    q,
+                    k_t,
+                    MatMut::new(scores.as_mut_ptr(), len as isize),
+                    (len, len, d),
+                    scale,
+                    false,
+                    Parallelism::None,
+                );
+                kernels::softmax_rows(scores, len);
+                let dst = out.get().add(start * h + head * d);
+                matmul(
+                    Mat::new(scores.as_ptr(), len as isize, 1),
+                    v,
+                    MatMut::new(dst, h as isize),
+                    (len, d, len),
+                    1.0,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        });
+}

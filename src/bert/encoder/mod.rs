@@ -1,0 +1,286 @@
+//! The BERT encoder's forward pass on packed sequences.
+//!
+//! Sequences are packed one after another without padding: the dense layers
+//! (QKV, attention output, feed-forward) run as one matrix product over all
+//! real tokens of the batch, and only attention itself runs per sequence and
+//! head. Activations live in four buffers allocated once per batch and
+//! reused by every layer; element-wise steps run in place. See
+//! `docs/benchmarks.md` for what this buys over a tensor-per-op forward.
+
+mod attention;
+mod config;
+pub(crate) mod kernels;
+mod linear;
+
+use candle_core::Result as CandleResult;
+use candle_nn::VarBuilder;
+
+pub(crate) use config::{Activation, BertConfig};
+
+use linear::Linear;
+
+/// Why a batch cannot run; each is a caller or model-file mismatch, never a
+/// bug in the batch itself.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ForwardError {
+    #[error("token id {id} is outside the model's vocabulary of {vocab} (tokenizer and weights do not belong together)")]
+    TokenOutOfVocab { id: u32, vocab: usize },
+    #[error("a sequence of {len} tokens exceeds the model's {max} positions")]
+    TooLong { len: usize, max: usize },
+}
+
+/// Token sequences packed back to back.
+#[derive(Debug, Default)]
+pub(crate) struct Packed {
+    pub(crate) ids: Vec<u32>,
+    /// Start of each sequence in `ids`, plus the total at the end.
+    pub(crate) offsets: Vec<usize>,
+}
+
+impl Packed {
+    pub(crate) fn new<'a>(seqs: impl IntoIterator<Item = &'a [u32]>) -> Self {
+        let mut packed = Packed {
+            ids: Vec::new(),
+            offsets: vec![0],
+        };
+        for s in seqs {
+            packed.ids.extend_from_slice(s);
+            packed.offsets.push(packed.ids.len());
+        }
+        packed
+    }
+
+    pub(crate) fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// `(start, len)` of each sequence.
+    pub(crate) fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.offsets.windows(2).map(|w| (w[0], w[1] - w[0]))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, size: usize) -> CandleResult<Self> {
+        // Older checkpoints name the parameters gamma/beta.
+        let pick = |names: [&'static str; 2]| {
+            names
+                .into_iter()
+                .find(|n| vb.contains_tensor(n))
+                .unwrap_or(names[0])
+        };
+        Ok(Norm {
+            weight: vector(vb, pick(["weight", "gamma"]), size)?,
+            bias: vector(vb, pick(["bias", "beta"]), size)?,
+        })
+    }
+}
+
+impl Norm {
+    fn apply(&self, x: &mut [f32], eps: f32) {
+        parallel_rows(x, self.weight.len(), |rows| {
+            kernels::layer_norm(rows, &self.weight, &self.bias, eps)
+        });
+    }
+}
+
+/// Runs a row-wise step over `x` (rows of `width`) on the current rayon
+/// pool, in chunks big enough that splitting pays.
+fn parallel_rows(x: &mut [f32], width: usize, step: impl Fn(&mut [f32]) + Send + Sync) {
+    use rayon::prelude::*;
+    const MIN_CHUNK: usize = 32 * 1024;
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || x.len() < 2 * MIN_CHUNK || width == 0 {
+        return step(x);
+    }
+    let rows = x.len() / width;
+    let rows_per_chunk = rows.div_ceil(threads * 4).max(MIN_CHUNK.div_ceil(width));
+    x.par_chunks_mut(rows_per_chunk * width).for_each(step);
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    /// Query, key and value stacked into one `3h × h` product.
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: Norm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: Norm,
+}
+
+/// The weights of a BERT encoder and the forward pass over them.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoder {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    /// Row 0 of the token-type table: single-segment input.
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    activation: Activation,
+    hidden: usize,
+    heads: usize,
+    vocab: usize,
+    max_positions: usize,
+    eps: f32,
+}
+
+fn vector(vb: &VarBuilder, name: &str, len: usize) -> CandleResult<Vec<f32>> {
+    vb.get(len, name)?.to_vec1()
+}
+
+fn matrix(vb: &VarBuilder, name: &str, rows: usize, cols: usize) -> CandleResult<Vec<f32>> {
+    vb.get((rows, cols), name)?.flatten_all()?.to_vec1()
+}
+
+fn linear(vb: &VarBuilder, inputs: usize, outputs: usize) -> CandleResult<Linear> {
+    Ok(Linear::new(
+        matrix(vb, "weight", outputs, inputs)?,
+        vector(vb, "bias", outputs)?,
+        inputs,
+    ))
+}
+
+impl Encoder {
+    /// Reads the weights (names as transformers' `BertModel` saves them,
+    /// with or without a `bert.` prefix) and checks every shape.
+    /// `activation` is `config.hidden_act`, already checked by the caller.
+    pub(crate) fn load(
+        vb: VarBuilder,
+        config: &BertConfig,
+        activation: Activation,
+    ) -> CandleResult<Self> {
+        let mut prefixes = vec![String::new(), "bert".to_string()];
+        prefixes.extend(config.model_type.clone());
+        let prefix = prefixes
+            .into_iter()
+            .find(|p| {
+                let name = "embeddings.word_embeddings.weight";
+                vb.contains_tensor(&if p.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{p}.{name}")
+                })
+            })
+            .unwrap_or_default();
+        let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
+        let h = config.hidden_size;
+        let heads = config.num_attention_heads;
+        if heads == 0 || h % heads != 0 {
+            candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads {heads}");
+        }
+        let i = config.intermediate_size;
+        let emb = vb.pp("embeddings");
+        let token_types = config.type_vocab_size.max(1);
+        let mut token_type = matrix(&emb, "token_type_embeddings.weight", token_types, h)?;
+        token_type.truncate(h);
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for n in 0..config.num_hidden_layers {
+            let vb = vb.pp(format!("encoder.layer.{n}"));
+            let attn = vb.pp("attention");
+            let parts = ["query", "key", "value"].map(|p| linear(&attn.pp("self").pp(p), h, h));
+            let [q, k, v] = parts;
+            let (q, k, v) = (q?, k?, v?);
+            layers.push(Layer {
+                qkv: Linear::stack(&[q, k, v]),
+                attention_out: linear(&attn.pp("output.dense"), h, h)?,
+                attention_norm: Norm::load(&attn.pp("output.LayerNorm"), h)?,
+                intermediate: linear(&vb.pp("intermediate.dense"), h, i)?,
+                output: linear(&vb.pp("output.dense"), i, h)?,
+                output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
+            });
+        }
+        Ok(Encoder {
+            word: matrix(&emb, "word_embeddings.weight", config.vocab_size, h)?,
+            position: matrix(
+                &emb,
+                "position_embeddings.weight",
+                config.max_position_embeddings,
+                h,
+            )?,
+            token_type,
+            embedding_norm: Norm::load(&emb.pp("LayerNorm"), h)?,
+            layers,
+            activation,
+            hidden: h,
+            heads,
+            vocab: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            eps: config.layer_norm_eps as f32,
+        })
+    }
+
+    pub(crate) fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// The last hidden state of every token, `tokens × hidden`, row-major in
+    /// the packed order.
+    pub(crate) fn forward(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
+        let h = self.hidden;
+        let mut x = self.embed(batch)?;
+        let tokens = batch.tokens();
+        // Allocated once per batch, reused by every layer.
+        let mut qkv = vec![0f32; tokens * 3 * h];
+        let mut context = vec![0f32; tokens * h];
+        let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
+        let mut inter = vec![0f32; tokens * inter_width];
+        for layer in &self.layers {
+            layer.qkv.forward(&x, &mut qkv);
+            attention::attend(&qkv, &mut context, batch, self.heads, h);
+            // x ← LayerNorm(x + context·Woᵀ + bo)
+            layer.attention_out.forward_add(&context, &mut x);
+            layer.attention_norm.apply(&mut x, self.eps);
+            layer.intermediate.forward(&x, &mut inter);
+            let activation = match self.activation {
+                Activation::Gelu => kernels::gelu,
+                Activation::GeluTanh => kernels::gelu_tanh,
+                Activation::Relu => kernels::relu,
+            };
+            parallel_rows(&mut inter, inter_width, activation);
+            // x ← LayerNorm(x + gelu(inter)·W2ᵀ + b2)
+            layer.output.forward_add(&inter, &mut x);
+            layer.output_norm.apply(&mut x, self.eps);
+        }
+        Ok(x)
+    }
+
+    /// Word + position + token-type embeddings, layer-normed.
+    fn embed(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
+        let h = self.hidden;
+        let mut x = vec![0f32; batch.tokens() * h];
+        for (start, len) in batch.spans() {
+            if len > self.max_positions {
+                return Err(ForwardError::TooLong {
+                    len,
+                    max: self.max_positions,
+                });
+            }
+            for pos in 0..len {
+                let id = batch.ids[start + pos];
+                if id as usize >= self.vocab {
+                    return Err(ForwardError::TokenOutOfVocab {
+                        id,
+                        vocab: self.vocab,
+                    });
+                }
+                let row = &mut x[(start + pos) * h..(start + pos + 1) * h];
+                let word = &self.word[id as usize * h..(id as usize + 1) * h];
+                let position = &self.position[pos * h..(pos + 1) * h];
+                for (((v, w), p), t) in row.iter_mut().zip(word).zip(position).zip(&self.token_type)
+                {
+                    *v = w + p + t;
+                }
+            }
+        }
+        self.embedding_norm.apply(&mut x, self.eps);
+        Ok(x)
+    }
+}
