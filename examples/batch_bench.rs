@@ -49,7 +49,7 @@ impl Sampler {
         self.peak.load(Ordering::Relaxed)
     }
 }
-use membatch::{BertEmbedder, Embedder, ModelSource};
+use membatch::{BertEmbedder, Embedder, ModelSource, Precision};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -71,6 +71,13 @@ struct Args {
     /// Print one JSON object per mode instead of the table.
     #[arg(long)]
     json: bool,
+    /// Arithmetic of the dense layers: f32 or int8.
+    #[arg(long, default_value = "f32", value_parser = precision)]
+    precision: Precision,
+}
+
+fn precision(s: &str) -> Result<Precision, String> {
+    Precision::parse("--precision", s).map_err(|e| e.to_string())
 }
 
 struct Row {
@@ -90,7 +97,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(path, corpus.join("\n") + "\n")?;
         return Ok(());
     }
-    let model = BertEmbedder::load(ModelSource::from_env_or_default())?;
+    let model = BertEmbedder::builder()
+        .source(ModelSource::from_env_or_default())
+        .precision(args.precision)
+        .build()?;
     let corpus = mixed_corpus(args.texts, 42);
     let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
     let counts = model.token_counts(&texts)?;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --example embed -- [--model DIR|REPO] [--memory-budget SIZE|PERCENT]
-//!     [--batch-size N | --fixed-batch N] [--threads N] [--no-normalize] < texts.txt
+//!     [--batch-size N | --fixed-batch N] [--threads N] [--precision f32|int8]
+//!     [--no-normalize] < texts.txt
 //! ```
 //!
 //! Contract (other tools rely on it):
@@ -29,7 +30,7 @@ use clap::Parser;
 use membatch::memory::MemoryLimit;
 
 mod support;
-use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, ModelSource};
+use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, ModelSource, Precision};
 
 /// Lines read, embedded and written at a time: large enough for length
 /// ordering to pay, small enough that memory stays flat.
@@ -56,9 +57,16 @@ struct Args {
     /// Compute threads [default: $EMBEDDING_THREADS, RAYON_NUM_THREADS, else all cores]
     #[arg(long, value_parser = positive)]
     threads: Option<usize>,
+    /// Arithmetic of the dense layers, f32 (exact) or int8 [default: $EMBEDDING_PRECISION, else f32]
+    #[arg(long, value_parser = precision)]
+    precision: Option<Precision>,
     /// Output raw pooled vectors instead of L2-normalised ones.
     #[arg(long)]
     no_normalize: bool,
+}
+
+fn precision(s: &str) -> Result<Precision, String> {
+    Precision::parse("--precision", s).map_err(|e| e.to_string())
 }
 
 fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
@@ -126,6 +134,9 @@ fn run(args: Args) -> Result<(), Failure> {
     }
     if args.no_normalize {
         config.model.normalize = Some(false);
+    }
+    if let Some(p) = args.precision {
+        config.model.precision = p;
     }
     let min_batch_size = config.batch.min_batch_size;
     let mut builder = config.into_builder();

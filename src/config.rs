@@ -11,6 +11,51 @@ pub const ENV_THREADS: &str = "EMBEDDING_THREADS";
 pub const ENV_MAX_SEQ_LENGTH: &str = "EMBEDDING_MAX_SEQ_LENGTH";
 /// Environment variable forcing L2 normalisation on or off.
 pub const ENV_NORMALIZE: &str = "EMBEDDING_NORMALIZE";
+/// Environment variable choosing the arithmetic of the dense layers.
+pub const ENV_PRECISION: &str = "EMBEDDING_PRECISION";
+
+/// The arithmetic of a model's dense layers.
+///
+/// `F32` reproduces the reference model (sentence-transformers) to 1e-6.
+/// `Int8` quantises the weights of every dense layer per output row and the
+/// activations per token, and accumulates in exact integers: a quarter of
+/// the dense weights' memory, cosine similarity to the `F32` output of at
+/// least 0.99 on the reference set (measured figures in
+/// `docs/benchmarks.md`). Embeddings, layer norms and attention stay `f32`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Precision {
+    /// Plain `f32`, exact.
+    #[default]
+    F32,
+    /// Int8 dense layers.
+    Int8,
+}
+
+impl Precision {
+    /// Parses `f32` or `int8` (case-insensitive), naming `setting` in the
+    /// error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for any other value.
+    pub fn parse(setting: &str, value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "int8" | "i8" | "q8" => Ok(Precision::Int8),
+            _ => Err(Error::invalid_config(setting, value, "must be f32 or int8")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        })
+    }
+}
 
 /// Which model to load and how to run it. `None` fields take the model's
 /// own settings (or the library's defaults).
@@ -25,11 +70,14 @@ pub struct ModelConfig {
     pub threads: Option<usize>,
     /// Truncation length in tokens. Default: the model's `max_seq_length`.
     pub max_seq_length: Option<usize>,
+    /// Arithmetic of the dense layers. Default: [`Precision::F32`].
+    pub precision: Precision,
 }
 
 impl ModelConfig {
     /// The defaults, overridden by `MEMBATCH_MODEL`, `EMBEDDING_THREADS`,
-    /// `EMBEDDING_MAX_SEQ_LENGTH` and `EMBEDDING_NORMALIZE` when set.
+    /// `EMBEDDING_MAX_SEQ_LENGTH`, `EMBEDDING_NORMALIZE` and
+    /// `EMBEDDING_PRECISION` when set.
     ///
     /// # Errors
     ///
@@ -55,6 +103,10 @@ impl ModelConfig {
             max_seq_length: set(ENV_MAX_SEQ_LENGTH)
                 .map(|v| count(ENV_MAX_SEQ_LENGTH, v))
                 .transpose()?,
+            precision: set(ENV_PRECISION)
+                .map(|v| Precision::parse(ENV_PRECISION, &v))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -196,6 +248,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// Arithmetic of the model's dense layers.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.config.model.precision = precision;
+        self
+    }
+
     /// Dedicated compute threads.
     pub fn threads(mut self, threads: usize) -> Self {
         self.config.model.threads = Some(threads);
@@ -237,6 +295,7 @@ mod tests {
             ("EMBEDDING_THREADS", "2"),
             ("EMBEDDING_NORMALIZE", "off"),
             ("EMBEDDING_MAX_SEQ_LENGTH", "128"),
+            ("EMBEDDING_PRECISION", "INT8"),
             ("MEMBATCH_MODEL", "/models/minilm"),
         ]))
         .unwrap();
@@ -249,6 +308,7 @@ mod tests {
                 normalize: Some(false),
                 threads: Some(2),
                 max_seq_length: Some(128),
+                precision: Precision::Int8,
             }
         );
         assert_eq!(Config::from_lookup(lookup(&[])).unwrap(), Config::default());
@@ -263,6 +323,10 @@ mod tests {
                 "EMBEDDING_MAX_SEQ_LENGTH",
             ),
             (&[("EMBEDDING_NORMALIZE", "2")][..], "EMBEDDING_NORMALIZE"),
+            (
+                &[("EMBEDDING_PRECISION", "int4")][..],
+                "EMBEDDING_PRECISION",
+            ),
             (
                 &[("EMBEDDING_MAX_MEMORY", "lots")][..],
                 "EMBEDDING_MAX_MEMORY",

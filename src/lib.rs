@@ -79,7 +79,8 @@ mod test_util;
 
 pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder};
 pub use config::{
-    Config, ConfigBuilder, ModelConfig, ENV_MAX_SEQ_LENGTH, ENV_NORMALIZE, ENV_THREADS,
+    Config, ConfigBuilder, ModelConfig, Precision, ENV_MAX_SEQ_LENGTH, ENV_NORMALIZE,
+    ENV_PRECISION, ENV_THREADS,
 };
 pub use embedder::{Embedder, ModelShape};
 pub use error::{BoxError, Error, ModelFileError, Result};

@@ -49,8 +49,13 @@ def main():
     subprocess.run([bench_bin, "--texts", texts, "--dump-corpus", corpus], check=True)
     env = dict(os.environ, RAYON_NUM_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
 
-    out, mb_peak, mb_wall = run_sampled([bench_bin, "--texts", texts, "--modes", "batched", "--json"], env)
-    mb = json.loads(out.strip().splitlines()[-1])
+    runs = {}
+    for precision in ("f32", "int8"):
+        out, peak, wall = run_sampled(
+            [bench_bin, "--texts", texts, "--modes", "batched", "--json", "--precision", precision], env
+        )
+        runs[precision] = (json.loads(out.strip().splitlines()[-1]), peak, wall)
+    mb = runs["f32"][0]
     out, st_peak, st_wall = run_sampled(
         [python, os.path.join(workdir, "st_embed.py"), model_dir, corpus, threads, st_batch], env
     )
@@ -59,9 +64,11 @@ def main():
     tokens = mb["tokens"]  # same tokenizer, special tokens included
 
     rows = [
-        ("membatch (BatchEmbedder, f32)", mb["seconds"], mb_peak, mb_wall),
-        (f"sentence-transformers (torch {st['torch']}, batch {st['batch_size']})", st["seconds"], st_peak, st_wall),
+        (f"membatch (BatchEmbedder, {p})", r["seconds"], peak, wall) for p, (r, peak, wall) in runs.items()
     ]
+    rows.append(
+        (f"sentence-transformers (torch {st['torch']}, batch {st['batch_size']})", st["seconds"], st_peak, st_wall)
+    )
     print(f"corpus: mixed_corpus({texts}, 42): {mb['texts']} texts, {tokens} tokens; threads: {threads}; "
           f"cpu: {cpu_name()}; cores: {os.cpu_count()}")
     print()
@@ -70,8 +77,9 @@ def main():
     for name, secs, peak, wall in rows:
         print(f"| {name} | {tokens / secs:,.0f} | {mb['texts'] / secs:.1f} | {secs:.1f} s | {peak / 2**20:,.0f} MiB | {wall:.1f} s |")
     print()
-    print(f"membatch / sentence-transformers: tokens/s x{st['seconds'] / mb['seconds']:.2f}, "
-          f"peak RSS {100 * mb_peak / st_peak:.0f}%")
+    for p, (r, peak, _) in runs.items():
+        print(f"membatch {p} / sentence-transformers: tokens/s x{st['seconds'] / r['seconds']:.2f}, "
+              f"peak RSS {100 * peak / st_peak:.0f}%")
 
 
 def cpu_name():

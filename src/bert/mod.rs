@@ -17,7 +17,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
 use crate::memory::MemoryBudget;
 use crate::source::{ModelFiles, ModelSource};
-use crate::{BatchEmbedder, Config, Embedder, ModelConfig, ModelShape};
+use crate::{BatchEmbedder, Config, Embedder, ModelConfig, ModelShape, Precision};
 use encoder::{Activation, BertConfig, Encoder, Packed};
 use metadata::{read_json, SentenceConfig};
 pub use pooling::Pooling;
@@ -31,6 +31,8 @@ pub struct OutputSettings {
     pub normalize: bool,
     /// Texts are truncated to this many tokens, special tokens included.
     pub max_seq_length: usize,
+    /// Arithmetic of the dense layers.
+    pub precision: Precision,
 }
 
 /// A BERT sentence embedder on the CPU.
@@ -228,7 +230,7 @@ impl BertEmbedder {
         if let Some(m) = config.max_seq_length {
             b = b.max_seq_length(m);
         }
-        b.build()
+        b.precision(config.precision).build()
     }
 }
 
@@ -303,6 +305,7 @@ pub struct BertEmbedderBuilder {
     normalize: Option<bool>,
     threads: Option<usize>,
     max_seq_length: Option<usize>,
+    precision: Precision,
 }
 
 impl BertEmbedderBuilder {
@@ -336,6 +339,13 @@ impl BertEmbedderBuilder {
         self
     }
 
+    /// Runs the dense layers in int8 or `f32` (see [`Precision`]).
+    /// Default: `f32`.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
     /// Loads the model.
     ///
     /// # Errors
@@ -362,7 +372,13 @@ impl BertEmbedderBuilder {
         let (config, activation) = load_bert_config(&files)?;
         let sentence = SentenceConfig::load(&files)?;
         let tokenizer = load_tokenizer(&files)?;
-        let encoder = load_weights(&files, &config, activation)?;
+        let mut encoder = load_weights(&files, &config, activation)?;
+        if self.precision == Precision::Int8 {
+            encoder = encoder.quantized();
+        }
+        // Loading went through temporary tensors (and, for int8, the f32
+        // weights): hand that memory back before the first batch measures.
+        crate::memory::trim();
         let settings = OutputSettings {
             pooling: sentence.pooling,
             normalize: self.normalize.unwrap_or(sentence.normalize),
@@ -370,6 +386,7 @@ impl BertEmbedderBuilder {
                 .max_seq_length
                 .or(sentence.max_seq_length)
                 .unwrap_or(config.max_position_embeddings),
+            precision: self.precision,
         };
         let mut embedder =
             BertEmbedder::assemble(encoder, &config, tokenizer, settings, source.id())?;
@@ -387,6 +404,7 @@ impl BertEmbedderBuilder {
         tracing::info!(
             model = %source,
             dimension = embedder.dimension,
+            weight_bytes = embedder.encoder.weight_bytes(),
             ?settings,
             threads = ?embedder.threads(),
             "BERT embedder ready"

@@ -4,10 +4,14 @@
 
 use gemm::Parallelism;
 
+use super::int8::Int8Weights;
+
 /// A dense layer with PyTorch's layout: `weight` is `out × in`, row-major.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     weight: Vec<f32>,
+    /// When set, products run in int8 and `weight` is empty.
+    int8: Option<Int8Weights>,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
@@ -19,6 +23,7 @@ impl Linear {
         assert_eq!(weight.len(), inputs * outputs, "weight is not out × in");
         Linear {
             weight,
+            int8: None,
             bias,
             inputs,
             outputs,
@@ -38,6 +43,22 @@ impl Linear {
             parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
             inputs,
         )
+    }
+
+    /// The same layer with int8 weights (the `f32` copy is dropped).
+    pub(crate) fn quantized(self) -> Self {
+        Linear {
+            int8: Some(Int8Weights::quantize(&self.weight, self.inputs)),
+            weight: Vec::new(),
+            ..self
+        }
+    }
+
+    /// Bytes of weights held.
+    pub(crate) fn weight_bytes(&self) -> usize {
+        self.int8
+            .as_ref()
+            .map_or(4 * self.weight.len(), Int8Weights::bytes)
     }
 
     pub(crate) fn outputs(&self) -> usize {
@@ -61,6 +82,9 @@ impl Linear {
     }
 
     fn accumulate(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        if let Some(int8) = &self.int8 {
+            return int8.accumulate(x, out);
+        }
         assert_eq!(x.len(), rows * self.inputs, "input is not rows × in");
         assert_eq!(out.len(), rows * self.outputs, "output is not rows × out");
         // SAFETY: the asserts above give every matrix the extent the strides
@@ -196,6 +220,25 @@ mod tests {
         layer.forward(&x, &mut out);
         for (got, want) in out.iter().zip(naive(&x, &w, &b, inputs)) {
             assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn a_quantized_layer_stays_close_and_holds_a_quarter_of_the_bytes() {
+        let (rows, inputs, outputs) = (9, 64, 20);
+        let (x, w, b) = (
+            values(rows * inputs, 8),
+            values(outputs * inputs, 9),
+            values(outputs, 10),
+        );
+        let layer = Linear::new(w.clone(), b.clone(), inputs);
+        let f32_bytes = layer.weight_bytes();
+        let q = layer.quantized();
+        assert!(q.weight_bytes() * 3 < f32_bytes, "{}", q.weight_bytes());
+        let mut out = vec![0f32; rows * outputs];
+        q.forward(&x, &mut out);
+        for (got, want) in out.iter().zip(naive(&x, &w, &b, inputs)) {
+            assert!((got - want).abs() < 0.03, "{got} vs {want}");
         }
     }
 

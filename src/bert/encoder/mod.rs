@@ -9,6 +9,7 @@
 
 mod attention;
 mod config;
+mod int8;
 pub(crate) mod kernels;
 mod linear;
 
@@ -215,6 +216,45 @@ impl Encoder {
             max_positions: config.max_position_embeddings,
             eps: config.layer_norm_eps as f32,
         })
+    }
+
+    /// The same encoder with every dense layer in int8 (embeddings, layer
+    /// norms and attention itself stay `f32`).
+    pub(crate) fn quantized(self) -> Self {
+        Encoder {
+            layers: self
+                .layers
+                .into_iter()
+                .map(|l| Layer {
+                    qkv: l.qkv.quantized(),
+                    attention_out: l.attention_out.quantized(),
+                    intermediate: l.intermediate.quantized(),
+                    output: l.output.quantized(),
+                    ..l
+                })
+                .collect(),
+            ..self
+        }
+    }
+
+    /// Bytes of weights held (what the model costs resident).
+    pub(crate) fn weight_bytes(&self) -> usize {
+        let tables = self.word.len() + self.position.len() + self.token_type.len();
+        let norms = |n: &Norm| 4 * (n.weight.len() + n.bias.len());
+        4 * tables
+            + norms(&self.embedding_norm)
+            + self
+                .layers
+                .iter()
+                .map(|l| {
+                    [&l.qkv, &l.attention_out, &l.intermediate, &l.output]
+                        .iter()
+                        .map(|d| d.weight_bytes() + 4 * d.outputs())
+                        .sum::<usize>()
+                        + norms(&l.attention_norm)
+                        + norms(&l.output_norm)
+                })
+                .sum::<usize>()
     }
 
     pub(crate) fn hidden_size(&self) -> usize {
