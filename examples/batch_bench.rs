@@ -71,7 +71,7 @@ struct Args {
     /// Print one JSON object per mode instead of the table.
     #[arg(long)]
     json: bool,
-    /// Arithmetic of the dense layers: f32 or int8.
+    /// Weights in f32 or int8.
     #[arg(long, default_value = "f32", value_parser = precision)]
     precision: Precision,
 }

@@ -57,7 +57,7 @@ struct Args {
     /// Compute threads [default: $EMBEDDING_THREADS, RAYON_NUM_THREADS, else all cores]
     #[arg(long, value_parser = positive)]
     threads: Option<usize>,
-    /// Arithmetic of the dense layers, f32 (exact) or int8 [default: $EMBEDDING_PRECISION, else f32]
+    /// Weights in f32 (exact) or int8 (a third of the memory) [default: $EMBEDDING_PRECISION, else f32]
     #[arg(long, value_parser = precision)]
     precision: Option<Precision>,
     /// Output raw pooled vectors instead of L2-normalised ones.

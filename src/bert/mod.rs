@@ -31,7 +31,7 @@ pub struct OutputSettings {
     pub normalize: bool,
     /// Texts are truncated to this many tokens, special tokens included.
     pub max_seq_length: usize,
-    /// Arithmetic of the dense layers.
+    /// How the weights are held.
     pub precision: Precision,
 }
 
@@ -339,8 +339,8 @@ impl BertEmbedderBuilder {
         self
     }
 
-    /// Runs the dense layers in int8 or `f32` (see [`Precision`]).
-    /// Default: `f32`.
+    /// Holds the weights in int8 or `f32` (see [`Precision`]). Default:
+    /// `f32`.
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self

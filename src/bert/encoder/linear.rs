@@ -10,7 +10,7 @@ use super::int8::Int8Weights;
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     weight: Vec<f32>,
-    /// When set, products run in int8 and `weight` is empty.
+    /// When set, the weights are held in int8 and `weight` is empty.
     int8: Option<Int8Weights>,
     bias: Vec<f32>,
     inputs: usize,
@@ -65,26 +65,33 @@ impl Linear {
         self.outputs
     }
 
-    /// `out = x·Wᵀ + b` for `rows` rows.
-    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32]) {
+    /// `out = x·Wᵀ + b` for `rows` rows. `scratch` holds int8 weights
+    /// expanded for the product (kept by the caller across layers).
+    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
         let rows = x.len() / self.inputs;
         for row in out.chunks_exact_mut(self.outputs) {
             row.copy_from_slice(&self.bias);
         }
-        self.accumulate(x, rows, out);
+        self.accumulate(x, rows, out, scratch);
     }
 
     /// `out += x·Wᵀ + b`: the residual already sits in `out`.
-    pub(crate) fn forward_add(&self, x: &[f32], out: &mut [f32]) {
+    pub(crate) fn forward_add(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
         let rows = x.len() / self.inputs;
         super::kernels::add_row(out, &self.bias);
-        self.accumulate(x, rows, out);
+        self.accumulate(x, rows, out, scratch);
     }
 
-    fn accumulate(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        if let Some(int8) = &self.int8 {
-            return int8.accumulate(x, out);
-        }
+    fn accumulate(&self, x: &[f32], rows: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+        let weight: &[f32] = match &self.int8 {
+            None => &self.weight,
+            Some(int8) => {
+                scratch.resize(int8.len(), 0.0);
+                int8.expand(scratch);
+                scratch
+            }
+        };
+        assert_eq!(weight.len(), self.inputs * self.outputs);
         assert_eq!(x.len(), rows * self.inputs, "input is not rows × in");
         assert_eq!(out.len(), rows * self.outputs, "output is not rows × out");
         // SAFETY: the asserts above give every matrix the extent the strides
@@ -93,7 +100,7 @@ impl Linear {
         unsafe {
             matmul(
                 Mat::new(x.as_ptr(), self.inputs as isize, 1),
-                Mat::new(self.weight.as_ptr(), 1, self.inputs as isize),
+                Mat::new(weight.as_ptr(), 1, self.inputs as isize),
                 MatMut::new(out.as_mut_ptr(), self.outputs as isize),
                 (rows, self.outputs, self.inputs),
                 1.0,
@@ -217,7 +224,7 @@ mod tests {
         );
         let layer = Linear::new(w.clone(), b.clone(), inputs);
         let mut out = vec![f32::NAN; rows * outputs];
-        layer.forward(&x, &mut out);
+        layer.forward(&x, &mut out, &mut Vec::new());
         for (got, want) in out.iter().zip(naive(&x, &w, &b, inputs)) {
             assert!((got - want).abs() < 1e-4, "{got} vs {want}");
         }
@@ -236,9 +243,9 @@ mod tests {
         let q = layer.quantized();
         assert!(q.weight_bytes() * 3 < f32_bytes, "{}", q.weight_bytes());
         let mut out = vec![0f32; rows * outputs];
-        q.forward(&x, &mut out);
+        q.forward(&x, &mut out, &mut Vec::new());
         for (got, want) in out.iter().zip(naive(&x, &w, &b, inputs)) {
-            assert!((got - want).abs() < 0.03, "{got} vs {want}");
+            assert!((got - want).abs() < 0.01, "{got} vs {want}");
         }
     }
 
@@ -253,7 +260,7 @@ mod tests {
         let layer = Linear::new(w.clone(), b.clone(), inputs);
         let residual = values(rows * outputs, 7);
         let mut out = residual.clone();
-        layer.forward_add(&x, &mut out);
+        layer.forward_add(&x, &mut out, &mut Vec::new());
         let plain = naive(&x, &w, &b, inputs);
         for i in 0..out.len() {
             assert!((out[i] - residual[i] - plain[i]).abs() < 1e-5);

@@ -18,6 +18,7 @@ use candle_nn::VarBuilder;
 
 pub(crate) use config::{Activation, BertConfig};
 
+use int8::Int8Weights;
 use linear::Linear;
 
 /// Why a batch cannot run; each is a caller or model-file mismatch, never a
@@ -105,6 +106,30 @@ fn parallel_rows(x: &mut [f32], width: usize, step: impl Fn(&mut [f32]) + Send +
     x.par_chunks_mut(rows_per_chunk * width).for_each(step);
 }
 
+/// The word embedding table, `vocab × hidden`.
+#[derive(Debug, Clone)]
+enum WordTable {
+    F32(Vec<f32>),
+    Int8(Int8Weights),
+}
+
+impl WordTable {
+    /// Writes row `id` into `out` (`hidden` values).
+    fn row(&self, id: usize, hidden: usize, out: &mut [f32]) {
+        match self {
+            WordTable::F32(t) => out.copy_from_slice(&t[id * hidden..(id + 1) * hidden]),
+            WordTable::Int8(t) => t.expand_rows(id..id + 1, out),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            WordTable::F32(t) => 4 * t.len(),
+            WordTable::Int8(t) => t.bytes(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
     /// Query, key and value stacked into one `3h × h` product.
@@ -119,7 +144,7 @@ struct Layer {
 /// The weights of a BERT encoder and the forward pass over them.
 #[derive(Debug, Clone)]
 pub(crate) struct Encoder {
-    word: Vec<f32>,
+    word: WordTable,
     position: Vec<f32>,
     /// Row 0 of the token-type table: single-segment input.
     token_type: Vec<f32>,
@@ -199,7 +224,12 @@ impl Encoder {
             });
         }
         Ok(Encoder {
-            word: matrix(&emb, "word_embeddings.weight", config.vocab_size, h)?,
+            word: WordTable::F32(matrix(
+                &emb,
+                "word_embeddings.weight",
+                config.vocab_size,
+                h,
+            )?),
             position: matrix(
                 &emb,
                 "position_embeddings.weight",
@@ -218,10 +248,16 @@ impl Encoder {
         })
     }
 
-    /// The same encoder with every dense layer in int8 (embeddings, layer
-    /// norms and attention itself stay `f32`).
+    /// The same encoder with the word embeddings and every dense layer's
+    /// weights in int8 (position embeddings, biases and layer norms stay
+    /// `f32`; arithmetic stays `f32`).
     pub(crate) fn quantized(self) -> Self {
+        let word = match self.word {
+            WordTable::F32(table) => WordTable::Int8(Int8Weights::quantize(&table, self.hidden)),
+            int8 => int8,
+        };
         Encoder {
+            word,
             layers: self
                 .layers
                 .into_iter()
@@ -239,9 +275,10 @@ impl Encoder {
 
     /// Bytes of weights held (what the model costs resident).
     pub(crate) fn weight_bytes(&self) -> usize {
-        let tables = self.word.len() + self.position.len() + self.token_type.len();
+        let tables = self.position.len() + self.token_type.len();
         let norms = |n: &Norm| 4 * (n.weight.len() + n.bias.len());
-        4 * tables
+        self.word.bytes()
+            + 4 * tables
             + norms(&self.embedding_norm)
             + self
                 .layers
@@ -272,13 +309,17 @@ impl Encoder {
         let mut context = vec![0f32; tokens * h];
         let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
         let mut inter = vec![0f32; tokens * inter_width];
+        // Int8 weights expanded for one product at a time.
+        let mut scratch = Vec::new();
         for layer in &self.layers {
-            layer.qkv.forward(&x, &mut qkv);
+            layer.qkv.forward(&x, &mut qkv, &mut scratch);
             attention::attend(&qkv, &mut context, batch, self.heads, h);
             // x ← LayerNorm(x + context·Woᵀ + bo)
-            layer.attention_out.forward_add(&context, &mut x);
+            layer
+                .attention_out
+                .forward_add(&context, &mut x, &mut scratch);
             layer.attention_norm.apply(&mut x, self.eps);
-            layer.intermediate.forward(&x, &mut inter);
+            layer.intermediate.forward(&x, &mut inter, &mut scratch);
             let activation = match self.activation {
                 Activation::Gelu => kernels::gelu,
                 Activation::GeluTanh => kernels::gelu_tanh,
@@ -286,7 +327,7 @@ impl Encoder {
             };
             parallel_rows(&mut inter, inter_width, activation);
             // x ← LayerNorm(x + gelu(inter)·W2ᵀ + b2)
-            layer.output.forward_add(&inter, &mut x);
+            layer.output.forward_add(&inter, &mut x, &mut scratch);
             layer.output_norm.apply(&mut x, self.eps);
         }
         Ok(x)
@@ -312,11 +353,10 @@ impl Encoder {
                     });
                 }
                 let row = &mut x[(start + pos) * h..(start + pos + 1) * h];
-                let word = &self.word[id as usize * h..(id as usize + 1) * h];
+                self.word.row(id as usize, h, row);
                 let position = &self.position[pos * h..(pos + 1) * h];
-                for (((v, w), p), t) in row.iter_mut().zip(word).zip(position).zip(&self.token_type)
-                {
-                    *v = w + p + t;
+                for ((v, p), t) in row.iter_mut().zip(position).zip(&self.token_type) {
+                    *v += p + t;
                 }
             }
         }
