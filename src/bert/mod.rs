@@ -372,10 +372,8 @@ impl BertEmbedderBuilder {
         let (config, activation) = load_bert_config(&files)?;
         let sentence = SentenceConfig::load(&files)?;
         let tokenizer = load_tokenizer(&files)?;
-        let mut encoder = load_weights(&files, &config, activation)?;
-        if self.precision == Precision::Int8 {
-            encoder = encoder.quantized();
-        }
+        let int8 = self.precision == Precision::Int8;
+        let encoder = load_weights(&files, &config, activation, int8)?;
         // Loading went through temporary tensors (and, for int8, the f32
         // weights): hand that memory back before the first batch measures.
         crate::memory::trim();
@@ -472,6 +470,7 @@ fn load_weights(
     files: &ModelFiles,
     config: &BertConfig,
     activation: Activation,
+    int8: bool,
 ) -> Result<Encoder> {
     let path = match files.required("model.safetensors") {
         Ok(p) => p,
@@ -492,7 +491,7 @@ fn load_weights(
     // model files are written once and then only read.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
         .map_err(weights_error)?;
-    Encoder::load(vb, config, activation).map_err(weights_error)
+    Encoder::load(vb, config, activation, int8).map_err(weights_error)
 }
 
 fn has_pytorch_weights(files: &ModelFiles) -> bool {

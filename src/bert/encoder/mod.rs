@@ -178,10 +178,13 @@ impl Encoder {
     /// Reads the weights (names as transformers' `BertModel` saves them,
     /// with or without a `bert.` prefix) and checks every shape.
     /// `activation` is `config.hidden_act`, already checked by the caller.
+    /// With `int8`, each tensor is quantised as soon as it is read, so the
+    /// whole model never sits in memory in `f32`.
     pub(crate) fn load(
         vb: VarBuilder,
         config: &BertConfig,
         activation: Activation,
+        int8: bool,
     ) -> CandleResult<Self> {
         let mut prefixes = vec![String::new(), "bert".to_string()];
         prefixes.extend(config.model_type.clone());
@@ -214,22 +217,24 @@ impl Encoder {
             let parts = ["query", "key", "value"].map(|p| linear(&attn.pp("self").pp(p), h, h));
             let [q, k, v] = parts;
             let (q, k, v) = (q?, k?, v?);
+            let dense = |l: Linear| if int8 { l.quantized() } else { l };
             layers.push(Layer {
-                qkv: Linear::stack(&[q, k, v]),
-                attention_out: linear(&attn.pp("output.dense"), h, h)?,
+                qkv: dense(Linear::stack(&[q, k, v])),
+                attention_out: dense(linear(&attn.pp("output.dense"), h, h)?),
                 attention_norm: Norm::load(&attn.pp("output.LayerNorm"), h)?,
-                intermediate: linear(&vb.pp("intermediate.dense"), h, i)?,
-                output: linear(&vb.pp("output.dense"), i, h)?,
+                intermediate: dense(linear(&vb.pp("intermediate.dense"), h, i)?),
+                output: dense(linear(&vb.pp("output.dense"), i, h)?),
                 output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
             });
         }
+        let word = matrix(&emb, "word_embeddings.weight", config.vocab_size, h)?;
+        let word = if int8 {
+            WordTable::Int8(Int8Weights::quantize(&word, h))
+        } else {
+            WordTable::F32(word)
+        };
         Ok(Encoder {
-            word: WordTable::F32(matrix(
-                &emb,
-                "word_embeddings.weight",
-                config.vocab_size,
-                h,
-            )?),
+            word,
             position: matrix(
                 &emb,
                 "position_embeddings.weight",
@@ -246,31 +251,6 @@ impl Encoder {
             max_positions: config.max_position_embeddings,
             eps: config.layer_norm_eps as f32,
         })
-    }
-
-    /// The same encoder with the word embeddings and every dense layer's
-    /// weights in int8 (position embeddings, biases and layer norms stay
-    /// `f32`; arithmetic stays `f32`).
-    pub(crate) fn quantized(self) -> Self {
-        let word = match self.word {
-            WordTable::F32(table) => WordTable::Int8(Int8Weights::quantize(&table, self.hidden)),
-            int8 => int8,
-        };
-        Encoder {
-            word,
-            layers: self
-                .layers
-                .into_iter()
-                .map(|l| Layer {
-                    qkv: l.qkv.quantized(),
-                    attention_out: l.attention_out.quantized(),
-                    intermediate: l.intermediate.quantized(),
-                    output: l.output.quantized(),
-                    ..l
-                })
-                .collect(),
-            ..self
-        }
     }
 
     /// Bytes of weights held (what the model costs resident).
