@@ -9,8 +9,9 @@
 //!   embed a batch, and tell a batcher the facts it plans with (dimension,
 //!   maximum sequence length, per-text token counts).
 //! - [`BertEmbedder`] (feature `candle`) runs BERT-family sentence models such
-//!   as all-MiniLM-L6-v2 on candle's CPU backend and matches
-//!   sentence-transformers' output.
+//!   as all-MiniLM-L6-v2 on the CPU (weights read with candle, its own packed
+//!   forward pass on `gemm`) and matches sentence-transformers' output; with
+//!   [`Precision::Int8`] it holds the weights in a third of the memory.
 //! - [`ModelSource`] finds a model: a local directory, or a Hugging Face hub
 //!   repository through hf-hub's cache (offline with `HF_HUB_OFFLINE=1`).
 //! - [`memory`] reads memory as a container counts it and turns it into a
@@ -49,8 +50,8 @@
 //!
 //! ## Crate features
 //!
-//! - **`candle`** (default) — the candle-backed [`BertEmbedder`], with
-//!   `tokenizers` and the `hub` feature. Without it the crate is the
+//! - **`candle`** (default) — [`BertEmbedder`] (candle reads the weights,
+//!   `gemm` runs the products), with `tokenizers` and the `hub` feature. Without it the crate is the
 //!   backend-free core (trait, errors, model sources), so a service with
 //!   another backend does not compile candle.
 //! - **`hub`** (enabled by `candle`) — [`ModelSource::Hub`] fetches through

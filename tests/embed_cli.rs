@@ -130,7 +130,7 @@ fn no_normalize_gives_raw_vectors_and_empty_input_gives_no_lines() {
 fn errors_are_one_line_and_exit_non_zero() {
     let dir = tiny_model_dir(&Tiny::default());
     let model = dir.path().to_str().unwrap();
-    let cases: [(&[&str], &[u8], &str); 8] = [
+    let cases: [(&[&str], &[u8], &str); 9] = [
         (&["--model", "/nonexistent/model"], b"hi\n", "not found"),
         (
             &["--model", model, "--batch-size", "0"],
@@ -158,6 +158,11 @@ fn errors_are_one_line_and_exit_non_zero() {
             &["--model", model, "--batch-size", "4", "--fixed-batch", "4"],
             b"hi\n",
             "cannot be used with",
+        ),
+        (
+            &["--model", model, "--precision", "int4"],
+            b"hi\n",
+            "f32 or int8",
         ),
     ];
     for (args, stdin, needle) in cases {
@@ -187,5 +192,24 @@ fn real_model_output_matches_sentence_transformers() {
     for (row, &i) in rows.iter().zip(&picked) {
         let d = max_abs_diff(&row.1, &g.embeddings[i]);
         assert!(d <= 1e-4, "text {i} {:?}: {d}", g.texts[i]);
+    }
+}
+
+#[test]
+fn int8_output_is_close_to_f32() {
+    let dir = tiny_model_dir(&Tiny::default());
+    let model = dir.path().to_str().unwrap();
+    let input = b"hello world\nthe quick brown fox\n\na man is eating food .\n";
+    let exact = parse(&run(&["--model", model], input).stdout);
+    let r = run(&["--model", model, "--precision", "int8"], input);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let int8 = parse(&r.stdout);
+    assert_eq!(int8.len(), exact.len());
+    assert_eq!(exact.len(), 4);
+    for ((i, a), (j, b)) in exact.iter().zip(&int8) {
+        assert_eq!(i, j);
+        let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        assert!(cos > 0.999, "text {i}: cosine {cos}");
+        assert_ne!(a, b, "int8 must change the numbers");
     }
 }

@@ -4,11 +4,13 @@
 //! `mixed_corpus(MEMBATCH_BENCH_TEXTS (default 64), 42)`, embedded in input
 //! order in fixed batches: the plain baseline later batching work improves on.
 //! Two groups report the same runs as texts/s and as tokens/s (real tokens,
-//! special tokens included, padding excluded).
+//! special tokens included, padding excluded). A third compares the weight
+//! precisions (f32, int8) on the same corpus ordered longest first, in
+//! batches of 32, as the pipeline runs it.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use membatch::bench_support::mixed_corpus;
-use membatch::{BertEmbedder, Embedder, ModelSource};
+use membatch::{BertEmbedder, Embedder, ModelSource, Precision};
 
 const BATCH_SIZES: [usize; 4] = [8, 16, 32, 64];
 
@@ -55,8 +57,37 @@ fn bench_embedder(c: &mut Criterion) {
     }
 }
 
+fn bench_precision(c: &mut Criterion) {
+    let n: usize = std::env::var("MEMBATCH_BENCH_TEXTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let corpus = mixed_corpus(n, 42);
+    let mut group = c.benchmark_group("bert_precision_tokens");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    for precision in [Precision::F32, Precision::Int8] {
+        let model = BertEmbedder::builder()
+            .source(ModelSource::from_env_or_default())
+            .precision(precision)
+            .build()
+            .expect("the real model is needed: run scripts/fetch-model.sh");
+        let mut texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
+        let counts = model.token_counts(&texts).unwrap();
+        let tokens: usize = counts.iter().sum();
+        let mut order: Vec<(usize, &str)> = counts.into_iter().zip(texts).collect();
+        order.sort_by_key(|(c, _)| std::cmp::Reverse(*c));
+        texts = order.into_iter().map(|(_, t)| t).collect();
+        group.throughput(Throughput::Elements(tokens as u64));
+        group.bench_function(BenchmarkId::from_parameter(precision), |b| {
+            b.iter(|| embed_in_batches(&model, &texts, 32))
+        });
+    }
+    group.finish();
+}
+
 fn rayon_threads() -> String {
     std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into())
 }
 
-criterion_group!(benches, bench_embedder);
+criterion_group!(benches, bench_embedder, bench_precision);
