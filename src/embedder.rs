@@ -96,9 +96,10 @@ pub trait Embedder: Send + Sync {
 
 /// The sizes of a transformer encoder that drive its activation memory.
 ///
-/// A forward pass over `batch` texts padded to `length` tokens holds
-/// activations of about `batch × length × (hidden, intermediate)` floats and
-/// attention scores of `batch × heads × length²` floats per layer.
+/// A forward pass over `batch` texts of up to `length` tokens holds
+/// activations of about `batch × length × (hidden, intermediate)` floats
+/// plus attention scores that grow with `length²` (see
+/// [`CostModel`](crate::batch::CostModel)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ModelShape {
     /// Width of the hidden states (`hidden_size`).

@@ -344,3 +344,51 @@ impl Encoder {
         Ok(x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn tiny(int8: bool) -> Encoder {
+        let config: BertConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16,
+            "max_position_embeddings": 6
+        }))
+        .unwrap();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        Encoder::load(vb, &config, Activation::Gelu, int8).unwrap()
+    }
+
+    #[test]
+    fn packed_spans_follow_the_sequences() {
+        let p = Packed::new([&[1u32, 2, 3][..], &[], &[4, 5]]);
+        assert_eq!(p.tokens(), 5);
+        assert_eq!(p.spans().collect::<Vec<_>>(), vec![(0, 3), (3, 0), (3, 2)]);
+    }
+
+    #[test]
+    fn out_of_vocabulary_ids_and_overlong_texts_are_errors() {
+        for int8 in [false, true] {
+            let e = tiny(int8);
+            let err = e.forward(&Packed::new([&[1u32, 10][..]])).unwrap_err();
+            assert!(matches!(
+                err,
+                ForwardError::TokenOutOfVocab { id: 10, vocab: 10 }
+            ));
+            let err = e.forward(&Packed::new([&[1u32; 7][..]])).unwrap_err();
+            assert!(matches!(err, ForwardError::TooLong { len: 7, max: 6 }));
+            let ok = e.forward(&Packed::new([&[1u32; 6][..], &[2, 3]])).unwrap();
+            assert_eq!(ok.len(), 8 * 8);
+            assert!(ok.iter().all(|v| v.is_finite()));
+        }
+    }
+
+    #[test]
+    fn int8_holds_fewer_bytes() {
+        assert!(tiny(true).weight_bytes() < tiny(false).weight_bytes());
+    }
+}
