@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::{tiny_model_dir, write, Tiny};
-use membatch::{BertEmbedder, Error, ModelFileError, ModelSource};
+use membatch::{BertEmbedder, Error, ModelFileError, ModelSource, Precision};
 
 fn load(dir: &Path) -> Error {
     BertEmbedder::load(ModelSource::dir(dir)).expect_err("loading should fail")
@@ -124,6 +124,34 @@ fn an_unsupported_activation_or_position_embedding_is_named() {
             "{kind:?}"
         );
         assert!(kind.to_string().contains("supported:"), "{kind}");
+    }
+}
+
+#[test]
+fn impossible_sizes_are_errors_not_panics() {
+    for (field, value) in [
+        ("hidden_size", 0),
+        ("num_attention_heads", 0),
+        ("num_attention_heads", 5),
+        ("intermediate_size", 0),
+    ] {
+        let dir = tiny_model_dir(&Tiny::default());
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config[field] = value.into();
+        std::fs::write(&path, config.to_string()).unwrap();
+        for precision in [Precision::F32, Precision::Int8] {
+            let err = BertEmbedder::builder()
+                .source(ModelSource::dir(dir.path()))
+                .precision(precision)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::ModelFile { .. }),
+                "{field} = {value}: {err}"
+            );
+        }
     }
 }
 

@@ -202,10 +202,13 @@ impl Encoder {
         let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
         let h = config.hidden_size;
         let heads = config.num_attention_heads;
-        if heads == 0 || h % heads != 0 {
-            candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads {heads}");
-        }
         let i = config.intermediate_size;
+        if h == 0 || i == 0 || heads == 0 || h % heads != 0 {
+            candle_core::bail!(
+                "hidden_size {h} must be a positive multiple of num_attention_heads {heads}, \
+                 and intermediate_size {i} positive"
+            );
+        }
         let emb = vb.pp("embeddings");
         let token_types = config.type_vocab_size.max(1);
         let mut token_type = matrix(&emb, "token_type_embeddings.weight", token_types, h)?;
