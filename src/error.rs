@@ -82,6 +82,28 @@ pub enum Error {
         tokens: usize,
     },
 
+    /// Loading the model would need more memory than the process can get
+    /// (the container's limit, else the machine's available memory, minus
+    /// what is in use), so it is refused instead of being OOM-killed.
+    #[error(
+        "not enough memory to load the model: loading needs about {} but only {} is free \
+         under the memory limit; raise the limit{}",
+        bytesize::ByteSize(*needed), bytesize::ByteSize(*available),
+        if *precision == crate::Precision::F32 {
+            " or load the weights as int8 (EMBEDDING_PRECISION=int8, --precision int8: about a third of the memory)"
+        } else {
+            ""
+        }
+    )]
+    ModelTooLarge {
+        /// The estimated peak of loading, in bytes.
+        needed: u64,
+        /// The memory free under the limit when loading was refused.
+        available: u64,
+        /// The precision the weights were to be loaded in.
+        precision: crate::Precision,
+    },
+
     /// The tokenizer failed on an input.
     #[error("tokenization failed: {0}")]
     Tokenization(#[source] BoxError),

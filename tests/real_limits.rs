@@ -295,3 +295,37 @@ fn batch_embedder_finishes_where_fixed_batches_are_oom_killed() {
         assert!(p <= limit);
     }
 }
+
+/// A container too small to hold the f32 model: loading is refused with a
+/// typed error naming the fix instead of being OOM-killed, and the int8
+/// weights (a third of the memory) run the same corpus there.
+#[test]
+fn a_limit_too_small_to_load_is_an_error_and_int8_fits_it() {
+    let limit = 128 * MIB;
+    let texts = membatch::bench_support::uniform_corpus(24, 200, 5);
+    let input: String = texts.iter().map(|t| format!("{t}\n")).collect();
+    let embed = example("embed");
+
+    let cg = TempCgroup::new("load-f32", limit);
+    let f32 = cg.run_with(&embed, &["--precision", "f32"], input.as_bytes(), &[]);
+    let stderr = String::from_utf8_lossy(&f32.stderr);
+    assert_eq!(f32.status.code(), Some(1), "{:?} {stderr}", f32.status);
+    assert!(
+        stderr.contains("not enough memory to load the model") && stderr.contains("int8"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(cg.oom_kills(), 0);
+
+    let cg = TempCgroup::new("load-int8", limit);
+    let int8 = cg.run_with(&embed, &["--precision", "int8"], input.as_bytes(), &[]);
+    assert!(
+        int8.status.success(),
+        "int8 failed in {} MiB: {:?} {}",
+        limit / MIB,
+        int8.status,
+        String::from_utf8_lossy(&int8.stderr)
+    );
+    assert_eq!(vectors(&int8).len(), texts.len());
+    assert_eq!(cg.oom_kills(), 0);
+}

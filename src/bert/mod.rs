@@ -370,6 +370,7 @@ impl BertEmbedderBuilder {
         tracing::info!(model = %source, "loading BERT embedder");
         let files = source.resolve()?;
         let (config, activation) = load_bert_config(&files)?;
+        check_room_to_load(&config, self.precision)?;
         let sentence = SentenceConfig::load(&files)?;
         let tokenizer = load_tokenizer(&files)?;
         let int8 = self.precision == Precision::Int8;
@@ -494,6 +495,75 @@ fn load_weights(
     Encoder::load(vb, config, activation, int8).map_err(weights_error)
 }
 
+/// The peak memory of loading the weights: every tensor in its final form,
+/// except that the word embedding table (read last, and the largest) is
+/// alive twice in `f32` at that moment (candle's tensor and the copy taken
+/// from it) before it takes its final form.
+fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
+    let (h, i) = (config.hidden_size as u64, config.intermediate_size as u64);
+    let layers = config.num_hidden_layers as u64;
+    let word = config.vocab_size as u64 * h;
+    let dense = layers * (4 * h * h + 2 * h * i);
+    let small = (config.max_position_embeddings as u64 + config.type_vocab_size as u64) * h
+        + layers * (9 * h + i)
+        + 2 * h;
+    // Int8 holds one byte per value plus a 4-byte scale per 32 values.
+    let held = |values: u64| match precision {
+        Precision::F32 => 4 * values,
+        Precision::Int8 => values + 4 * values.div_ceil(32),
+    };
+    held(dense) + 4 * small + 2 * 4 * word
+}
+
+/// Refuses to load when the weights cannot fit in the memory free under
+/// the process's limit: a typed error instead of an OOM kill.
+fn check_room_to_load(config: &BertConfig, precision: Precision) -> Result<()> {
+    use crate::memory::{MemoryProbe, SystemProbe};
+    let snapshot = SystemProbe::new().snapshot();
+    let available = match snapshot.cgroup_limit_bytes() {
+        Some(limit) => limit.saturating_sub(snapshot.figure_bytes()),
+        None => snapshot.system_available_bytes,
+    };
+    // An eighth on top for the tokenizer, the allocator's slack and the
+    // first batch's own needs.
+    let needed = load_peak_bytes(config, precision) / 8 * 9;
+    tracing::debug!(needed, available, %precision, "memory for loading the weights");
+    if needed > available {
+        return Err(Error::ModelTooLarge {
+            needed,
+            available,
+            precision,
+        });
+    }
+    Ok(())
+}
+
 fn has_pytorch_weights(files: &ModelFiles) -> bool {
     matches!(files.optional("pytorch_model.bin"), Ok(Some(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minilm() -> BertConfig {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+            "num_attention_heads": 12, "intermediate_size": 1536,
+            "max_position_embeddings": 512
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_load_peak_is_the_weights_plus_a_second_word_table() {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        // all-MiniLM-L6-v2: 86.7 MiB of f32 weights, 44.7 MiB of which is
+        // the word table; measured load peaks (cgroup) were about 131 and
+        // 107 MiB including the process itself.
+        let f32 = mib(load_peak_bytes(&minilm(), Precision::F32));
+        let int8 = mib(load_peak_bytes(&minilm(), Precision::Int8));
+        assert!((125.0..135.0).contains(&f32), "{f32}");
+        assert!((95.0..105.0).contains(&int8), "{int8}");
+    }
 }
