@@ -105,18 +105,24 @@ fn an_unsupported_architecture_is_named() {
     );
 }
 
+/// A tiny model whose `config.json` has `field` set to `value`.
+fn tiny_with_config(field: &str, value: serde_json::Value) -> tempfile::TempDir {
+    let dir = tiny_model_dir(&Tiny::default());
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config[field] = value;
+    std::fs::write(&path, config.to_string()).unwrap();
+    dir
+}
+
 #[test]
 fn an_unsupported_activation_or_position_embedding_is_named() {
     for (field, value) in [
         ("hidden_act", "swish"),
         ("position_embedding_type", "relative_key"),
     ] {
-        let dir = tiny_model_dir(&Tiny::default());
-        let path = dir.path().join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        config[field] = value.into();
-        std::fs::write(&path, config.to_string()).unwrap();
+        let dir = tiny_with_config(field, value.into());
         let kind = file_error(load(dir.path()), "config.json");
         assert!(
             matches!(&kind, ModelFileError::UnsupportedSetting { name, found, .. }
@@ -135,12 +141,7 @@ fn impossible_sizes_are_errors_not_panics() {
         ("num_attention_heads", 5),
         ("intermediate_size", 0),
     ] {
-        let dir = tiny_model_dir(&Tiny::default());
-        let path = dir.path().join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        config[field] = value.into();
-        std::fs::write(&path, config.to_string()).unwrap();
+        let dir = tiny_with_config(field, value.into());
         for precision in [Precision::F32, Precision::Int8] {
             let err = BertEmbedder::builder()
                 .source(ModelSource::dir(dir.path()))
