@@ -4,7 +4,6 @@ use rayon::prelude::*;
 
 use super::kernels;
 use super::linear::{matmul, Mat, MatMut};
-use super::Packed;
 use gemm::Parallelism;
 
 /// A pointer shared by the attention tasks, each of which writes its own
@@ -27,20 +26,26 @@ impl Shared {
 /// `context[t, head] = softmax(q·kᵀ/√d)·v` for every sequence and head.
 ///
 /// `qkv` holds `tokens × 3h` rows (queries, keys, values side by side);
-/// `context` receives `tokens × h`. One task per (sequence, head) runs on
+/// `context` receives `tokens × h`; `spans` are the non-empty sequences'
+/// `(start, len)`, computed once per batch. One task per (sequence, head) runs on
 /// the current rayon pool, each with single-threaded products: the tasks
 /// are the parallelism. Sequences are unpadded, so no mask is needed.
-pub(super) fn attend(qkv: &[f32], context: &mut [f32], batch: &Packed, heads: usize, h: usize) {
-    let tokens = batch.tokens();
+pub(super) fn attend(
+    qkv: &[f32],
+    context: &mut [f32],
+    spans: &[(usize, usize)],
+    heads: usize,
+    h: usize,
+) {
+    let tokens = context.len() / h.max(1);
     assert_eq!(qkv.len(), tokens * 3 * h, "qkv is not tokens × 3h");
     assert_eq!(context.len(), tokens * h, "context is not tokens × h");
     assert!(heads > 0 && h % heads == 0, "h is not a multiple of heads");
     let d = h / heads;
     let scale = 1.0 / (d as f32).sqrt();
-    let spans: Vec<(usize, usize)> = batch.spans().filter(|(_, len)| *len > 0).collect();
-    // Bounds: every span lies inside `tokens` (offsets are monotone and end
-    // at the total), checked once here for the raw views below.
-    assert!(spans.iter().all(|(s, l)| s + l <= tokens));
+    // Bounds: every span lies inside `tokens`, checked here for the raw
+    // views below.
+    assert!(spans.iter().all(|(s, l)| *l > 0 && s + l <= tokens));
     let out = Shared(context.as_mut_ptr());
     let qkv = qkv.as_ptr() as usize;
     let tasks = spans.len() * heads;

@@ -294,9 +294,10 @@ impl Encoder {
         let mut inter = vec![0f32; tokens * inter_width];
         // Int8 weights expanded for one product at a time.
         let mut scratch = Vec::new();
+        let spans: Vec<(usize, usize)> = batch.spans().filter(|(_, len)| *len > 0).collect();
         for layer in &self.layers {
             layer.qkv.forward(&x, &mut qkv, &mut scratch);
-            attention::attend(&qkv, &mut context, batch, self.heads, h);
+            attention::attend(&qkv, &mut context, &spans, self.heads, h);
             // x ← LayerNorm(x + context·Woᵀ + bo)
             layer
                 .attention_out
