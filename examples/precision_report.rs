@@ -12,8 +12,9 @@
 use std::time::Instant;
 
 use clap::Parser;
-use membatch::bench_support::mixed_corpus;
-use membatch::{BertEmbedder, Embedder, ModelSource, Precision};
+use membatch::bench_support::{cosine, mixed_corpus};
+use membatch::memory::{MemoryProbe, SystemProbe};
+use membatch::{BatchConfig, BatchEmbedder, BertEmbedder, MemoryBudget, ModelSource, Precision};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -22,37 +23,13 @@ struct Args {
     texts: usize,
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb).max(1e-30)
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Embeds in batches of up to 32 texts, longest first, as the pipeline
-/// would; returns vectors in input order and the seconds spent.
+/// Embeds through `BatchEmbedder` (longest first, default budget), as an
+/// application would; returns vectors in input order and the seconds spent.
 fn embed(model: &BertEmbedder, texts: &[&str]) -> Result<(Vec<Vec<f32>>, f64), membatch::Error> {
-    let counts = model.token_counts(texts)?;
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|i| std::cmp::Reverse(counts[*i]));
-    let mut out = vec![Vec::new(); texts.len()];
+    let batcher = BatchEmbedder::new(model, MemoryBudget::from_env()?, BatchConfig::default())?;
     let start = Instant::now();
-    for chunk in order.chunks(32) {
-        let batch: Vec<&str> = chunk.iter().map(|i| texts[*i]).collect();
-        for (i, v) in chunk.iter().zip(model.embed(&batch)?) {
-            out[*i] = v;
-        }
-    }
-    Ok((out, start.elapsed().as_secs_f64()))
+    let vectors = batcher.embed(texts)?;
+    Ok((vectors, start.elapsed().as_secs_f64()))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -62,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?)?;
     let golden: Vec<String> = serde_json::from_value(golden["texts"].clone())?;
     let corpus = mixed_corpus(args.texts, 42);
+    let probe = SystemProbe::new();
+    let rss_bytes = || probe.snapshot().rss_bytes.unwrap_or(0);
     let load = |p: Precision| -> Result<(BertEmbedder, u64), membatch::Error> {
         let before = rss_bytes();
         let m = BertEmbedder::builder()

@@ -30,6 +30,26 @@ pub fn mixed_corpus(n: usize, seed: u64) -> Vec<String> {
         .collect()
 }
 
+/// Cosine similarity of two vectors, in f64 (0 when either is zero): how
+/// benchmarks and tests compare an approximate embedding with an exact one.
+///
+/// ```
+/// use membatch::bench_support::cosine;
+/// assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-12);
+/// assert_eq!(cosine(&[1.0, 0.0], &[0.0, 3.0]), 0.0);
+/// assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+/// ```
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let denom = norm(a) * norm(b);
+    if denom == 0.0 {
+        0.0
+    } else {
+        dot / denom
+    }
+}
+
 /// Returns `n` texts of exactly `words` words each, the same for the same
 /// `seed`: with 300 words every text reaches a 256-token sequence limit,
 /// the costliest input a model sees.

@@ -6,15 +6,8 @@
 mod common;
 
 use common::{golden, real_model, real_model_with};
-use membatch::bench_support::mixed_corpus;
+use membatch::bench_support::{cosine, mixed_corpus};
 use membatch::{BertEmbedder, Embedder, Precision};
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
 
 /// (min, mean) cosine between matching rows.
 fn agreement(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f64, f64) {
