@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use membatch::batch::{BatchConfig, BatchEmbedder};
-use membatch::bench_support::mixed_corpus;
-use membatch::memory::{trim, MemoryBudget, MemoryConfig, MemoryLimit, MemoryProbe, SystemProbe};
+use membatch::memory::{
+    AllocatorReclaim, MemoryBudget, MemoryConfig, MemoryLimit, MemoryProbe, SystemProbe,
+};
+use membatch_testkit::corpus::mixed_corpus;
 
 /// Samples the process's RSS every 2 ms and keeps the highest.
 struct Sampler {
@@ -77,7 +79,8 @@ struct Args {
 }
 
 fn precision(s: &str) -> Result<Precision, String> {
-    Precision::parse("--precision", s).map_err(|e| e.to_string())
+    s.parse()
+        .map_err(|e: membatch::ParsePrecisionError| e.to_string())
 }
 
 struct Row {
@@ -116,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut rows = Vec::new();
     for mode in &args.modes {
-        trim();
+        AllocatorReclaim.trim();
         let sampler = Sampler::start();
         let start = Instant::now();
         let (vectors, batches, padding) = if let Some(n) = mode.strip_prefix("fixed:") {

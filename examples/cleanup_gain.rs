@@ -1,14 +1,14 @@
 //! `cleanup_gain`: how much memory `malloc_trim` gives back after a large batch.
 //!
 //! Loads the default model and runs two workloads, each followed by
-//! `membatch::memory::trim()`: one large batch (64 texts of 256 tokens), then
+//! `AllocatorReclaim::trim` (`malloc_trim`): one large batch (64 texts of 256 tokens), then
 //! a run of 24 batches of 8 to 64 mixed-length texts. Prints RSS before, at
 //! the peak, after the work and after the trim, as JSON lines. The figures in
 //! `docs/memory.md` come from this program.
 
-use membatch::bench_support::mixed_corpus;
-use membatch::memory::{trim, MemoryProbe, SystemProbe};
+use membatch::memory::{AllocatorReclaim, MemoryProbe, SystemProbe};
 use membatch::{BertEmbedder, Embedder};
+use membatch_testkit::corpus::mixed_corpus;
 use serde_json::json;
 
 fn main() -> membatch::Result<()> {
@@ -18,7 +18,7 @@ fn main() -> membatch::Result<()> {
     let batch: Vec<&str> = vec![text.as_str(); 64];
     // Warm up once so the model's pages are resident before measuring.
     model.embed(&batch[..1])?;
-    trim();
+    AllocatorReclaim.trim();
 
     measure(&probe, "64 texts x 256 tokens", || {
         model.embed(&batch).map(drop)
@@ -50,7 +50,7 @@ fn measure(
     probe.reset_peak();
     work()?;
     let after_work = probe.snapshot();
-    let trimmed = trim();
+    let trimmed = AllocatorReclaim.trim();
     let after_trim = probe.snapshot().rss_bytes;
     println!(
         "{}",

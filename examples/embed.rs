@@ -66,7 +66,8 @@ struct Args {
 }
 
 fn precision(s: &str) -> Result<Precision, String> {
-    Precision::parse("--precision", s).map_err(|e| e.to_string())
+    s.parse()
+        .map_err(|e: membatch::ParsePrecisionError| e.to_string())
 }
 
 fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
@@ -112,7 +113,7 @@ enum Failure {
 
 impl From<membatch::Error> for Failure {
     fn from(e: membatch::Error) -> Self {
-        Failure::Message(e.to_string())
+        Failure::Message(support::message(&e))
     }
 }
 
@@ -125,21 +126,21 @@ fn write_failure(e: std::io::Error) -> Failure {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let mut config = Config::from_env()?;
+    let config = Config::from_env()?;
+    let min_batch_size = config.batch().min_batch_size();
+    let mut builder = config.into_builder();
     if let Some(m) = &args.model {
-        config.model.source = Some(ModelSource::parse(m));
+        builder = builder.source(ModelSource::parse(m));
     }
     if let Some(t) = args.threads {
-        config.model.threads = Some(t);
+        builder = builder.threads(t);
     }
     if args.no_normalize {
-        config.model.normalize = Some(false);
+        builder = builder.normalize(false);
     }
     if let Some(p) = args.precision {
-        config.model.precision = p;
+        builder = builder.precision(p);
     }
-    let min_batch_size = config.batch.min_batch_size;
-    let mut builder = config.into_builder();
     if let Some(limit) = args.memory_budget {
         builder = builder.memory_limit(limit);
     }
@@ -153,13 +154,14 @@ fn run(args: Args) -> Result<(), Failure> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     match args.fixed_batch {
         Some(n) => {
-            let embedder = BertEmbedder::from_config(&config.model)?;
+            let embedder = BertEmbedder::from_config(config.model())?;
             for_each_window(n, |first, texts| {
                 write_lines(&mut out, first, &embedder.embed(&as_strs(texts))?)
             })?;
         }
         None => {
-            let batcher = BatchEmbedder::from_config(&config)?;
+            let embedder = BertEmbedder::from_config(config.model())?;
+            let batcher = BatchEmbedder::with_config(embedder, &config)?;
             for_each_window(WINDOW, |first, texts| {
                 write_lines(&mut out, first, &batcher.embed(texts)?)
             })?;

@@ -12,9 +12,9 @@
 use std::time::Instant;
 
 use clap::Parser;
-use membatch::bench_support::{cosine, mixed_corpus};
 use membatch::memory::{MemoryProbe, SystemProbe};
 use membatch::{BatchConfig, BatchEmbedder, BertEmbedder, MemoryBudget, ModelSource, Precision};
+use membatch_testkit::corpus::{cosine, mixed_corpus};
 
 #[derive(Parser, Debug)]
 struct Args {

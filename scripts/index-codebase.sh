@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: fetch the model (idempotent), index a real
-# source tree with the `codebase` example within the default memory budget,
-# and search it.
+# source tree with `membatch codebase` within the default memory budget, and
+# search it.
 #
 #   scripts/index-codebase.sh [DIR] [QUERY]
 #
@@ -19,9 +19,9 @@ out=${MEMBATCH_INDEX:-target/codebase-index}
 scripts/fetch-model.sh
 # The dev profile builds every dependency optimised (Cargo.toml), so this
 # shares the test build instead of compiling a release one.
-cargo build --quiet --example codebase
-bin=target/debug/examples/codebase
-"$bin" index "$dir" --out "$out"
+cargo build --quiet -p membatch-cli
+bin=target/debug/membatch
+"$bin" codebase index "$dir" --out "$out"
 echo
 echo "query: $query"
-"$bin" query "$out" "$query" -k 5
+"$bin" codebase query "$out" "$query" -k 5

@@ -1,75 +1,45 @@
 //! [`Config`]: batching, memory and model settings in one place.
+//!
+//! The top of the core: it gathers the settings of [`batch`](crate::batch),
+//! [`memory`](crate::memory) and the model, and builds a [`BatchEmbedder`]
+//! from them ([`BatchEmbedder::with_config`]).
 
-use crate::batch::{parse_bool, BatchConfig};
+use crate::batch::{BatchConfig, BatchConfigBuilder, BatchEmbedder};
+use crate::embedder::Embedder;
+use crate::env::{self, Vars};
 use crate::error::{Error, Result};
-use crate::memory::MemoryConfig;
-use crate::source::{ModelSource, MODEL_ENV};
+use crate::memory::{MemoryBudget, MemoryConfig, MemoryConfigBuilder, MemoryLimit};
+use crate::precision::Precision;
+use crate::source::ModelSource;
 
-/// Environment variable for the number of compute threads.
-pub const ENV_THREADS: &str = "EMBEDDING_THREADS";
-/// Environment variable for the most tokens of one text the model sees.
-pub const ENV_MAX_SEQ_LENGTH: &str = "EMBEDDING_MAX_SEQ_LENGTH";
-/// Environment variable forcing L2 normalisation on or off.
-pub const ENV_NORMALIZE: &str = "EMBEDDING_NORMALIZE";
-/// Environment variable choosing how the weights are held (`f32`, `int8`).
-pub const ENV_PRECISION: &str = "EMBEDDING_PRECISION";
-
-/// How a model's weights are held.
+/// Which model to load and how to run it: the one place these settings
+/// live (a backend's builder, such as `BertEmbedderBuilder`, holds one).
+/// `None` fields take the model's own settings (or the library's defaults).
 ///
-/// `F32` reproduces the reference model (sentence-transformers) to 1e-6.
-/// `Int8` keeps the word embeddings and every dense layer's weights as
-/// bytes with one scale per 32 values, expanded to `f32` just before each
-/// product: a third of the resident model (31 MiB instead of 97 MiB for
-/// all-MiniLM-L6-v2) at about the same speed, cosine similarity to the `F32`
-/// output of at least 0.9994 on the reference texts (measured figures in
-/// `docs/benchmarks.md`). Arithmetic stays `f32` either way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Precision {
-    /// Plain `f32`, exact.
-    #[default]
-    F32,
-    /// Int8 weights, `f32` arithmetic.
-    Int8,
-}
-
-impl Precision {
-    /// Parses `f32` or `int8` (case-insensitive), naming `setting` in the
-    /// error.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for any other value.
-    pub fn parse(setting: &str, value: &str) -> Result<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(Precision::F32),
-            "int8" | "i8" | "q8" => Ok(Precision::Int8),
-            _ => Err(Error::invalid_config(setting, value, "must be f32 or int8")),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::Int8 => "int8",
-        })
-    }
-}
-
-/// Which model to load and how to run it. `None` fields take the model's
-/// own settings (or the library's defaults).
+/// A plain value: start from [`Default`] or [`from_env`](Self::from_env)
+/// and set what you need. Every constructor that uses it checks it (a
+/// backend's `build`, [`ConfigBuilder::build`]).
+///
+/// ```
+/// use membatch::{ModelConfig, Precision};
+///
+/// let mut model = ModelConfig::default();
+/// model.threads = Some(2);
+/// model.precision = Precision::Int8;
+/// assert_eq!(model.threads, Some(2));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ModelConfig {
     /// Where the model comes from. Default: [`ModelSource::from_env_or_default`].
     pub source: Option<ModelSource>,
     /// Forces L2 normalisation on or off. Default: as the model's
     /// `modules.json` says.
     pub normalize: Option<bool>,
-    /// Dedicated compute threads. Default: rayon's global pool.
+    /// Dedicated compute threads (at least 1). Default: rayon's global pool.
     pub threads: Option<usize>,
-    /// Truncation length in tokens. Default: the model's `max_seq_length`.
+    /// Truncation length in tokens (at least 1; a backend may ask for more).
+    /// Default: the model's `max_seq_length`.
     pub max_seq_length: Option<usize>,
     /// How the weights are held. Default: [`Precision::F32`].
     pub precision: Precision,
@@ -83,39 +53,55 @@ impl ModelConfig {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the variable.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(env::process)
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `get`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let count = |name: &str, v: String| match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(Error::invalid_config(
-                name,
-                v,
-                "must be a whole number of at least 1",
-            )),
-        };
+        let vars = Vars::new(get);
         Ok(ModelConfig {
-            source: set(MODEL_ENV).map(|v| ModelSource::parse(v.trim())),
-            normalize: set(ENV_NORMALIZE)
-                .map(|v| parse_bool(ENV_NORMALIZE, &v))
-                .transpose()?,
-            threads: set(ENV_THREADS)
-                .map(|v| count(ENV_THREADS, v))
-                .transpose()?,
-            max_seq_length: set(ENV_MAX_SEQ_LENGTH)
-                .map(|v| count(ENV_MAX_SEQ_LENGTH, v))
-                .transpose()?,
-            precision: set(ENV_PRECISION)
-                .map(|v| Precision::parse(ENV_PRECISION, &v))
-                .transpose()?
-                .unwrap_or_default(),
+            source: vars.text(env::ENV_MODEL).map(|v| ModelSource::parse(&v)),
+            normalize: vars.flag(env::ENV_NORMALIZE)?,
+            threads: vars.count(env::ENV_THREADS)?,
+            max_seq_length: vars.count(env::ENV_MAX_SEQ_LENGTH)?,
+            precision: vars.parsed(env::ENV_PRECISION)?.unwrap_or_default(),
         })
+    }
+
+    /// Checks the settings a value of this type can get wrong: zero threads
+    /// or a zero sequence length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.threads == Some(0) {
+            return Err(Error::invalid_config(
+                "threads",
+                0,
+                "at least one compute thread is needed",
+            ));
+        }
+        if self.max_seq_length == Some(0) {
+            return Err(Error::invalid_config(
+                "max_seq_length",
+                0,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }
 
 /// Every membatch setting: the batch-size rule, the memory budget and the
 /// model. `Default` is what membatch does with no configuration;
 /// [`from_env`](Config::from_env) reads the `EMBEDDING_*` variables listed
-/// in `docs/configuration.md`.
+/// in `docs/configuration.md`; [`Config::builder`] checks what it is given.
 ///
 /// ```
 /// use membatch::Config;
@@ -123,34 +109,33 @@ impl ModelConfig {
 ///
 /// let config = Config::builder()
 ///     .max_batch_size(32)
-///     .memory_limit(MemoryLimit::parse("--memory-budget", "512MiB")?)
+///     .memory_limit(MemoryLimit::parse("budget", "512MiB")?)
 ///     .build()?;
-/// assert_eq!(config.batch.max_batch_size, 32);
-/// assert_eq!(config.memory.max_bytes, Some(512 << 20));
+/// assert_eq!(config.batch().max_batch_size(), 32);
+/// assert_eq!(config.memory().max_bytes(), Some(512 << 20));
 /// # Ok::<(), membatch::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
-    /// Batch sizes.
-    pub batch: BatchConfig,
-    /// The memory budget.
-    pub memory: MemoryConfig,
-    /// The model.
-    pub model: ModelConfig,
+    batch: BatchConfig,
+    memory: MemoryConfig,
+    model: ModelConfig,
 }
 
 impl Config {
     /// A builder starting from the defaults.
     pub fn builder() -> ConfigBuilder {
-        ConfigBuilder {
-            config: Config::default(),
-        }
+        Config::default().into_builder()
     }
 
     /// A builder starting from these settings (e.g. from
     /// [`from_env`](Self::from_env), then overridden by flags).
     pub fn into_builder(self) -> ConfigBuilder {
-        ConfigBuilder { config: self }
+        ConfigBuilder {
+            batch: self.batch.into_builder(),
+            memory: self.memory.into_builder(),
+            model: self.model,
+        }
     }
 
     /// The defaults overridden by the environment.
@@ -159,7 +144,7 @@ impl Config {
     ///
     /// [`Error::InvalidConfig`] naming the first variable with a bad value.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(env::process)
     }
 
     /// As [`from_env`](Self::from_env), reading variables through `get`.
@@ -174,6 +159,21 @@ impl Config {
             model: ModelConfig::from_lookup(&get)?,
         })
     }
+
+    /// Batch sizes and retries.
+    pub fn batch(&self) -> &BatchConfig {
+        &self.batch
+    }
+
+    /// The memory budget.
+    pub fn memory(&self) -> &MemoryConfig {
+        &self.memory
+    }
+
+    /// The model.
+    pub fn model(&self) -> &ModelConfig {
+        &self.model
+    }
 }
 
 /// Builds a validated [`Config`]; the single place where a bad combination
@@ -181,83 +181,87 @@ impl Config {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConfigBuilder {
-    config: Config,
+    batch: BatchConfigBuilder,
+    memory: MemoryConfigBuilder,
+    model: ModelConfig,
 }
 
 impl ConfigBuilder {
     /// Replaces the batching settings.
     pub fn batch(mut self, batch: BatchConfig) -> Self {
-        self.config.batch = batch;
+        self.batch = batch.into_builder();
         self
     }
 
     /// Replaces the memory settings.
     pub fn memory(mut self, memory: MemoryConfig) -> Self {
-        self.config.memory = memory;
+        self.memory = memory.into_builder();
         self
     }
 
     /// Replaces the model settings.
     pub fn model(mut self, model: ModelConfig) -> Self {
-        self.config.model = model;
+        self.model = model;
         self
     }
 
     /// Starting batch size.
     pub fn min_batch_size(mut self, n: usize) -> Self {
-        self.config.batch.min_batch_size = n;
+        self.batch = self.batch.min_batch_size(n);
         self
     }
 
-    /// Largest batch size.
+    /// Largest batch.
     pub fn max_batch_size(mut self, n: usize) -> Self {
-        self.config.batch.max_batch_size = n;
+        self.batch = self.batch.max_batch_size(n);
         self
     }
 
     /// Growth after each successful batch.
     pub fn step(mut self, n: usize) -> Self {
-        self.config.batch.step = n;
+        self.batch = self.batch.step(n);
         self
     }
 
     /// Turns adaptation on or off.
     pub fn adaptive(mut self, on: bool) -> Self {
-        self.config.batch.adaptive = on;
+        self.batch = self.batch.adaptive(on);
         self
     }
 
     /// The most padded tokens per batch.
     pub fn max_batch_tokens(mut self, tokens: usize) -> Self {
-        self.config.batch.max_batch_tokens = Some(tokens);
+        self.batch = self.batch.max_batch_tokens(tokens);
         self
     }
 
     /// The memory budget, as a size or a percentage of the effective limit.
-    pub fn memory_limit(mut self, limit: crate::memory::MemoryLimit) -> Self {
-        use crate::memory::MemoryLimit;
-        (self.config.memory.max_percent, self.config.memory.max_bytes) = match limit {
-            MemoryLimit::Percent(p) => (Some(p), None),
-            MemoryLimit::Bytes(b) => (None, Some(b)),
-        };
+    pub fn memory_limit(mut self, limit: MemoryLimit) -> Self {
+        self.memory = self.memory.limit(limit);
         self
     }
 
     /// The model to load.
     pub fn source(mut self, source: impl Into<ModelSource>) -> Self {
-        self.config.model.source = Some(source.into());
+        self.model.source = Some(source.into());
         self
     }
 
     /// How the model's weights are held.
     pub fn precision(mut self, precision: Precision) -> Self {
-        self.config.model.precision = precision;
+        self.model.precision = precision;
         self
     }
 
     /// Dedicated compute threads.
     pub fn threads(mut self, threads: usize) -> Self {
-        self.config.model.threads = Some(threads);
+        self.model.threads = Some(threads);
+        self
+    }
+
+    /// Forces L2 normalisation on or off.
+    pub fn normalize(mut self, normalize: bool) -> Self {
+        self.model.normalize = Some(normalize);
         self
     }
 
@@ -267,25 +271,48 @@ impl ConfigBuilder {
     ///
     /// [`Error::InvalidConfig`] naming the first bad setting.
     pub fn build(self) -> Result<Config> {
-        let c = self.config;
-        c.batch.validate()?;
-        c.memory.validate()?;
-        for (name, value) in [
-            ("threads", c.model.threads),
-            ("max_seq_length", c.model.max_seq_length),
-        ] {
-            if value == Some(0) {
-                return Err(Error::invalid_config(name, 0, "must be at least 1"));
-            }
-        }
-        Ok(c)
+        self.model.validate()?;
+        Ok(Config {
+            batch: self.batch.build()?,
+            memory: self.memory.build()?,
+            model: self.model,
+        })
+    }
+}
+
+// Defined here rather than in `batch`: `Config` gathers the batch settings,
+// so the dependency runs config → batch, never back.
+impl<E: Embedder> BatchEmbedder<E> {
+    /// A pipeline over `embedder` with the batching and memory settings of
+    /// `config` (its model settings are the backend's business: load the
+    /// embedder from `config.model()` first).
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "candle")] {
+    /// use membatch::{BatchEmbedder, BertEmbedder, Config};
+    ///
+    /// let config = Config::from_env()?;
+    /// let batcher = BatchEmbedder::with_config(BertEmbedder::from_config(config.model())?, &config)?;
+    /// let vectors = batcher.embed(&["first text", "second text"])?;
+    /// # }
+    /// # Ok::<(), membatch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`BatchEmbedder::new`].
+    pub fn with_config(embedder: E, config: &Config) -> Result<Self> {
+        BatchEmbedder::new(
+            embedder,
+            MemoryBudget::new(config.memory.clone()),
+            config.batch,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryLimit;
     use crate::test_util::lookup;
 
     #[test]
@@ -300,8 +327,8 @@ mod tests {
             ("MEMBATCH_MODEL", "/models/minilm"),
         ]))
         .unwrap();
-        assert_eq!(c.batch.max_batch_size, 16);
-        assert_eq!(c.memory.max_bytes, Some(300 << 20));
+        assert_eq!(c.batch().max_batch_size(), 16);
+        assert_eq!(c.memory().max_bytes(), Some(300 << 20));
         assert_eq!(
             c.model,
             ModelConfig {
@@ -353,8 +380,8 @@ mod tests {
             .threads(2)
             .build()
             .unwrap();
-        assert_eq!(c.batch.max_batch_size, 32);
-        assert_eq!(c.memory.max_percent, Some(50.0));
+        assert_eq!(c.batch().max_batch_size(), 32);
+        assert_eq!(c.memory().max_percent(), Some(50.0));
         let err = |b: ConfigBuilder| match b.build() {
             Err(Error::InvalidConfig { name, .. }) => name,
             other => panic!("{other:?}"),
@@ -365,5 +392,31 @@ mod tests {
             "max_percent"
         );
         assert_eq!(err(Config::builder().threads(0)), "threads");
+        let model = ModelConfig {
+            max_seq_length: Some(0),
+            ..ModelConfig::default()
+        };
+        assert_eq!(err(Config::builder().model(model)), "max_seq_length");
+    }
+
+    #[test]
+    fn a_flag_overrides_one_setting_and_keeps_the_rest() {
+        let from_env = Config::from_lookup(lookup(&[
+            ("EMBEDDING_MAX_MEMORY_PERCENT", "60"),
+            ("EMBEDDING_MIN_BATCH_SIZE", "4"),
+        ]))
+        .unwrap();
+        let c = from_env
+            .into_builder()
+            .memory_limit(MemoryLimit::Bytes(300 << 20))
+            .build()
+            .unwrap();
+        assert_eq!(c.memory().max_bytes(), Some(300 << 20));
+        assert_eq!(
+            c.memory().max_percent(),
+            None,
+            "the flag replaces the budget"
+        );
+        assert_eq!(c.batch().min_batch_size(), 4);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::Result;
+use crate::error::Result;
 
 /// A text-embedding backend.
 ///
@@ -45,10 +45,26 @@ pub trait Embedder: Send + Sync {
     /// Splitting a large input into batches that fit is the caller's job (or
     /// the batcher's). An empty slice returns an empty vector.
     ///
+    /// # Contract
+    ///
+    /// - exactly one vector per text, in input order, each of
+    ///   [`dimension`](Embedder::dimension) floats (a batcher checks the
+    ///   count and reports [`Error::EmbedderContract`](crate::Error::EmbedderContract)
+    ///   otherwise);
+    /// - a text's vector does not depend on the other texts of the batch;
+    /// - when the backend finds it cannot get the memory this batch needs
+    ///   (an allocation it checks, a device limit), it returns
+    ///   [`Error::MemoryPressure`](crate::Error::MemoryPressure) instead of
+    ///   failing otherwise: [`BatchEmbedder`](crate::BatchEmbedder) then
+    ///   halves the batch and runs the same texts again, smaller. Any other
+    ///   error ends the run.
+    ///
     /// # Errors
     ///
     /// [`Error::Tokenization`](crate::Error::Tokenization) or
-    /// [`Error::Inference`](crate::Error::Inference) when the backend fails.
+    /// [`Error::Inference`](crate::Error::Inference) when the backend fails;
+    /// [`Error::MemoryPressure`](crate::Error::MemoryPressure) to be retried
+    /// smaller.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
 
     /// The length of each embedding vector.
@@ -74,12 +90,18 @@ pub trait Embedder: Send + Sync {
     /// [`Error::Tokenization`](crate::Error::Tokenization) when the tokenizer fails.
     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>>;
 
-    /// The model's shape, when the backend knows it: lets a batcher predict
-    /// a batch's activation memory before running it. Default `None`; the
-    /// batcher then assumes a BERT-like shape of width
-    /// [`dimension`](Embedder::dimension) and learns the real cost from
-    /// measured batches.
+    /// The model's shape, when the backend knows it (for reports such as a
+    /// server's model information). Default `None`.
     fn shape(&self) -> Option<ModelShape> {
+        None
+    }
+
+    /// What a batch costs this backend in memory, as far as it knows before
+    /// any batch is measured: the prior a batcher plans its first batches
+    /// with (see [`CostPrior`]). Default `None`; the batcher then assumes
+    /// [`CostPrior::guess_from_dimension`] and learns the real cost from
+    /// measured batches.
+    fn cost_prior(&self) -> Option<CostPrior> {
         None
     }
 
@@ -94,13 +116,9 @@ pub trait Embedder: Send + Sync {
     }
 }
 
-/// The sizes of a transformer encoder that drive its activation memory.
-///
-/// A forward pass over `batch` texts of up to `length` tokens holds
-/// activations of about `batch × length × (hidden, intermediate)` floats
-/// plus attention scores that grow with `length²` (see
-/// [`CostModel`](crate::batch::CostModel)).
+/// The sizes of a transformer encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ModelShape {
     /// Width of the hidden states (`hidden_size`).
     pub hidden_size: usize,
@@ -113,16 +131,74 @@ pub struct ModelShape {
 }
 
 impl ModelShape {
-    /// A BERT-like guess from the embedding width alone: heads of 64, a
-    /// feed-forward four times as wide, 12 layers.
-    pub fn guess_from_dimension(dimension: usize) -> Self {
-        let hidden = dimension.max(1);
+    /// A shape from its four sizes.
+    pub fn new(
+        hidden_size: usize,
+        num_heads: usize,
+        num_layers: usize,
+        intermediate_size: usize,
+    ) -> Self {
         ModelShape {
-            hidden_size: hidden,
-            num_heads: (hidden / 64).max(1),
-            num_layers: 12,
-            intermediate_size: 4 * hidden,
+            hidden_size,
+            num_heads,
+            num_layers,
+            intermediate_size,
         }
+    }
+}
+
+/// The memory a backend's forward pass holds at its peak, as the backend
+/// knows it before measuring: bytes per token of the batch, and bytes per
+/// pair of tokens within one text (attention scores grow with the square
+/// of a text's length).
+///
+/// A batcher predicts a batch of `batch` texts of up to `length` tokens at
+/// [`bytes(batch, length)`](Self::bytes) = `batch·length·per_token +
+/// batch·length²·per_token_pair`, then corrects the prediction from
+/// measured batches ([`CostModel`](crate::batch::CostModel)).
+///
+/// ```
+/// use membatch::CostPrior;
+/// let prior = CostPrior::new(1000, 4);
+/// assert_eq!(prior.bytes(2, 10), 2 * 10 * 1000 + 2 * 100 * 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct CostPrior {
+    /// Bytes held per token of the batch.
+    pub bytes_per_token: u64,
+    /// Bytes held per pair of tokens of one text.
+    pub bytes_per_token_pair: u64,
+}
+
+impl CostPrior {
+    /// A prior from its two rates.
+    pub fn new(bytes_per_token: u64, bytes_per_token_pair: u64) -> Self {
+        CostPrior {
+            bytes_per_token,
+            bytes_per_token_pair,
+        }
+    }
+
+    /// A guess for a transformer encoder of width `dimension` whose backend
+    /// says nothing: f32 activations of five times the width (hidden
+    /// states, queries, keys, values, attention output) and a feed-forward
+    /// layer four times as wide, per token; one f32 attention score per
+    /// pair of tokens.
+    pub fn guess_from_dimension(dimension: usize) -> Self {
+        let d = dimension.max(1) as u64;
+        CostPrior::new(4 * (5 * d + 4 * d), 4)
+    }
+
+    /// The bytes a batch of `batch` texts of up to `length` tokens holds at
+    /// its peak, by this prior (saturating, never overflowing).
+    pub fn bytes(&self, batch: usize, length: usize) -> u64 {
+        let (b, l) = (batch as u64, length as u64);
+        let linear = b.saturating_mul(l).saturating_mul(self.bytes_per_token);
+        let pairs = b
+            .saturating_mul(l.saturating_mul(l))
+            .saturating_mul(self.bytes_per_token_pair);
+        linear.saturating_add(pairs)
     }
 }
 
@@ -143,6 +219,9 @@ macro_rules! forward_embedder {
             }
             fn shape(&self) -> Option<ModelShape> {
                 (**self).shape()
+            }
+            fn cost_prior(&self) -> Option<CostPrior> {
+                (**self).cost_prior()
             }
             fn tokenizes_word_by_word(&self) -> bool {
                 (**self).tokenizes_word_by_word()

@@ -8,6 +8,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::precision::Precision;
+use crate::pressure::PressureLevel;
+
 /// A boxed, shareable error from a lower layer (I/O, JSON, candle, tokenizers).
 pub type BoxError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -15,15 +18,21 @@ pub type BoxError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in membatch.
+///
+/// `Display` gives one sentence for the error itself; the cause, when there
+/// is one, is its [`source`](std::error::Error::source) and is not repeated.
+/// [`Error::report`] writes the whole chain on one line.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file of the model could not be found or used. `path` names the file.
-    #[error("model file {}: {kind}", path.display())]
+    /// A file of the model could not be found or used. `path` names the
+    /// file; `kind` (the source) says what is wrong with it.
+    #[error("model file {}", path.display())]
     ModelFile {
         /// The file at fault (or the directory, when the whole model is missing).
         path: PathBuf,
         /// What is wrong with it.
+        #[source]
         kind: ModelFileError,
     },
 
@@ -50,15 +59,21 @@ pub enum Error {
     },
 
     /// The work does not fit in the memory budget right now, even after a
-    /// cleanup: shrink it (a smaller batch) and ask again.
-    #[error("memory pressure ({level}): the work needs {needed} bytes but only {available} are available in the budget; retry with less")]
+    /// cleanup: shrink it (a smaller batch) and ask again, or wait for
+    /// other work to finish. An [`Embedder`](crate::Embedder) returns it to
+    /// have its batch retried smaller.
+    #[error(
+        "not enough memory for this work now: it needs about {} but {} of the budget is free \
+         (pressure level {level}); retry with less work, or later",
+        bytesize::ByteSize(*needed), bytesize::ByteSize(*available)
+    )]
     MemoryPressure {
         /// The estimate that was asked for, in bytes.
         needed: u64,
         /// The headroom left in the budget, in bytes.
         available: u64,
         /// The pressure level at the refusal.
-        level: crate::memory::PressureLevel,
+        level: PressureLevel,
     },
 
     /// The memory budget cannot hold the smallest possible batch (one text)
@@ -67,7 +82,7 @@ pub enum Error {
     #[error(
         "memory budget too small: one text of {tokens} tokens needs about {} in total \
          ({} already in use) but the budget is {}; raise the budget \
-         (EMBEDDING_MAX_MEMORY, --memory-budget) or lower max_seq_length",
+         (MemoryConfig, EMBEDDING_MAX_MEMORY) or lower max_seq_length (EMBEDDING_MAX_SEQ_LENGTH)",
         bytesize::ByteSize(*needed), bytesize::ByteSize(*in_use), bytesize::ByteSize(*budget)
     )]
     BudgetTooSmall {
@@ -89,8 +104,8 @@ pub enum Error {
         "not enough memory to load the model: loading needs about {} but only {} is free \
          under the memory limit; raise the limit{}",
         bytesize::ByteSize(*needed), bytesize::ByteSize(*available),
-        if *precision == crate::Precision::F32 {
-            " or load the weights as int8 (EMBEDDING_PRECISION=int8, --precision int8: about a third of the memory)"
+        if *precision == Precision::F32 {
+            " or hold the weights as int8 (Precision::Int8, EMBEDDING_PRECISION=int8: about a third of the memory)"
         } else {
             ""
         }
@@ -101,19 +116,32 @@ pub enum Error {
         /// The memory free under the limit when loading was refused.
         available: u64,
         /// The precision the weights were to be loaded in.
-        precision: crate::Precision,
+        precision: Precision,
     },
 
-    /// The tokenizer failed on an input.
-    #[error("tokenization failed: {0}")]
+    /// The tokenizer failed on an input; the source says why.
+    #[error("tokenization failed")]
     Tokenization(#[source] BoxError),
 
-    /// The backend failed while computing embeddings.
-    #[error("inference failed: {0}")]
+    /// The backend failed while computing embeddings; the source says why.
+    #[error("inference failed")]
     Inference(#[source] BoxError),
 
+    /// An [`Embedder`](crate::Embedder) broke its contract: it answered a
+    /// call for `expected` texts with `got` results. A bug in the backend;
+    /// no text is lost or mismatched because of it.
+    #[error("the embedder's {method} returned {got} results for {expected} texts")]
+    EmbedderContract {
+        /// The trait method, e.g. `"embed"` or `"token_counts"`.
+        method: &'static str,
+        /// The number of texts it was given.
+        expected: usize,
+        /// The number of results it returned.
+        got: usize,
+    },
+
     /// The compute thread pool could not be created.
-    #[error("cannot start a compute thread pool of {threads} threads: {source}")]
+    #[error("cannot start a compute thread pool of {threads} threads")]
     ThreadPool {
         /// The requested number of threads.
         threads: usize,
@@ -123,7 +151,7 @@ pub enum Error {
     },
 }
 
-/// What is wrong with a model file; carried by [`Error::ModelFile`].
+/// What is wrong with a model file; the source of [`Error::ModelFile`].
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelFileError {
@@ -134,16 +162,16 @@ pub enum ModelFileError {
         hint: String,
     },
     /// The file exists but could not be read.
-    #[error("cannot read it: {0}")]
+    #[error("cannot read it")]
     Io(#[source] BoxError),
     /// The file is not the JSON that was expected.
-    #[error("invalid JSON: {0}")]
+    #[error("invalid JSON")]
     Json(#[source] BoxError),
     /// The weights are unreadable, or a tensor is missing or has the wrong shape.
-    #[error("invalid weights: {0}")]
+    #[error("invalid weights")]
     Weights(#[source] BoxError),
     /// The tokenizer file could not be loaded.
-    #[error("invalid tokenizer: {0}")]
+    #[error("invalid tokenizer")]
     Tokenizer(#[source] BoxError),
     /// The model is not an architecture this backend runs.
     #[error("unsupported architecture {found:?} (membatch runs BERT-family encoders, model_type \"bert\")")]
@@ -168,6 +196,17 @@ pub enum ModelFileError {
         /// The values membatch runs.
         supported: String,
     },
+    /// `config.json` gives a setting a value no model can have (a zero or
+    /// negative size or epsilon).
+    #[error("{name} = {found} {reason}")]
+    InvalidSetting {
+        /// The setting, as `config.json` names it.
+        name: String,
+        /// Its value in the file.
+        found: String,
+        /// What it must be.
+        reason: String,
+    },
     /// `modules.json` lists a module membatch cannot run.
     #[error("unsupported sentence-transformers module {found:?} (supported: Transformer, Pooling, Normalize)")]
     UnsupportedModule {
@@ -176,7 +215,47 @@ pub enum ModelFileError {
     },
 }
 
+/// An error with its causes on one line, `error: cause: root cause`, as
+/// [`Error::report`] returns it (for logs and command-line tools).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorReport<'a>(&'a (dyn std::error::Error + 'static));
+
+impl<'a> ErrorReport<'a> {
+    /// The chain of any error.
+    pub fn new(error: &'a (dyn std::error::Error + 'static)) -> Self {
+        ErrorReport(error)
+    }
+}
+
+impl std::fmt::Display for ErrorReport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 impl Error {
+    /// The error and its causes on one line: `model file /m/config.json:
+    /// invalid JSON: EOF while parsing a value at line 1 column 0`.
+    ///
+    /// ```
+    /// use membatch::{Error, ModelFileError};
+    /// let e = Error::ModelFile {
+    ///     path: "/m/tokenizer.json".into(),
+    ///     kind: ModelFileError::Missing { hint: String::new() },
+    /// };
+    /// assert_eq!(e.to_string(), "model file /m/tokenizer.json");
+    /// assert_eq!(e.report().to_string(), "model file /m/tokenizer.json: not found");
+    /// ```
+    pub fn report(&self) -> ErrorReport<'_> {
+        ErrorReport(self)
+    }
+
     /// An [`Error::ModelFile`] for `path`.
     pub(crate) fn model_file(path: impl Into<PathBuf>, kind: ModelFileError) -> Self {
         Error::ModelFile {
@@ -217,9 +296,59 @@ mod tests {
                 found: "gpt2".into(),
             },
         );
-        let msg = e.to_string();
+        let msg = e.report().to_string();
         assert!(msg.contains("/m/config.json"), "{msg}");
         assert!(msg.contains("gpt2"), "{msg}");
+    }
+
+    #[test]
+    fn display_does_not_repeat_the_source() {
+        let json = serde_json::from_str::<u8>("x").unwrap_err();
+        let cause = json.to_string();
+        let e = Error::model_file("/m/config.json", ModelFileError::Json(boxed(json)));
+        let report = e.report().to_string();
+        assert_eq!(
+            report.matches(cause.as_str()).count(),
+            1,
+            "the cause once: {report}"
+        );
+        assert_eq!(
+            report,
+            format!("model file /m/config.json: invalid JSON: {cause}")
+        );
+        for e in [
+            Error::Tokenization(boxed(std::io::Error::other("bad bytes"))),
+            Error::Inference(boxed(std::io::Error::other("bad bytes"))),
+        ] {
+            assert!(!e.to_string().contains("bad bytes"), "{e}");
+            assert!(
+                e.report().to_string().ends_with(": bad bytes"),
+                "{}",
+                e.report()
+            );
+        }
+    }
+
+    #[test]
+    fn library_messages_name_the_library_api_not_tools() {
+        let too_large = Error::ModelTooLarge {
+            needed: 200 << 20,
+            available: 100 << 20,
+            precision: Precision::F32,
+        }
+        .to_string();
+        assert!(too_large.contains("Precision::Int8"), "{too_large}");
+        let small = Error::BudgetTooSmall {
+            needed: 2,
+            budget: 1,
+            in_use: 1,
+            tokens: 256,
+        }
+        .to_string();
+        for msg in [too_large, small] {
+            assert!(!msg.contains("--"), "a command-line flag in {msg}");
+            assert!(!msg.contains("scripts/"), "a repository script in {msg}");
+        }
     }
 
     #[test]

@@ -17,76 +17,98 @@
 //! - [`memory`] reads memory as a container counts it and turns it into a
 //!   [`MemoryBudget`], [`PressureLevel`]s and the RAII [`MemoryGuard`].
 //! - [`batch`] puts them together: [`BatchEmbedder`] embeds inputs of any
-//!   size through any [`Embedder`], in length-ordered batches sized by an
-//!   [`AdaptiveBatcher`] and a memory prediction, retried smaller instead of
-//!   crashing.
-//! - [`Config`] gathers every setting, from code or `EMBEDDING_*` variables.
+//!   size through any [`Embedder`], in length-ordered batches sized by the
+//!   adaptive [`BatchSizeRule`] and a memory
+//!   prediction, retried smaller instead of crashing.
+//! - [`Config`] gathers every setting, from code or the variables in
+//!   [`env`](mod@env).
+//!
+//! The core (`error`, `embedder`, `memory`, `batch`, `config`) never names
+//! a backend: [`BertEmbedder`] is one implementation of [`Embedder`] among
+//! any others.
 //!
 //! ## Examples
 //!
 //! ```no_run
+//! # #[cfg(feature = "candle")] {
 //! use membatch::{BertEmbedder, Embedder};
 //!
 //! let embedder = BertEmbedder::builder().build()?;
 //! let vectors = embedder.embed(&["The quick brown fox.", "A lazy dog."])?;
 //! assert_eq!(vectors.len(), 2);
 //! assert_eq!(vectors[0].len(), 384);
+//! # }
 //! # Ok::<(), membatch::Error>(())
 //! ```
 //!
 //! Any number of texts, inside the memory budget the environment sets:
 //!
 //! ```no_run
-//! use membatch::{BatchEmbedder, Config};
+//! # #[cfg(feature = "candle")] {
+//! use membatch::{BatchEmbedder, BertEmbedder, Config};
 //!
-//! let batcher = BatchEmbedder::from_config(&Config::from_env()?)?;
+//! let config = Config::from_env()?;
+//! let batcher = BatchEmbedder::with_config(BertEmbedder::from_config(config.model())?, &config)?;
 //! let texts: Vec<String> = (0..10_000).map(|i| format!("document {i}")).collect();
 //! for batch in batcher.stream(&texts)? {
 //!     let batch = batch?;
 //!     // write batch.embeddings out; batch.indices says which texts they are
 //! }
+//! # }
 //! # Ok::<(), membatch::Error>(())
 //! ```
 //!
 //! ## Crate features
 //!
 //! - **`candle`** (default) — [`BertEmbedder`] (candle reads the weights,
-//!   `gemm` runs the products), with `tokenizers` and the `hub` feature. Without it the crate is the
-//!   backend-free core (trait, errors, model sources), so a service with
-//!   another backend does not compile candle.
-//! - **`hub`** (enabled by `candle`) — [`ModelSource::Hub`] fetches through
-//!   `hf-hub`. Without it, hub sources return [`Error::Hub`].
+//!   `gemm` runs the products, `tokenizers` splits the texts). Without it
+//!   the crate is the backend-free core (trait, errors, memory, batching,
+//!   configuration, model sources), so a service with another backend does
+//!   not compile candle.
+//! - **`hub`** (default) — [`ModelSource::Hub`] fetches through `hf-hub`
+//!   (with its HTTP and TLS stack). Without it, hub sources return
+//!   [`Error::Hub`] and only local model directories load: offline users
+//!   build with `default-features = false, features = ["candle"]`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 // The README's examples are compiled as doctests.
 #[cfg(all(doctest, feature = "candle"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+// The core, leaves first: each module uses only those above it (checked by
+// tests/layering.rs).
 pub mod batch;
-pub mod bench_support;
 mod config;
 mod embedder;
+pub mod env;
 mod error;
 pub mod memory;
+mod precision;
+mod pressure;
 pub mod source;
 
+// A backend.
 #[cfg(feature = "candle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub mod bert;
 
 #[cfg(test)]
 mod test_util;
 
-pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder};
-pub use config::{
-    Config, ConfigBuilder, ModelConfig, Precision, ENV_MAX_SEQ_LENGTH, ENV_NORMALIZE,
-    ENV_PRECISION, ENV_THREADS,
-};
-pub use embedder::{Embedder, ModelShape};
-pub use error::{BoxError, Error, ModelFileError, Result};
-pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard, PressureLevel};
+pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
+pub use config::{Config, ConfigBuilder, ModelConfig};
+pub use embedder::{CostPrior, Embedder, ModelShape};
+pub use error::{BoxError, Error, ErrorReport, ModelFileError, Result};
+pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard};
+pub use precision::{ParsePrecisionError, Precision};
+pub use pressure::{PressureLevel, PressureThresholds};
 pub use source::{HubModel, ModelSource};
 
 #[cfg(feature = "candle")]
-pub use bert::{BertEmbedder, BertEmbedderBuilder, OutputSettings, Pooling};
+#[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
+pub use bert::{BertEmbedder, BertEmbedderBuilder, OutputSettings, Pooling, TokenCounter};

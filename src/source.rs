@@ -4,8 +4,8 @@
 //! names no model:
 //!
 //! 1. the `MEMBATCH_MODEL` environment variable (a directory or a repo id);
-//! 2. otherwise the copy of [`DEFAULT_MODEL`] that `scripts/fetch-model.sh`
-//!    places under [`membatch_home`], when it is there;
+//! 2. otherwise a copy of [`DEFAULT_MODEL`] in [`default_model_dir`], when
+//!    one has been placed there;
 //! 3. otherwise [`DEFAULT_MODEL`] from the hub, through hf-hub's cache.
 //!
 //! Hub sources use hf-hub's cache (`HF_HOME`, default `~/.cache/huggingface`)
@@ -13,13 +13,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::env;
 use crate::error::{Error, ModelFileError, Result};
 
 /// The model membatch runs when none is named.
 pub const DEFAULT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
-
-/// Environment variable that names the model to run (directory or repo id).
-pub const MODEL_ENV: &str = "MEMBATCH_MODEL";
 
 /// A place to load a model from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +31,7 @@ pub enum ModelSource {
 
 /// A model repository on the Hugging Face hub, fetched through hf-hub's cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HubModel {
     /// The repository id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
     pub repo_id: String,
@@ -80,11 +79,9 @@ impl HubModel {
 
     /// Whether this source may only use the cache.
     pub fn is_offline(&self) -> bool {
-        self.offline.unwrap_or_else(|| {
-            std::env::var("HF_HUB_OFFLINE")
-                .map(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "True" | "yes" | "on"))
-                .unwrap_or(false)
-        })
+        // hf-hub's own variable: anything but a true value means online.
+        self.offline
+            .unwrap_or_else(|| matches!(env::vars().flag("HF_HUB_OFFLINE"), Ok(Some(true))))
     }
 }
 
@@ -122,10 +119,8 @@ impl ModelSource {
 
     /// The model to run when the caller names none (see the module docs).
     pub fn from_env_or_default() -> Self {
-        if let Ok(arg) = std::env::var(MODEL_ENV) {
-            if !arg.trim().is_empty() {
-                return ModelSource::parse(arg.trim());
-            }
+        if let Some(arg) = env::vars().text(env::ENV_MODEL) {
+            return ModelSource::parse(&arg);
         }
         let local = default_model_dir();
         if local.join("config.json").is_file() {
@@ -250,32 +245,34 @@ impl ModelFiles {
 
 /// membatch's own data directory: `$MEMBATCH_HOME`, else
 /// `$XDG_CACHE_HOME/membatch`, else `~/.cache/membatch`.
-pub fn membatch_home() -> PathBuf {
-    if let Some(home) = non_empty_env("MEMBATCH_HOME") {
+fn membatch_home() -> PathBuf {
+    let vars = env::vars();
+    if let Some(home) = vars.text(env::ENV_HOME) {
         return PathBuf::from(home);
     }
-    let cache = non_empty_env("XDG_CACHE_HOME")
+    let cache = vars
+        .text("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| non_empty_env("HOME").map(|h| Path::new(&h).join(".cache")))
+        .or_else(|| vars.text("HOME").map(|h| Path::new(&h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
     cache.join("membatch")
 }
 
-/// Where `scripts/fetch-model.sh` places [`DEFAULT_MODEL`]:
-/// `<membatch_home>/models/sentence-transformers--all-MiniLM-L6-v2`.
+/// Where membatch looks for a local copy of [`DEFAULT_MODEL`] (step 2 of
+/// the module docs): `models/sentence-transformers--all-MiniLM-L6-v2`
+/// under `$MEMBATCH_HOME` (default `$XDG_CACHE_HOME/membatch`, else
+/// `~/.cache/membatch`). A tool that places the model for membatch puts
+/// it here.
 pub fn default_model_dir() -> PathBuf {
     membatch_home()
         .join("models")
         .join(DEFAULT_MODEL.replace('/', "--"))
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 fn missing_model_hint() -> String {
     format!(
-        " (run scripts/fetch-model.sh to place {DEFAULT_MODEL} in {}, or set {MODEL_ENV} to a model directory or hub repo id)",
+        " (set {} to a model directory or hub repo id, or place {DEFAULT_MODEL} in {})",
+        env::ENV_MODEL,
         default_model_dir().display()
     )
 }

@@ -5,9 +5,10 @@
 mod fakes;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fakes::{text, Fake, Machine, MIB};
-use membatch::batch::{BatchConfig, BatchEmbedder, Progress};
+use membatch::batch::{BatchConfig, BatchEmbedder, Progress, RetryPolicy};
 use membatch::Error;
 use parking_lot::Mutex;
 
@@ -316,9 +317,67 @@ fn an_embedder_that_miscounts_is_an_error_not_a_lost_text() {
     let b =
         BatchEmbedder::new(Miscount, machine.budget(900 * MIB), BatchConfig::default()).unwrap();
     let err = b.embed(&["a", "b", "c"]).unwrap_err();
-    assert!(matches!(err, Error::Tokenization(_)), "{err}");
     assert!(
-        err.to_string().contains("2 token counts for 3 texts"),
+        matches!(
+            err,
+            Error::EmbedderContract {
+                method: "token_counts",
+                expected: 3,
+                got: 2
+            }
+        ),
         "{err}"
     );
+    assert!(err.to_string().contains("2 results for 3 texts"), "{err}");
+}
+
+/// A 100 MiB budget over 50 MiB in use, 48 MiB of it reserved by another
+/// caller's guard: one long text (predicted near 4 MB) does not fit until
+/// that guard ends.
+fn held_budget(policy: RetryPolicy) -> (BatchEmbedder<Fake>, membatch::MemoryGuard, String) {
+    let machine = Machine::new(50 * MIB);
+    let budget = machine.budget(100 * MIB);
+    let held = budget.acquire(48 * MIB).unwrap();
+    let config = BatchConfig::builder().retry(policy).build().unwrap();
+    let b = BatchEmbedder::new(Fake::new(&machine), budget, config).unwrap();
+    (b, held, text(0, 300))
+}
+
+#[test]
+fn a_batch_waits_for_memory_another_caller_holds_and_runs_when_it_is_released() {
+    let (b, held, long) = held_budget(RetryPolicy::waiting(Duration::from_secs(30)));
+    let started = Instant::now();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let out = b.embed(&[long.as_str()]).unwrap();
+    let waited = started.elapsed();
+    release.join().unwrap();
+    assert_eq!(out, vec![Fake::vector(&long)]);
+    assert!(b.metrics().waits >= 1, "{:?}", b.metrics());
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "ran {waited:?} after the release was due, not when woken"
+    );
+}
+
+#[test]
+fn the_retry_policy_bounds_the_wait() {
+    let (b, _held, long) = held_budget(RetryPolicy::waiting(Duration::from_millis(100)));
+    let started = Instant::now();
+    let err = b.embed(&[long.as_str()]).unwrap_err();
+    assert!(matches!(err, Error::MemoryPressure { .. }), "{err}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    let (b, _held, long) = held_budget(RetryPolicy::no_wait());
+    let started = Instant::now();
+    let err = b.embed(&[long.as_str()]).unwrap_err();
+    assert!(matches!(err, Error::MemoryPressure { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(b.metrics().texts, 0, "nothing ran");
 }

@@ -1,4 +1,6 @@
 //! BertEmbedder behaviour on a tiny random BERT (no real weights needed).
+// Runs the BERT backend: built only with the `candle` feature.
+#![cfg(feature = "candle")]
 
 mod common;
 

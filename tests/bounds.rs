@@ -3,21 +3,27 @@
 use std::sync::Arc;
 
 use membatch::batch::{BatchEmbedder, BatchMetrics, EmbeddedBatch};
-use membatch::{BertEmbedder, Config, Embedder, Error, ModelSource};
+use membatch::memory::MemoryBudget;
+use membatch::{Config, Embedder, Error, ModelSource};
 
 fn send_sync<T: Send + Sync>() {}
 
 #[test]
 fn public_types_are_send_and_sync() {
-    send_sync::<BertEmbedder>();
     send_sync::<Error>();
     send_sync::<ModelSource>();
     send_sync::<Arc<dyn Embedder>>();
-    send_sync::<BatchEmbedder<BertEmbedder>>();
     send_sync::<BatchEmbedder<Arc<dyn Embedder>>>();
     send_sync::<BatchMetrics>();
     send_sync::<EmbeddedBatch>();
     send_sync::<Config>();
+    send_sync::<MemoryBudget>();
+    #[cfg(feature = "candle")]
+    {
+        send_sync::<membatch::BertEmbedder>();
+        send_sync::<BatchEmbedder<membatch::BertEmbedder>>();
+        send_sync::<membatch::TokenCounter>();
+    }
 }
 
 #[test]
@@ -47,4 +53,5 @@ fn embedder_is_object_safe_and_pointers_forward() {
     assert_eq!(boxed.max_seq_length(), 7);
     assert_eq!(boxed.token_counts(&["abc"]).unwrap(), vec![3]);
     assert_eq!(boxed.shape(), None, "shape is a defaulted hint");
+    assert_eq!(boxed.cost_prior(), None, "so is the cost prior");
 }

@@ -1,4 +1,6 @@
 //! The `embed` example's command-line contract.
+// Runs the BERT backend: built only with the `candle` feature.
+#![cfg(feature = "candle")]
 
 mod common;
 
@@ -130,8 +132,15 @@ fn no_normalize_gives_raw_vectors_and_empty_input_gives_no_lines() {
 fn errors_are_one_line_and_exit_non_zero() {
     let dir = tiny_model_dir(&Tiny::default());
     let model = dir.path().to_str().unwrap();
-    let cases: [(&[&str], &[u8], &str); 9] = [
+    let cases: [(&[&str], &[u8], &str); 10] = [
         (&["--model", "/nonexistent/model"], b"hi\n", "not found"),
+        // The library names MEMBATCH_MODEL; the binary adds the
+        // repository's own way to the default model.
+        (
+            &["--model", "/nonexistent/model"],
+            b"hi\n",
+            "scripts/fetch-model.sh",
+        ),
         (
             &["--model", model, "--batch-size", "0"],
             b"hi\n",

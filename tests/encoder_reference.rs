@@ -1,6 +1,8 @@
 //! membatch's own forward pass against candle-transformers' `BertModel` on
 //! the same random weights: an independent implementation, with padding and
 //! an attention mask where membatch packs sequences.
+// Runs the BERT backend: built only with the `candle` feature.
+#![cfg(feature = "candle")]
 
 mod common;
 

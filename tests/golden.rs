@@ -1,5 +1,7 @@
 //! Parity with sentence-transformers on the real all-MiniLM-L6-v2 weights.
 //! These tests need the weights (scripts/fetch-model.sh) and fail without them.
+// Runs the BERT backend: built only with the `candle` feature.
+#![cfg(feature = "candle")]
 
 mod common;
 

@@ -2,12 +2,14 @@
 //! against sentence-transformers' reference vectors, on the golden texts and
 //! on a mixed corpus against membatch's own f32 output. Needs the weights
 //! (scripts/fetch-model.sh); fails without them.
+// Runs the BERT backend: built only with the `candle` feature.
+#![cfg(feature = "candle")]
 
 mod common;
 
 use common::{golden, real_model, real_model_with};
-use membatch::bench_support::{cosine, mixed_corpus};
 use membatch::{BertEmbedder, Embedder, Precision};
+use membatch_testkit::corpus::{cosine, mixed_corpus};
 
 /// (min, mean) cosine between matching rows.
 fn agreement(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f64, f64) {

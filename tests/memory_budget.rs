@@ -51,13 +51,7 @@ impl Fake {
 impl MemoryProbe for Fake {
     fn snapshot(&self) -> MemorySnapshot {
         let s = self.state.lock();
-        MemorySnapshot {
-            rss_bytes: Some(s.rss),
-            peak_rss_bytes: Some(s.peak),
-            system_total_bytes: 1000 * MIB,
-            system_available_bytes: 1000 * MIB - s.rss,
-            cgroup: None,
-        }
+        MemorySnapshot::new(1000 * MIB, 1000 * MIB - s.rss).with_process(Some(s.rss), Some(s.peak))
     }
     fn reset_peak(&self) -> bool {
         let mut s = self.state.lock();

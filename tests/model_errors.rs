@@ -1,4 +1,6 @@
 //! Every broken model directory is a typed error that names the file at fault.
+// Runs the BERT backend: built only with the `candle` feature.
+#![cfg(feature = "candle")]
 
 mod common;
 
@@ -31,10 +33,13 @@ fn file_error(err: Error, file: &str) -> ModelFileError {
 #[test]
 fn a_missing_directory_says_how_to_get_the_model() {
     let err = load(Path::new("/nonexistent/membatch-model"));
-    let msg = err.to_string();
+    let msg = err.report().to_string();
     let kind = file_error(err, "membatch-model");
     assert!(matches!(kind, ModelFileError::Missing { .. }));
-    assert!(msg.contains("fetch-model.sh"), "{msg}");
+    // The library names its own ways to a model (the repository's fetch
+    // script is the example binaries' hint, tested in tests/embed_cli.rs).
+    assert!(msg.contains("MEMBATCH_MODEL"), "{msg}");
+    assert!(!msg.contains("scripts/"), "{msg}");
 }
 
 #[test]
@@ -59,7 +64,7 @@ fn pytorch_only_weights_get_a_conversion_hint() {
     )
     .unwrap();
     let err = load(dir.path());
-    assert!(err.to_string().contains("safetensors"), "{err}");
+    assert!(err.report().to_string().contains("safetensors"), "{err}");
     file_error(err, "model.safetensors");
 }
 
@@ -134,6 +139,18 @@ fn an_unsupported_activation_or_position_embedding_is_named() {
 }
 
 #[test]
+fn a_layer_norm_eps_that_is_not_positive_is_named() {
+    for value in [0.0, -1e-12] {
+        let dir = tiny_with_config("layer_norm_eps", value.into());
+        let kind = file_error(load(dir.path()), "config.json");
+        assert!(
+            matches!(&kind, ModelFileError::InvalidSetting { name, .. } if name == "layer_norm_eps"),
+            "{value}: {kind:?}"
+        );
+    }
+}
+
+#[test]
 fn impossible_sizes_are_errors_not_panics() {
     for (field, value) in [
         ("hidden_size", 0),
@@ -180,7 +197,7 @@ fn a_missing_tensor_is_named() {
         .is_some());
     candle_core::safetensors::save(&tensors, &path).unwrap();
     let err = load(dir.path());
-    let msg = err.to_string();
+    let msg = err.report().to_string();
     let kind = file_error(err, "model.safetensors");
     assert!(matches!(kind, ModelFileError::Weights(_)), "{kind:?}");
     assert!(msg.contains("encoder.layer.1.output.dense.weight"), "{msg}");
@@ -197,7 +214,7 @@ fn a_tensor_of_the_wrong_shape_is_named() {
         &config.replace(r#""intermediate_size":64"#, r#""intermediate_size":48"#),
     );
     let err = load(dir.path());
-    let msg = err.to_string();
+    let msg = err.report().to_string();
     let kind = file_error(err, "model.safetensors");
     assert!(matches!(kind, ModelFileError::Weights(_)), "{kind:?}");
     assert!(msg.contains("shape"), "{msg}");

@@ -1,4 +1,6 @@
 //! Model sources: local directories and the Hugging Face hub's cache, offline.
+// Loads through the BERT backend and the hub cache: built only with both features.
+#![cfg(all(feature = "candle", feature = "hub"))]
 
 mod common;
 

@@ -1,7 +1,11 @@
 //! Behaviour under a real memory cgroup limit. Needs root (to create a child
-//! memory cgroup); run with `cargo test --features real-limit-tests --test
-//! real_limits`, as scripts/test.sh does when it runs as root (CI does).
-//! Without root every test here fails with the reason, never passes silently.
+//! memory cgroup), so every test here is `#[ignore]`d in a plain
+//! `cargo test` (listed as ignored, with the reason); run them with
+//! `cargo test --test real_limits -- --ignored`, as scripts/test.sh does
+//! when it runs as root (CI does). Without root each fails with the reason,
+//! never passes silently.
+// Runs the BERT backend: built only with the `candle` feature.
+#![cfg(feature = "candle")]
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -110,9 +114,14 @@ impl TempCgroup {
             .sum()
     }
 
-    /// The most memory the cgroup ever held (v1), when known.
-    fn max_usage(&self) -> Option<u64> {
-        self.file("memory.max_usage_in_bytes").trim().parse().ok()
+    /// The most memory the cgroup ever held: `memory.max_usage_in_bytes`
+    /// (v1) or `memory.peak` (v2, Linux 5.19+). Fails the test when the
+    /// kernel reports neither.
+    fn max_usage(&self) -> u64 {
+        ["memory.max_usage_in_bytes", "memory.peak"]
+            .iter()
+            .find_map(|f| self.file(f).trim().parse().ok())
+            .expect("the cgroup reports no peak (memory.max_usage_in_bytes or memory.peak)")
     }
 }
 
@@ -174,6 +183,7 @@ fn report(out: &Output) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs root to create a memory cgroup: scripts/test.sh runs it with --ignored as root"]
 fn a_child_in_a_300_mib_cgroup_sees_300_mib_and_budgets_70_percent() {
     let cg = TempCgroup::new("limit", 300 * MIB);
     let r = report(&cg.run(&example("memory_report"), &[]));
@@ -188,6 +198,7 @@ fn a_child_in_a_300_mib_cgroup_sees_300_mib_and_budgets_70_percent() {
 }
 
 #[test]
+#[ignore = "needs root to create a memory cgroup: scripts/test.sh runs it with --ignored as root"]
 fn the_environment_sets_the_budget_inside_the_cgroup() {
     let cg = TempCgroup::new("env", 300 * MIB);
     let bin = example("memory_report");
@@ -228,9 +239,10 @@ fn vectors(out: &Output) -> Vec<Vec<f32>> {
 /// default budget (70% of the limit), finishes the same corpus with the same
 /// embeddings as an unconstrained run.
 #[test]
+#[ignore = "needs root to create a memory cgroup: scripts/test.sh runs it with --ignored as root"]
 fn batch_embedder_finishes_where_fixed_batches_are_oom_killed() {
     let limit = 288 * MIB;
-    let texts = membatch::bench_support::uniform_corpus(96, 300, 11);
+    let texts = membatch_testkit::corpus::uniform_corpus(96, 300, 11);
     let input: String = texts.iter().map(|t| format!("{t}\n")).collect();
     let embed = example("embed");
 
@@ -287,22 +299,29 @@ fn batch_embedder_finishes_where_fixed_batches_are_oom_killed() {
     }
     let peak = cg.max_usage();
     eprintln!(
-        "cgroup peak {:?} MiB of {} MiB; log:\n{stderr}",
-        peak.map(|p| p / MIB),
+        "cgroup peak {} MiB of {} MiB; log:\n{stderr}",
+        peak / MIB,
         limit / MIB
     );
-    if let Some(p) = peak {
-        assert!(p <= limit);
-    }
+    // The kernel never lets usage pass the limit, so the meaningful bound
+    // is lower: the run stayed clear of it (measured 159 MiB of 288 MiB,
+    // the model's page cache included), never leaning on reclaim to live.
+    assert!(
+        peak <= limit / 10 * 9,
+        "cgroup peak {} MiB is within 10% of the {} MiB limit",
+        peak / MIB,
+        limit / MIB
+    );
 }
 
 /// A container too small to hold the f32 model: loading is refused with a
 /// typed error naming the fix instead of being OOM-killed, and the int8
 /// weights (a third of the memory) run the same corpus there.
 #[test]
+#[ignore = "needs root to create a memory cgroup: scripts/test.sh runs it with --ignored as root"]
 fn a_limit_too_small_to_load_is_an_error_and_int8_fits_it() {
     let limit = 128 * MIB;
-    let texts = membatch::bench_support::uniform_corpus(24, 200, 5);
+    let texts = membatch_testkit::corpus::uniform_corpus(24, 200, 5);
     let input: String = texts.iter().map(|t| format!("{t}\n")).collect();
     let embed = example("embed");
 

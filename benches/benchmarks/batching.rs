@@ -5,9 +5,9 @@
 
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use membatch::batch::{BatchConfig, BatchEmbedder};
-use membatch::bench_support::mixed_corpus;
 use membatch::memory::{MemoryBudget, MemoryConfig};
-use membatch::{Embedder, ModelShape, Result};
+use membatch::{CostPrior, Embedder, Result};
+use membatch_testkit::corpus::mixed_corpus;
 
 /// Does no work: tokens are words + 2 (capped at 256), vectors are empty.
 struct Free;
@@ -28,13 +28,9 @@ impl Embedder for Free {
             .map(|t| (t.split(' ').count() + 2).min(256))
             .collect())
     }
-    fn shape(&self) -> Option<ModelShape> {
-        Some(ModelShape {
-            hidden_size: 384,
-            num_heads: 12,
-            num_layers: 6,
-            intermediate_size: 1536,
-        })
+    /// What membatch's encoder says for all-MiniLM-L6-v2.
+    fn cost_prior(&self) -> Option<CostPrior> {
+        Some(CostPrior::new(4 * (5 * 384 + 1536), 4))
     }
 }
 

@@ -9,8 +9,8 @@
 //! batches of 32, as the pipeline runs it.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
-use membatch::bench_support::mixed_corpus;
 use membatch::{BertEmbedder, Embedder, ModelSource, Precision};
+use membatch_testkit::corpus::mixed_corpus;
 
 const BATCH_SIZES: [usize; 4] = [8, 16, 32, 64];
 

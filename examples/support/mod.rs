@@ -1,5 +1,5 @@
-//! What the example binaries share: logging to stderr and one-line
-//! argument errors.
+//! What the example binaries share: logging to stderr, one-line errors
+//! with the hints only this repository can give, and argument errors.
 
 use std::process::ExitCode;
 
@@ -52,4 +52,32 @@ pub fn parse_args<A: Parser>(name: &str) -> Result<A, ExitCode> {
             Err(ExitCode::from(2))
         }
     }
+}
+
+/// A library error as one line, its causes included, with a hint where the
+/// library's own message cannot know how this binary is run: how this
+/// repository places the default model, and the flag that holds the
+/// weights as int8.
+#[allow(dead_code)] // not every example reports library errors
+pub fn message(e: &membatch::Error) -> String {
+    let mut message = e.report().to_string();
+    match e {
+        // Only a missing model directory carries a hint.
+        membatch::Error::ModelFile {
+            kind: membatch::ModelFileError::Missing { hint },
+            ..
+        } if !hint.is_empty() => {
+            message.push_str(&format!(
+                " (scripts/fetch-model.sh places the default model in {})",
+                membatch::source::default_model_dir().display()
+            ));
+        }
+        membatch::Error::ModelTooLarge { precision, .. }
+            if *precision == membatch::Precision::F32 =>
+        {
+            message.push_str(" (here: --precision int8)");
+        }
+        _ => {}
+    }
+    message
 }

@@ -1,18 +1,12 @@
 //! Predicting what a batch costs in memory before running it ([`CostModel`]).
+//!
+//! The backend says what its forward pass holds per token and per token
+//! pair ([`CostPrior`], from [`Embedder::cost_prior`](crate::Embedder::cost_prior));
+//! this module keeps only the arithmetic: a calibration ratio learnt from
+//! measured batches, and a safety margin.
 
-use crate::ModelShape;
+use crate::embedder::CostPrior;
 
-/// Floats the encoder holds per token and per unit of width: the hidden
-/// states, Q, K and V side by side, and the attention context (membatch's
-/// forward pass allocates these once per batch and works in place).
-const HIDDEN_COPIES: u64 = 5;
-/// Per token, per unit of feed-forward width: the intermediate activation
-/// (GELU runs in place).
-const INTERMEDIATE_COPIES: u64 = 1;
-/// Per text and per pair of its tokens: one head's attention scores. Heads
-/// and texts run a few at a time (one per compute thread), so this
-/// over-counts big batches a little, never under-counts.
-const SCORE_COPIES: u64 = 1;
 /// The ratio (measured / raw) assumed before any batch is measured: with
 /// the margin, a first prediction of 1.5 × raw.
 const PRIOR_RATIO: f64 = 1.5 / MARGIN;
@@ -26,13 +20,12 @@ const MIN_RATIO: f64 = 0.75;
 /// reliably (their peak drowns in allocator noise) and do not calibrate.
 const MIN_CALIBRATION_BYTES: u64 = 16 << 20;
 
-/// Predicts a batch's peak memory from its size, padded length and the
-/// model's shape, and refines the prediction from measured batches.
+/// Predicts a batch's peak memory from its size and padded length, and
+/// refines the prediction from measured batches.
 ///
-/// The raw estimate counts the floats the encoder holds at its peak (layers
-/// run one after another in the same buffers, so depth adds nothing at
-/// inference): `batch × length × (5·hidden + intermediate)` plus
-/// `batch × length²` for attention scores, in f32. The
+/// The raw estimate is the backend's [`CostPrior`]: for membatch's BERT
+/// encoder, the floats it holds at its peak (layers run one after another
+/// in the same buffers, so depth adds nothing at inference). The
 /// prediction is raw × ratio × 1.15. The ratio starts at 1.3; each measured
 /// batch (measured peak / raw) raises it at once when higher and pulls it
 /// 20% of the way down when lower, never below 0.75, so one lucky batch
@@ -40,11 +33,9 @@ const MIN_CALIBRATION_BYTES: u64 = 16 << 20;
 ///
 /// ```
 /// use membatch::batch::CostModel;
-/// use membatch::ModelShape;
+/// use membatch::CostPrior;
 ///
-/// let mut cost = CostModel::new(ModelShape {
-///     hidden_size: 384, num_heads: 12, num_layers: 6, intermediate_size: 1536,
-/// });
+/// let mut cost = CostModel::new(CostPrior::new(4 * (5 * 384 + 1536), 4));
 /// let before = cost.estimate(8, 256);
 /// assert!(cost.estimate(8, 512) > 2 * before, "attention grows with length²");
 /// cost.observe(8, 256, before / 2); // the batch cost less than predicted
@@ -52,24 +43,24 @@ const MIN_CALIBRATION_BYTES: u64 = 16 << 20;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostModel {
-    shape: ModelShape,
+    prior: CostPrior,
     ratio: f64,
     measured: u64,
 }
 
 impl CostModel {
-    /// An uncalibrated model for `shape`.
-    pub fn new(shape: ModelShape) -> Self {
+    /// An uncalibrated model starting from `prior`.
+    pub fn new(prior: CostPrior) -> Self {
         CostModel {
-            shape,
+            prior,
             ratio: PRIOR_RATIO,
             measured: 0,
         }
     }
 
-    /// The shape predictions are made for.
-    pub fn shape(&self) -> ModelShape {
-        self.shape
+    /// The backend's prior the predictions start from.
+    pub fn prior(&self) -> CostPrior {
+        self.prior
     }
 
     /// The calibration ratio in force (measured peak / raw estimate).
@@ -82,17 +73,9 @@ impl CostModel {
         self.measured
     }
 
-    /// The raw floats-times-four estimate, before calibration and margin.
-    pub fn raw_bytes(&self, batch: usize, length: usize) -> u64 {
-        let s = &self.shape;
-        let (b, l) = (batch as u64, length as u64);
-        let per_token =
-            HIDDEN_COPIES * s.hidden_size as u64 + INTERMEDIATE_COPIES * s.intermediate_size as u64;
-        let linear = b.saturating_mul(l).saturating_mul(per_token);
-        let scores = b
-            .saturating_mul(l.saturating_mul(l))
-            .saturating_mul(SCORE_COPIES);
-        linear.saturating_add(scores).saturating_mul(4)
+    /// The raw estimate, before calibration and margin.
+    pub(crate) fn raw_bytes(&self, batch: usize, length: usize) -> u64 {
+        self.prior.bytes(batch, length)
     }
 
     /// The predicted peak of a batch of `batch` texts padded to `length`
@@ -103,7 +86,7 @@ impl CostModel {
 
     /// The most texts of padded length `length` whose estimate fits in
     /// `bytes` (zero when not even one does).
-    pub fn max_batch_within(&self, length: usize, bytes: u64) -> usize {
+    pub(crate) fn max_batch_within(&self, length: usize, bytes: u64) -> usize {
         // The estimate is linear in the batch size.
         let one = self.estimate(1, length).max(1);
         usize::try_from(bytes / one).unwrap_or(usize::MAX)
@@ -130,13 +113,9 @@ impl CostModel {
 mod tests {
     use super::*;
 
+    /// The prior membatch's encoder gives all-MiniLM-L6-v2.
     fn minilm() -> CostModel {
-        CostModel::new(ModelShape {
-            hidden_size: 384,
-            num_heads: 12,
-            num_layers: 6,
-            intermediate_size: 1536,
-        })
+        CostModel::new(CostPrior::new(4 * (5 * 384 + 1536), 4))
     }
 
     #[test]

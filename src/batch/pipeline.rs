@@ -2,116 +2,34 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::config::BatchConfig;
 use super::cost::CostModel;
-use super::plan::{batch_len, bounded_len, longest_first};
-use super::rule::{AdaptiveBatcher, BatchConfig};
+use super::metrics::{BatchMetrics, Progress};
+use super::plan::batch_len;
+use super::rule::BatchSizeRule;
+use crate::embedder::{CostPrior, Embedder};
 use crate::error::{Error, Result};
-use crate::memory::{MemoryBudget, MemoryReading, PressureLevel, WorkReport};
-use crate::{Embedder, ModelShape};
-
-/// Texts are counted in chunks of this many, so that a million inputs never
-/// hold a million tokenizer encodings at once.
-const COUNT_CHUNK: usize = 1024;
-/// While other work holds reservations, a batch that cannot fit waits this
-/// long between looks...
-const WAIT_STEP: Duration = Duration::from_millis(20);
-/// ...and gives up with [`Error::MemoryPressure`] after this many looks.
-const MAX_WAITS: u32 = 500;
-
-/// Where a run stands, handed to the progress observer after each batch.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Progress {
-    /// Texts embedded so far in this run.
-    pub done: usize,
-    /// Texts in this run.
-    pub total: usize,
-    /// Texts in the batch just finished.
-    pub batch_size: usize,
-    /// The memory figure after the batch (see [`MemoryReading::figure_bytes`]).
-    pub memory_bytes: u64,
-    /// Texts per second of this run so far.
-    pub texts_per_second: f64,
-}
-
-/// A snapshot of what a [`BatchEmbedder`] has done so far (all runs).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct BatchMetrics {
-    /// The size the batch-size rule allows next.
-    pub batch_size: usize,
-    /// Batches embedded.
-    pub batches: u64,
-    /// Texts embedded.
-    pub texts: u64,
-    /// Real tokens embedded (special tokens included).
-    pub tokens: u64,
-    /// Tokens run through the model, padding included.
-    pub padded_tokens: u64,
-    /// Batches planned again smaller after memory refused them.
-    pub retries: u64,
-    /// Times memory pressure halved the batch size.
-    pub shrinks: u64,
-    /// Memory cleanups forced by the budget (shared with its other users).
-    pub cleanups: u64,
-    /// The highest memory figure seen by the budget, in bytes.
-    pub peak_memory_bytes: u64,
-    /// The highest process RSS seen by the budget, in bytes.
-    pub peak_rss_bytes: u64,
-    /// Time spent planning and embedding, summed over callers (with several
-    /// threads embedding at once it exceeds the wall-clock time).
-    pub busy: Duration,
-}
-
-impl BatchMetrics {
-    /// Padded tokens per real token (1.0 is no padding at all).
-    pub fn padding_ratio(&self) -> f64 {
-        if self.tokens == 0 {
-            1.0
-        } else {
-            self.padded_tokens as f64 / self.tokens as f64
-        }
-    }
-
-    /// Texts per second of busy time (per caller, with several callers).
-    pub fn texts_per_second(&self) -> f64 {
-        per_second(self.texts as usize, self.busy)
-    }
-}
-
-fn per_second(n: usize, d: Duration) -> f64 {
-    let s = d.as_secs_f64();
-    if s > 0.0 {
-        n as f64 / s
-    } else {
-        0.0
-    }
-}
-
-/// One batch of results from [`BatchEmbedder::stream`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmbeddedBatch {
-    /// The input index of each text in this batch.
-    pub indices: Vec<usize>,
-    /// One vector per text, in the order of `indices`.
-    pub embeddings: Vec<Vec<f32>>,
-}
+use crate::memory::{MemoryBudget, MemoryReading, WorkReport};
+use crate::pressure::PressureLevel;
 
 type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
 
-/// Embeds inputs of any size through an [`Embedder`], in batches sized by an
-/// [`AdaptiveBatcher`] and a [`CostModel`] so that every batch fits the
+/// Embeds inputs of any size through an [`Embedder`], in batches sized by a
+/// [`BatchSizeRule`] and a [`CostModel`] so that every batch fits the
 /// [`MemoryBudget`].
 ///
 /// For each run it counts tokens, orders texts longest first (neighbours
 /// pad little), and for each batch takes the most texts that the rule, the
 /// token limit and the memory headroom allow. Each batch runs under a
-/// [`MemoryGuard`](crate::MemoryGuard); its measured peak refines the cost
-/// model. When memory refuses a batch, the rule halves and the same texts
-/// are planned again (none is lost or embedded twice); when not even one
-/// text can fit, the run ends with [`Error::BudgetTooSmall`].
+/// [`MemoryGuard`](crate::memory::MemoryGuard); its measured peak refines
+/// the cost model. When memory refuses a batch, the rule halves and the
+/// same texts are planned again (none is lost or embedded twice); when not
+/// even one text can fit, the run ends with [`Error::BudgetTooSmall`]; when
+/// other work holds the memory one text needs, the batch waits for it as
+/// the [`RetryPolicy`](super::RetryPolicy) says.
 ///
 /// `&self` methods: one `BatchEmbedder` can serve several threads, which
 /// share its rule, cost model and budget.
@@ -142,18 +60,19 @@ type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
 /// # Ok::<(), membatch::Error>(())
 /// ```
 pub struct BatchEmbedder<E> {
-    embedder: E,
-    budget: MemoryBudget,
-    config: BatchConfig,
-    state: Mutex<State>,
-    observer: Option<Observer>,
+    pub(super) embedder: E,
+    pub(super) budget: MemoryBudget,
+    pub(super) config: BatchConfig,
+    pub(super) state: Mutex<State>,
+    pub(super) observer: Option<Observer>,
 }
 
+/// What the batcher learns as it runs, shared by its callers.
 #[derive(Debug)]
-struct State {
-    batcher: AdaptiveBatcher,
-    cost: CostModel,
-    metrics: BatchMetrics,
+pub(super) struct State {
+    pub(super) rule: BatchSizeRule,
+    pub(super) cost: CostModel,
+    pub(super) metrics: BatchMetrics,
 }
 
 impl<E> fmt::Debug for BatchEmbedder<E> {
@@ -175,7 +94,7 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// embedder's `max_seq_length` (one long text could never run).
     pub fn new(embedder: E, budget: MemoryBudget, config: BatchConfig) -> Result<Self> {
         let max_seq = embedder.max_seq_length();
-        if let Some(max) = config.max_batch_tokens {
+        if let Some(max) = config.max_batch_tokens() {
             if max < max_seq {
                 return Err(Error::invalid_config(
                     "max_batch_tokens",
@@ -184,19 +103,19 @@ impl<E: Embedder> BatchEmbedder<E> {
                 ));
             }
         }
-        let shape = embedder
-            .shape()
-            .unwrap_or_else(|| ModelShape::guess_from_dimension(embedder.dimension()));
-        let batcher = AdaptiveBatcher::new(&config);
+        let prior = embedder
+            .cost_prior()
+            .unwrap_or_else(|| CostPrior::guess_from_dimension(embedder.dimension()));
+        let rule = BatchSizeRule::new(&config);
         Ok(BatchEmbedder {
             embedder,
             budget,
             config,
             state: Mutex::new(State {
-                batcher,
-                cost: CostModel::new(shape),
+                rule,
+                cost: CostModel::new(prior),
                 metrics: BatchMetrics {
-                    batch_size: batcher.size(),
+                    batch_size: rule.size(),
                     ..BatchMetrics::default()
                 },
             }),
@@ -250,8 +169,9 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// # Errors
     ///
     /// [`Error::BudgetTooSmall`] when one text cannot fit in the budget;
-    /// [`Error::MemoryPressure`] when other work kept the budget full for
-    /// too long; the embedder's own errors.
+    /// [`Error::MemoryPressure`] when other work kept the memory one text
+    /// needs for longer than the retry policy waits; the embedder's own
+    /// errors.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); texts.len()];
         for batch in self.stream(texts)? {
@@ -263,69 +183,47 @@ impl<E: Embedder> BatchEmbedder<E> {
         Ok(out)
     }
 
-    /// Counts tokens and returns an iterator of batches, each with the input
-    /// indices of its texts, in the order they are embedded (longest first).
-    ///
-    /// The texts are counted and ordered up front (a few bytes per text);
-    /// the vectors are handed out batch by batch, so the caller can write
-    /// them out instead of holding them all. Nothing is embedded until the
-    /// iterator is advanced; after an error it yields nothing more.
-    ///
-    /// # Errors
-    ///
-    /// The embedder's tokenization errors.
-    pub fn stream<'a, S: AsRef<str>>(&'a self, texts: &'a [S]) -> Result<BatchStream<'a, E, S>> {
-        let max_seq = self.embedder.max_seq_length();
-        let mut ends = Vec::with_capacity(texts.len());
-        let mut counts = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(COUNT_CHUNK) {
-            let mut slices = Vec::with_capacity(chunk.len());
-            for t in chunk {
-                let t = t.as_ref();
-                let end = bounded_len(&self.embedder, t, max_seq)?;
-                ends.push(end);
-                slices.push(&t[..end]);
-            }
-            let chunk_counts = self.embedder.token_counts(&slices)?;
-            if chunk_counts.len() != slices.len() {
-                return Err(Error::Tokenization(crate::error::boxed(
-                    std::io::Error::other(format!(
-                        "the embedder returned {} token counts for {} texts",
-                        chunk_counts.len(),
-                        slices.len()
-                    )),
-                )));
-            }
-            counts.extend(chunk_counts);
-        }
-        let order = longest_first(&counts);
-        let counts = order.iter().map(|&i| counts[i]).collect();
-        tracing::info!(texts = texts.len(), "embedding texts");
-        Ok(BatchStream {
-            owner: self,
-            texts,
-            ends,
-            order,
-            counts,
-            pos: 0,
-            batches: 0,
-            busy: Duration::ZERO,
-            failed: false,
-        })
-    }
-
     /// Room for the next batch: what keeps the figure at or below the
     /// cautious threshold, so planned work stays in the normal band, after
     /// the `reserved` bytes of other callers.
     fn planning_room(&self, reading: &MemoryReading, reserved: u64) -> u64 {
         let target =
-            (reading.budget_bytes as f64 * self.budget.config().thresholds.cautious) as u64;
+            (reading.budget_bytes as f64 * self.budget.config().thresholds().cautious) as u64;
         target
             .saturating_sub(reading.figure_bytes)
             .saturating_sub(reserved)
     }
 
-    fn too_small(&self, reading: &MemoryReading, tokens: usize) -> Error {
+    /// How many of `remaining` (token counts, longest first) the next batch
+    /// takes and the bytes it is predicted to need, by `reading` with
+    /// `reserved` bytes held by other work: the most the rule, the token
+    /// limit and the planning room allow, else one text when it fits the
+    /// budget itself. `None` when not even one text fits now.
+    pub(super) fn plan(
+        &self,
+        remaining: &[usize],
+        reading: &MemoryReading,
+        reserved: u64,
+    ) -> Option<(usize, u64)> {
+        let padded = *remaining.first()?;
+        let (rule, cost) = {
+            let s = self.state.lock();
+            (s.rule.size(), s.cost)
+        };
+        let room = self.planning_room(reading, reserved);
+        let max_tokens = self.config.max_batch_tokens();
+        if let Some(n) = batch_len(remaining, rule, &cost, room, max_tokens) {
+            return Some((n, cost.estimate(n, padded)));
+        }
+        let one = cost.estimate(1, padded);
+        // Room up to the budget itself, for a lone text that does not fit
+        // the planning room.
+        let full_room = reading.headroom_bytes().saturating_sub(reserved);
+        (one <= full_room).then_some((1, one))
+    }
+
+    /// The error for a text of `tokens` tokens that cannot fit even alone.
+    pub(super) fn too_small(&self, reading: &MemoryReading, tokens: usize) -> Error {
         let one = self.state.lock().cost.estimate(1, tokens);
         Error::BudgetTooSmall {
             needed: reading.figure_bytes.saturating_add(one),
@@ -335,60 +233,11 @@ impl<E: Embedder> BatchEmbedder<E> {
         }
     }
 
-    /// Decides how many of `remaining` (token counts, longest first) the
-    /// next batch takes and the bytes it is predicted to need, cleaning up
-    /// and waiting for other work when needed. Returns the reading it
-    /// planned with, for [`MemoryBudget::acquire_after`].
-    fn plan(&self, remaining: &[usize]) -> Result<(usize, u64, MemoryReading)> {
-        let padded = remaining[0];
-        let mut waits = 0;
-        let mut cleaned = false;
-        let mut reading = self.budget.read();
-        loop {
-            let (rule, cost) = {
-                let s = self.state.lock();
-                (s.batcher.size(), s.cost)
-            };
-            let reserved = self.budget.metrics().reserved_bytes;
-            let room = self.planning_room(&reading, reserved);
-            if let Some(n) = batch_len(remaining, rule, &cost, room, self.config.max_batch_tokens) {
-                return Ok((n, cost.estimate(n, padded), reading));
-            }
-            let one = cost.estimate(1, padded);
-            // Room up to the budget itself, for a lone text that does not
-            // fit the planning room.
-            let full_room = reading.headroom_bytes().saturating_sub(reserved);
-            if one <= full_room {
-                return Ok((1, one, reading));
-            }
-            if !cleaned {
-                cleaned = true;
-                reading = self.budget.cleanup();
-                continue;
-            }
-            if reserved == 0 {
-                return Err(self.too_small(&reading, padded));
-            }
-            // Other work holds reservations that will be released.
-            waits += 1;
-            if waits > MAX_WAITS {
-                return Err(Error::MemoryPressure {
-                    needed: one,
-                    available: full_room,
-                    level: reading.level,
-                });
-            }
-            std::thread::sleep(WAIT_STEP);
-            cleaned = false;
-            reading = self.budget.read();
-        }
-    }
-
     /// Memory refused a batch of `n` texts: halve it and count a retry.
-    fn on_refused(&self, n: usize, why: &Error) {
+    pub(super) fn on_refused(&self, n: usize, why: &Error) {
         let mut s = self.state.lock();
-        let before = s.batcher.size();
-        let after = s.batcher.on_pressure_after(n);
+        let before = s.rule.size();
+        let after = s.rule.on_pressure_after(n);
         s.metrics.retries += 1;
         s.metrics.shrinks += 1;
         s.metrics.batch_size = after;
@@ -397,7 +246,7 @@ impl<E: Embedder> BatchEmbedder<E> {
     }
 
     /// Learns from a finished batch and moves the rule.
-    fn on_done(
+    pub(super) fn on_done(
         &self,
         n: usize,
         padded: usize,
@@ -411,13 +260,13 @@ impl<E: Embedder> BatchEmbedder<E> {
         if !report.overlapped {
             s.cost.observe(n, padded, report.peak_bytes);
         }
-        let before = s.batcher.size();
+        let before = s.rule.size();
         let after = match peak_level {
-            PressureLevel::Normal => s.batcher.on_success(),
+            PressureLevel::Normal => s.rule.on_success(),
             PressureLevel::Cautious => before,
             PressureLevel::Degraded | PressureLevel::Critical => {
                 s.metrics.shrinks += 1;
-                let after = s.batcher.on_pressure_after(n);
+                let after = s.rule.on_pressure_after(n);
                 tracing::info!(from = before, to = after, level = %peak_level, "batch size reduced");
                 after
             }
@@ -428,159 +277,5 @@ impl<E: Embedder> BatchEmbedder<E> {
         m.texts += n as u64;
         m.tokens += tokens as u64;
         m.padded_tokens += (n * padded) as u64;
-    }
-}
-
-/// The batches of one run; see [`BatchEmbedder::stream`].
-pub struct BatchStream<'a, E, S> {
-    owner: &'a BatchEmbedder<E>,
-    texts: &'a [S],
-    /// Byte length of each text after the bounded-prefix cut, by input index.
-    ends: Vec<usize>,
-    /// Input indices, longest first.
-    order: Vec<usize>,
-    /// Token counts in `order`.
-    counts: Vec<usize>,
-    pos: usize,
-    batches: usize,
-    busy: Duration,
-    failed: bool,
-}
-
-impl<E, S> fmt::Debug for BatchStream<'_, E, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BatchStream")
-            .field("done", &self.pos)
-            .field("total", &self.order.len())
-            .field("batches", &self.batches)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<E: Embedder, S: AsRef<str>> BatchStream<'_, E, S> {
-    /// Adds the time since `started` to this run's and the owner's busy time.
-    fn spent(&mut self, started: Instant) {
-        let d = started.elapsed();
-        self.busy += d;
-        self.owner.state.lock().metrics.busy += d;
-    }
-
-    /// Texts in this run.
-    pub fn total(&self) -> usize {
-        self.order.len()
-    }
-
-    /// Texts embedded so far in this run.
-    pub fn done(&self) -> usize {
-        self.pos
-    }
-
-    fn next_batch(&mut self) -> Result<EmbeddedBatch> {
-        let owner = self.owner;
-        let mut waits = 0;
-        loop {
-            let started = Instant::now();
-            let remaining = &self.counts[self.pos..];
-            let (n, estimate, reading) = owner.plan(remaining)?;
-            let padded = remaining[0];
-            let guard = match owner.budget.acquire_after(reading, estimate) {
-                Ok(g) => g,
-                Err(e @ Error::MemoryPressure { .. }) => {
-                    self.spent(started);
-                    if n > 1 {
-                        owner.on_refused(n, &e);
-                        continue;
-                    }
-                    // One text, refused: the room went to another caller
-                    // between planning and asking; wait for it, or give up.
-                    if owner.budget.metrics().reserved_bytes == 0 {
-                        return Err(owner.too_small(&owner.budget.read(), padded));
-                    }
-                    waits += 1;
-                    if waits > MAX_WAITS {
-                        return Err(e);
-                    }
-                    std::thread::sleep(WAIT_STEP);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let indices = self.order[self.pos..self.pos + n].to_vec();
-            let texts: Vec<&str> = indices
-                .iter()
-                .map(|&i| &self.texts[i].as_ref()[..self.ends[i]])
-                .collect();
-            tracing::debug!(
-                batch = self.batches + 1,
-                texts = n,
-                padded_tokens = padded,
-                estimate,
-                done = self.pos,
-                total = self.order.len(),
-                "processing batch"
-            );
-            let result = owner.embedder.embed(&texts);
-            let report = guard.finish();
-            self.spent(started);
-            let embeddings = match result {
-                Ok(v) if v.len() == n => v,
-                Ok(v) => {
-                    return Err(Error::Inference(crate::error::boxed(
-                        std::io::Error::other(format!(
-                            "the embedder returned {} vectors for {n} texts",
-                            v.len()
-                        )),
-                    )))
-                }
-                Err(e @ Error::MemoryPressure { .. }) if n > 1 => {
-                    owner.on_refused(n, &e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let peak_figure = report.figure_before_bytes.saturating_add(report.peak_bytes);
-            let peak_level = PressureLevel::for_fraction(
-                peak_figure as f64 / report.budget_bytes.max(1) as f64,
-                &owner.budget.config().thresholds,
-            );
-            let tokens = self.counts[self.pos..self.pos + n].iter().sum();
-            owner.on_done(n, padded, tokens, peak_level, &report);
-            self.pos += n;
-            self.batches += 1;
-            if let Some(observer) = &owner.observer {
-                observer(&Progress {
-                    done: self.pos,
-                    total: self.order.len(),
-                    batch_size: n,
-                    memory_bytes: report.figure_after_bytes,
-                    texts_per_second: per_second(self.pos, self.busy),
-                });
-            }
-            if self.pos == self.order.len() {
-                tracing::info!(
-                    texts = self.pos,
-                    batches = self.batches,
-                    seconds = self.busy.as_secs_f64(),
-                    "completed texts"
-                );
-            }
-            return Ok(EmbeddedBatch {
-                indices,
-                embeddings,
-            });
-        }
-    }
-}
-
-impl<E: Embedder, S: AsRef<str>> Iterator for BatchStream<'_, E, S> {
-    type Item = Result<EmbeddedBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.order.len() {
-            return None;
-        }
-        let result = self.next_batch();
-        self.failed = result.is_err();
-        Some(result)
     }
 }

@@ -2,7 +2,8 @@
 //! of a huge text.
 
 use super::cost::CostModel;
-use crate::{Embedder, Result};
+use crate::embedder::Embedder;
+use crate::error::Result;
 
 /// Input indices ordered longest first; equal lengths keep input order.
 ///
@@ -109,10 +110,10 @@ fn is_cjk(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ModelShape;
+    use crate::embedder::CostPrior;
 
     fn cost() -> CostModel {
-        CostModel::new(ModelShape::guess_from_dimension(64))
+        CostModel::new(CostPrior::guess_from_dimension(64))
     }
 
     #[test]

@@ -6,24 +6,26 @@
 //! pooling over the attention mask and the same normalisation, as the model's
 //! own sentence-transformers files configure them.
 
+mod builder;
 mod encoder;
+mod load;
 mod metadata;
 mod pooling;
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
-use crate::memory::MemoryBudget;
-use crate::source::{ModelFiles, ModelSource};
-use crate::{BatchEmbedder, Config, Embedder, ModelConfig, ModelShape, Precision};
-use encoder::{Activation, BertConfig, Encoder, Packed};
-use metadata::{read_json, SentenceConfig};
+use crate::config::ModelConfig;
+use crate::embedder::{CostPrior, Embedder, ModelShape};
+use crate::error::{boxed, BoxError, Error, Result};
+use crate::precision::Precision;
+use crate::source::ModelSource;
+pub use builder::BertEmbedderBuilder;
+use encoder::{BertConfig, Encoder, Packed};
 pub use pooling::Pooling;
 
 /// How pooled token states become the output vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OutputSettings {
     /// How token states are pooled.
     pub pooling: Pooling,
@@ -132,12 +134,12 @@ impl BertEmbedder {
             tokenizer,
             settings,
             dimension: config.hidden_size,
-            shape: ModelShape {
-                hidden_size: config.hidden_size,
-                num_heads: config.num_attention_heads,
-                num_layers: config.num_hidden_layers,
-                intermediate_size: config.intermediate_size,
-            },
+            shape: ModelShape::new(
+                config.hidden_size,
+                config.num_attention_heads,
+                config.num_hidden_layers,
+                config.intermediate_size,
+            ),
             pool: None,
             name: name.into(),
         })
@@ -153,11 +155,22 @@ impl BertEmbedder {
         self.pool.as_ref().map(|p| p.current_num_threads())
     }
 
-    /// The tokenizer, as this embedder runs it: truncation at
-    /// `max_seq_length`, no padding. Clone it and change its settings to
-    /// measure texts differently (a chunker wants untruncated counts).
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
+    /// A counter of content tokens as this model's tokenizer splits a text:
+    /// no special tokens, no truncation. What a chunker sizes chunks by, so
+    /// that a chunk of `max_seq_length - 2` counted tokens fits the model
+    /// whole.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenization`] when the tokenizer's truncation cannot be
+    /// switched off.
+    pub fn token_counter(&self) -> Result<TokenCounter> {
+        let mut tokenizer = self.tokenizer.clone();
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+        tokenizer.with_padding(None);
+        Ok(TokenCounter { tokenizer })
     }
 
     /// The token ids each text becomes (`[CLS]` and `[SEP]` included, truncated
@@ -217,45 +230,7 @@ impl BertEmbedder {
     ///
     /// As [`BertEmbedderBuilder::build`].
     pub fn from_config(config: &ModelConfig) -> Result<Self> {
-        let mut b = Self::builder();
-        if let Some(s) = &config.source {
-            b = b.source(s.clone());
-        }
-        if let Some(n) = config.normalize {
-            b = b.normalize(n);
-        }
-        if let Some(t) = config.threads {
-            b = b.threads(t);
-        }
-        if let Some(m) = config.max_seq_length {
-            b = b.max_seq_length(m);
-        }
-        b.precision(config.precision).build()
-    }
-}
-
-impl BatchEmbedder<BertEmbedder> {
-    /// Loads the model and builds the whole pipeline from one [`Config`]
-    /// (e.g. [`Config::from_env`]).
-    ///
-    /// ```no_run
-    /// use membatch::{BatchEmbedder, Config};
-    ///
-    /// let batcher = BatchEmbedder::from_config(&Config::from_env()?)?;
-    /// let vectors = batcher.embed(&["first text", "second text"])?;
-    /// # Ok::<(), membatch::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`BertEmbedder::from_config`] and [`BatchEmbedder::new`].
-    pub fn from_config(config: &Config) -> Result<Self> {
-        let embedder = BertEmbedder::from_config(&config.model)?;
-        BatchEmbedder::new(
-            embedder,
-            MemoryBudget::new(config.memory.clone()),
-            config.batch,
-        )
+        BertEmbedderBuilder::from(config.clone()).build()
     }
 }
 
@@ -289,6 +264,12 @@ impl Embedder for BertEmbedder {
         Some(self.shape)
     }
 
+    /// What the packed forward pass holds per token and per token pair (see
+    /// the encoder's buffers).
+    fn cost_prior(&self) -> Option<CostPrior> {
+        Some(self.encoder.cost_prior())
+    }
+
     /// BERT's normaliser and pre-tokenizer make every whitespace run,
     /// punctuation mark and CJK character a word boundary, WordPiece works
     /// word by word, and truncation keeps the first tokens.
@@ -297,273 +278,30 @@ impl Embedder for BertEmbedder {
     }
 }
 
-/// Settings for loading a [`BertEmbedder`]; [`build`](Self::build) checks them.
-#[derive(Debug, Clone, Default)]
-#[must_use]
-pub struct BertEmbedderBuilder {
-    source: Option<ModelSource>,
-    normalize: Option<bool>,
-    threads: Option<usize>,
-    max_seq_length: Option<usize>,
-    precision: Precision,
+/// Counts a text's content tokens as a model's tokenizer splits it: no
+/// special tokens, no truncation. From [`BertEmbedder::token_counter`].
+#[derive(Clone)]
+pub struct TokenCounter {
+    tokenizer: Tokenizer,
 }
 
-impl BertEmbedderBuilder {
-    /// Where to load the model from. Default:
-    /// [`ModelSource::from_env_or_default`].
-    pub fn source(mut self, source: impl Into<ModelSource>) -> Self {
-        self.source = Some(source.into());
-        self
+impl std::fmt::Debug for TokenCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCounter").finish_non_exhaustive()
     }
+}
 
-    /// Forces L2 normalisation on or off. Default: on when the model's
-    /// `modules.json` has a `Normalize` module.
-    pub fn normalize(mut self, normalize: bool) -> Self {
-        self.normalize = Some(normalize);
-        self
-    }
-
-    /// Runs tokenisation and forward passes on a dedicated pool of `threads`
-    /// threads. Default: none, so candle uses rayon's global pool (sized by
-    /// `RAYON_NUM_THREADS`, else the number of CPUs). See `docs/threads.md`.
-    pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = Some(threads);
-        self
-    }
-
-    /// Truncates texts to this many tokens (special tokens included). Default:
-    /// `max_seq_length` from `sentence_bert_config.json`, else the model's
-    /// `max_position_embeddings`.
-    pub fn max_seq_length(mut self, tokens: usize) -> Self {
-        self.max_seq_length = Some(tokens);
-        self
-    }
-
-    /// Holds the weights in int8 or `f32` (see [`Precision`]). Default:
-    /// `f32`.
-    pub fn precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
-        self
-    }
-
-    /// Loads the model.
+impl TokenCounter {
+    /// The number of tokens `text` becomes, without `[CLS]`/`[SEP]`.
     ///
     /// # Errors
     ///
-    /// - [`Error::InvalidConfig`] for a zero thread count or a sequence
-    ///   length the model cannot take;
-    /// - [`Error::ModelFile`] naming the file for a missing directory or
-    ///   file, unreadable JSON, a missing or misshapen tensor, a corrupt
-    ///   weights file, an unsupported architecture, pooling or module;
-    /// - [`Error::Hub`] when a hub file can be neither found in the cache nor
-    ///   fetched;
-    /// - [`Error::ThreadPool`] when the thread pool cannot start.
-    pub fn build(self) -> Result<BertEmbedder> {
-        if self.threads == Some(0) {
-            return Err(Error::invalid_config(
-                "threads",
-                0,
-                "at least one compute thread is needed",
-            ));
-        }
-        let source = self.source.unwrap_or_else(ModelSource::from_env_or_default);
-        tracing::info!(model = %source, "loading BERT embedder");
-        let files = source.resolve()?;
-        let (config, activation) = load_bert_config(&files)?;
-        check_room_to_load(&config, self.precision)?;
-        let sentence = SentenceConfig::load(&files)?;
-        let tokenizer = load_tokenizer(&files)?;
-        let int8 = self.precision == Precision::Int8;
-        let encoder = load_weights(&files, &config, activation, int8)?;
-        // Loading went through temporary tensors (and, for int8, the f32
-        // weights): hand that memory back before the first batch measures.
-        crate::memory::trim();
-        let settings = OutputSettings {
-            pooling: sentence.pooling,
-            normalize: self.normalize.unwrap_or(sentence.normalize),
-            max_seq_length: self
-                .max_seq_length
-                .or(sentence.max_seq_length)
-                .unwrap_or(config.max_position_embeddings),
-            precision: self.precision,
-        };
-        let mut embedder =
-            BertEmbedder::assemble(encoder, &config, tokenizer, settings, source.id())?;
-        if let Some(threads) = self.threads {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("membatch-compute-{i}"))
-                .build()
-                .map_err(|e| Error::ThreadPool {
-                    threads,
-                    source: boxed(e),
-                })?;
-            embedder.pool = Some(pool);
-        }
-        tracing::info!(
-            model = %source,
-            dimension = embedder.dimension,
-            weight_bytes = embedder.encoder.weight_bytes(),
-            ?settings,
-            threads = ?embedder.threads(),
-            "BERT embedder ready"
-        );
-        Ok(embedder)
-    }
-}
-
-/// The model's `config.json`, checked for what the encoder implements.
-fn load_bert_config(files: &ModelFiles) -> Result<(BertConfig, Activation)> {
-    let path = files.required("config.json")?;
-    let value: serde_json::Value = read_json(&path)?;
-    let model_type = value.get("model_type").and_then(|v| v.as_str());
-    let architectures: Vec<&str> = value
-        .get("architectures")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    let is_bert = match model_type {
-        Some(t) => t == "bert",
-        None => architectures.iter().any(|a| a.starts_with("Bert")),
-    };
-    if !is_bert {
-        let found = model_type
-            .map(str::to_string)
-            .or_else(|| architectures.first().map(|a| a.to_string()))
-            .unwrap_or_else(|| "unknown (no model_type)".to_string());
-        return Err(Error::model_file(
-            &path,
-            ModelFileError::UnsupportedArchitecture { found },
-        ));
-    }
-    let config: BertConfig = serde_json::from_value(value)
-        .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))?;
-    if config.position_embedding_type != "absolute" {
-        return Err(Error::model_file(
-            &path,
-            ModelFileError::UnsupportedSetting {
-                name: "position_embedding_type".into(),
-                found: config.position_embedding_type.clone(),
-                supported: "absolute".into(),
-            },
-        ));
-    }
-    let Some(activation) = Activation::parse(&config.hidden_act) else {
-        return Err(Error::model_file(
-            &path,
-            ModelFileError::UnsupportedSetting {
-                name: "hidden_act".into(),
-                found: config.hidden_act.clone(),
-                supported: Activation::SUPPORTED.into(),
-            },
-        ));
-    };
-    Ok((config, activation))
-}
-
-fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
-    let path = files.required("tokenizer.json")?;
-    Tokenizer::from_file(&path)
-        .map_err(|e| Error::model_file(&path, ModelFileError::Tokenizer(BoxError::from(e))))
-}
-
-fn load_weights(
-    files: &ModelFiles,
-    config: &BertConfig,
-    activation: Activation,
-    int8: bool,
-) -> Result<Encoder> {
-    let path = match files.required("model.safetensors") {
-        Ok(p) => p,
-        Err(Error::ModelFile { path, .. }) if has_pytorch_weights(files) => {
-            return Err(Error::model_file(
-                path,
-                ModelFileError::Missing {
-                    hint: " (only pytorch_model.bin is present: membatch reads safetensors; convert the weights)".into(),
-                },
-            ))
-        }
-        Err(e) => return Err(e),
-    };
-    let weights_error =
-        |e: candle_core::Error| Error::model_file(&path, ModelFileError::Weights(boxed(e)));
-    // SAFETY: the file is memory-mapped read-only. Like every mmap user we
-    // rely on nobody truncating or rewriting it while the model is loaded;
-    // model files are written once and then only read.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
-        .map_err(weights_error)?;
-    Encoder::load(vb, config, activation, int8).map_err(weights_error)
-}
-
-/// The peak memory of loading the weights: every tensor in its final form,
-/// except that the word embedding table (read last, and the largest) is
-/// alive twice in `f32` at that moment (candle's tensor and the copy taken
-/// from it) before it takes its final form.
-fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
-    let (h, i) = (config.hidden_size as u64, config.intermediate_size as u64);
-    let layers = config.num_hidden_layers as u64;
-    let word = config.vocab_size as u64 * h;
-    let dense = layers * (4 * h * h + 2 * h * i);
-    let small = (config.max_position_embeddings as u64 + config.type_vocab_size as u64) * h
-        + layers * (9 * h + i)
-        + 2 * h;
-    // Int8 holds one byte per value plus a 4-byte scale per 32 values.
-    let held = |values: u64| match precision {
-        Precision::F32 => 4 * values,
-        Precision::Int8 => values + 4 * values.div_ceil(32),
-    };
-    held(dense) + 4 * small + 2 * 4 * word
-}
-
-/// Refuses to load when the weights cannot fit in the memory free under
-/// the process's limit: a typed error instead of an OOM kill.
-fn check_room_to_load(config: &BertConfig, precision: Precision) -> Result<()> {
-    use crate::memory::{MemoryProbe, SystemProbe};
-    let snapshot = SystemProbe::new().snapshot();
-    let available = match snapshot.cgroup_limit_bytes() {
-        Some(limit) => limit.saturating_sub(snapshot.figure_bytes()),
-        None => snapshot.system_available_bytes,
-    };
-    // An eighth on top for the tokenizer, the allocator's slack and the
-    // first batch's own needs.
-    let needed = load_peak_bytes(config, precision) / 8 * 9;
-    tracing::debug!(needed, available, %precision, "memory for loading the weights");
-    if needed > available {
-        return Err(Error::ModelTooLarge {
-            needed,
-            available,
-            precision,
-        });
-    }
-    Ok(())
-}
-
-fn has_pytorch_weights(files: &ModelFiles) -> bool {
-    matches!(files.optional("pytorch_model.bin"), Ok(Some(_)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn minilm() -> BertConfig {
-        serde_json::from_value(serde_json::json!({
-            "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
-            "num_attention_heads": 12, "intermediate_size": 1536,
-            "max_position_embeddings": 512
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn the_load_peak_is_the_weights_plus_a_second_word_table() {
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        // all-MiniLM-L6-v2: 86.7 MiB of f32 weights, 44.7 MiB of which is
-        // the word table; measured load peaks (cgroup) were about 131 and
-        // 107 MiB including the process itself.
-        let f32 = mib(load_peak_bytes(&minilm(), Precision::F32));
-        let int8 = mib(load_peak_bytes(&minilm(), Precision::Int8));
-        assert!((125.0..135.0).contains(&f32), "{f32}");
-        assert!((95.0..105.0).contains(&int8), "{int8}");
+    /// [`Error::Tokenization`] when the tokenizer fails on the text.
+    pub fn count(&self, text: &str) -> Result<usize> {
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, false)
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+        Ok(encoding.get_ids().len())
     }
 }

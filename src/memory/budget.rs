@@ -1,17 +1,19 @@
 //! [`MemoryBudget`] and its RAII [`MemoryGuard`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::config::MemoryConfig;
-use super::pressure::PressureLevel;
 use super::probe::{MemoryProbe, MemorySnapshot, SystemProbe};
 use super::reclaim::{AllocatorReclaim, Reclaim};
 use crate::error::{Error, Result};
+use crate::pressure::PressureLevel;
 
 /// One reading of memory against the budget.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct MemoryReading {
     /// The raw figures.
     pub snapshot: MemorySnapshot,
@@ -42,6 +44,7 @@ fn fraction(figure: u64, budget: u64) -> f64 {
 
 /// Counters for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemoryMetrics {
     /// Guards granted.
     pub guards: u64,
@@ -89,6 +92,8 @@ struct Inner {
     probe: Arc<dyn MemoryProbe>,
     reclaim: Arc<dyn Reclaim>,
     state: Mutex<State>,
+    /// Signalled whenever a guard ends, for work waiting for room.
+    released: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +105,8 @@ struct State {
     active: u32,
     /// Guards granted so far: each resets the process-wide peak.
     grants: u64,
+    /// Guards ended so far.
+    releases: u64,
 }
 
 impl MemoryBudget {
@@ -134,6 +141,7 @@ impl MemoryBudget {
                 probe,
                 reclaim,
                 state: Mutex::new(State::default()),
+                released: Condvar::new(),
             }),
         }
     }
@@ -171,7 +179,7 @@ impl MemoryBudget {
         let before = state.level;
         state.level = before.next(
             fraction(figure_bytes, budget_bytes),
-            &self.inner.config.thresholds,
+            &self.inner.config.thresholds(),
         );
         if state.level != before {
             tracing::info!(
@@ -301,6 +309,31 @@ impl MemoryBudget {
     pub fn level(&self) -> PressureLevel {
         self.inner.state.lock().level
     }
+
+    /// How many guards have ended so far: take it before deciding to wait,
+    /// and hand it to [`wait_for_release`](Self::wait_for_release), so a
+    /// guard that ends in between is not missed.
+    pub(crate) fn releases(&self) -> u64 {
+        self.inner.state.lock().releases
+    }
+
+    /// Blocks until a guard ends after `seen` releases (returns `true` at
+    /// once if one already has) or `deadline` passes (`false`). Nothing
+    /// polls: ending guards wake the waiters.
+    pub(crate) fn wait_for_release(&self, seen: u64, deadline: Instant) -> bool {
+        let mut state = self.inner.state.lock();
+        while state.releases == seen {
+            if self
+                .inner
+                .released
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
+                return state.releases != seen;
+            }
+        }
+        true
+    }
 }
 
 /// Which grant a guard is, and whether others were alive when it was made.
@@ -312,6 +345,7 @@ struct Grant {
 
 /// What one piece of guarded work cost; returned by [`MemoryGuard::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkReport {
     /// The estimate the guard was granted for.
     pub estimated_bytes: u64,
@@ -380,7 +414,7 @@ impl MemoryGuard {
         let config = &inner.config;
         let peak_level = PressureLevel::for_fraction(
             fraction(peak_figure, reading.budget_bytes),
-            &config.thresholds,
+            &config.thresholds(),
         );
         let (due, overlapped) = {
             let mut state = inner.state.lock();
@@ -392,11 +426,12 @@ impl MemoryGuard {
                 .saturating_sub(self.estimated_bytes);
             state.metrics.last_work_peak_bytes = Some(peak_bytes);
             state.since_cleanup += 1;
-            (
-                config.cleanup_every > 0 && state.since_cleanup >= config.cleanup_every,
-                overlapped,
-            )
+            state.releases += 1;
+            let every = config.cleanup_every();
+            (every > 0 && state.since_cleanup >= every, overlapped)
         };
+        // The room this guard held is free: wake whoever waits for it.
+        inner.released.notify_all();
         let pressed =
             peak_level >= PressureLevel::Cautious || reading.level >= PressureLevel::Cautious;
         let mut figure_after_bytes = reading.figure_bytes;

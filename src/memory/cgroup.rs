@@ -21,6 +21,7 @@ pub enum CgroupVersion {
 
 /// What the process's memory cgroup says at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CgroupMemory {
     /// The interface the figures came from.
     pub version: CgroupVersion,
@@ -36,6 +37,21 @@ pub struct CgroupMemory {
 }
 
 impl CgroupMemory {
+    /// The figures of one reading (for probes of other sources and tests).
+    pub fn new(
+        version: CgroupVersion,
+        limit_bytes: Option<u64>,
+        usage_bytes: u64,
+        inactive_file_bytes: u64,
+    ) -> Self {
+        CgroupMemory {
+            version,
+            limit_bytes,
+            usage_bytes,
+            inactive_file_bytes,
+        }
+    }
+
     /// Usage minus inactive file pages: the "working set" Kubernetes evicts
     /// on, and the part of the usage that cannot simply be dropped.
     pub fn working_set_bytes(&self) -> u64 {
@@ -45,6 +61,7 @@ impl CgroupMemory {
 
 /// The memory cgroup directories of a process: where to read its figures.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CgroupPaths {
     /// The interface.
     pub version: CgroupVersion,
@@ -231,6 +248,20 @@ pub(crate) fn parse_stat_field(text: &str, key: &str) -> Option<u64> {
 }
 
 impl CgroupPaths {
+    /// The directories of a cgroup at `leaf` under the mount point `mount`
+    /// (for unusual mounts, and tests).
+    pub fn new(
+        version: CgroupVersion,
+        leaf: impl Into<PathBuf>,
+        mount: impl Into<PathBuf>,
+    ) -> Self {
+        CgroupPaths {
+            version,
+            leaf: leaf.into(),
+            mount: mount.into(),
+        }
+    }
+
     /// Finds the current process's memory cgroup; `None` when it has none
     /// (not Linux, no cgroup filesystem, or no memory controller).
     pub fn discover() -> Option<Self> {

@@ -1,11 +1,8 @@
 //! [`MemoryConfig`]: how much memory the work may use, and when pressure starts.
 
+use crate::env::{self, Vars};
 use crate::error::{Error, Result};
-
-/// Environment variable: the budget as a percentage of the effective limit.
-pub const ENV_MAX_MEMORY_PERCENT: &str = "EMBEDDING_MAX_MEMORY_PERCENT";
-/// Environment variable: the budget as an absolute size (`512MiB`, `2GB`).
-pub const ENV_MAX_MEMORY: &str = "EMBEDDING_MAX_MEMORY";
+use crate::pressure::PressureThresholds;
 
 /// The default budget: 70% of the effective limit.
 pub const DEFAULT_PERCENT: f64 = 70.0;
@@ -91,44 +88,27 @@ pub fn parse_size(name: &str, value: &str) -> Result<u64> {
     Ok(bytes)
 }
 
-/// Where the pressure levels start, as fractions of the budget.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PressureThresholds {
-    /// Start of [`Cautious`](super::PressureLevel::Cautious). Default 0.78.
-    pub cautious: f64,
-    /// Start of [`Degraded`](super::PressureLevel::Degraded). Default 0.88.
-    pub degraded: f64,
-    /// Start of [`Critical`](super::PressureLevel::Critical). Default 0.95.
-    pub critical: f64,
-    /// How far below a threshold usage must fall before the level drops
-    /// back, so it does not flap between two batches. Default 0.03.
-    pub hysteresis: f64,
-}
-
-impl Default for PressureThresholds {
-    fn default() -> Self {
-        PressureThresholds {
-            cautious: 0.78,
-            degraded: 0.88,
-            critical: 0.95,
-            hysteresis: 0.03,
-        }
-    }
-}
-
 /// Memory settings: the budget, the pressure thresholds and how often
 /// cleanup runs.
+///
+/// Built through [`MemoryConfig::builder`] (or [`from_env`](Self::from_env)),
+/// which checks every setting, so a [`MemoryBudget`](super::MemoryBudget)
+/// never runs with a budget above the container or thresholds out of order.
+///
+/// ```
+/// use membatch::memory::{MemoryConfig, MemoryLimit};
+///
+/// let config = MemoryConfig::builder().limit(MemoryLimit::Percent(50.0)).build()?;
+/// assert_eq!(config.budget_bytes(2 << 30), 1 << 30);
+/// assert!(MemoryConfig::builder().max_percent(500.0).build().is_err());
+/// # Ok::<(), membatch::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryConfig {
-    /// Budget as a percentage of the effective limit (min of physical memory
-    /// and cgroup limit).
-    pub max_percent: Option<f64>,
-    /// Budget as an absolute size. When both are set the smaller budget wins.
-    pub max_bytes: Option<u64>,
-    /// Pressure level thresholds.
-    pub thresholds: PressureThresholds,
-    /// Force a cleanup every this many guards (0: only under pressure).
-    pub cleanup_every: u32,
+    max_percent: Option<f64>,
+    max_bytes: Option<u64>,
+    thresholds: PressureThresholds,
+    cleanup_every: u32,
 }
 
 impl Default for MemoryConfig {
@@ -145,9 +125,12 @@ impl Default for MemoryConfig {
 impl MemoryConfig {
     /// A builder starting from the defaults.
     pub fn builder() -> MemoryConfigBuilder {
-        MemoryConfigBuilder {
-            config: MemoryConfig::default(),
-        }
+        MemoryConfig::default().into_builder()
+    }
+
+    /// A builder starting from these settings.
+    pub fn into_builder(self) -> MemoryConfigBuilder {
+        MemoryConfigBuilder { config: self }
     }
 
     /// The defaults, overridden by `EMBEDDING_MAX_MEMORY_PERCENT` and
@@ -157,7 +140,7 @@ impl MemoryConfig {
     ///
     /// [`Error::InvalidConfig`] naming the variable and its value.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(env::process)
     }
 
     /// As [`from_env`](Self::from_env), reading variables through `get`.
@@ -166,22 +149,45 @@ impl MemoryConfig {
     ///
     /// [`Error::InvalidConfig`] naming the variable and its value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let vars = Vars::new(get);
         let mut b = Self::builder();
-        let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = set(ENV_MAX_MEMORY_PERCENT) {
-            let p = parse_percent(ENV_MAX_MEMORY_PERCENT, &v, v.trim().trim_end_matches('%'))?;
+        if let Some(p) = vars.with(env::ENV_MAX_MEMORY_PERCENT, |name, v| {
+            parse_percent(name, v, v.trim_end_matches('%'))
+        })? {
             b = b.max_percent(p);
         }
-        if let Some(v) = set(ENV_MAX_MEMORY) {
-            b = match MemoryLimit::parse(ENV_MAX_MEMORY, &v)? {
-                MemoryLimit::Bytes(n) => b.max_bytes(n),
-                MemoryLimit::Percent(p) => b.max_percent(p),
-            };
-        }
+        b = match vars.with(env::ENV_MAX_MEMORY, MemoryLimit::parse)? {
+            Some(MemoryLimit::Bytes(n)) => b.max_bytes(n),
+            Some(MemoryLimit::Percent(p)) => b.max_percent(p),
+            None => b,
+        };
         b.build()
     }
 
-    /// The budget for a machine whose effective limit is `effective_limit`.
+    /// The budget as a percentage of the effective limit, when set.
+    pub fn max_percent(&self) -> Option<f64> {
+        self.max_percent
+    }
+
+    /// The budget as an absolute size, when set. When both are set the
+    /// smaller budget wins.
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.max_bytes
+    }
+
+    /// The pressure level thresholds.
+    pub fn thresholds(&self) -> PressureThresholds {
+        self.thresholds
+    }
+
+    /// A cleanup is forced every this many guards (0: only under pressure).
+    pub fn cleanup_every(&self) -> u32 {
+        self.cleanup_every
+    }
+
+    /// The budget for a machine whose effective limit is `effective_limit`:
+    /// the percentage (default 70%) or the size, whichever is smaller, and
+    /// never above the limit.
     pub fn budget_bytes(&self, effective_limit: u64) -> u64 {
         let percent = match (self.max_percent, self.max_bytes) {
             (None, None) => Some(DEFAULT_PERCENT),
@@ -195,6 +201,34 @@ impl MemoryConfig {
             (None, Some(b)) => b,
             (None, None) => effective_limit,
         }
+    }
+
+    /// Checks the settings; the builder's `build` calls it.
+    fn validate(&self) -> Result<()> {
+        if let Some(p) = self.max_percent {
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(Error::invalid_config(
+                    "max_percent",
+                    p,
+                    "must be above 0 and at most 100",
+                ));
+            }
+        }
+        if self.max_bytes == Some(0) {
+            return Err(Error::invalid_config(
+                "max_bytes",
+                0,
+                "a zero budget cannot run anything",
+            ));
+        }
+        if !self.thresholds.is_valid() {
+            return Err(Error::invalid_config(
+                "thresholds",
+                format!("{:?}", self.thresholds),
+                "need 0 < cautious < degraded < critical <= 1 and 0 <= hysteresis < 0.5",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -212,18 +246,21 @@ impl MemoryConfigBuilder {
         self
     }
 
-    /// Budget as an absolute number of bytes.
+    /// Budget as an absolute number of bytes (with a percentage set too,
+    /// the smaller budget wins).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.config.max_bytes = Some(bytes);
         self
     }
 
-    /// A budget as parsed by [`MemoryLimit::parse`].
-    pub fn limit(self, limit: MemoryLimit) -> Self {
-        match limit {
-            MemoryLimit::Percent(p) => self.max_percent(p),
-            MemoryLimit::Bytes(b) => self.max_bytes(b),
-        }
+    /// The budget as parsed by [`MemoryLimit::parse`], replacing any
+    /// percentage or size set before.
+    pub fn limit(mut self, limit: MemoryLimit) -> Self {
+        (self.config.max_percent, self.config.max_bytes) = match limit {
+            MemoryLimit::Percent(p) => (Some(p), None),
+            MemoryLimit::Bytes(b) => (None, Some(b)),
+        };
+        self
     }
 
     /// Pressure thresholds.
@@ -250,49 +287,10 @@ impl MemoryConfigBuilder {
     }
 }
 
-impl MemoryConfig {
-    /// Checks the settings, as [`MemoryConfigBuilder::build`] does.
-    ///
-    /// # Errors
-    ///
-    /// As [`MemoryConfigBuilder::build`].
-    pub fn validate(&self) -> Result<()> {
-        let c = self;
-        if let Some(p) = c.max_percent {
-            if !(p > 0.0 && p <= 100.0) {
-                return Err(Error::invalid_config(
-                    "max_percent",
-                    p,
-                    "must be above 0 and at most 100",
-                ));
-            }
-        }
-        if c.max_bytes == Some(0) {
-            return Err(Error::invalid_config(
-                "max_bytes",
-                0,
-                "a zero budget cannot run anything",
-            ));
-        }
-        let t = c.thresholds;
-        let ordered = 0.0 < t.cautious
-            && t.cautious < t.degraded
-            && t.degraded < t.critical
-            && t.critical <= 1.0;
-        if !ordered || !(0.0..0.5).contains(&t.hysteresis) {
-            return Err(Error::invalid_config(
-                "thresholds",
-                format!("{t:?}"),
-                "need 0 < cautious < degraded < critical <= 1 and 0 <= hysteresis < 0.5",
-            ));
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::{ENV_MAX_MEMORY, ENV_MAX_MEMORY_PERCENT};
 
     #[test]
     fn sizes_parse_in_binary_and_decimal_units() {
@@ -327,9 +325,9 @@ mod tests {
         let c = MemoryConfig::from_lookup(env(&[])).unwrap();
         assert_eq!(c, MemoryConfig::default());
         let c = MemoryConfig::from_lookup(env(&[(ENV_MAX_MEMORY_PERCENT, "50")])).unwrap();
-        assert_eq!(c.max_percent, Some(50.0));
+        assert_eq!(c.max_percent(), Some(50.0));
         let c = MemoryConfig::from_lookup(env(&[(ENV_MAX_MEMORY, "300MiB")])).unwrap();
-        assert_eq!(c.max_bytes, Some(300 << 20));
+        assert_eq!(c.max_bytes(), Some(300 << 20));
 
         for (var, value) in [
             (ENV_MAX_MEMORY_PERCENT, "0"),

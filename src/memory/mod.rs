@@ -17,17 +17,18 @@
 mod budget;
 mod cgroup;
 mod config;
-mod pressure;
+mod platform;
 mod probe;
 mod reader;
 mod reclaim;
 
 pub use budget::{MemoryBudget, MemoryGuard, MemoryMetrics, MemoryReading, WorkReport};
 pub use cgroup::{CgroupMemory, CgroupPaths, CgroupVersion};
-pub use config::{
-    parse_size, MemoryConfig, MemoryConfigBuilder, MemoryLimit, PressureThresholds,
-    DEFAULT_PERCENT, ENV_MAX_MEMORY, ENV_MAX_MEMORY_PERCENT,
-};
-pub use pressure::PressureLevel;
-pub use probe::{MemoryProbe, MemorySnapshot, SystemProbe};
-pub use reclaim::{trim, AllocatorReclaim, Reclaim};
+pub use config::{parse_size, MemoryConfig, MemoryConfigBuilder, MemoryLimit, DEFAULT_PERCENT};
+pub use probe::{FigureSource, MemoryProbe, MemorySnapshot, SystemProbe};
+#[cfg(feature = "candle")]
+pub(crate) use reclaim::trim;
+pub use reclaim::{AllocatorReclaim, Reclaim};
+// The pressure scale is a leaf of the crate (errors name it too); it is
+// part of what the memory module offers.
+pub use crate::pressure::{PressureLevel, PressureThresholds};

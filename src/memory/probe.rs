@@ -4,10 +4,22 @@
 use std::fmt::Debug;
 
 use super::cgroup::{CgroupMemory, CgroupPaths};
+use super::platform;
 use super::reader::FileCache;
 
 /// Memory figures at one moment. Sizes are in bytes.
+///
+/// Probes build one with [`new`](Self::new) and the `with_` methods:
+///
+/// ```
+/// use membatch::memory::{FigureSource, MemorySnapshot};
+///
+/// let s = MemorySnapshot::new(8 << 30, 6 << 30).with_process(Some(300 << 20), None);
+/// assert_eq!(s.figure_source(), FigureSource::ProcessRss);
+/// assert_eq!(s.figure_bytes(), 300 << 20);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemorySnapshot {
     /// The process's resident set size; `None` where the OS does not say.
     pub rss_bytes: Option<u64>,
@@ -22,7 +34,51 @@ pub struct MemorySnapshot {
     pub cgroup: Option<CgroupMemory>,
 }
 
+/// Which figure a [`MemorySnapshot`] compares with the budget; see
+/// [`MemorySnapshot::figure_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FigureSource {
+    /// The cgroup's working set (usage minus inactive page cache): the
+    /// process is in a memory cgroup with a limit.
+    CgroupWorkingSet,
+    /// The process's resident set size.
+    ProcessRss,
+    /// Memory in use on the whole machine: only where the platform gives no
+    /// process figure.
+    SystemUsed,
+}
+
 impl MemorySnapshot {
+    /// A snapshot of a machine with `system_total_bytes` of memory, of which
+    /// `system_available_bytes` are available; no process or cgroup figures
+    /// yet.
+    pub fn new(system_total_bytes: u64, system_available_bytes: u64) -> Self {
+        MemorySnapshot {
+            rss_bytes: None,
+            peak_rss_bytes: None,
+            system_total_bytes,
+            system_available_bytes,
+            cgroup: None,
+        }
+    }
+
+    /// With the process's resident set size and its peak.
+    #[must_use]
+    pub fn with_process(mut self, rss_bytes: Option<u64>, peak_rss_bytes: Option<u64>) -> Self {
+        self.rss_bytes = rss_bytes;
+        self.peak_rss_bytes = peak_rss_bytes;
+        self
+    }
+
+    /// With the figures of the process's memory cgroup.
+    #[must_use]
+    pub fn with_cgroup(mut self, cgroup: CgroupMemory) -> Self {
+        self.cgroup = Some(cgroup);
+        self
+    }
+
     /// The cgroup's limit, when there is one.
     pub fn cgroup_limit_bytes(&self) -> Option<u64> {
         self.cgroup.and_then(|c| c.limit_bytes)
@@ -42,12 +98,21 @@ impl MemorySnapshot {
     /// otherwise the process's RSS (or, where the OS gives no RSS, the
     /// memory in use system-wide).
     pub fn figure_bytes(&self) -> u64 {
-        match (self.cgroup, self.cgroup_limit_bytes()) {
-            (Some(c), Some(_)) => c.working_set_bytes(),
-            _ => self.rss_bytes.unwrap_or_else(|| {
-                self.system_total_bytes
-                    .saturating_sub(self.system_available_bytes)
-            }),
+        match self.figure_source() {
+            FigureSource::CgroupWorkingSet => self.cgroup.map_or(0, |c| c.working_set_bytes()),
+            FigureSource::ProcessRss => self.rss_bytes.unwrap_or(0),
+            FigureSource::SystemUsed => self
+                .system_total_bytes
+                .saturating_sub(self.system_available_bytes),
+        }
+    }
+
+    /// Which figure [`figure_bytes`](Self::figure_bytes) is.
+    pub fn figure_source(&self) -> FigureSource {
+        match (self.cgroup_limit_bytes(), self.rss_bytes) {
+            (Some(_), _) => FigureSource::CgroupWorkingSet,
+            (None, Some(_)) => FigureSource::ProcessRss,
+            (None, None) => FigureSource::SystemUsed,
         }
     }
 }
@@ -66,8 +131,13 @@ pub trait MemoryProbe: Send + Sync + Debug {
     }
 }
 
-/// The real probe: `/proc/self/status` for the process, `/proc/meminfo`
-/// (psutil off Linux) for the system, the cgroup files for the container.
+/// The real probe: the process's own resident memory, the machine's total
+/// and available memory, and the cgroup files for the container.
+///
+/// On Linux every figure comes from `/proc` and the cgroup filesystem; on
+/// macOS the process figures come from the Mach task (`task_info`) and the
+/// system's from psutil; on Windows both from the Win32 process and system
+/// memory calls (see `docs/memory.md`).
 #[derive(Debug)]
 pub struct SystemProbe {
     cgroup: Option<CgroupPaths>,
@@ -104,18 +174,16 @@ impl SystemProbe {
 
 impl MemoryProbe for SystemProbe {
     fn snapshot(&self) -> MemorySnapshot {
-        let read = |p: &str| self.files.read(std::path::Path::new(p));
-        let (system_total_bytes, system_available_bytes) = system_memory(read("/proc/meminfo"));
-        let (rss_bytes, peak_rss_bytes) = process_memory(read("/proc/self/status"));
-        MemorySnapshot {
-            rss_bytes,
-            peak_rss_bytes,
-            system_total_bytes,
-            system_available_bytes,
-            cgroup: self
-                .cgroup
-                .as_ref()
-                .and_then(|c| c.read_with(|p| self.files.read(p))),
+        let (total, available) = platform::system_memory(&self.files);
+        let (rss, peak) = platform::process_memory(&self.files);
+        let snapshot = MemorySnapshot::new(total, available).with_process(rss, peak);
+        match self
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.read_with(|p| self.files.read(p)))
+        {
+            Some(cgroup) => snapshot.with_cgroup(cgroup),
+            None => snapshot,
         }
     }
 
@@ -125,78 +193,16 @@ impl MemoryProbe for SystemProbe {
     }
 }
 
-/// RSS (`VmRSS`) and peak RSS (`VmHWM`) from one read of `/proc/self/status`.
-///
-/// psutil's `process` feature would do this but cannot share a lockfile with
-/// candle; and one status read (~13 µs here) is cheaper than statm plus status.
-fn process_memory(status: Option<String>) -> (Option<u64>, Option<u64>) {
-    match status {
-        Some(s) => (
-            parse_status_kib(&s, "VmRSS:"),
-            parse_status_kib(&s, "VmHWM:"),
-        ),
-        None => (None, None),
-    }
-}
-
-/// Total and available system memory.
-///
-/// On Linux `/proc/meminfo` is read directly: psutil reads the same file but
-/// builds a map of every field, 30 µs a call here against 11 µs for the
-/// read, and this runs before every batch. psutil serves other systems.
-fn system_memory(meminfo: Option<String>) -> (u64, u64) {
-    if let Some(text) = meminfo {
-        let total = parse_status_kib(&text, "MemTotal:");
-        let available = parse_status_kib(&text, "MemAvailable:");
-        if let (Some(t), Some(a)) = (total, available) {
-            return (t, a);
-        }
-    }
-    match psutil::memory::virtual_memory() {
-        Ok(vm) => (vm.total(), vm.available()),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read system memory");
-            (0, 0)
-        }
-    }
-}
-
-/// A `Key:   123 kB` line of /proc/self/status, in bytes.
-pub(crate) fn parse_status_kib(text: &str, key: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with(key))?;
-    let kib: u64 = line[key.len()..].split_whitespace().next()?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memory::CgroupVersion;
 
-    #[test]
-    fn status_and_meminfo_lines_parse() {
-        let meminfo = "MemTotal:       24683656 kB\nMemFree:        21000000 kB\nMemAvailable:   23900000 kB\n";
-        assert_eq!(
-            parse_status_kib(meminfo, "MemTotal:"),
-            Some(24_683_656 * 1024)
-        );
-        assert_eq!(
-            parse_status_kib(meminfo, "MemAvailable:"),
-            Some(23_900_000 * 1024)
-        );
-        let status = "Name:\tx\nVmPeak:\t  2000 kB\nVmHWM:\t    1536 kB\nVmRSS:\t 1024 kB\n";
-        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(1536 * 1024));
-        assert_eq!(parse_status_kib("VmHWM: lots kB", "VmHWM:"), None);
-        assert_eq!(parse_status_kib("", "VmHWM:"), None);
-    }
-
     fn snap(rss: u64, cgroup: Option<CgroupMemory>) -> MemorySnapshot {
-        MemorySnapshot {
-            rss_bytes: Some(rss),
-            peak_rss_bytes: Some(rss),
-            system_total_bytes: 8 << 30,
-            system_available_bytes: 6 << 30,
-            cgroup,
+        let s = MemorySnapshot::new(8 << 30, 6 << 30).with_process(Some(rss), Some(rss));
+        match cgroup {
+            Some(c) => s.with_cgroup(c),
+            None => s,
         }
     }
 
@@ -232,15 +238,47 @@ mod tests {
     }
 
     #[test]
+    fn the_figure_falls_back_to_system_usage_only_without_a_process_figure() {
+        let limited = CgroupMemory::new(CgroupVersion::V1, Some(512 << 20), 300 << 20, 0);
+        let cases = [
+            (
+                snap(100 << 20, Some(limited)),
+                FigureSource::CgroupWorkingSet,
+                300 << 20,
+            ),
+            (snap(100 << 20, None), FigureSource::ProcessRss, 100 << 20),
+            (
+                MemorySnapshot::new(8 << 30, 6 << 30),
+                FigureSource::SystemUsed,
+                2 << 30,
+            ),
+            (
+                MemorySnapshot::new(8 << 30, 6 << 30).with_cgroup(limited),
+                FigureSource::CgroupWorkingSet,
+                300 << 20,
+            ),
+        ];
+        for (s, source, figure) in cases {
+            assert_eq!(s.figure_source(), source, "{s:?}");
+            assert_eq!(s.figure_bytes(), figure, "{s:?}");
+        }
+    }
+
+    #[test]
     fn the_real_probe_reads_this_process() {
         let probe = SystemProbe::new();
         let s = probe.snapshot();
         assert!(s.system_total_bytes > 0);
         assert!(s.system_available_bytes <= s.system_total_bytes);
-        if cfg!(target_os = "linux") {
-            let rss = s.rss_bytes.expect("rss on linux");
+        if cfg!(any(target_os = "linux", target_os = "macos", windows)) {
+            let rss = s.rss_bytes.expect("a process figure on this platform");
             assert!(rss > 1 << 20 && rss < s.system_total_bytes);
             assert!(s.peak_rss_bytes.unwrap() >= rss);
+            assert_ne!(
+                s.figure_source(),
+                FigureSource::SystemUsed,
+                "a busy machine must not count against this process"
+            );
         }
     }
 }

@@ -25,9 +25,17 @@ impl Reclaim for AllocatorReclaim {
     }
 }
 
+impl AllocatorReclaim {
+    /// Returns freed heap memory to the OS now; `true` when the allocator
+    /// released anything (always `false` where there is nothing to call).
+    pub fn trim(&self) -> bool {
+        trim()
+    }
+}
+
 /// Returns free heap memory to the OS. Returns whether anything was released
 /// (always `false` where there is no trim to call).
-pub fn trim() -> bool {
+pub(crate) fn trim() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim only walks glibc's own free lists; it is

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use membatch::memory::{
     MemoryBudget, MemoryConfig, MemoryProbe, MemorySnapshot, PressureLevel, Reclaim,
 };
-use membatch::{Embedder, Error, ModelShape, Result};
+use membatch::{CostPrior, Embedder, Error, Result};
 use parking_lot::Mutex;
 
 pub const MIB: u64 = 1 << 20;
@@ -61,13 +61,8 @@ impl Machine {
 impl MemoryProbe for Machine {
     fn snapshot(&self) -> MemorySnapshot {
         let s = self.state.lock();
-        MemorySnapshot {
-            rss_bytes: Some(s.base),
-            peak_rss_bytes: Some(s.peak),
-            system_total_bytes: 1000 * MIB,
-            system_available_bytes: 1000 * MIB - s.base,
-            cgroup: None,
-        }
+        MemorySnapshot::new(1000 * MIB, 1000 * MIB - s.base)
+            .with_process(Some(s.base), Some(s.peak))
     }
 
     fn reset_peak(&self) -> bool {
@@ -182,17 +177,12 @@ impl Embedder for Fake {
         true
     }
 
-    /// A shape whose cost-model estimate for one text of 256 tokens,
+    /// A prior whose estimate for one text of 256 tokens,
     /// 4·(256·(5·256 + 1024) + 256²) bytes, is this fake's real cost
     /// (40·256²): the model predicts the fake as well as it predicts
     /// membatch's encoder, and over-predicts shorter texts.
-    fn shape(&self) -> Option<ModelShape> {
-        Some(ModelShape {
-            hidden_size: 256,
-            num_heads: 4,
-            num_layers: 2,
-            intermediate_size: 1024,
-        })
+    fn cost_prior(&self) -> Option<CostPrior> {
+        Some(CostPrior::new(4 * (5 * 256 + 1024), 4))
     }
 }
 

@@ -6,19 +6,21 @@ use super::kernels;
 use super::linear::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
-/// A pointer shared by the attention tasks, each of which writes its own
-/// disjoint block of the context buffer.
+/// A pointer shared by the attention tasks: the context buffer, of which
+/// each task writes its own disjoint block, or the QKV buffer, which they
+/// only read. Kept a pointer (not a `usize`) so it keeps its provenance.
 #[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: tasks write disjoint (rows, head columns) blocks; see `attend`.
-unsafe impl Send for Shared {}
+struct Shared<P>(P);
+// SAFETY: tasks write disjoint (rows, head columns) blocks of the context
+// and only read the QKV buffer, which nobody writes during `attend`.
+unsafe impl<P> Send for Shared<P> {}
 // SAFETY: as above.
-unsafe impl Sync for Shared {}
+unsafe impl<P> Sync for Shared<P> {}
 
-impl Shared {
+impl<P: Copy> Shared<P> {
     /// Taken through a method so closures capture the `Sync` wrapper, not
     /// the bare pointer field.
-    fn get(self) -> *mut f32 {
+    fn get(self) -> P {
         self.0
     }
 }
@@ -47,7 +49,7 @@ pub(super) fn attend(
     // views below.
     assert!(spans.iter().all(|(s, l)| *l > 0 && s + l <= tokens));
     let out = Shared(context.as_mut_ptr());
-    let qkv = qkv.as_ptr() as usize;
+    let qkv = Shared(qkv.as_ptr());
     let tasks = spans.len() * heads;
     (0..tasks)
         .into_par_iter()
@@ -57,7 +59,7 @@ pub(super) fn attend(
             scores.clear();
             scores.resize(len * len, 0.0);
             let row = 3 * h as isize;
-            let base = (qkv as *const f32).wrapping_add(start * 3 * h + head * d);
+            let base = qkv.get().wrapping_add(start * 3 * h + head * d);
             // SAFETY: q, k and v are `len × d` blocks of rows start..start+len
             // of the `tokens × 3h` buffer (columns head·d, h + head·d and
             // 2h + head·d), inside it by the asserts above; `scores` is

@@ -325,6 +325,60 @@ mod tests {
         }
     }
 
+    /// The dispatched kernels run the copy compiled for AVX2+FMA on CPUs
+    /// that have them; aarch64 and older x86 run the generic code. Both
+    /// must give the same results (to a few ulp: the compiler may order
+    /// vector reductions differently).
+    #[test]
+    fn the_wide_kernels_agree_with_the_generic_ones() {
+        #[cfg(target_arch = "x86_64")]
+        if !has_avx2_fma() {
+            eprintln!("no AVX2+FMA on this CPU: both paths are the generic one");
+        }
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                let tol = 4.0 * f32::EPSILON * x.abs().max(y.abs()).max(1.0);
+                assert!((x - y).abs() <= tol, "{what}[{i}]: {x} vs {y}");
+            }
+        };
+        // An odd length, so the lanes' remainders are exercised.
+        let x = grid(-20.0, 20.0, 10_006);
+        type Kernel = fn(&mut [f32]);
+        let unary: [(&str, Kernel, Kernel); 3] = [
+            ("gelu", gelu, gelu_generic),
+            ("gelu_tanh", gelu_tanh, gelu_tanh_generic),
+            ("relu", relu, relu_generic),
+        ];
+        for (name, dispatched, generic) in unary {
+            let (mut a, mut b) = (x.clone(), x.clone());
+            dispatched(&mut a);
+            generic(&mut b);
+            close(&a, &b, name);
+        }
+        let width = 37;
+        let rows: Vec<f32> = grid(-9.0, 9.0, 37 * 11 - 1);
+        let (mut a, mut b) = (rows.clone(), rows.clone());
+        softmax_rows(&mut a, width);
+        softmax_rows_generic(&mut b, width);
+        close(&a, &b, "softmax_rows");
+
+        let width = 387;
+        let rows: Vec<f32> = (0..width * 5)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.01)
+            .collect();
+        let weight: Vec<f32> = (0..width).map(|i| 1.0 + (i % 13) as f32 * 0.05).collect();
+        let bias: Vec<f32> = (0..width).map(|i| (i % 7) as f32 * -0.02).collect();
+        let (mut a, mut b) = (rows.clone(), rows.clone());
+        layer_norm(&mut a, &weight, &bias, 1e-12);
+        layer_norm_generic(&mut b, &weight, &bias, 1e-12);
+        close(&a, &b, "layer_norm");
+        let (mut a, mut b) = (rows.clone(), rows);
+        add_row(&mut a, &bias);
+        add_row_generic(&mut b, &bias);
+        close(&a, &b, "add_row");
+    }
+
     #[test]
     fn add_row_adds_to_every_row() {
         let mut x = vec![1f32; 6];

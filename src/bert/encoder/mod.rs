@@ -16,6 +16,8 @@ mod linear;
 use candle_core::Result as CandleResult;
 use candle_nn::VarBuilder;
 
+use crate::embedder::CostPrior;
+
 pub(crate) use config::{Activation, BertConfig};
 
 use int8::Int8Weights;
@@ -281,6 +283,19 @@ impl Encoder {
         self.hidden
     }
 
+    /// What [`forward`](Self::forward) holds at its peak, for a batcher's
+    /// first plans. Per token: the hidden states, Q, K and V side by side,
+    /// the attention context (5·hidden) and the feed-forward activation
+    /// (intermediate; GELU runs in place), all f32, allocated once per
+    /// batch and reused by every layer, so depth adds nothing. Per pair of
+    /// one text's tokens: one head's f32 attention scores; heads and texts
+    /// run a few at a time (one per compute thread), so this over-counts
+    /// big batches a little and never under-counts.
+    pub(crate) fn cost_prior(&self) -> CostPrior {
+        let intermediate = self.layers.first().map_or(0, |l| l.intermediate.outputs());
+        CostPrior::new(4 * (5 * self.hidden + intermediate) as u64, 4)
+    }
+
     /// The last hidden state of every token, `tokens × hidden`, row-major in
     /// the packed order.
     pub(crate) fn forward(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
@@ -389,6 +404,13 @@ mod tests {
             assert_eq!(ok.len(), 8 * 8);
             assert!(ok.iter().all(|v| v.is_finite()));
         }
+    }
+
+    #[test]
+    fn the_cost_prior_counts_the_four_buffers_and_one_score_matrix() {
+        // hidden 8, intermediate 16: 5·8 + 16 floats per token.
+        let prior = tiny(false).cost_prior();
+        assert_eq!(prior, CostPrior::new(4 * (5 * 8 + 16), 4));
     }
 
     #[test]

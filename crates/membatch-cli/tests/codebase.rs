@@ -1,18 +1,17 @@
-//! The `codebase` example: chunk ranges, the incremental cache, what it
-//! skips and why, interruptions, and search. The real model is used only
-//! where meaning matters (the ranking test); the rest runs a tiny random
-//! model.
-
-mod common;
+//! `membatch codebase`: chunk ranges, the incremental cache, what it skips
+//! and why, interruptions, and search. The real model is used only where
+//! meaning matters (the ranking test); the rest runs a tiny random model.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{example_bin, tiny_model_dir, Tiny};
+use membatch_testkit::tiny::{tiny_model_dir, Tiny};
 use serde_json::Value;
 
+/// Runs `membatch codebase ARGS...`.
 fn run(args: &[&str]) -> Output {
-    Command::new(example_bin("codebase"))
+    Command::new(env!("CARGO_BIN_EXE_membatch"))
+        .arg("codebase")
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("MEMBATCH_MODEL")
@@ -131,7 +130,7 @@ fn chunks_carry_their_byte_and_line_ranges_and_cover_the_file() {
         std::fs::read(s.out.path().join(gen.trim()).join("embeddings.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor("embeddings").unwrap();
-    assert_eq!(t.shape(), [all.len(), common::TINY_HIDDEN]);
+    assert_eq!(t.shape(), [all.len(), membatch_testkit::tiny::TINY_HIDDEN]);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Deterministic inputs for benchmarks and tests.
+//! Deterministic inputs for benchmarks and tests, and the cosine they are
+//! compared by.
 //!
 //! Every benchmark in membatch measures the same kind of input: a mixed-length
 //! corpus of English-like texts of 5 to 300 words, most of them short (word
@@ -15,8 +16,8 @@ pub const MAX_WORDS: usize = 300;
 /// same `seed`.
 ///
 /// ```
-/// let a = membatch::bench_support::mixed_corpus(100, 42);
-/// assert_eq!(a, membatch::bench_support::mixed_corpus(100, 42));
+/// let a = membatch_testkit::corpus::mixed_corpus(100, 42);
+/// assert_eq!(a, membatch_testkit::corpus::mixed_corpus(100, 42));
 /// assert!(a.iter().all(|t| (5..=300).contains(&t.split(' ').count())));
 /// ```
 pub fn mixed_corpus(n: usize, seed: u64) -> Vec<String> {
@@ -34,7 +35,7 @@ pub fn mixed_corpus(n: usize, seed: u64) -> Vec<String> {
 /// benchmarks and tests compare an approximate embedding with an exact one.
 ///
 /// ```
-/// use membatch::bench_support::cosine;
+/// use membatch_testkit::corpus::cosine;
 /// assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-12);
 /// assert_eq!(cosine(&[1.0, 0.0], &[0.0, 3.0]), 0.0);
 /// assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
@@ -55,7 +56,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// the costliest input a model sees.
 ///
 /// ```
-/// let long = membatch::bench_support::uniform_corpus(3, 300, 1);
+/// let long = membatch_testkit::corpus::uniform_corpus(3, 300, 1);
 /// assert!(long.iter().all(|t| t.split(' ').count() == 300));
 /// ```
 pub fn uniform_corpus(n: usize, words: usize, seed: u64) -> Vec<String> {

@@ -1,6 +1,64 @@
-//! [`PressureLevel`]: how close usage is to the budget, with hysteresis.
+//! [`PressureLevel`]: how close usage is to the budget, with hysteresis,
+//! and the [`PressureThresholds`] it is judged by.
+//!
+//! A leaf of the crate: errors, the memory module, batching and the service
+//! all speak of pressure levels, and this module depends on none of them.
 
-use super::config::PressureThresholds;
+/// Where the pressure levels start, as fractions of the budget.
+///
+/// A plain value: start from [`Default`] and change what you need. It is
+/// checked where it enters a [`MemoryConfig`](crate::memory::MemoryConfig)
+/// ([`MemoryConfigBuilder::build`](crate::memory::MemoryConfigBuilder::build)),
+/// so a budget never runs with thresholds out of order.
+///
+/// ```
+/// use membatch::memory::{MemoryConfig, PressureThresholds};
+///
+/// let mut t = PressureThresholds::default();
+/// t.cautious = 0.7;
+/// let config = MemoryConfig::builder().thresholds(t).build()?;
+/// assert_eq!(config.thresholds().cautious, 0.7);
+///
+/// t.degraded = 0.6; // below cautious
+/// assert!(MemoryConfig::builder().thresholds(t).build().is_err());
+/// # Ok::<(), membatch::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct PressureThresholds {
+    /// Start of [`Cautious`](PressureLevel::Cautious). Default 0.78.
+    pub cautious: f64,
+    /// Start of [`Degraded`](PressureLevel::Degraded). Default 0.88.
+    pub degraded: f64,
+    /// Start of [`Critical`](PressureLevel::Critical). Default 0.95.
+    pub critical: f64,
+    /// How far below a threshold usage must fall before the level drops
+    /// back, so it does not flap between two batches. Default 0.03.
+    pub hysteresis: f64,
+}
+
+impl Default for PressureThresholds {
+    fn default() -> Self {
+        PressureThresholds {
+            cautious: 0.78,
+            degraded: 0.88,
+            critical: 0.95,
+            hysteresis: 0.03,
+        }
+    }
+}
+
+impl PressureThresholds {
+    /// Whether `0 < cautious < degraded < critical <= 1` and
+    /// `0 <= hysteresis < 0.5`: what a budget can work with.
+    pub fn is_valid(&self) -> bool {
+        0.0 < self.cautious
+            && self.cautious < self.degraded
+            && self.degraded < self.critical
+            && self.critical <= 1.0
+            && (0.0..0.5).contains(&self.hysteresis)
+    }
+}
 
 /// How close memory usage is to the budget.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -120,6 +178,29 @@ mod tests {
         }
         assert_eq!(changes, 1, "one rise to Cautious, then steady");
         assert_eq!(level, Cautious);
+    }
+
+    #[test]
+    fn thresholds_must_rise_within_the_budget() {
+        assert!(t().is_valid());
+        let bad = [
+            (0.0, 0.88, 0.95, 0.03),
+            (0.9, 0.88, 0.95, 0.03),
+            (0.78, 0.96, 0.95, 0.03),
+            (0.78, 0.88, 1.01, 0.03),
+            (0.78, 0.88, 0.95, 0.5),
+            (0.78, 0.88, 0.95, -0.1),
+            (f64::NAN, 0.88, 0.95, 0.03),
+        ];
+        for (cautious, degraded, critical, hysteresis) in bad {
+            let t = PressureThresholds {
+                cautious,
+                degraded,
+                critical,
+                hysteresis,
+            };
+            assert!(!t.is_valid(), "{t:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! `membatch codebase`: embed a whole source tree within a memory limit,
+//! incrementally, and search it.
+//!
+//! `index` walks `DIR` honouring `.gitignore` ([`walk`]), splits every file
+//! into chunks that fit the model in tokens ([`chunk`]), embeds what the
+//! cache does not hold through `BatchEmbedder` within the memory budget
+//! ([`cache`]), and streams the results to a new index generation that
+//! replaces the old one atomically when complete ([`index`]). `query`
+//! scores every row of the current generation against a question
+//! ([`query`]).
+//!
+//! `INDEX_DIR` holds:
+//! - `cache.redb`: blake3(model id, chunk text) → vector, committed after
+//!   every window, so a re-run (or a run after an interruption) embeds only
+//!   chunks it has not seen;
+//! - `gen-<id>/`: one complete index: `embeddings.safetensors` (one F32
+//!   matrix `embeddings`, a row per chunk), `chunks.jsonl` (path, byte and
+//!   line range, first lines of each chunk, in row order), `meta.json`;
+//! - `CURRENT`: the name of the complete generation, replaced atomically
+//!   (write + rename) only once a new generation is fully written. Ctrl-C or
+//!   a failure at any point leaves the previous index in place.
+//!
+//! With `--json`, `index` prints one JSON object at the end (`files`,
+//! `chunks`, `embedded`, `reused`, `seconds`, `peak_rss_bytes`, `skipped`,
+//! `index`) and `query` one JSON object per hit, best first (`score`,
+//! `path` relative to the indexed root, `start_line`, `end_line`, `text`).
+
+mod cache;
+mod chunk;
+mod index;
+mod query;
+mod walk;
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use membatch::memory::MemoryLimit;
+use membatch::{BertEmbedder, Config, ModelSource};
+
+use crate::support::{fail, positive, Failure};
+
+/// Chunks embedded, written and committed to the cache at a time.
+const WINDOW: usize = 512;
+
+/// `membatch codebase`'s arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Model directory or Hugging Face repo id [default: $MEMBATCH_MODEL, else all-MiniLM-L6-v2]
+    #[arg(long, global = true)]
+    model: Option<String>,
+    /// Compute threads [default: $EMBEDDING_THREADS, RAYON_NUM_THREADS, else all cores]
+    #[arg(long, global = true, value_parser = positive)]
+    threads: Option<usize>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Index the files under DIR into INDEX_DIR.
+    Index(index::IndexArgs),
+    /// Print the chunks most similar to TEXT.
+    Query {
+        /// An index written by `index`.
+        index: PathBuf,
+        /// What to look for.
+        text: String,
+        /// How many hits.
+        #[arg(short, default_value_t = 5, value_parser = positive)]
+        k: usize,
+    },
+}
+
+/// Runs one `codebase` subcommand.
+pub(crate) fn run(args: &Args) -> Result<(), Failure> {
+    match &args.command {
+        Command::Index(index) => index::index(args, index),
+        Command::Query { index, text, k } => query::query(args, index, text, *k),
+    }
+}
+
+fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
+    MemoryLimit::parse("--memory-budget", s).map_err(|e| e.to_string())
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    membatch::memory::parse_size("--max-file-size", s).map_err(|e| e.to_string())
+}
+
+/// The settings both subcommands use: the environment, then the flags.
+fn model_config(args: &Args) -> Result<Config, Failure> {
+    let config = Config::from_env()?;
+    let source = match &args.model {
+        Some(m) => ModelSource::parse(m),
+        None => config
+            .model()
+            .source
+            .clone()
+            .unwrap_or_else(ModelSource::from_env_or_default),
+    };
+    let mut builder = config.into_builder().source(source);
+    if let Some(t) = args.threads {
+        builder = builder.threads(t);
+    }
+    Ok(builder.build()?)
+}
+
+/// An id for the model as it runs: a blake3 hash of its files and the
+/// settings in force. Vectors from another model, other weights behind the
+/// same path or other settings are never reused; the same model reached by
+/// another path is.
+fn model_id(config: &Config, embedder: &BertEmbedder) -> Result<String, Failure> {
+    let source = config
+        .model()
+        .source
+        .clone()
+        .unwrap_or_else(ModelSource::from_env_or_default);
+    let files = source.resolve()?;
+    let mut h = blake3::Hasher::new();
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let path = files.required(name)?;
+        let mut file =
+            std::fs::File::open(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        std::io::copy(&mut file, &mut h).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    }
+    Ok(format!(
+        "{} {:?} blake3:{}",
+        source_name(&source),
+        embedder.settings(),
+        &h.finalize().to_hex()[..16]
+    ))
+}
+
+/// The model's name for messages: a repo id, or a directory's last part.
+fn source_name(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Dir(p) => p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        other => other.to_string(),
+    }
+}

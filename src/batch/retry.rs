@@ -1,0 +1,85 @@
+//! Finding room for the next batch: plan it, ask the budget for it, and
+//! when memory refuses, shrink or wait as the
+//! [`RetryPolicy`](super::RetryPolicy) says. The one place a batch waits.
+
+use std::time::Instant;
+
+use super::pipeline::BatchEmbedder;
+use crate::embedder::Embedder;
+use crate::error::{Error, Result};
+use crate::memory::MemoryGuard;
+
+/// A batch that fits: its size, its predicted cost, and the room granted.
+#[derive(Debug)]
+pub(super) struct Room {
+    pub(super) texts: usize,
+    pub(super) estimate: u64,
+    pub(super) guard: MemoryGuard,
+}
+
+impl<E: Embedder> BatchEmbedder<E> {
+    /// Room for the next batch of `remaining` (token counts, longest
+    /// first), never empty.
+    ///
+    /// A refused batch of several texts is halved and planned again. When
+    /// not even one text fits, a cleanup runs first; then, if other work
+    /// holds reservations, the batch sleeps until one of them ends (woken
+    /// by the budget, no polling) and plans again, until the policy's
+    /// deadline; with no other work holding memory it fails at once with
+    /// [`Error::BudgetTooSmall`].
+    pub(super) fn find_room(&self, remaining: &[usize]) -> Result<Room> {
+        let padded = remaining[0];
+        let mut deadline = None;
+        let mut cleaned = false;
+        let mut reading = self.budget.read();
+        loop {
+            // Taken before deciding, so a guard ending in between still
+            // wakes the wait below.
+            let seen = self.budget.releases();
+            let reserved = self.budget.metrics().reserved_bytes;
+            let refusal = match self.plan(remaining, &reading, reserved) {
+                Some((texts, estimate)) => match self.budget.acquire_after(reading, estimate) {
+                    Ok(guard) => {
+                        return Ok(Room {
+                            texts,
+                            estimate,
+                            guard,
+                        })
+                    }
+                    Err(e @ Error::MemoryPressure { .. }) if texts > 1 => {
+                        self.on_refused(texts, &e);
+                        reading = self.budget.read();
+                        continue;
+                    }
+                    // One text, refused: the room went to other work
+                    // between planning and asking (acquire cleaned up).
+                    Err(e @ Error::MemoryPressure { .. }) => e,
+                    Err(e) => return Err(e),
+                },
+                None if !cleaned => {
+                    cleaned = true;
+                    reading = self.budget.cleanup();
+                    continue;
+                }
+                None => Error::MemoryPressure {
+                    needed: self.state.lock().cost.estimate(1, padded),
+                    available: reading.headroom_bytes().saturating_sub(reserved),
+                    level: reading.level,
+                },
+            };
+            if self.budget.metrics().reserved_bytes == 0 {
+                // Nothing else holds memory: waiting cannot help.
+                return Err(self.too_small(&self.budget.read(), padded));
+            }
+            let deadline =
+                *deadline.get_or_insert_with(|| Instant::now() + self.config.retry().max_wait);
+            self.state.lock().metrics.waits += 1;
+            tracing::debug!(%refusal, "waiting for memory other work holds");
+            if !self.budget.wait_for_release(seen, deadline) {
+                return Err(refusal);
+            }
+            cleaned = false;
+            reading = self.budget.read();
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Loading a BERT model's files: `config.json` (checked against what the
+//! encoder runs), the tokenizer, and the weights, after checking that
+//! their load peak fits under the memory limit.
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use tokenizers::Tokenizer;
+
+use super::encoder::{Activation, BertConfig, Encoder};
+use super::metadata::read_json;
+use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
+use crate::memory::{MemoryProbe, SystemProbe};
+use crate::precision::Precision;
+use crate::source::ModelFiles;
+
+/// The model's `config.json`, checked for what the encoder implements.
+pub(super) fn load_bert_config(files: &ModelFiles) -> Result<(BertConfig, Activation)> {
+    let path = files.required("config.json")?;
+    let value: serde_json::Value = read_json(&path)?;
+    let model_type = value.get("model_type").and_then(|v| v.as_str());
+    let architectures: Vec<&str> = value
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let is_bert = match model_type {
+        Some(t) => t == "bert",
+        None => architectures.iter().any(|a| a.starts_with("Bert")),
+    };
+    if !is_bert {
+        let found = model_type
+            .map(str::to_string)
+            .or_else(|| architectures.first().map(|a| a.to_string()))
+            .unwrap_or_else(|| "unknown (no model_type)".to_string());
+        return Err(Error::model_file(
+            &path,
+            ModelFileError::UnsupportedArchitecture { found },
+        ));
+    }
+    let config: BertConfig = serde_json::from_value(value)
+        .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))?;
+    if config.position_embedding_type != "absolute" {
+        return Err(Error::model_file(
+            &path,
+            ModelFileError::UnsupportedSetting {
+                name: "position_embedding_type".into(),
+                found: config.position_embedding_type.clone(),
+                supported: "absolute".into(),
+            },
+        ));
+    }
+    if !(config.layer_norm_eps > 0.0 && config.layer_norm_eps.is_finite()) {
+        return Err(Error::model_file(
+            &path,
+            ModelFileError::InvalidSetting {
+                name: "layer_norm_eps".into(),
+                found: config.layer_norm_eps.to_string(),
+                reason: "must be a positive number (layer norm divides by sqrt(variance + eps))"
+                    .into(),
+            },
+        ));
+    }
+    let Some(activation) = Activation::parse(&config.hidden_act) else {
+        return Err(Error::model_file(
+            &path,
+            ModelFileError::UnsupportedSetting {
+                name: "hidden_act".into(),
+                found: config.hidden_act.clone(),
+                supported: Activation::SUPPORTED.into(),
+            },
+        ));
+    };
+    Ok((config, activation))
+}
+
+pub(super) fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer> {
+    let path = files.required("tokenizer.json")?;
+    Tokenizer::from_file(&path)
+        .map_err(|e| Error::model_file(&path, ModelFileError::Tokenizer(BoxError::from(e))))
+}
+
+pub(super) fn load_weights(
+    files: &ModelFiles,
+    config: &BertConfig,
+    activation: Activation,
+    int8: bool,
+) -> Result<Encoder> {
+    let path = match files.required("model.safetensors") {
+        Ok(p) => p,
+        Err(Error::ModelFile { path, .. }) if has_pytorch_weights(files) => {
+            return Err(Error::model_file(
+                path,
+                ModelFileError::Missing {
+                    hint: " (only pytorch_model.bin is present: membatch reads safetensors; convert the weights)".into(),
+                },
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let weights_error =
+        |e: candle_core::Error| Error::model_file(&path, ModelFileError::Weights(boxed(e)));
+    // SAFETY: the file is memory-mapped read-only. Like every mmap user we
+    // rely on nobody truncating or rewriting it while the model is loaded;
+    // model files are written once and then only read.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
+        .map_err(weights_error)?;
+    Encoder::load(vb, config, activation, int8).map_err(weights_error)
+}
+
+/// The peak memory of loading the weights: every tensor in its final form,
+/// except that the word embedding table (read last, and the largest) is
+/// alive twice in `f32` at that moment (candle's tensor and the copy taken
+/// from it) before it takes its final form.
+fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
+    let (h, i) = (config.hidden_size as u64, config.intermediate_size as u64);
+    let layers = config.num_hidden_layers as u64;
+    let word = config.vocab_size as u64 * h;
+    let dense = layers * (4 * h * h + 2 * h * i);
+    let small = (config.max_position_embeddings as u64 + config.type_vocab_size as u64) * h
+        + layers * (9 * h + i)
+        + 2 * h;
+    // Int8 holds one byte per value plus a 4-byte scale per 32 values.
+    let held = |values: u64| match precision {
+        Precision::F32 => 4 * values,
+        Precision::Int8 => values + 4 * values.div_ceil(32),
+    };
+    held(dense) + 4 * small + 2 * 4 * word
+}
+
+/// Refuses to load when the weights cannot fit in the memory free under
+/// the process's limit: a typed error instead of an OOM kill.
+pub(super) fn check_room_to_load(config: &BertConfig, precision: Precision) -> Result<()> {
+    let snapshot = SystemProbe::new().snapshot();
+    let available = match snapshot.cgroup_limit_bytes() {
+        Some(limit) => limit.saturating_sub(snapshot.figure_bytes()),
+        None => snapshot.system_available_bytes,
+    };
+    // An eighth on top for the tokenizer, the allocator's slack and the
+    // first batch's own needs.
+    let needed = load_peak_bytes(config, precision) / 8 * 9;
+    tracing::debug!(needed, available, %precision, "memory for loading the weights");
+    if needed > available {
+        return Err(Error::ModelTooLarge {
+            needed,
+            available,
+            precision,
+        });
+    }
+    Ok(())
+}
+
+fn has_pytorch_weights(files: &ModelFiles) -> bool {
+    matches!(files.optional("pytorch_model.bin"), Ok(Some(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minilm() -> BertConfig {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+            "num_attention_heads": 12, "intermediate_size": 1536,
+            "max_position_embeddings": 512
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_load_peak_is_the_weights_plus_a_second_word_table() {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        // all-MiniLM-L6-v2: 86.7 MiB of f32 weights, 44.7 MiB of which is
+        // the word table; measured load peaks (cgroup) were about 131 and
+        // 107 MiB including the process itself.
+        let f32 = mib(load_peak_bytes(&minilm(), Precision::F32));
+        let int8 = mib(load_peak_bytes(&minilm(), Precision::Int8));
+        assert!((125.0..135.0).contains(&f32), "{f32}");
+        assert!((95.0..105.0).contains(&int8), "{int8}");
+    }
+}
