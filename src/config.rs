@@ -10,6 +10,7 @@ use crate::env::{self, Vars};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, MemoryConfig, MemoryConfigBuilder, MemoryLimit};
 use crate::precision::Precision;
+use crate::service::{EmbedService, ServiceConfig};
 use crate::source::ModelSource;
 
 /// Which model to load and how to run it: the one place these settings
@@ -120,6 +121,7 @@ pub struct Config {
     batch: BatchConfig,
     memory: MemoryConfig,
     model: ModelConfig,
+    service: ServiceConfig,
 }
 
 impl Config {
@@ -135,6 +137,7 @@ impl Config {
             batch: self.batch.into_builder(),
             memory: self.memory.into_builder(),
             model: self.model,
+            service: self.service.into_builder(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Config {
             batch: BatchConfig::from_lookup(&get)?,
             memory: MemoryConfig::from_lookup(&get)?,
             model: ModelConfig::from_lookup(&get)?,
+            service: ServiceConfig::from_lookup(&get)?,
         })
     }
 
@@ -174,6 +178,11 @@ impl Config {
     pub fn model(&self) -> &ModelConfig {
         &self.model
     }
+
+    /// A service's queue limits and timings.
+    pub fn service(&self) -> &ServiceConfig {
+        &self.service
+    }
 }
 
 /// Builds a validated [`Config`]; the single place where a bad combination
@@ -184,6 +193,7 @@ pub struct ConfigBuilder {
     batch: BatchConfigBuilder,
     memory: MemoryConfigBuilder,
     model: ModelConfig,
+    service: crate::service::ServiceConfigBuilder,
 }
 
 impl ConfigBuilder {
@@ -202,6 +212,12 @@ impl ConfigBuilder {
     /// Replaces the model settings.
     pub fn model(mut self, model: ModelConfig) -> Self {
         self.model = model;
+        self
+    }
+
+    /// Replaces a service's settings.
+    pub fn service(mut self, service: ServiceConfig) -> Self {
+        self.service = service.into_builder();
         self
     }
 
@@ -276,6 +292,7 @@ impl ConfigBuilder {
             batch: self.batch.build()?,
             memory: self.memory.build()?,
             model: self.model,
+            service: self.service.build()?,
         })
     }
 }
@@ -307,6 +324,24 @@ impl<E: Embedder> BatchEmbedder<E> {
             MemoryBudget::new(config.memory.clone()),
             config.batch,
         )
+    }
+}
+
+// As above: the dependency runs config → service.
+impl EmbedService {
+    /// A service over `embedder` with the batching, memory and service
+    /// settings of `config`, its worker on a thread of its own (see
+    /// [`EmbedService::builder`] for more control).
+    ///
+    /// # Errors
+    ///
+    /// As [`EmbedServiceBuilder::spawn`](crate::service::EmbedServiceBuilder::spawn).
+    pub fn with_config(embedder: impl Embedder + 'static, config: &Config) -> Result<Self> {
+        EmbedService::builder(embedder)
+            .budget(MemoryBudget::new(config.memory.clone()))
+            .batch(config.batch)
+            .config(config.service)
+            .spawn()
     }
 }
 

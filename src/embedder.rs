@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A text-embedding backend.
 ///
@@ -113,6 +113,58 @@ pub trait Embedder: Send + Sync {
     /// Default `false`.
     fn tokenizes_word_by_word(&self) -> bool {
         false
+    }
+
+    /// Whether the model's weights are in memory. Default
+    /// [`ModelState::Loaded`]: an embedder that exists holds its model; a
+    /// lazily loaded one ([`LazyEmbedder`](crate::service::LazyEmbedder))
+    /// says when it does not.
+    fn state(&self) -> ModelState {
+        ModelState::Loaded
+    }
+
+    /// Frees what the embedder can load again on its next
+    /// [`embed`](Embedder::embed) (its weights); returns whether anything
+    /// was freed. Default: nothing to free, `false`.
+    fn unload(&self) -> bool {
+        false
+    }
+}
+
+/// Where a model's weights are; see [`Embedder::state`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ModelState {
+    /// Not in memory; the next embed loads them.
+    Unloaded,
+    /// Being loaded now (one load at a time).
+    Loading,
+    /// In memory.
+    Loaded,
+    /// The last load failed with this error; the next embed tries again.
+    Failed(Error),
+}
+
+impl ModelState {
+    /// The lower-case name: `unloaded`, `loading`, `loaded`, `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelState::Unloaded => "unloaded",
+            ModelState::Loading => "loading",
+            ModelState::Loaded => "loaded",
+            ModelState::Failed(_) => "failed",
+        }
+    }
+
+    /// Whether the weights are in memory.
+    pub fn is_loaded(&self) -> bool {
+        matches!(self, ModelState::Loaded)
+    }
+}
+
+impl std::fmt::Display for ModelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -225,6 +277,12 @@ macro_rules! forward_embedder {
             }
             fn tokenizes_word_by_word(&self) -> bool {
                 (**self).tokenizes_word_by_word()
+            }
+            fn state(&self) -> ModelState {
+                (**self).state()
+            }
+            fn unload(&self) -> bool {
+                (**self).unload()
             }
         }
     )*};

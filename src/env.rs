@@ -43,6 +43,20 @@ pub const ENV_MAX_SEQ_LENGTH: &str = "EMBEDDING_MAX_SEQ_LENGTH";
 pub const ENV_NORMALIZE: &str = "EMBEDDING_NORMALIZE";
 /// How the weights are held (`f32`, `int8`).
 pub const ENV_PRECISION: &str = "EMBEDDING_PRECISION";
+/// The most texts one request to a service may hold.
+pub const ENV_MAX_INPUTS_PER_REQUEST: &str = "EMBEDDING_MAX_INPUTS_PER_REQUEST";
+/// The most tokens one request to a service may hold.
+pub const ENV_MAX_TOKENS_PER_REQUEST: &str = "EMBEDDING_MAX_TOKENS_PER_REQUEST";
+/// The most requests a service's queue holds.
+pub const ENV_MAX_QUEUED_REQUESTS: &str = "EMBEDDING_MAX_QUEUED_REQUESTS";
+/// The most tokens a service's queue holds.
+pub const ENV_MAX_QUEUED_TOKENS: &str = "EMBEDDING_MAX_QUEUED_TOKENS";
+/// How long, in milliseconds, an idle service waits for more requests
+/// before running a small batch (0: never waits).
+pub const ENV_BATCH_WAIT_MS: &str = "EMBEDDING_BATCH_WAIT_MS";
+/// Seconds of inactivity after which a service unloads its model (unset or
+/// 0: never).
+pub const ENV_IDLE_UNLOAD_SECS: &str = "EMBEDDING_IDLE_UNLOAD_SECS";
 /// membatch's data directory (default `$XDG_CACHE_HOME/membatch`, else
 /// `~/.cache/membatch`).
 pub const ENV_HOME: &str = "MEMBATCH_HOME";

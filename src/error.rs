@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::precision::Precision;
 use crate::pressure::PressureLevel;
@@ -138,6 +139,83 @@ pub enum Error {
         expected: usize,
         /// The number of results it returned.
         got: usize,
+    },
+
+    /// The embedder panicked while embedding a batch. The panic was
+    /// contained: the batch's callers get this error, later work runs.
+    #[error("the embedder panicked: {message}")]
+    EmbedderPanicked {
+        /// The panic's message.
+        message: String,
+    },
+
+    /// A service's queue has no room for this request now (in requests or
+    /// in tokens): it was refused at once rather than left waiting. Retry
+    /// after `retry_after`, or send less.
+    #[error(
+        "overloaded: the queue holds {queued_requests} requests and {queued_tokens} tokens, \
+         no room for {tokens} more tokens; retry in {}",
+        fmt_duration(retry_after)
+    )]
+    Overloaded {
+        /// An estimate of when the queue will have drained enough.
+        retry_after: Duration,
+        /// Requests waiting when this one was refused.
+        queued_requests: usize,
+        /// Tokens waiting when this one was refused.
+        queued_tokens: usize,
+        /// The tokens this request would have added.
+        tokens: usize,
+    },
+
+    /// Memory is at the critical level, so new work is refused until it
+    /// recovers (with hysteresis): `figure_bytes` of a budget of
+    /// `budget_bytes` are in use. Retry after `retry_after`.
+    #[error(
+        "memory critical: {} of the {} budget in use; new work is refused until usage falls; \
+         retry in {}",
+        bytesize::ByteSize(*figure_bytes), bytesize::ByteSize(*budget_bytes), fmt_duration(retry_after)
+    )]
+    MemoryCritical {
+        /// The memory figure at the refusal, in bytes.
+        figure_bytes: u64,
+        /// The budget, in bytes.
+        budget_bytes: u64,
+        /// When to try again.
+        retry_after: Duration,
+    },
+
+    /// A request is larger than a per-request limit allows (`limit` is
+    /// `"inputs"` or `"tokens"`): split it.
+    #[error("request too large: {got} {limit}, at most {max} allowed per request")]
+    RequestTooLarge {
+        /// What is counted.
+        limit: &'static str,
+        /// The request's count.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The request was not answered within the time its caller allowed;
+    /// its texts are skipped if they have not run yet.
+    #[error("no answer within {}", fmt_duration(after))]
+    TimedOut {
+        /// The time waited.
+        after: Duration,
+    },
+
+    /// The service is shut down (or shutting down) and takes no more work.
+    #[error("the service is shut down")]
+    Closed,
+
+    /// The service's worker cannot continue; every queued and every later
+    /// request gets this error at once. `cause` says why.
+    #[error("the service's worker failed")]
+    WorkerFailed {
+        /// Why the worker stopped.
+        #[source]
+        cause: Arc<Error>,
     },
 
     /// The compute thread pool could not be created.
@@ -275,6 +353,15 @@ impl Error {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+/// A duration as people read it: `250 ms`, `1.5 s`.
+fn fmt_duration(d: &Duration) -> String {
+    if *d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

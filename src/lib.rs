@@ -20,10 +20,14 @@
 //!   size through any [`Embedder`], in length-ordered batches sized by the
 //!   adaptive [`BatchSizeRule`] and a memory
 //!   prediction, retried smaller instead of crashing.
+//! - [`service`] keeps one model resident for many callers:
+//!   [`EmbedService`] merges concurrent requests into batches, refuses what
+//!   does not fit at once, and loads and unloads the model
+//!   ([`LazyEmbedder`]).
 //! - [`Config`] gathers every setting, from code or the variables in
 //!   [`env`](mod@env).
 //!
-//! The core (`error`, `embedder`, `memory`, `batch`, `config`) never names
+//! The core (`error`, `embedder`, `memory`, `batch`, `service`, `config`) never names
 //! a backend: [`BertEmbedder`] is one implementation of [`Embedder`] among
 //! any others.
 //!
@@ -90,6 +94,7 @@ mod error;
 pub mod memory;
 mod precision;
 mod pressure;
+pub mod service;
 pub mod source;
 
 // A backend.
@@ -102,13 +107,16 @@ mod test_util;
 
 pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
 pub use config::{Config, ConfigBuilder, ModelConfig};
-pub use embedder::{CostPrior, Embedder, ModelShape};
+pub use embedder::{CostPrior, Embedder, ModelShape, ModelState};
 pub use error::{BoxError, Error, ErrorReport, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard};
 pub use precision::{ParsePrecisionError, Precision};
 pub use pressure::{PressureLevel, PressureThresholds};
+pub use service::{EmbedService, LazyEmbedder};
 pub use source::{HubModel, ModelSource};
 
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
-pub use bert::{BertEmbedder, BertEmbedderBuilder, OutputSettings, Pooling, TokenCounter};
+pub use bert::{
+    BertEmbedder, BertEmbedderBuilder, BertLoader, OutputSettings, Pooling, TokenCounter,
+};

@@ -348,3 +348,27 @@ fn a_limit_too_small_to_load_is_an_error_and_int8_fits_it() {
     assert_eq!(vectors(&int8).len(), texts.len());
     assert_eq!(cg.oom_kills(), 0);
 }
+
+/// 64 callers at once, each embedding 4 of 256 long texts (all 256
+/// tokens), in a 240 MiB cgroup: through one EmbedService every call
+/// succeeds (queued, not refused), never OOM-killed, although the load is
+/// 16 times what one batch can hold there.
+#[test]
+#[ignore = "needs root to create a memory cgroup: scripts/test.sh runs it with --ignored as root"]
+fn sixty_four_concurrent_callers_all_succeed_through_one_service_in_240_mib() {
+    let limit = 240 * MIB;
+    let cg = TempCgroup::new("service", limit);
+    let out = cg.run_with(
+        &example("service_load"),
+        &["--callers", "64", "--per-caller", "4"],
+        b"",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    eprintln!("{r}; cgroup peak {} MiB", cg.max_usage() / MIB);
+    assert_eq!(r["ok"], 64, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(cg.oom_kills(), 0);
+}

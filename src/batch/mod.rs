@@ -22,6 +22,7 @@ mod pipeline;
 mod plan;
 mod retry;
 mod rule;
+mod run;
 mod stream;
 
 pub use config::{BatchConfig, BatchConfigBuilder, RetryPolicy};
@@ -30,3 +31,6 @@ pub use metrics::{BatchMetrics, Progress};
 pub use pipeline::BatchEmbedder;
 pub use rule::{AdaptiveBatcher, BatchSizeRule};
 pub use stream::{BatchStream, EmbeddedBatch};
+
+pub(crate) use plan::{measure, Measured};
+pub(crate) use run::{panic_message, Failed};

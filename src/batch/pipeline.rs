@@ -73,6 +73,9 @@ pub(super) struct State {
     pub(super) rule: BatchSizeRule,
     pub(super) cost: CostModel,
     pub(super) metrics: BatchMetrics,
+    /// Runs in progress (callers between `stream` and the end of their
+    /// stream): their memory (token counting, vectors) is transient.
+    pub(super) runs: usize,
 }
 
 impl<E> fmt::Debug for BatchEmbedder<E> {
@@ -118,6 +121,7 @@ impl<E: Embedder> BatchEmbedder<E> {
                     batch_size: rule.size(),
                     ..BatchMetrics::default()
                 },
+                runs: 0,
             }),
             observer: None,
         })

@@ -3,7 +3,56 @@
 
 use super::cost::CostModel;
 use crate::embedder::Embedder;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Texts are counted in chunks of this many, so that a million inputs never
+/// hold a million tokenizer encodings at once.
+const COUNT_CHUNK: usize = 1024;
+
+/// Each text's byte length after the bounded-prefix cut ([`bounded_len`])
+/// and its token count, in input order.
+#[derive(Debug, Default)]
+pub(crate) struct Measured {
+    pub(crate) ends: Vec<usize>,
+    pub(crate) counts: Vec<usize>,
+}
+
+/// Cuts huge texts to a bounded prefix and counts every text's tokens, in
+/// chunks of [`COUNT_CHUNK`].
+///
+/// # Errors
+///
+/// The embedder's tokenization errors; [`Error::EmbedderContract`] when it
+/// returns another number of counts than texts.
+pub(crate) fn measure<E: Embedder + ?Sized, S: AsRef<str>>(
+    embedder: &E,
+    texts: &[S],
+) -> Result<Measured> {
+    let max_seq = embedder.max_seq_length();
+    let mut m = Measured {
+        ends: Vec::with_capacity(texts.len()),
+        counts: Vec::with_capacity(texts.len()),
+    };
+    for chunk in texts.chunks(COUNT_CHUNK) {
+        let mut slices = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            let t = t.as_ref();
+            let end = bounded_len(embedder, t, max_seq)?;
+            m.ends.push(end);
+            slices.push(&t[..end]);
+        }
+        let counts = embedder.token_counts(&slices)?;
+        if counts.len() != slices.len() {
+            return Err(Error::EmbedderContract {
+                method: "token_counts",
+                expected: slices.len(),
+                got: counts.len(),
+            });
+        }
+        m.counts.extend(counts);
+    }
+    Ok(m)
+}
 
 /// Input indices ordered longest first; equal lengths keep input order.
 ///

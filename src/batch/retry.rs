@@ -23,10 +23,11 @@ impl<E: Embedder> BatchEmbedder<E> {
     ///
     /// A refused batch of several texts is halved and planned again. When
     /// not even one text fits, a cleanup runs first; then, if other work
-    /// holds reservations, the batch sleeps until one of them ends (woken
-    /// by the budget, no polling) and plans again, until the policy's
-    /// deadline; with no other work holding memory it fails at once with
-    /// [`Error::BudgetTooSmall`].
+    /// holds reservations, or other callers of this batcher are in a run
+    /// (counting tokens, holding vectors: memory that will go), the batch
+    /// sleeps until a guard ends or a run moves on (woken by the budget, no
+    /// polling) and plans again, until the policy's deadline; with nothing
+    /// else holding memory it fails at once with [`Error::BudgetTooSmall`].
     pub(super) fn find_room(&self, remaining: &[usize]) -> Result<Room> {
         let padded = remaining[0];
         let mut deadline = None;
@@ -67,7 +68,8 @@ impl<E: Embedder> BatchEmbedder<E> {
                     level: reading.level,
                 },
             };
-            if self.budget.metrics().reserved_bytes == 0 {
+            let others_running = self.state.lock().runs > 1;
+            if self.budget.metrics().reserved_bytes == 0 && !others_running {
                 // Nothing else holds memory: waiting cannot help.
                 return Err(self.too_small(&self.budget.read(), padded));
             }

@@ -5,15 +5,10 @@ use std::time::{Duration, Instant};
 
 use super::metrics::{per_second, Progress};
 use super::pipeline::BatchEmbedder;
-use super::plan::{bounded_len, longest_first};
-use super::retry::Room;
+use super::plan::{longest_first, measure, Measured};
+use super::run::Ran;
 use crate::embedder::Embedder;
-use crate::error::{Error, Result};
-use crate::pressure::PressureLevel;
-
-/// Texts are counted in chunks of this many, so that a million inputs never
-/// hold a million tokenizer encodings at once.
-const COUNT_CHUNK: usize = 1024;
+use crate::error::Result;
 
 impl<E: Embedder> BatchEmbedder<E> {
     /// Counts tokens and returns an iterator of batches, each with the input
@@ -27,33 +22,38 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// # Errors
     ///
     /// The embedder's tokenization errors;
-    /// [`Error::EmbedderContract`] when it miscounts.
+    /// [`Error::EmbedderContract`](crate::Error::EmbedderContract) when it miscounts.
     pub fn stream<'a, S: AsRef<str>>(&'a self, texts: &'a [S]) -> Result<BatchStream<'a, E, S>> {
-        let max_seq = self.embedder.max_seq_length();
-        let mut ends = Vec::with_capacity(texts.len());
-        let mut counts = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(COUNT_CHUNK) {
-            let mut slices = Vec::with_capacity(chunk.len());
-            for t in chunk {
-                let t = t.as_ref();
-                let end = bounded_len(&self.embedder, t, max_seq)?;
-                ends.push(end);
-                slices.push(&t[..end]);
-            }
-            let chunk_counts = self.embedder.token_counts(&slices)?;
-            if chunk_counts.len() != slices.len() {
-                return Err(Error::EmbedderContract {
-                    method: "token_counts",
-                    expected: slices.len(),
-                    got: chunk_counts.len(),
-                });
-            }
-            counts.extend(chunk_counts);
-        }
+        // The run starts now: its counting is memory other callers should
+        // wait out rather than call the budget too small.
+        let run = RunGuard::new(self);
+        let Measured { ends, counts } = measure(&self.embedder, texts)?;
+        // Counting's memory is freed: callers waiting for room may fit now.
+        self.budget.wake_waiters();
         let order = longest_first(&counts);
         let counts = order.iter().map(|&i| counts[i]).collect();
         tracing::info!(texts = texts.len(), "embedding texts");
-        Ok(BatchStream::new(self, texts, ends, order, counts))
+        Ok(BatchStream::new(run, texts, ends, order, counts))
+    }
+}
+
+/// One run of a batcher, counted in its state while it lasts; its end
+/// wakes callers waiting for room.
+struct RunGuard<'a, E> {
+    owner: &'a BatchEmbedder<E>,
+}
+
+impl<'a, E> RunGuard<'a, E> {
+    fn new(owner: &'a BatchEmbedder<E>) -> Self {
+        owner.state.lock().runs += 1;
+        RunGuard { owner }
+    }
+}
+
+impl<E> Drop for RunGuard<'_, E> {
+    fn drop(&mut self) {
+        self.owner.state.lock().runs -= 1;
+        self.owner.budget.wake_waiters();
     }
 }
 
@@ -70,6 +70,7 @@ pub struct EmbeddedBatch {
 /// The batches of one run; see [`BatchEmbedder::stream`].
 pub struct BatchStream<'a, E, S> {
     owner: &'a BatchEmbedder<E>,
+    _run: RunGuard<'a, E>,
     texts: &'a [S],
     /// Byte length of each text after the bounded-prefix cut, by input index.
     ends: Vec<usize>,
@@ -95,14 +96,15 @@ impl<E, S> fmt::Debug for BatchStream<'_, E, S> {
 
 impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
     fn new(
-        owner: &'a BatchEmbedder<E>,
+        run: RunGuard<'a, E>,
         texts: &'a [S],
         ends: Vec<usize>,
         order: Vec<usize>,
         counts: Vec<usize>,
     ) -> Self {
         BatchStream {
-            owner,
+            owner: run.owner,
+            _run: run,
             texts,
             ends,
             order,
@@ -133,84 +135,43 @@ impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
 
     fn next_batch(&mut self) -> Result<EmbeddedBatch> {
         let owner = self.owner;
-        loop {
-            let started = Instant::now();
-            let remaining = &self.counts[self.pos..];
-            let padded = remaining[0];
-            let Room {
-                texts: n,
-                estimate,
-                guard,
-            } = match owner.find_room(remaining) {
-                Ok(room) => room,
-                Err(e) => {
-                    self.spent(started);
-                    return Err(e);
-                }
-            };
-            let indices = self.order[self.pos..self.pos + n].to_vec();
-            let texts: Vec<&str> = indices
-                .iter()
-                .map(|&i| &self.texts[i].as_ref()[..self.ends[i]])
-                .collect();
-            tracing::debug!(
-                batch = self.batches + 1,
-                texts = n,
-                padded_tokens = padded,
-                estimate,
-                done = self.pos,
-                total = self.order.len(),
-                "processing batch"
-            );
-            let result = owner.embedder.embed(&texts);
-            let report = guard.finish();
-            self.spent(started);
-            let embeddings = match result {
-                Ok(v) if v.len() == n => v,
-                Ok(v) => {
-                    return Err(Error::EmbedderContract {
-                        method: "embed",
-                        expected: n,
-                        got: v.len(),
-                    })
-                }
-                Err(e @ Error::MemoryPressure { .. }) if n > 1 => {
-                    owner.on_refused(n, &e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let peak_figure = report.figure_before_bytes.saturating_add(report.peak_bytes);
-            let peak_level = PressureLevel::for_fraction(
-                peak_figure as f64 / report.budget_bytes.max(1) as f64,
-                &owner.budget.config().thresholds(),
-            );
-            let tokens = self.counts[self.pos..self.pos + n].iter().sum();
-            owner.on_done(n, padded, tokens, peak_level, &report);
-            self.pos += n;
-            self.batches += 1;
-            if let Some(observer) = &owner.observer {
-                observer(&Progress {
-                    done: self.pos,
-                    total: self.order.len(),
-                    batch_size: n,
-                    memory_bytes: report.figure_after_bytes,
-                    texts_per_second: per_second(self.pos, self.busy),
-                });
-            }
-            if self.pos == self.order.len() {
-                tracing::info!(
-                    texts = self.pos,
-                    batches = self.batches,
-                    seconds = self.busy.as_secs_f64(),
-                    "completed texts"
-                );
-            }
-            return Ok(EmbeddedBatch {
-                indices,
-                embeddings,
+        let started = Instant::now();
+        let remaining = &self.order[self.pos..];
+        let texts: Vec<&str> = remaining
+            .iter()
+            .map(|&i| &self.texts[i].as_ref()[..self.ends[i]])
+            .collect();
+        let ran = owner.embed_next(&texts, &self.counts[self.pos..]);
+        self.spent(started);
+        let Ran {
+            texts: n,
+            embeddings,
+            figure_after_bytes,
+        } = ran?;
+        let indices = self.order[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        self.batches += 1;
+        if let Some(observer) = &owner.observer {
+            observer(&Progress {
+                done: self.pos,
+                total: self.order.len(),
+                batch_size: n,
+                memory_bytes: figure_after_bytes,
+                texts_per_second: per_second(self.pos, self.busy),
             });
         }
+        if self.pos == self.order.len() {
+            tracing::info!(
+                texts = self.pos,
+                batches = self.batches,
+                seconds = self.busy.as_secs_f64(),
+                "completed texts"
+            );
+        }
+        Ok(EmbeddedBatch {
+            indices,
+            embeddings,
+        })
     }
 }
 

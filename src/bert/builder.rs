@@ -1,12 +1,17 @@
 //! [`BertEmbedderBuilder`]: the model settings, checked, then loaded.
 
+use tokenizers::{Tokenizer, TruncationParams};
+
+use super::encoder::{Activation, BertConfig};
 use super::load::{check_room_to_load, load_bert_config, load_tokenizer, load_weights};
 use super::metadata::SentenceConfig;
 use super::{BertEmbedder, OutputSettings};
 use crate::config::ModelConfig;
-use crate::error::{boxed, Error, Result};
+use crate::embedder::ModelShape;
+use crate::error::{boxed, BoxError, Error, Result};
+use crate::memory::MemoryBudget;
 use crate::precision::Precision;
-use crate::source::ModelSource;
+use crate::source::{ModelFiles, ModelSource};
 
 /// Settings for loading a [`BertEmbedder`]; [`build`](Self::build) checks
 /// them. It holds a [`ModelConfig`] (the one place model settings live):
@@ -25,11 +30,15 @@ use crate::source::ModelSource;
 #[must_use]
 pub struct BertEmbedderBuilder {
     model: ModelConfig,
+    budget: Option<MemoryBudget>,
 }
 
 impl From<ModelConfig> for BertEmbedderBuilder {
     fn from(model: ModelConfig) -> Self {
-        BertEmbedderBuilder { model }
+        BertEmbedderBuilder {
+            model,
+            budget: None,
+        }
     }
 }
 
@@ -77,6 +86,15 @@ impl BertEmbedderBuilder {
         self
     }
 
+    /// Checks the memory the weights need to load against `budget` as
+    /// well as against the process's limit: a model that would not fit the
+    /// budget is refused with [`Error::ModelTooLarge`] before it is read
+    /// (a service loading and unloading its model shares its budget so).
+    pub fn budget(mut self, budget: MemoryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// Loads the model.
     ///
     /// # Errors
@@ -87,27 +105,30 @@ impl BertEmbedderBuilder {
     ///   file, unreadable JSON, a missing or misshapen tensor, a corrupt
     ///   weights file, an unsupported architecture, pooling or module;
     /// - [`Error::ModelTooLarge`] when loading the weights would not fit
-    ///   under the memory limit;
+    ///   under the memory limit (or the budget, when one is given);
     /// - [`Error::Hub`] when a hub file can be neither found in the cache nor
     ///   fetched;
     /// - [`Error::ThreadPool`] when the thread pool cannot start.
     pub fn build(self) -> Result<BertEmbedder> {
-        let model = self.model;
+        let prepared = self.prepare()?;
+        self.load_weights(prepared)
+    }
+
+    /// Checks the settings and reads everything but the weights: the
+    /// configuration, the sentence-transformers files and the tokenizer,
+    /// set up as the embedder runs it.
+    pub(super) fn prepare(&self) -> Result<Prepared> {
+        let model = &self.model;
         model.validate()?;
         let source = model
             .source
+            .clone()
             .unwrap_or_else(ModelSource::from_env_or_default);
         tracing::info!(model = %source, "loading BERT embedder");
         let files = source.resolve()?;
         let (config, activation) = load_bert_config(&files)?;
-        check_room_to_load(&config, model.precision)?;
         let sentence = SentenceConfig::load(&files)?;
-        let tokenizer = load_tokenizer(&files)?;
-        let int8 = model.precision == Precision::Int8;
-        let encoder = load_weights(&files, &config, activation, int8)?;
-        // Loading went through temporary tensors (and, for int8, the f32
-        // weights): hand that memory back before the first batch measures.
-        crate::memory::trim();
+        let mut tokenizer = load_tokenizer(&files)?;
         let settings = OutputSettings {
             pooling: sentence.pooling,
             normalize: model.normalize.unwrap_or(sentence.normalize),
@@ -117,9 +138,57 @@ impl BertEmbedderBuilder {
                 .unwrap_or(config.max_position_embeddings),
             precision: model.precision,
         };
-        let mut embedder =
-            BertEmbedder::assemble(encoder, &config, tokenizer, settings, source.id())?;
-        if let Some(threads) = model.threads {
+        let max = settings.max_seq_length;
+        if max < 2 || max > config.max_position_embeddings {
+            return Err(Error::invalid_config(
+                "max_seq_length",
+                max,
+                format!(
+                    "must be between 2 (room for [CLS] and [SEP]) and the model's max_position_embeddings ({})",
+                    config.max_position_embeddings
+                ),
+            ));
+        }
+        // The tokenizer's own truncation and padding settings are replaced:
+        // texts are truncated at max_seq_length and never padded (the
+        // encoder packs them).
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+        tokenizer.with_padding(None);
+        Ok(Prepared {
+            source,
+            files,
+            config,
+            activation,
+            tokenizer,
+            settings,
+        })
+    }
+
+    /// Reads the weights of a prepared model, after checking they fit.
+    fn load_weights(&self, p: Prepared) -> Result<BertEmbedder> {
+        let precision = p.settings.precision;
+        check_room_to_load(&p.config, precision, self.budget.as_ref())?;
+        let int8 = precision == Precision::Int8;
+        let encoder = load_weights(&p.files, &p.config, p.activation, int8)?;
+        // Loading went through temporary tensors (and, for int8, the f32
+        // weights): hand that memory back before the first batch measures.
+        crate::memory::trim();
+        let shape = p.shape();
+        let mut embedder = BertEmbedder {
+            encoder,
+            dimension: p.config.hidden_size,
+            tokenizer: p.tokenizer,
+            settings: p.settings,
+            shape,
+            pool: None,
+            name: p.source.id(),
+        };
+        if let Some(threads) = self.model.threads {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .thread_name(|i| format!("membatch-compute-{i}"))
@@ -131,13 +200,40 @@ impl BertEmbedderBuilder {
             embedder.pool = Some(pool);
         }
         tracing::info!(
-            model = %source,
+            model = %p.source,
             dimension = embedder.dimension,
             weight_bytes = embedder.encoder.weight_bytes(),
-            ?settings,
+            settings = ?embedder.settings,
             threads = ?embedder.threads(),
             "BERT embedder ready"
         );
         Ok(embedder)
+    }
+
+    /// Loads the weights of a prepared model (the lazy loader's load).
+    pub(super) fn load_prepared(&self, prepared: Prepared) -> Result<BertEmbedder> {
+        self.load_weights(prepared)
+    }
+}
+
+/// A model read up to its weights.
+pub(super) struct Prepared {
+    pub(super) source: ModelSource,
+    pub(super) files: ModelFiles,
+    pub(super) config: BertConfig,
+    pub(super) activation: Activation,
+    pub(super) tokenizer: Tokenizer,
+    pub(super) settings: OutputSettings,
+}
+
+impl Prepared {
+    pub(super) fn shape(&self) -> ModelShape {
+        let c = &self.config;
+        ModelShape::new(
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_hidden_layers,
+            c.intermediate_size,
+        )
     }
 }

@@ -9,7 +9,7 @@ use tokenizers::Tokenizer;
 use super::encoder::{Activation, BertConfig, Encoder};
 use super::metadata::read_json;
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
-use crate::memory::{MemoryProbe, SystemProbe};
+use crate::memory::{MemoryBudget, MemoryProbe, SystemProbe};
 use crate::precision::Precision;
 use crate::source::ModelFiles;
 
@@ -128,13 +128,21 @@ fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
 }
 
 /// Refuses to load when the weights cannot fit in the memory free under
-/// the process's limit: a typed error instead of an OOM kill.
-pub(super) fn check_room_to_load(config: &BertConfig, precision: Precision) -> Result<()> {
+/// the process's limit (and in `budget`'s headroom, when given): a typed
+/// error instead of an OOM kill.
+pub(super) fn check_room_to_load(
+    config: &BertConfig,
+    precision: Precision,
+    budget: Option<&MemoryBudget>,
+) -> Result<()> {
     let snapshot = SystemProbe::new().snapshot();
-    let available = match snapshot.cgroup_limit_bytes() {
+    let mut available = match snapshot.cgroup_limit_bytes() {
         Some(limit) => limit.saturating_sub(snapshot.figure_bytes()),
         None => snapshot.system_available_bytes,
     };
+    if let Some(budget) = budget {
+        available = available.min(budget.read().headroom_bytes());
+    }
     // An eighth on top for the tokenizer, the allocator's slack and the
     // first batch's own needs.
     let needed = load_peak_bytes(config, precision) / 8 * 9;

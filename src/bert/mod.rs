@@ -8,11 +8,12 @@
 
 mod builder;
 mod encoder;
+mod lazy;
 mod load;
 mod metadata;
 mod pooling;
 
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::Tokenizer;
 
 use crate::config::ModelConfig;
 use crate::embedder::{CostPrior, Embedder, ModelShape};
@@ -20,7 +21,8 @@ use crate::error::{boxed, BoxError, Error, Result};
 use crate::precision::Precision;
 use crate::source::ModelSource;
 pub use builder::BertEmbedderBuilder;
-use encoder::{BertConfig, Encoder, Packed};
+use encoder::{Encoder, Packed};
+pub use lazy::BertLoader;
 pub use pooling::Pooling;
 
 /// How pooled token states become the output vector.
@@ -92,57 +94,6 @@ impl BertEmbedder {
     /// As [`BertEmbedderBuilder::build`].
     pub fn load(source: impl Into<ModelSource>) -> Result<Self> {
         Self::builder().source(source).build()
-    }
-
-    /// Assembles an embedder from loaded weights and tokenizer.
-    ///
-    /// The tokenizer's own truncation and padding settings are replaced:
-    /// texts are truncated at `settings.max_seq_length` and never padded
-    /// (the encoder packs them).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] when `max_seq_length` is below 2 or above the
-    /// model's position embeddings.
-    fn assemble(
-        encoder: Encoder,
-        config: &BertConfig,
-        mut tokenizer: Tokenizer,
-        settings: OutputSettings,
-        name: impl Into<String>,
-    ) -> Result<Self> {
-        let max = settings.max_seq_length;
-        if max < 2 || max > config.max_position_embeddings {
-            return Err(Error::invalid_config(
-                "max_seq_length",
-                max,
-                format!(
-                    "must be between 2 (room for [CLS] and [SEP]) and the model's max_position_embeddings ({})",
-                    config.max_position_embeddings
-                ),
-            ));
-        }
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max,
-                ..Default::default()
-            }))
-            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
-        tokenizer.with_padding(None);
-        Ok(BertEmbedder {
-            encoder,
-            tokenizer,
-            settings,
-            dimension: config.hidden_size,
-            shape: ModelShape::new(
-                config.hidden_size,
-                config.num_attention_heads,
-                config.num_hidden_layers,
-                config.intermediate_size,
-            ),
-            pool: None,
-            name: name.into(),
-        })
     }
 
     /// The output settings in force.

@@ -317,6 +317,13 @@ impl MemoryBudget {
         self.inner.state.lock().releases
     }
 
+    /// Wakes work waiting for room, as a guard's end does: memory held
+    /// outside guards (a caller's token counting) has been freed.
+    pub(crate) fn wake_waiters(&self) {
+        self.inner.state.lock().releases += 1;
+        self.inner.released.notify_all();
+    }
+
     /// Blocks until a guard ends after `seen` releases (returns `true` at
     /// once if one already has) or `deadline` passes (`false`). Nothing
     /// polls: ending guards wake the waiters.

@@ -26,7 +26,6 @@ pub use budget::{MemoryBudget, MemoryGuard, MemoryMetrics, MemoryReading, WorkRe
 pub use cgroup::{CgroupMemory, CgroupPaths, CgroupVersion};
 pub use config::{parse_size, MemoryConfig, MemoryConfigBuilder, MemoryLimit, DEFAULT_PERCENT};
 pub use probe::{FigureSource, MemoryProbe, MemorySnapshot, SystemProbe};
-#[cfg(feature = "candle")]
 pub(crate) use reclaim::trim;
 pub use reclaim::{AllocatorReclaim, Reclaim};
 // The pressure scale is a leaf of the crate (errors name it too); it is

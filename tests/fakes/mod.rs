@@ -39,6 +39,14 @@ impl Machine {
         Arc::new(m)
     }
 
+    /// Sets the steady state (what the process holds between batches).
+    pub fn set_base(&self, base: u64) {
+        let mut s = self.state.lock();
+        s.base = base;
+        s.peak = s.peak.max(base);
+        s.highest = s.highest.max(base);
+    }
+
     /// Work that rises `bytes` above the steady state and falls back.
     pub fn spend(&self, bytes: u64) {
         let mut s = self.state.lock();
@@ -193,4 +201,97 @@ pub fn text(id: usize, words: usize) -> String {
         t.push_str(&format!(" w{}", (id * 7 + w) % 97));
     }
     t
+}
+
+/// A scripted embedder for service tests: a text's vector is
+/// [`Fake::vector`] of it; a batch holding a text that contains `PANIC`
+/// panics and one holding `ERROR` fails; while the gate is closed every
+/// batch waits at it; each batch sleeps `delay`; every embedded text is
+/// recorded.
+#[derive(Debug, Default)]
+pub struct Scripted {
+    pub delay: std::time::Duration,
+    pub gate: Gate,
+    pub embedded: Mutex<Vec<String>>,
+    pub batches: Mutex<Vec<usize>>,
+    /// Every batch panics (a model that can never run).
+    pub always_panic: bool,
+}
+
+/// A gate batches wait at while it is closed.
+#[derive(Debug, Default)]
+pub struct Gate {
+    closed: Mutex<bool>,
+    opened: parking_lot::Condvar,
+    /// Batches waiting at the gate now.
+    pub waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    pub fn close(&self) {
+        *self.closed.lock() = true;
+    }
+    pub fn open(&self) {
+        *self.closed.lock() = false;
+        self.opened.notify_all();
+    }
+    fn pass(&self) {
+        use std::sync::atomic::Ordering;
+        let mut closed = self.closed.lock();
+        if *closed {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while *closed {
+                self.opened.wait(&mut closed);
+            }
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    /// Waits until a batch is held at the gate.
+    pub fn wait_for_a_batch(&self) {
+        let start = std::time::Instant::now();
+        while self.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "no batch reached the gate"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Embedder for Scripted {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.gate.pass();
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        self.batches.lock().push(texts.len());
+        if self.always_panic || texts.iter().any(|t| t.contains("PANIC")) {
+            panic!("scripted panic");
+        }
+        if texts.iter().any(|t| t.contains("ERROR")) {
+            return Err(Error::Inference(Arc::new(std::io::Error::other(
+                "scripted failure",
+            ))));
+        }
+        self.embedded
+            .lock()
+            .extend(texts.iter().map(|t| t.to_string()));
+        Ok(texts.iter().map(|t| Fake::vector(t)).collect())
+    }
+
+    fn dimension(&self) -> usize {
+        2
+    }
+
+    fn max_seq_length(&self) -> usize {
+        256
+    }
+
+    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        Ok(texts
+            .iter()
+            .map(|t| (t.split_whitespace().count() + 2).min(256))
+            .collect())
+    }
 }

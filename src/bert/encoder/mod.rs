@@ -23,6 +23,12 @@ pub(crate) use config::{Activation, BertConfig};
 use int8::Int8Weights;
 use linear::Linear;
 
+/// The cost prior of a model of this width, before it is loaded (see
+/// [`Encoder::cost_prior`]).
+pub(crate) fn cost_prior(hidden: usize, intermediate: usize) -> CostPrior {
+    CostPrior::new(4 * (5 * hidden + intermediate) as u64, 4)
+}
+
 /// Why a batch cannot run; each is a caller or model-file mismatch, never a
 /// bug in the batch itself.
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +299,7 @@ impl Encoder {
     /// big batches a little and never under-counts.
     pub(crate) fn cost_prior(&self) -> CostPrior {
         let intermediate = self.layers.first().map_or(0, |l| l.intermediate.outputs());
-        CostPrior::new(4 * (5 * self.hidden + intermediate) as u64, 4)
+        cost_prior(self.hidden, intermediate)
     }
 
     /// The last hidden state of every token, `tokens × hidden`, row-major in

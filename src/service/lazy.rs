@@ -1,0 +1,227 @@
+//! Models loaded on first use and unloaded on demand: [`LazyEmbedder`]
+//! over a [`ModelLoader`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::embedder::{CostPrior, Embedder, ModelShape, ModelState};
+use crate::error::Result;
+
+/// What a lazily loaded model knows before its weights are in memory, and
+/// how to load them.
+///
+/// Everything a batcher plans with (dimension, sequence length, token
+/// counts, cost prior) must be answerable from the small part of a model
+/// (its configuration and tokenizer), so that counting a request's tokens
+/// never loads the weights; [`load`](Self::load) is the expensive part.
+pub trait ModelLoader: Send + Sync + 'static {
+    /// The loaded model.
+    type Model: Embedder;
+
+    /// Loads the weights.
+    ///
+    /// # Errors
+    ///
+    /// Whatever loading fails with (a missing file, a model too large to
+    /// load in the memory left).
+    fn load(&self) -> Result<Self::Model>;
+
+    /// As [`Embedder::dimension`].
+    fn dimension(&self) -> usize;
+
+    /// As [`Embedder::max_seq_length`].
+    fn max_seq_length(&self) -> usize;
+
+    /// As [`Embedder::token_counts`], without the weights.
+    ///
+    /// # Errors
+    ///
+    /// As [`Embedder::token_counts`].
+    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>>;
+
+    /// As [`Embedder::shape`].
+    fn shape(&self) -> Option<ModelShape> {
+        None
+    }
+
+    /// As [`Embedder::cost_prior`].
+    fn cost_prior(&self) -> Option<CostPrior> {
+        None
+    }
+
+    /// As [`Embedder::tokenizes_word_by_word`].
+    fn tokenizes_word_by_word(&self) -> bool {
+        false
+    }
+}
+
+/// An [`Embedder`] whose weights are loaded on the first
+/// [`embed`](Embedder::embed) and freed by [`unload`](Embedder::unload);
+/// the next embed loads them again.
+///
+/// One load at a time: callers that need the model while it loads wait for
+/// that load instead of starting their own. A failed load leaves the state
+/// [`ModelState::Failed`] and returns its error; the next embed tries
+/// again. An unload waits for embeds in progress, so a batch never loses
+/// its model halfway.
+///
+/// ```
+/// use membatch::service::{LazyEmbedder, ModelLoader};
+/// use membatch::{Embedder, Result};
+///
+/// struct Length; // a toy model: one dimension, the text's length
+/// impl Embedder for Length {
+///     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+///         Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+///     }
+///     fn dimension(&self) -> usize { 1 }
+///     fn max_seq_length(&self) -> usize { 512 }
+///     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+///         Ok(texts.iter().map(|t| t.len()).collect())
+///     }
+/// }
+///
+/// struct Loader;
+/// impl ModelLoader for Loader {
+///     type Model = Length;
+///     fn load(&self) -> Result<Length> { Ok(Length) }
+///     fn dimension(&self) -> usize { 1 }
+///     fn max_seq_length(&self) -> usize { 512 }
+///     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+///         Ok(texts.iter().map(|t| t.len()).collect())
+///     }
+/// }
+///
+/// let lazy = LazyEmbedder::new(Loader);
+/// assert_eq!(lazy.state().as_str(), "unloaded");
+/// assert_eq!(lazy.embed(&["abc"])?, vec![vec![3.0]]); // loads
+/// assert!(lazy.state().is_loaded());
+/// assert!(lazy.unload());
+/// assert_eq!((lazy.state().as_str(), lazy.loads()), ("unloaded", 1));
+/// # Ok::<(), membatch::Error>(())
+/// ```
+pub struct LazyEmbedder<L: ModelLoader> {
+    loader: L,
+    model: RwLock<Option<L::Model>>,
+    /// Held while loading: one load at a time.
+    loading: Mutex<()>,
+    state: Mutex<ModelState>,
+    loads: AtomicU64,
+}
+
+impl<L: ModelLoader> std::fmt::Debug for LazyEmbedder<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyEmbedder")
+            .field("state", &*self.state.lock())
+            .field("loads", &self.loads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: ModelLoader> LazyEmbedder<L> {
+    /// An embedder over `loader`, nothing loaded yet.
+    pub fn new(loader: L) -> Self {
+        LazyEmbedder {
+            loader,
+            model: RwLock::new(None),
+            loading: Mutex::new(()),
+            state: Mutex::new(ModelState::Unloaded),
+            loads: AtomicU64::new(0),
+        }
+    }
+
+    /// The loader.
+    pub fn loader(&self) -> &L {
+        &self.loader
+    }
+
+    /// How many times the weights were loaded.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Loads the weights now, unless they are loaded (waits for a load in
+    /// progress).
+    ///
+    /// # Errors
+    ///
+    /// The loader's error; the state becomes [`ModelState::Failed`].
+    pub fn load(&self) -> Result<()> {
+        let _one = self.loading.lock();
+        if self.model.read().is_some() {
+            return Ok(());
+        }
+        *self.state.lock() = ModelState::Loading;
+        tracing::info!("loading the model");
+        let started = std::time::Instant::now();
+        match self.loader.load() {
+            Ok(model) => {
+                *self.model.write() = Some(model);
+                *self.state.lock() = ModelState::Loaded;
+                self.loads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(seconds = started.elapsed().as_secs_f64(), "model loaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e.report(), "loading the model failed");
+                *self.state.lock() = ModelState::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        loop {
+            if let Some(model) = self.model.read().as_ref() {
+                return model.embed(texts);
+            }
+            // An unload may slip in between this load and the read above;
+            // then load again.
+            self.load()?;
+        }
+    }
+
+    fn dimension(&self) -> usize {
+        self.loader.dimension()
+    }
+
+    fn max_seq_length(&self) -> usize {
+        self.loader.max_seq_length()
+    }
+
+    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        self.loader.token_counts(texts)
+    }
+
+    fn shape(&self) -> Option<ModelShape> {
+        self.loader.shape()
+    }
+
+    fn cost_prior(&self) -> Option<CostPrior> {
+        self.loader.cost_prior()
+    }
+
+    fn tokenizes_word_by_word(&self) -> bool {
+        self.loader.tokenizes_word_by_word()
+    }
+
+    fn state(&self) -> ModelState {
+        self.state.lock().clone()
+    }
+
+    /// Drops the weights (after any embed in progress) and returns the
+    /// freed memory to the OS.
+    fn unload(&self) -> bool {
+        let _no_load = self.loading.lock();
+        let freed = self.model.write().take().is_some();
+        if freed {
+            *self.state.lock() = ModelState::Unloaded;
+            crate::memory::trim();
+            tracing::info!("model unloaded");
+        }
+        freed
+    }
+}
