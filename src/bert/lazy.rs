@@ -5,7 +5,7 @@ use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
 use super::encoder::cost_prior;
-use super::BertEmbedder;
+use super::{BertEmbedder, TokenCounter};
 use crate::embedder::{CostPrior, ModelShape};
 use crate::error::{BoxError, Error, Result};
 use crate::service::{LazyEmbedder, ModelLoader};
@@ -60,6 +60,19 @@ impl BertLoader {
             tokenizer: prepared.tokenizer,
             builder,
         }
+    }
+}
+
+impl BertLoader {
+    /// A counter of content tokens without truncation (see
+    /// [`BertEmbedder::token_counter`]): whether a text fits the model
+    /// whole, without loading the weights.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenization`] when truncation cannot be switched off.
+    pub fn token_counter(&self) -> Result<TokenCounter> {
+        TokenCounter::untruncated(&self.tokenizer)
     }
 }
 

@@ -116,12 +116,7 @@ impl BertEmbedder {
     /// [`Error::Tokenization`] when the tokenizer's truncation cannot be
     /// switched off.
     pub fn token_counter(&self) -> Result<TokenCounter> {
-        let mut tokenizer = self.tokenizer.clone();
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
-        tokenizer.with_padding(None);
-        Ok(TokenCounter { tokenizer })
+        TokenCounter::untruncated(&self.tokenizer)
     }
 
     /// The token ids each text becomes (`[CLS]` and `[SEP]` included, truncated
@@ -243,6 +238,16 @@ impl std::fmt::Debug for TokenCounter {
 }
 
 impl TokenCounter {
+    /// A counter over a copy of `tokenizer` without truncation or padding.
+    fn untruncated(tokenizer: &Tokenizer) -> Result<Self> {
+        let mut tokenizer = tokenizer.clone();
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+        tokenizer.with_padding(None);
+        Ok(TokenCounter { tokenizer })
+    }
+
     /// The number of tokens `text` becomes, without `[CLS]`/`[SEP]`.
     ///
     /// # Errors

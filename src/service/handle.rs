@@ -205,7 +205,7 @@ impl EmbedService {
         }
         shared.counters.lock().accepted += 1;
         shared.work.notify_one();
-        Ok(Pending::queued(rx))
+        Ok(Pending::queued(rx, tokens))
     }
 
     /// Counts a refusal by its reason and returns it.

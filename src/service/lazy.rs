@@ -220,7 +220,7 @@ impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
         if freed {
             *self.state.lock() = ModelState::Unloaded;
             crate::memory::trim();
-            tracing::info!("model unloaded");
+            tracing::debug!("model unloaded");
         }
         freed
     }

@@ -23,6 +23,7 @@ pub(crate) type Answer = Result<Vec<Vec<f32>>>;
 #[derive(Debug)]
 pub struct Pending {
     inner: Inner,
+    tokens: usize,
 }
 
 #[derive(Debug)]
@@ -37,13 +38,21 @@ impl Pending {
     pub(crate) fn ready(answer: Answer) -> Self {
         Pending {
             inner: Inner::Ready(Some(answer)),
+            tokens: 0,
         }
     }
 
-    pub(crate) fn queued(rx: oneshot::Receiver<Answer>) -> Self {
+    pub(crate) fn queued(rx: oneshot::Receiver<Answer>, tokens: usize) -> Self {
         Pending {
             inner: Inner::Queued(rx),
+            tokens,
         }
+    }
+
+    /// The request's tokens as counted at admission (special tokens
+    /// included, after truncation): what a server reports as usage.
+    pub fn tokens(&self) -> usize {
+        self.tokens
     }
 
     /// Blocks the current thread until the answer comes.
@@ -131,7 +140,7 @@ mod tests {
             tx.send(Ok(vec![vec![1.0]])).unwrap();
         });
         let started = Instant::now();
-        assert_eq!(Pending::queued(rx).wait().unwrap(), vec![vec![1.0]]);
+        assert_eq!(Pending::queued(rx, 0).wait().unwrap(), vec![vec![1.0]]);
         assert!(started.elapsed() >= Duration::from_millis(50));
         sender.join().unwrap();
     }
@@ -139,7 +148,7 @@ mod tests {
     #[test]
     fn a_timeout_gives_up_and_closes_the_channel() {
         let (tx, rx) = oneshot::channel::<Answer>();
-        let err = Pending::queued(rx)
+        let err = Pending::queued(rx, 0)
             .wait_timeout(Duration::from_millis(20))
             .unwrap_err();
         assert!(matches!(err, Error::TimedOut { .. }), "{err}");
@@ -150,7 +159,7 @@ mod tests {
     fn a_dropped_sender_is_an_error_not_a_hang() {
         let (tx, rx) = oneshot::channel::<Answer>();
         drop(tx);
-        assert!(matches!(Pending::queued(rx).wait(), Err(Error::Closed)));
+        assert!(matches!(Pending::queued(rx, 0).wait(), Err(Error::Closed)));
         assert_eq!(Pending::ready(Ok(Vec::new())).wait().unwrap().len(), 0);
     }
 }

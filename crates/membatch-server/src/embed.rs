@@ -1,0 +1,261 @@
+//! The embedding routes: OpenAI's `POST /v1/embeddings` (and
+//! `/embeddings`), and the native `POST /embed`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// OpenAI's embeddings request.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EmbeddingsRequest {
+    input: Input,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<i64>,
+    /// Accepted and ignored, as the API allows.
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+/// `input`: a string, strings, or (refused) token ids, which are parsed
+/// only to say why they are refused.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Input {
+    One(String),
+    Many(Vec<String>),
+    Tokens(#[allow(dead_code)] Vec<i64>),
+    TokenBatches(#[allow(dead_code)] Vec<Vec<i64>>),
+}
+
+impl Input {
+    /// The texts, or the 400 that says why there are none to embed.
+    fn into_texts(self) -> Result<Vec<String>, ApiError> {
+        let texts = match self {
+            Input::One(t) => vec![t],
+            Input::Many(t) => t,
+            Input::Tokens(_) | Input::TokenBatches(_) => {
+                return Err(ApiError::bad_request(
+                    "token ids are not accepted: they belong to another model's tokenizer and \
+                     this model cannot embed them; send the text itself",
+                    Some("input"),
+                ))
+            }
+        };
+        if texts.is_empty() {
+            return Err(ApiError::bad_request(
+                "input is empty: send a string or a non-empty array of strings",
+                Some("input"),
+            ));
+        }
+        if let Some(i) = texts.iter().position(|t| t.is_empty()) {
+            return Err(ApiError::bad_request(
+                format!("input[{i}] is an empty string, which cannot be embedded"),
+                Some("input"),
+            ));
+        }
+        Ok(texts)
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EmbeddingsResponse {
+    object: &'static str,
+    data: Vec<EmbeddingData>,
+    model: String,
+    usage: Usage,
+}
+
+#[derive(Debug, Serialize)]
+struct EmbeddingData {
+    object: &'static str,
+    embedding: Embedding,
+    index: usize,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Embedding {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Debug, Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
+
+/// Divides by the L2 norm (a zero vector stays zero).
+fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Runs `texts` through the service within the request timeout: admission
+/// on a blocking thread (it counts tokens), then the answer awaited.
+/// Returns the vectors and the tokens counted at admission.
+async fn run(app: &AppState, texts: Vec<String>) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+    let service = app.service.clone();
+    let pending = tokio::task::spawn_blocking(move || service.submit(&texts))
+        .await
+        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))??;
+    let tokens = pending.tokens();
+    match tokio::time::timeout(app.request_timeout, pending).await {
+        Ok(answer) => Ok((answer?, tokens)),
+        // Dropping the pending answer gives the request up: its texts are
+        // skipped if they have not run.
+        Err(_) => Err(ApiError::timed_out(app.request_timeout)),
+    }
+}
+
+/// `POST /v1/embeddings` and `POST /embeddings`.
+pub(crate) async fn openai(
+    State(app): State<Arc<AppState>>,
+    body: Result<Json<EmbeddingsRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                format!("encoding_format {other:?} is not float or base64"),
+                Some("encoding_format"),
+            ))
+        }
+    };
+    let dimension = app.service.dimension();
+    let dimensions = match req.dimensions {
+        None => None,
+        Some(d) if d >= 1 && d as usize <= dimension => Some(d as usize),
+        Some(d) => {
+            return Err(ApiError::bad_request(
+                format!("dimensions {d} is not between 1 and the model's {dimension}"),
+                Some("dimensions"),
+            ))
+        }
+    };
+    let texts = req.input.into_texts()?;
+    let (vectors, tokens) = run(&app, texts).await?;
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut v)| {
+            if let Some(d) = dimensions {
+                v.truncate(d);
+            }
+            // OpenAI's embeddings have unit length (and a shortened one is
+            // normalised again).
+            normalize(&mut v);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                Embedding::Float(v)
+            };
+            EmbeddingData {
+                object: "embedding",
+                embedding,
+                index,
+            }
+        })
+        .collect();
+    let response = EmbeddingsResponse {
+        object: "list",
+        data,
+        model: req.model.unwrap_or_else(|| app.model_name.clone()),
+        usage: Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    };
+    Ok(Json(serde_json::to_value(response).map_err(|e| {
+        ApiError::internal(format!("cannot encode the response: {e}"))
+    })?))
+}
+
+/// The native request: `{"inputs": "..." | [...], "normalize": bool,
+/// "truncate": bool}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EmbedRequest {
+    inputs: NativeInputs,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default = "yes")]
+    truncate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NativeInputs {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `POST /embed`: `[[...], ...]`, one vector per input.
+pub(crate) async fn native(
+    State(app): State<Arc<AppState>>,
+    body: Result<Json<EmbedRequest>, JsonRejection>,
+) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
+    let result = async {
+        let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        let texts = match req.inputs {
+            NativeInputs::One(t) => vec![t],
+            NativeInputs::Many(t) => t,
+        };
+        if texts.is_empty() {
+            return Err(ApiError::bad_request("inputs is empty", Some("inputs")));
+        }
+        if !req.truncate {
+            refuse_truncation(&app, &texts)?;
+        }
+        let (mut vectors, _) = run(&app, texts).await?;
+        if req.normalize {
+            vectors.iter_mut().for_each(|v| normalize(v));
+        }
+        Ok(Json(vectors))
+    }
+    .await;
+    result.map_err(ApiError::native)
+}
+
+/// With `truncate: false`, a text longer than the model takes is a 422,
+/// not silently cut.
+fn refuse_truncation(app: &AppState, texts: &[String]) -> Result<(), ApiError> {
+    let Some(counter) = &app.counter else {
+        return Ok(());
+    };
+    let max = app.service.max_seq_length();
+    for (i, t) in texts.iter().enumerate() {
+        // Two special tokens around the content.
+        let tokens = counter.count(t)? + 2;
+        if tokens > max {
+            return Err(ApiError::unprocessable(
+                format!(
+                    "inputs[{i}] has {tokens} tokens, more than the model's {max}; \
+                     send truncate: true or a shorter text"
+                ),
+                Some("inputs"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! [`ApiError`]: every failure as a status code and a JSON body (OpenAI's
+//! `{"error": {...}}` envelope, or the native route's
+//! `{"error", "error_type"}`), with `Retry-After` where waiting helps.
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Which error body a route answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `{"error": {"message", "type", "param", "code"}}`, as OpenAI's API.
+    OpenAi,
+    /// `{"error": "...", "error_type": "..."}`, as the native `/embed`.
+    Native,
+}
+
+/// An HTTP error: status, body and, for overload and memory, `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// OpenAI's error type: `invalid_request_error`, `authentication_error`,
+    /// `rate_limit_error`, `service_unavailable`, `server_error`.
+    pub kind: &'static str,
+    /// A machine-readable code (`overloaded`, `memory_critical`, …).
+    pub code: Option<&'static str>,
+    /// The request field at fault, when one is.
+    pub param: Option<&'static str>,
+    /// What went wrong, and what to do, in one line.
+    pub message: String,
+    /// When to try again.
+    pub retry_after: Option<Duration>,
+    /// Which body to write.
+    pub style: ErrorStyle,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            code: None,
+            param: None,
+            message: message.into(),
+            retry_after: None,
+            style: ErrorStyle::OpenAi,
+        }
+    }
+
+    /// 400: the request is malformed or empty.
+    pub fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        ApiError {
+            param,
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
+    }
+
+    /// 401: no valid API key.
+    pub fn unauthorized() -> Self {
+        ApiError {
+            code: Some("invalid_api_key"),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "missing or invalid API key: send Authorization: Bearer <key>",
+            )
+        }
+    }
+
+    /// 422: a text cannot be embedded as sent.
+    pub fn unprocessable(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        ApiError {
+            param,
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                message,
+            )
+        }
+    }
+
+    /// 500: a bug or an unexpected failure.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+    }
+
+    /// 503: no answer within the request timeout.
+    pub fn timed_out(after: Duration) -> Self {
+        ApiError {
+            code: Some("timeout"),
+            retry_after: Some(Duration::from_secs(1)),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!(
+                    "no answer within the request timeout ({} s); the request was given up",
+                    after.as_secs_f64()
+                ),
+            )
+        }
+    }
+
+    /// The same error with the native body.
+    #[must_use]
+    pub fn native(mut self) -> Self {
+        self.style = ErrorStyle::Native;
+        self
+    }
+
+    /// A body the JSON extractor refused: 413 when it is too large, 400
+    /// otherwise.
+    pub fn from_rejection(rejection: &JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError {
+                code: Some("body_too_large"),
+                ..ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    format!("request body too large: {}", rejection.body_text()),
+                )
+            };
+        }
+        ApiError::bad_request(
+            format!("malformed request: {}", rejection.body_text()),
+            None,
+        )
+    }
+}
+
+impl From<membatch::Error> for ApiError {
+    fn from(e: membatch::Error) -> Self {
+        use membatch::Error as E;
+        let message = e.report().to_string();
+        let unavailable = |code, retry: Option<Duration>| ApiError {
+            code: Some(code),
+            retry_after: retry,
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                message.clone(),
+            )
+        };
+        match &e {
+            E::RequestTooLarge { limit, .. } => ApiError {
+                code: Some(if *limit == "inputs" {
+                    "too_many_inputs"
+                } else {
+                    "too_many_tokens"
+                }),
+                param: Some("input"),
+                ..ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    message.clone(),
+                )
+            },
+            E::Overloaded { retry_after, .. } => ApiError {
+                code: Some("overloaded"),
+                retry_after: Some(*retry_after),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    message.clone(),
+                )
+            },
+            E::MemoryCritical { retry_after, .. } => {
+                unavailable("memory_critical", Some(*retry_after))
+            }
+            E::MemoryPressure { .. } | E::BudgetTooSmall { .. } => {
+                unavailable("memory_pressure", Some(Duration::from_secs(1)))
+            }
+            E::ModelTooLarge { .. } | E::ModelFile { .. } | E::Hub { .. } => {
+                unavailable("model_unavailable", Some(Duration::from_secs(5)))
+            }
+            E::TimedOut { .. } => unavailable("timeout", Some(Duration::from_secs(1))),
+            E::Closed => unavailable("shutting_down", None),
+            E::WorkerFailed { .. } => unavailable("worker_failed", None),
+            E::Tokenization(_) => ApiError {
+                code: Some("tokenization"),
+                param: Some("input"),
+                ..ApiError::unprocessable(message.clone(), None)
+            },
+            _ => ApiError {
+                code: Some("inference"),
+                ..ApiError::internal(message.clone())
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.style {
+            ErrorStyle::OpenAi => json!({
+                "error": {
+                    "message": self.message,
+                    "type": self.kind,
+                    "param": self.param,
+                    "code": self.code,
+                }
+            }),
+            ErrorStyle::Native => json!({
+                "error": self.message,
+                "error_type": self.code.unwrap_or(self.kind),
+            }),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up, at least one.
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

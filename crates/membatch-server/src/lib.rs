@@ -1,0 +1,207 @@
+//! # membatch-server
+//!
+//! An OpenAI-compatible embedding server over membatch's
+//! [`EmbedService`]: one resident model for every request, batches merged
+//! across requests and sized by the memory budget, overload and memory
+//! pressure answered with 429/503 and `Retry-After` instead of an OOM
+//! kill, and a health check that tells the truth about the worker.
+//!
+//! [`router`] returns the whole API as an axum [`Router`] that other apps
+//! can mount; the `membatch-server` binary serves it (see `docs/server.md`).
+//!
+//! | route | |
+//! |---|---|
+//! | `POST /v1/embeddings`, `POST /embeddings` | OpenAI's request and response shapes |
+//! | `POST /embed` | `{"inputs", "normalize", "truncate"}` → `[[...]]` |
+//! | `GET /health` | 200, or 503 when the worker failed |
+//! | `GET /info` | model, dimension, limits, version |
+//! | `GET /memory` | what membatch sees; `POST /memory/unload` frees the model |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use membatch::service::EmbedService;
+//! use membatch::BertEmbedder;
+//! use membatch_server::{router, AppState};
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = EmbedService::builder(BertEmbedder::builder().build_lazy()?).spawn()?;
+//! let state = AppState::new(service, "all-MiniLM-L6-v2").request_timeout(Duration::from_secs(30));
+//! let app = axum::Router::new().nest("/embeddings-api", router(state, 8 << 20));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod embed;
+pub mod error;
+mod ops;
+mod prometheus;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use counts::Counts;
+use membatch::service::EmbedService;
+use membatch::TokenCounter;
+
+pub use error::ApiError;
+
+/// What every route shares.
+#[derive(Debug)]
+pub struct AppState {
+    service: EmbedService,
+    model_name: String,
+    counter: Option<TokenCounter>,
+    api_key: Option<String>,
+    request_timeout: Duration,
+    http: Counts,
+}
+
+impl AppState {
+    /// The state of a server over `service`, answering as model
+    /// `model_name`; no API key, requests time out after 60 s.
+    pub fn new(service: EmbedService, model_name: impl Into<String>) -> Self {
+        AppState {
+            service,
+            model_name: model_name.into(),
+            counter: None,
+            api_key: None,
+            request_timeout: Duration::from_secs(60),
+            http: Counts::default(),
+        }
+    }
+
+    /// Requires `Authorization: Bearer <key>` on every route but
+    /// `/health` and `/metrics` (401 otherwise).
+    #[must_use]
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// How long a request may wait for its vectors (then 503, and its
+    /// texts are skipped if they have not run).
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Counts untruncated tokens, so that `/embed` with `"truncate": false`
+    /// refuses a text longer than the model takes (422) instead of cutting
+    /// it.
+    #[must_use]
+    pub fn token_counter(mut self, counter: TokenCounter) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
+    /// The service behind the routes.
+    pub fn service(&self) -> &EmbedService {
+        &self.service
+    }
+}
+
+/// Every route of the server, with API-key checks, response counting,
+/// panic catching (a JSON 500) and a `max_body_bytes` limit on request
+/// bodies (a JSON 413).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let state = Arc::new(state);
+    let api = Router::new()
+        .route("/v1/embeddings", post(embed::openai))
+        .route("/embeddings", post(embed::openai))
+        .route("/embed", post(embed::native))
+        .route("/info", get(ops::info))
+        .route("/memory", get(ops::memory))
+        .route("/memory/unload", post(ops::unload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    let open = Router::new()
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics));
+    api.merge(open)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                ApiError::internal(format!("internal error: {message}")).into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+/// 401 unless the request carries the API key (when one is set).
+async fn require_key(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(key) = &app.api_key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Counts each response by route and status for `/metrics`.
+async fn count(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = route_name(request.uri().path());
+    let response = next.run(request).await;
+    app.http.add(route, response.status().as_u16());
+    response
+}
+
+/// A fixed name per route (unknown paths are one name), so the counters
+/// cannot grow with whatever paths clients send.
+fn route_name(path: &str) -> &'static str {
+    match path.trim_end_matches('/') {
+        "/v1/embeddings" => "/v1/embeddings",
+        "/embeddings" => "/embeddings",
+        "/embed" => "/embed",
+        "/health" => "/health",
+        "/info" => "/info",
+        "/memory" => "/memory",
+        "/memory/unload" => "/memory/unload",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+mod counts {
+    //! Response counts under a std mutex (a handful of increments per
+    //! request; nothing here needs a faster lock).
+
+    use std::sync::Mutex;
+
+    use crate::prometheus::HttpCounts;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Counts(Mutex<HttpCounts>);
+
+    impl Counts {
+        pub(crate) fn add(&self, route: &'static str, status: u16) {
+            let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            *counts.entry((route, status)).or_default() += 1;
+        }
+
+        pub(crate) fn snapshot(&self) -> HttpCounts {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! The `membatch-server` binary over HTTP on loopback: every route, every
+//! status code, base64 and `dimensions`, concurrent callers against the
+//! library's own output, unload and reload, a failing worker, shutdown.
+//! Most tests run a tiny random model; parity runs the real one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use membatch::{BertEmbedder, Embedder, ModelSource};
+use membatch_testkit::tiny::{tiny_model_dir, Tiny};
+use serde_json::{json, Value};
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the binary with `args` (plus `--port 0`) and waits for its
+    /// "listening" line.
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_membatch-server"));
+        cmd.args(["--port", "0"]).args(args);
+        for var in [
+            "MEMBATCH_MODEL",
+            "MEMBATCH_API_KEY",
+            "EMBEDDING_MAX_MEMORY",
+            "EMBEDDING_MAX_MEMORY_PERCENT",
+            "EMBEDDING_MAX_QUEUED_REQUESTS",
+            "EMBEDDING_MAX_QUEUED_TOKENS",
+            "EMBEDDING_IDLE_UNLOAD_SECS",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("RUST_LOG", "warn").env("RUST_BACKTRACE", "0");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("membatch-server listening on ")
+            .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+            .to_string();
+        Server { child, base }
+    }
+
+    /// A server over a fresh tiny model.
+    fn tiny(args: &[&str]) -> (Self, tempfile::TempDir) {
+        let dir = tiny_model_dir(&Tiny::default());
+        let mut all = vec!["--model", dir.path().to_str().unwrap()];
+        all.extend(args);
+        (Server::start(&all, &[]), dir)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response: status, `Retry-After` header, JSON (or text) body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
+    let response = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    Reply {
+        status: response.status(),
+        retry_after: response.header("retry-after").map(String::from),
+        body: response.into_string().unwrap(),
+    }
+}
+
+fn post(url: &str, body: &str, key: Option<&str>) -> Reply {
+    let mut req = ureq::post(url)
+        .timeout(Duration::from_secs(120))
+        .set("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.set("authorization", &format!("Bearer {k}"));
+    }
+    reply(req.send_string(body))
+}
+
+fn get(url: &str) -> Reply {
+    reply(ureq::get(url).timeout(Duration::from_secs(30)).call())
+}
+
+/// Asserts an OpenAI error envelope with `status` and returns it.
+fn openai_error(r: &Reply, status: u16) -> Value {
+    assert_eq!(r.status, status, "{r:?}");
+    let e = &r.json()["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{r:?}"
+    );
+    assert!(e["type"].is_string(), "{r:?}");
+    assert!(e.get("param").is_some() && e.get("code").is_some(), "{r:?}");
+    e.clone()
+}
+
+fn vectors(body: &Value) -> Vec<Vec<f32>> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            assert_eq!(d["index"], i);
+            assert_eq!(d["object"], "embedding");
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+fn real_model_dir() -> String {
+    match ModelSource::from_env_or_default() {
+        ModelSource::Dir(p) => p.display().to_string(),
+        other => panic!(
+            "the real model weights are required (scripts/fetch-model.sh); found only {other}"
+        ),
+    }
+}
+
+#[test]
+fn the_openai_route_matches_the_library_for_concurrent_callers() {
+    let model = real_model_dir();
+    let server = Server::start(&["--model", &model], &[]);
+    let library = BertEmbedder::load(ModelSource::parse(&model)).unwrap();
+    let corpus = membatch_testkit::corpus::mixed_corpus(96, 5);
+    let url = server.url("/v1/embeddings");
+    std::thread::scope(|s| {
+        for (i, chunk) in corpus.chunks(3).enumerate() {
+            let (url, library) = (&url, &library);
+            s.spawn(move || {
+                let body = json!({"input": chunk, "model": "mini"}).to_string();
+                let r = post(url, &body, None);
+                assert_eq!(r.status, 200, "{r:?}");
+                let v = r.json();
+                assert_eq!(v["object"], "list");
+                assert_eq!(v["model"], "mini");
+                let got = vectors(&v);
+                let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let want = library.embed(&texts).unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    let d = g
+                        .iter()
+                        .zip(w)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(d < 1e-5, "caller {i}: {d}");
+                }
+                let tokens: usize = library.token_counts(&texts).unwrap().iter().sum();
+                assert_eq!(v["usage"]["prompt_tokens"], tokens);
+                assert_eq!(v["usage"]["total_tokens"], tokens);
+            });
+        }
+    });
+    // /embeddings is the same route.
+    let r = post(
+        &server.url("/embeddings"),
+        r#"{"input": "hello", "model": "m"}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[test]
+fn base64_and_dimensions() {
+    let (server, _model) = Server::tiny(&[]);
+    let url = server.url("/v1/embeddings");
+    let floats = vectors(
+        &post(
+            &url,
+            r#"{"input": ["the quick brown fox"], "model": "m"}"#,
+            None,
+        )
+        .json(),
+    );
+    let r = post(
+        &url,
+        r#"{"input": ["the quick brown fox"], "model": "m", "encoding_format": "base64"}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let encoded = r.json()["data"][0]["embedding"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    // The same text in another batch may differ in the last bits (the
+    // products' blocking follows the batch's size); the bytes are exact.
+    assert_eq!(decoded.len(), floats[0].len());
+    for (d, f) in decoded.iter().zip(&floats[0]) {
+        assert!((d - f).abs() < 1e-6, "little-endian f32 bytes: {d} vs {f}");
+    }
+    assert!((norm(&floats[0]) - 1.0).abs() < 1e-5);
+
+    let r = post(
+        &url,
+        r#"{"input": "the quick brown fox", "model": "m", "dimensions": 8}"#,
+        None,
+    );
+    let short = &vectors(&r.json())[0];
+    assert_eq!(short.len(), 8);
+    assert!((norm(short) - 1.0).abs() < 1e-5, "re-normalised");
+    let cos: f32 = short.iter().zip(&floats[0]).map(|(a, b)| a * b).sum();
+    assert!(cos > 0.0, "the same direction as the full vector's head");
+    for bad in [0, 33, -1] {
+        let body = format!(r#"{{"input": "x", "model": "m", "dimensions": {bad}}}"#);
+        let e = openai_error(&post(&url, &body, None), 400);
+        assert_eq!(e["param"], "dimensions");
+    }
+    let e = openai_error(
+        &post(&url, r#"{"input": "x", "encoding_format": "bytes"}"#, None),
+        400,
+    );
+    assert_eq!(e["param"], "encoding_format");
+}
+
+#[test]
+fn bad_inputs_are_400s_in_the_openai_envelope() {
+    let (server, _model) = Server::tiny(&[]);
+    let url = server.url("/v1/embeddings");
+    for (body, why) in [
+        (r#"{"input": [], "model": "m"}"#, "empty"),
+        (r#"{"input": "", "model": "m"}"#, "empty string"),
+        (r#"{"input": ["a", ""], "model": "m"}"#, "input[1]"),
+        (r#"{"input": [1, 2, 3], "model": "m"}"#, "token ids"),
+        (r#"{"input": [[1, 2], [3]], "model": "m"}"#, "token ids"),
+        (r#"{"input": ["a", 1], "model": "m"}"#, "malformed"),
+        (r#"{"model": "m"}"#, "malformed"),
+        (r#"{"input": "a""#, "malformed"),
+    ] {
+        let e = openai_error(&post(&url, body, None), 400);
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains(why), "{body}: {message}");
+    }
+}
+
+#[test]
+fn the_native_route_normalises_on_request_and_refuses_truncation_when_asked() {
+    let (server, _model) = Server::tiny(&[]);
+    let url = server.url("/embed");
+    let r = post(&url, r#"{"inputs": ["hello world", "the lazy dog"]}"#, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let v: Vec<Vec<f32>> = serde_json::from_str(&r.body).unwrap();
+    assert_eq!((v.len(), v[0].len()), (2, 32));
+    assert!((norm(&v[0]) - 1.0).abs() < 1e-5);
+    let raw: Vec<Vec<f32>> = serde_json::from_str(
+        &post(
+            &url,
+            r#"{"inputs": "hello world", "normalize": false}"#,
+            None,
+        )
+        .body,
+    )
+    .unwrap();
+    assert!((norm(&raw[0]) - 1.0).abs() > 1e-3, "pooled, not normalised");
+    let cos = v[0].iter().zip(&raw[0]).map(|(a, b)| a * b).sum::<f32>() / norm(&raw[0]);
+    assert!((cos - 1.0).abs() < 1e-5, "the same direction");
+    // The tiny model takes 24 tokens.
+    let long = "hello ".repeat(40);
+    let body = json!({"inputs": long, "truncate": false}).to_string();
+    let r = post(&url, &body, None);
+    assert_eq!(r.status, 422, "{r:?}");
+    let e = r.json();
+    assert!(e["error"].as_str().unwrap().contains("24"), "{e}");
+    assert!(e["error_type"].is_string());
+    let body = json!({"inputs": long}).to_string();
+    assert_eq!(post(&url, &body, None).status, 200, "truncated by default");
+    let r = post(&url, r#"{"inputs": []}"#, None);
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].is_string(), "native error shape");
+}
+
+#[test]
+fn too_large_bodies_and_requests_are_413s_with_json_bodies() {
+    let (server, _model) = Server::tiny(&["--max-body", "1KiB", "--max-inputs-per-request", "2"]);
+    let url = server.url("/v1/embeddings");
+    let big = json!({"input": "x".repeat(2000)}).to_string();
+    let e = openai_error(&post(&url, &big, None), 413);
+    assert_eq!(e["code"], "body_too_large");
+    let e = openai_error(&post(&url, r#"{"input": ["a", "b", "c"]}"#, None), 413);
+    assert_eq!(e["code"], "too_many_inputs");
+    assert_eq!(post(&url, r#"{"input": ["a", "b"]}"#, None).status, 200);
+}
+
+#[test]
+fn an_api_key_guards_every_route_but_health_and_metrics() {
+    let (server, _model) = Server::tiny(&["--api-key", "s3cret"]);
+    let url = server.url("/v1/embeddings");
+    let body = r#"{"input": "hi"}"#;
+    let e = openai_error(&post(&url, body, None), 401);
+    assert_eq!(e["type"], "authentication_error");
+    assert_eq!(post(&url, body, Some("wrong")).status, 401);
+    assert_eq!(post(&url, body, Some("s3cret")).status, 200);
+    assert_eq!(get(&server.url("/info")).status, 401);
+    assert_eq!(get(&server.url("/health")).status, 200);
+    assert_eq!(get(&server.url("/metrics")).status, 200);
+}
+
+#[test]
+fn a_full_queue_is_a_429_with_retry_after() {
+    let model = real_model_dir();
+    let server = Server::start(
+        &["--model", &model],
+        &[("EMBEDDING_MAX_QUEUED_REQUESTS", "1")],
+    );
+    let url = server.url("/v1/embeddings");
+    // Warm: the model is loaded before the timing below.
+    assert_eq!(post(&url, r#"{"input": "warm"}"#, None).status, 200);
+    let long: Vec<String> = membatch_testkit::corpus::uniform_corpus(48, 300, 1);
+    let busy = json!({ "input": long }).to_string();
+    std::thread::scope(|s| {
+        // One long request runs; the queue holds one more; the rest are refused.
+        let running = s.spawn(|| post(&url, &busy, None));
+        std::thread::sleep(Duration::from_millis(300));
+        let queued = s.spawn(|| post(&url, r#"{"input": "queued"}"#, None));
+        std::thread::sleep(Duration::from_millis(100));
+        let refused = post(&url, r#"{"input": "refused"}"#, None);
+        let e = openai_error(&refused, 429);
+        assert_eq!(e["code"], "overloaded");
+        assert!(
+            refused
+                .retry_after
+                .as_deref()
+                .is_some_and(|s| s.parse::<u64>().unwrap() >= 1),
+            "{refused:?}"
+        );
+        assert_eq!(running.join().unwrap().status, 200);
+        assert_eq!(queued.join().unwrap().status, 200);
+    });
+}
+
+#[test]
+fn critical_memory_and_an_unloadable_model_are_503s_with_retry_after() {
+    let dir = tiny_model_dir(&Tiny::default());
+    let model = dir.path().to_str().unwrap();
+    // A budget the process alone already exceeds: critical.
+    let server = Server::start(
+        &["--model", model, "--lazy", "--memory-budget", "4MiB"],
+        &[],
+    );
+    let r = post(&server.url("/v1/embeddings"), r#"{"input": "hi"}"#, None);
+    let e = openai_error(&r, 503);
+    assert_eq!(e["code"], "memory_critical");
+    assert!(r.retry_after.is_some(), "{r:?}");
+    drop(server);
+    // A budget with room for requests but not for loading the real model.
+    let server = Server::start(
+        &[
+            "--model",
+            &real_model_dir(),
+            "--lazy",
+            "--memory-budget",
+            "60MiB",
+        ],
+        &[],
+    );
+    let r = post(&server.url("/v1/embeddings"), r#"{"input": "hi"}"#, None);
+    let e = openai_error(&r, 503);
+    assert_eq!(e["code"], "model_unavailable", "{r:?}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("not enough memory to load"),
+        "{e}"
+    );
+    assert!(r.retry_after.is_some());
+    let h = get(&server.url("/health"));
+    assert_eq!(
+        h.status, 503,
+        "a model that cannot load is not healthy: {h:?}"
+    );
+}
+
+#[test]
+fn a_panicking_batch_is_a_500_and_a_failed_worker_turns_health_to_503() {
+    let (server, _model) = Server::tiny(&["--panic-on", "BOOM", "--max-consecutive-panics", "2"]);
+    let url = server.url("/v1/embeddings");
+    let e = openai_error(&post(&url, r#"{"input": "BOOM"}"#, None), 500);
+    assert!(e["message"].as_str().unwrap().contains("panicked"), "{e}");
+    assert_eq!(
+        get(&server.url("/health")).status,
+        200,
+        "one panic is contained"
+    );
+    assert_eq!(post(&url, r#"{"input": "fine"}"#, None).status, 200);
+    openai_error(&post(&url, r#"{"input": "BOOM again"}"#, None), 500);
+    openai_error(&post(&url, r#"{"input": "BOOM and again"}"#, None), 500);
+    // Two in a row: the worker gave up, and says so.
+    let h = get(&server.url("/health"));
+    assert_eq!(h.status, 503, "{h:?}");
+    assert_eq!(h.json()["status"], "unhealthy");
+    let e = openai_error(&post(&url, r#"{"input": "anyone?"}"#, None), 503);
+    assert_eq!(e["code"], "worker_failed");
+    let metrics = get(&server.url("/metrics")).body;
+    assert!(metrics.contains("membatch_serving 0"), "{metrics}");
+}
+
+#[test]
+fn unload_frees_the_model_and_the_next_request_loads_it() {
+    let (server, _model) = Server::tiny(&[]);
+    let url = server.url("/v1/embeddings");
+    assert_eq!(post(&url, r#"{"input": "load"}"#, None).status, 200);
+    assert_eq!(get(&server.url("/health")).json()["model"], "loaded");
+    let r = post(&server.url("/memory/unload"), "", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["freed"], true);
+    assert_eq!(
+        get(&server.url("/memory")).json()["model_state"],
+        "unloaded"
+    );
+    assert_eq!(
+        get(&server.url("/health")).status,
+        200,
+        "unloaded is healthy"
+    );
+    assert_eq!(post(&url, r#"{"input": "reload"}"#, None).status, 200);
+    assert_eq!(get(&server.url("/health")).json()["model"], "loaded");
+}
+
+#[test]
+fn info_memory_and_metrics_say_what_they_promise() {
+    // Lazy: no warm-up request in the counts.
+    let (server, _model) = Server::tiny(&["--max-inputs-per-request", "7", "--lazy"]);
+    assert_eq!(
+        post(
+            &server.url("/v1/embeddings"),
+            r#"{"input": ["a", "b"]}"#,
+            None
+        )
+        .status,
+        200
+    );
+    let info = get(&server.url("/info")).json();
+    assert_eq!(info["dimension"], 32);
+    assert_eq!(info["max_seq_length"], 24);
+    assert_eq!(info["max_inputs_per_request"], 7);
+    assert!(info["version"].is_string() && info["model"].is_string());
+    let memory = get(&server.url("/memory")).json();
+    for key in [
+        "rss_bytes",
+        "effective_limit_bytes",
+        "budget_bytes",
+        "figure_bytes",
+        "level",
+        "model_state",
+        "batch_size",
+    ] {
+        assert!(!memory[key].is_null(), "{key}: {memory}");
+    }
+    let m = get(&server.url("/metrics"));
+    assert_eq!(m.status, 200);
+    for line in [
+        "membatch_http_responses_total{route=\"/v1/embeddings\",status=\"200\"} 1",
+        "membatch_requests_total{outcome=\"completed\"} 1",
+        "membatch_texts_total 2",
+        "membatch_model_state{state=\"loaded\"} 1",
+        "membatch_serving 1",
+        "# TYPE membatch_inference_duration_seconds histogram",
+        "membatch_batch_texts_bucket{le=\"+Inf\"} 1",
+        "# TYPE membatch_memory_budget_bytes gauge",
+        "# TYPE membatch_memory_pressure_level gauge",
+    ] {
+        assert!(m.body.contains(line), "missing {line:?} in\n{}", m.body);
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let (mut server, _model) = Server::tiny(&["--shutdown-deadline-secs", "5"]);
+    assert_eq!(
+        post(&server.url("/v1/embeddings"), r#"{"input": "x"}"#, None).status,
+        200
+    );
+    let started = Instant::now();
+    // kill(1) sends SIGTERM to the child.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+}
+
+#[test]
+fn the_binary_refuses_bad_flags_in_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_membatch-server"))
+        .args(["--memory-budget", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--memory-budget"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_membatch-server"))
+        .args(["--model", "/nonexistent/model", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found"), "{err}");
+}
