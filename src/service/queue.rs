@@ -149,11 +149,14 @@ impl Shared {
             q.texts = 0;
             q.requests.drain(..).collect()
         };
-        let failed = drained.len() as u64;
+        // Counted before answering, under the lock: a caller that has its
+        // error always finds it counted.
+        let mut c = self.counters.lock();
+        c.failed += drained.len() as u64;
         for r in drained.into_iter().filter_map(|r| r.tx) {
             let _ = r.send(Err(error.clone()));
         }
-        self.counters.lock().failed += failed;
+        drop(c);
         self.work.notify_all();
         self.done.notify_all();
     }

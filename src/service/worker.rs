@@ -93,11 +93,13 @@ impl Worker {
         }
         // Whatever was in flight gets the end's error, then everything
         // queued, then every later caller.
-        let mut failed = 0;
+        // The counters stay locked while answering, so a caller that has
+        // its answer always finds it counted.
+        let mut c = shared.counters.lock();
         for slot in window.iter_mut().filter(|s| !s.done) {
-            failed += u64::from(slot.answer(Err(end.clone())));
+            c.failed += u64::from(slot.answer(Err(end.clone())));
         }
-        shared.counters.lock().failed += failed;
+        drop(c);
         shared.close(end);
         shared.queue.lock().worker_exited = true;
         shared.done.notify_all();
@@ -299,14 +301,14 @@ fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<
                     shared.counters.lock().panics += 1;
                 }
                 tracing::warn!(error = %error.report(), texts = n, "a batch failed: its requests get the error");
-                let mut failed = 0;
+                let mut c = shared.counters.lock();
                 for it in &items[..n.min(items.len())] {
                     let slot = &mut window[it.slot];
                     if !slot.done {
-                        failed += u64::from(slot.answer(Err(error.clone())));
+                        c.failed += u64::from(slot.answer(Err(error.clone())));
                     }
                 }
-                shared.counters.lock().failed += failed;
+                drop(c);
                 items.retain(|it| !window[it.slot].done);
                 if fatal && *panics >= shared.config.max_consecutive_panics() {
                     return Err(Error::WorkerFailed {
@@ -345,8 +347,10 @@ fn answer_if_complete(shared: &Shared, slot: &mut Slot) {
         .iter_mut()
         .map(|v| v.take().expect("every text embedded"))
         .collect();
-    let delivered = slot.answer(Ok(vectors));
+    // Locked before answering: a caller that has its vectors always
+    // finds its request counted as completed.
     let mut c = shared.counters.lock();
+    let delivered = slot.answer(Ok(vectors));
     if delivered {
         c.completed += 1;
     } else {
