@@ -67,6 +67,19 @@ impl Server {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// Waits until /health reports the model loaded (the startup load runs
+    /// in the background and holds a queue place until it is done).
+    fn wait_loaded(&self) {
+        let started = Instant::now();
+        while get(&self.url("/health")).json()["model"] != "loaded" {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the model did not load within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -354,7 +367,8 @@ fn a_full_queue_is_a_429_with_retry_after() {
         &[("EMBEDDING_MAX_QUEUED_REQUESTS", "1")],
     );
     let url = server.url("/v1/embeddings");
-    // Warm: the model is loaded before the timing below.
+    // The startup load finishes before the queue is filled below.
+    server.wait_loaded();
     assert_eq!(post(&url, r#"{"input": "warm"}"#, None).status, 200);
     let long: Vec<String> = membatch_testkit::corpus::uniform_corpus(48, 300, 1);
     let busy = json!({ "input": long }).to_string();
