@@ -21,7 +21,8 @@
 //! By default texts run through `BatchEmbedder`: within each window of
 //! input lines they are ordered by length and batched to fit the memory
 //! budget. `--fixed-batch N` switches all of that off and runs plain batches
-//! of N in input order, with no memory checks: the naive baseline.
+//! of N in input order, with no planning: the naive baseline (the embedder
+//! still refuses a batch that cannot fit, with a typed error).
 
 use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;

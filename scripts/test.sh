@@ -16,10 +16,12 @@ cargo test --no-default-features
 # which the CLI tests run.
 cargo test --workspace
 
-# Behaviour under a real memory cgroup limit: needs root to create cgroups,
-# so these tests are #[ignore]d in the runs above.
+# Behaviour under a real memory cgroup limit, and the codebase index on a
+# full disk: these need root (to create cgroups, to mount a small tmpfs),
+# so they are #[ignore]d in the runs above.
 if [ "$(id -u)" -eq 0 ]; then
     cargo test --test real_limits -- --ignored
+    cargo test -p membatch-cli --test faults -- --ignored
 else
-    echo "NOT RUN: tests/real_limits.rs needs root to create a memory cgroup (you are uid $(id -u)); CI runs it as root." >&2
+    echo "NOT RUN: tests/real_limits.rs and the CLI's full-disk test need root (you are uid $(id -u)); CI runs them as root." >&2
 fi

@@ -64,7 +64,7 @@ pub enum Error {
     /// other work to finish. An [`Embedder`](crate::Embedder) returns it to
     /// have its batch retried smaller.
     #[error(
-        "not enough memory for this work now: it needs about {} but {} of the budget is free \
+        "not enough memory for this work now: it needs about {} but only {} is free \
          (pressure level {level}); retry with less work, or later",
         bytesize::ByteSize(*needed), bytesize::ByteSize(*available)
     )]
@@ -75,6 +75,18 @@ pub enum Error {
         available: u64,
         /// The pressure level at the refusal.
         level: PressureLevel,
+    },
+
+    /// The memory pool the budget shares with an engine (see
+    /// [`SharedPool`](crate::memory::SharedPool)) has no room for this work
+    /// now; `reason` is the pool's own account. A batcher shrinks the batch
+    /// and asks again before it returns this.
+    #[error("the shared memory pool has no room for {}: {reason}", bytesize::ByteSize(*needed))]
+    PoolRefused {
+        /// The estimate that was asked for, in bytes.
+        needed: u64,
+        /// Why the pool refused.
+        reason: String,
     },
 
     /// The memory budget cannot hold the smallest possible batch (one text)
@@ -97,6 +109,15 @@ pub enum Error {
         /// The token count of the text that did not fit.
         tokens: usize,
     },
+
+    /// The memory figures could not be read (no system total, no cgroup
+    /// limit), so a budget given as a percentage is nothing: set an
+    /// absolute budget to run without them.
+    #[error(
+        "cannot tell how much memory there is (the system's memory figures could not be read); \
+         set an absolute budget (MemoryConfig::max_bytes, EMBEDDING_MAX_MEMORY) to run without them"
+    )]
+    MemoryUnknown,
 
     /// Loading the model would need more memory than the process can get
     /// (the container's limit, else the machine's available memory, minus

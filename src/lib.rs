@@ -105,6 +105,18 @@ pub mod bert;
 #[cfg(test)]
 mod test_util;
 
+/// Entry points for the fuzz targets in `fuzz/`, compiled only under
+/// `--cfg fuzzing` (which `cargo fuzz` sets): parsers that are not public
+/// API. Not part of membatch's interface.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Runs every parser of the files memory is read from on these texts.
+    pub fn memory_files(proc_cgroup: &str, mountinfo: &str, stat: &str, limit: &str, status: &str) {
+        crate::memory::parse_any(proc_cgroup, mountinfo, stat, limit, status);
+    }
+}
+
 pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
 pub use config::{Config, ConfigBuilder, ModelConfig};
 pub use embedder::{CostPrior, Embedder, ModelShape, ModelState};

@@ -7,7 +7,7 @@ mod fakes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fakes::{text, Fake, Machine, MIB};
+use fakes::{text, Fake, Machine, Scripted, MIB};
 use membatch::batch::{BatchConfig, BatchEmbedder, Progress, RetryPolicy};
 use membatch::Error;
 use parking_lot::Mutex;
@@ -380,4 +380,140 @@ fn the_retry_policy_bounds_the_wait() {
     assert!(matches!(err, Error::MemoryPressure { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(b.metrics().texts, 0, "nothing ran");
+}
+
+#[test]
+fn unreadable_memory_figures_need_an_absolute_budget() {
+    use membatch::memory::{AllocatorReclaim, MemoryBudget, MemoryConfig, SystemProbe};
+    let probe = Arc::new(SystemProbe::with_files(
+        "/nonexistent/status",
+        "/nonexistent/meminfo",
+        None,
+    ));
+    let machine = Machine::new(50 * MIB);
+    let budget = |config: MemoryConfig| {
+        MemoryBudget::with_parts(config, probe.clone(), Arc::new(AllocatorReclaim))
+    };
+    let b = BatchEmbedder::new(
+        Fake::new(&machine),
+        budget(MemoryConfig::default()),
+        BatchConfig::default(),
+    )
+    .unwrap();
+    let err = b.embed(&["a b c"]).unwrap_err();
+    assert!(matches!(err, Error::MemoryUnknown), "{err}");
+    assert!(err.to_string().contains("EMBEDDING_MAX_MEMORY"), "{err}");
+    // The documented fallback: an absolute budget, within which batches are
+    // planned by their estimates alone.
+    let b = BatchEmbedder::new(
+        Fake::new(&machine),
+        budget(
+            MemoryConfig::builder()
+                .max_bytes(100 * MIB)
+                .build()
+                .unwrap(),
+        ),
+        BatchConfig::default(),
+    )
+    .unwrap();
+    let input = texts(40, |i| 10 + i);
+    assert_eq!(b.embed(&input).unwrap(), expected(&input));
+}
+
+#[test]
+fn an_embedder_that_fails_or_panics_mid_stream_ends_the_stream_with_a_typed_error() {
+    for (marker, is_expected) in [
+        (
+            "ERROR",
+            (|e: &Error| matches!(e, Error::Inference(_))) as fn(&Error) -> bool,
+        ),
+        ("PANIC", |e: &Error| {
+            matches!(e, Error::EmbedderPanicked { .. })
+        }),
+    ] {
+        let machine = Machine::new(50 * MIB);
+        let b = BatchEmbedder::new(
+            Scripted::default(),
+            machine.budget(900 * MIB),
+            BatchConfig::builder().fixed(4).build().unwrap(),
+        )
+        .unwrap();
+        // Longest first: the short marked text is in the last batch.
+        let mut input = texts(12, |i| 30 - i);
+        input.push(marker.to_string());
+        let results: Vec<_> = b.stream(&input).unwrap().collect();
+        assert_eq!(results.len(), 4, "{marker}: three batches, then the error");
+        assert!(results[..3].iter().all(|r| r.is_ok()), "{marker}");
+        let err = results[3].as_ref().unwrap_err();
+        assert!(is_expected(err), "{marker}: {err}");
+        // The batcher is still usable afterwards.
+        assert_eq!(b.embed(&["fine"]).unwrap(), expected(&["fine".into()]));
+    }
+}
+
+/// A pool of `capacity` bytes that records what it lends.
+#[derive(Debug)]
+struct CountingPool {
+    capacity: u64,
+    reserved: Mutex<u64>,
+    peak: Mutex<u64>,
+}
+
+impl membatch::memory::SharedPool for CountingPool {
+    fn try_reserve(&self, bytes: u64) -> std::result::Result<(), String> {
+        let mut r = self.reserved.lock();
+        if *r + bytes > self.capacity {
+            return Err(format!("{} of {} reserved", *r, self.capacity));
+        }
+        *r += bytes;
+        let mut p = self.peak.lock();
+        *p = (*p).max(*r);
+        Ok(())
+    }
+    fn release(&self, bytes: u64) {
+        *self.reserved.lock() -= bytes;
+    }
+}
+
+#[test]
+fn a_shared_pool_shrinks_batches_and_refuses_what_cannot_fit_even_alone() {
+    let machine = Machine::new(50 * MIB);
+    let fake = Fake::new(&machine);
+    // One text of 256 tokens is predicted near 3.9 MB: a 10 MB pool takes
+    // two at a time, where the roomy budget alone would take eight.
+    let one = 4 * (256 * (5 * 256 + 1024) + 256 * 256) * 3 / 2;
+    let pool = Arc::new(CountingPool {
+        capacity: 10 * MIB,
+        reserved: Mutex::new(0),
+        peak: Mutex::new(0),
+    });
+    let budget = machine.budget(900 * MIB).sharing(pool.clone());
+    let b = BatchEmbedder::new(fake, budget, BatchConfig::default()).unwrap();
+    let input = texts(20, |_| 300);
+    assert_eq!(b.embed(&input).unwrap(), expected(&input));
+    assert!(*pool.peak.lock() <= 10 * MIB);
+    assert!(
+        *pool.peak.lock() >= one as u64,
+        "the pool lent to the batches"
+    );
+    assert_eq!(*pool.reserved.lock(), 0, "every guard gave its share back");
+    assert!(
+        b.embedder().sizes().iter().all(|&n| n <= 2),
+        "{:?}",
+        b.embedder().sizes()
+    );
+    assert!(b.metrics().retries > 0);
+
+    let tiny = Arc::new(CountingPool {
+        capacity: MIB,
+        reserved: Mutex::new(0),
+        peak: Mutex::new(0),
+    });
+    let budget = machine.budget(900 * MIB).sharing(tiny);
+    let b = BatchEmbedder::new(Fake::new(&machine), budget, BatchConfig::default()).unwrap();
+    let err = b.embed(&input).unwrap_err();
+    assert!(
+        matches!(&err, Error::PoolRefused { reason, .. } if reason.contains("of 1048576 reserved")),
+        "{err}"
+    );
 }

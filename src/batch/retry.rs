@@ -33,6 +33,9 @@ impl<E: Embedder> BatchEmbedder<E> {
         let mut deadline = None;
         let mut cleaned = false;
         let mut reading = self.budget.read();
+        if reading.budget_bytes == 0 {
+            return Err(Error::MemoryUnknown);
+        }
         loop {
             // Taken before deciding, so a guard ending in between still
             // wakes the wait below.
@@ -47,11 +50,16 @@ impl<E: Embedder> BatchEmbedder<E> {
                             guard,
                         })
                     }
-                    Err(e @ Error::MemoryPressure { .. }) if texts > 1 => {
+                    Err(e @ (Error::MemoryPressure { .. } | Error::PoolRefused { .. }))
+                        if texts > 1 =>
+                    {
                         self.on_refused(texts, &e);
                         reading = self.budget.read();
                         continue;
                     }
+                    // The shared pool is the engine's to free: one text it
+                    // refuses is refused.
+                    Err(e @ Error::PoolRefused { .. }) => return Err(e),
                     // One text, refused: the room went to other work
                     // between planning and asking (acquire cleaned up).
                     Err(e @ Error::MemoryPressure { .. }) => e,

@@ -9,7 +9,7 @@ use super::{BertEmbedder, OutputSettings};
 use crate::config::ModelConfig;
 use crate::embedder::ModelShape;
 use crate::error::{boxed, BoxError, Error, Result};
-use crate::memory::MemoryBudget;
+use crate::memory::{MemoryBudget, SystemProbe};
 use crate::precision::Precision;
 use crate::source::{ModelFiles, ModelSource};
 
@@ -186,6 +186,7 @@ impl BertEmbedderBuilder {
             settings: p.settings,
             shape,
             pool: None,
+            probe: SystemProbe::new(),
             name: p.source.id(),
         };
         if let Some(threads) = self.model.threads {

@@ -104,7 +104,11 @@ pub(super) fn load_weights(
     // model files are written once and then only read.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
         .map_err(weights_error)?;
-    Encoder::load(vb, config, activation, int8).map_err(weights_error)
+    let encoder = Encoder::load(vb, config, activation, int8).map_err(weights_error);
+    // The weights now live in the encoder's own buffers and the file is
+    // unmapped: its cached pages would only crowd a container's memory.
+    crate::memory::forget_file_cache(&path);
+    encoder
 }
 
 /// The peak memory of loading the weights: every tensor in its final form,
@@ -135,11 +139,7 @@ pub(super) fn check_room_to_load(
     precision: Precision,
     budget: Option<&MemoryBudget>,
 ) -> Result<()> {
-    let snapshot = SystemProbe::new().snapshot();
-    let mut available = match snapshot.cgroup_limit_bytes() {
-        Some(limit) => limit.saturating_sub(snapshot.figure_bytes()),
-        None => snapshot.system_available_bytes,
-    };
+    let mut available = SystemProbe::new().snapshot().free_bytes();
     if let Some(budget) = budget {
         available = available.min(budget.read().headroom_bytes());
     }

@@ -18,7 +18,9 @@ use tokenizers::Tokenizer;
 use crate::config::ModelConfig;
 use crate::embedder::{CostPrior, Embedder, ModelShape};
 use crate::error::{boxed, BoxError, Error, Result};
+use crate::memory::{MemoryProbe, SystemProbe};
 use crate::precision::Precision;
+use crate::pressure::PressureLevel;
 use crate::source::ModelSource;
 pub use builder::BertEmbedderBuilder;
 use encoder::{Encoder, Packed};
@@ -67,6 +69,8 @@ pub struct BertEmbedder {
     dimension: usize,
     shape: ModelShape,
     pool: Option<rayon::ThreadPool>,
+    /// Reads the memory free under the limit before each batch.
+    probe: SystemProbe,
     name: String,
 }
 
@@ -150,6 +154,7 @@ impl BertEmbedder {
 
     fn forward(&self, encodings: &[tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
         let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
+        self.check_room(&batch)?;
         let hidden = self
             .encoder
             .forward(&batch)
@@ -170,6 +175,36 @@ impl BertEmbedder {
 }
 
 impl BertEmbedder {
+    /// Refuses a batch whose buffers cannot fit in the memory free under
+    /// the process's limit right now, with [`Error::MemoryPressure`]: the
+    /// caller halves it and retries (the [`Embedder::embed`] contract). A
+    /// batcher plans within its budget, but the limit can change under a
+    /// running process (an operator lowering a container's limit, a
+    /// neighbour in the same cgroup): this is the last look before the
+    /// buffers are written, a few microseconds later.
+    fn check_room(&self, batch: &Packed) -> Result<()> {
+        let prior = self.encoder.cost_prior();
+        let tokens = batch.tokens() as u64;
+        let pairs: u64 = batch.spans().map(|(_, len)| (len as u64).pow(2)).sum();
+        let needed = tokens
+            .saturating_mul(prior.bytes_per_token)
+            .saturating_add(pairs.saturating_mul(prior.bytes_per_token_pair));
+        let free = self.probe.snapshot().free_bytes();
+        if needed > free {
+            tracing::warn!(
+                needed,
+                free,
+                "the batch does not fit under the memory limit now"
+            );
+            return Err(Error::MemoryPressure {
+                needed,
+                available: free,
+                level: PressureLevel::Critical,
+            });
+        }
+        Ok(())
+    }
+
     /// Loads the model a [`ModelConfig`] describes.
     ///
     /// # Errors

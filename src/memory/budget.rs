@@ -86,11 +86,29 @@ pub struct MemoryBudget {
     inner: Arc<Inner>,
 }
 
+/// Another ledger a budget's grants must also fit in: the memory pool of an
+/// engine whose other operators reserve from it too (DataFusion's
+/// `MemoryPool`, through `membatch-datafusion`). Each guard reserves its
+/// estimate here as well as in the budget, and gives it back when it ends;
+/// a refusal here refuses the work like a full budget does.
+pub trait SharedPool: Send + Sync + std::fmt::Debug {
+    /// Reserves `bytes` for one piece of work, or says why there is no room.
+    ///
+    /// # Errors
+    ///
+    /// The pool's own reason, in its words.
+    fn try_reserve(&self, bytes: u64) -> std::result::Result<(), String>;
+
+    /// Gives back `bytes` reserved earlier.
+    fn release(&self, bytes: u64);
+}
+
 #[derive(Debug)]
 struct Inner {
     config: MemoryConfig,
     probe: Arc<dyn MemoryProbe>,
     reclaim: Arc<dyn Reclaim>,
+    pool: Option<Arc<dyn SharedPool>>,
     state: Mutex<State>,
     /// Signalled whenever a guard ends, for work waiting for room.
     released: Condvar,
@@ -140,6 +158,23 @@ impl MemoryBudget {
                 config,
                 probe,
                 reclaim,
+                pool: None,
+                state: Mutex::new(State::default()),
+                released: Condvar::new(),
+            }),
+        }
+    }
+
+    /// The same budget, its grants also reserved in `pool` (an engine's
+    /// memory pool shared with the rest of a query). Counters start afresh.
+    #[must_use]
+    pub fn sharing(self, pool: Arc<dyn SharedPool>) -> Self {
+        MemoryBudget {
+            inner: Arc::new(Inner {
+                config: self.inner.config.clone(),
+                probe: self.inner.probe.clone(),
+                reclaim: self.inner.reclaim.clone(),
+                pool: Some(pool),
                 state: Mutex::new(State::default()),
                 released: Condvar::new(),
             }),
@@ -234,6 +269,21 @@ impl MemoryBudget {
         mut reading: MemoryReading,
         estimated_bytes: u64,
     ) -> Result<MemoryGuard> {
+        if let Some(pool) = &self.inner.pool {
+            if let Err(reason) = pool.try_reserve(estimated_bytes) {
+                self.inner.state.lock().metrics.refusals += 1;
+                tracing::warn!(needed = estimated_bytes, %reason, "the shared pool refused the work");
+                return Err(Error::PoolRefused {
+                    needed: estimated_bytes,
+                    reason,
+                });
+            }
+        }
+        let release_pool = || {
+            if let Some(pool) = &self.inner.pool {
+                pool.release(estimated_bytes);
+            }
+        };
         let grant = match self.try_reserve(&reading, estimated_bytes) {
             Ok(grant) => grant,
             Err(available) => {
@@ -246,6 +296,7 @@ impl MemoryBudget {
                 match self.try_reserve(&reading, estimated_bytes) {
                     Ok(grant) => grant,
                     Err(available) => {
+                        release_pool();
                         self.inner.state.lock().metrics.refusals += 1;
                         tracing::warn!(
                             needed = estimated_bytes,
@@ -431,6 +482,9 @@ impl MemoryGuard {
                 .metrics
                 .reserved_bytes
                 .saturating_sub(self.estimated_bytes);
+            if let Some(pool) = &inner.pool {
+                pool.release(self.estimated_bytes);
+            }
             state.metrics.last_work_peak_bytes = Some(peak_bytes);
             state.since_cleanup += 1;
             state.releases += 1;

@@ -187,8 +187,13 @@ impl MemoryConfig {
 
     /// The budget for a machine whose effective limit is `effective_limit`:
     /// the percentage (default 70%) or the size, whichever is smaller, and
-    /// never above the limit.
+    /// never above the limit. With the limit unknown (0: the system's
+    /// memory could not be read), an absolute size is taken as it is, and a
+    /// percentage gives 0: no budget.
     pub fn budget_bytes(&self, effective_limit: u64) -> u64 {
+        if effective_limit == 0 {
+            return self.max_bytes.unwrap_or(0);
+        }
         let percent = match (self.max_percent, self.max_bytes) {
             (None, None) => Some(DEFAULT_PERCENT),
             (p, _) => p,
@@ -368,6 +373,9 @@ mod tests {
             .unwrap();
         assert_eq!(both.budget_bytes(10 * gib), 512 << 20);
         assert_eq!(both.budget_bytes(gib), gib / 10);
+        // An unknown limit: an absolute size stands, a percentage is nothing.
+        assert_eq!(abs.budget_bytes(0), 512 << 20);
+        assert_eq!(MemoryConfig::default().budget_bytes(0), 0);
     }
 
     #[test]

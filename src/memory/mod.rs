@@ -22,12 +22,29 @@ mod probe;
 mod reader;
 mod reclaim;
 
-pub use budget::{MemoryBudget, MemoryGuard, MemoryMetrics, MemoryReading, WorkReport};
+pub use budget::{MemoryBudget, MemoryGuard, MemoryMetrics, MemoryReading, SharedPool, WorkReport};
 pub use cgroup::{CgroupMemory, CgroupPaths, CgroupVersion};
 pub use config::{parse_size, MemoryConfig, MemoryConfigBuilder, MemoryLimit, DEFAULT_PERCENT};
 pub use probe::{FigureSource, MemoryProbe, MemorySnapshot, SystemProbe};
+#[cfg(feature = "candle")]
+pub(crate) use reclaim::forget_file_cache;
 pub(crate) use reclaim::trim;
 pub use reclaim::{AllocatorReclaim, Reclaim};
 // The pressure scale is a leaf of the crate (errors name it too); it is
 // part of what the memory module offers.
 pub use crate::pressure::{PressureLevel, PressureThresholds};
+
+/// Every parser of memory files on `text`s of a fuzzer's choosing (see
+/// `crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) fn parse_any(proc_cgroup: &str, mountinfo: &str, stat: &str, limit: &str, status: &str) {
+    let _ = cgroup::parse_proc_cgroup(proc_cgroup);
+    let _ = cgroup::parse_mountinfo(mountinfo);
+    let _ = cgroup::locate(proc_cgroup, mountinfo, |_| true);
+    let _ = cgroup::parse_stat_field(stat, "inactive_file");
+    let _ = cgroup::parse_stat_field(stat, "hierarchical_memory_limit");
+    let _ = cgroup::parse_limit(limit);
+    for key in ["VmRSS:", "VmHWM:", "MemTotal:", "MemAvailable:"] {
+        let _ = platform::parse_status_kib(status, key);
+    }
+}

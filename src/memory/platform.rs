@@ -17,9 +17,26 @@
 use super::reader::FileCache;
 
 /// The process's resident set size and its peak, when the platform says.
+/// Where the Linux figures are read: `/proc/self/status` and
+/// `/proc/meminfo` unless a probe says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcFiles {
+    pub(crate) status: std::path::PathBuf,
+    pub(crate) meminfo: std::path::PathBuf,
+}
+
+impl Default for ProcFiles {
+    fn default() -> Self {
+        ProcFiles {
+            status: "/proc/self/status".into(),
+            meminfo: "/proc/meminfo".into(),
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
-pub(crate) fn process_memory(files: &FileCache) -> (Option<u64>, Option<u64>) {
-    match files.read(std::path::Path::new("/proc/self/status")) {
+pub(crate) fn process_memory(files: &FileCache, at: &ProcFiles) -> (Option<u64>, Option<u64>) {
+    match files.read(&at.status) {
         Some(s) => (
             parse_status_kib(&s, "VmRSS:"),
             parse_status_kib(&s, "VmHWM:"),
@@ -30,16 +47,14 @@ pub(crate) fn process_memory(files: &FileCache) -> (Option<u64>, Option<u64>) {
 
 /// Total and available memory of the machine.
 #[cfg(target_os = "linux")]
-pub(crate) fn system_memory(files: &FileCache) -> (u64, u64) {
-    let text = files
-        .read(std::path::Path::new("/proc/meminfo"))
-        .unwrap_or_default();
+pub(crate) fn system_memory(files: &FileCache, at: &ProcFiles) -> (u64, u64) {
+    let text = files.read(&at.meminfo).unwrap_or_default();
     let total = parse_status_kib(&text, "MemTotal:");
     let available = parse_status_kib(&text, "MemAvailable:");
     match (total, available) {
         (Some(t), Some(a)) => (t, a),
         _ => {
-            tracing::warn!("cannot read /proc/meminfo: system memory unknown");
+            tracing::warn!(file = %at.meminfo.display(), "cannot read the system's memory: unknown");
             (0, 0)
         }
     }
@@ -54,7 +69,7 @@ pub(crate) fn parse_status_kib(text: &str, key: &str) -> Option<u64> {
 }
 
 #[cfg(target_os = "macos")]
-pub(crate) fn process_memory(_: &FileCache) -> (Option<u64>, Option<u64>) {
+pub(crate) fn process_memory(_: &FileCache, _: &ProcFiles) -> (Option<u64>, Option<u64>) {
     // The structure and its size from libc, the calls from mach2 (libc's
     // `mach_task_self` is deprecated in favour of mach2's).
     use libc::{mach_task_basic_info, MACH_TASK_BASIC_INFO_COUNT};
@@ -87,7 +102,7 @@ pub(crate) fn process_memory(_: &FileCache) -> (Option<u64>, Option<u64>) {
 }
 
 #[cfg(windows)]
-pub(crate) fn process_memory(_: &FileCache) -> (Option<u64>, Option<u64>) {
+pub(crate) fn process_memory(_: &FileCache, _: &ProcFiles) -> (Option<u64>, Option<u64>) {
     use windows_sys::Win32::System::ProcessStatus::{
         GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS,
     };
@@ -110,7 +125,7 @@ pub(crate) fn process_memory(_: &FileCache) -> (Option<u64>, Option<u64>) {
 }
 
 #[cfg(windows)]
-pub(crate) fn system_memory(_: &FileCache) -> (u64, u64) {
+pub(crate) fn system_memory(_: &FileCache, _: &ProcFiles) -> (u64, u64) {
     use windows_sys::Win32::System::SystemInformation::{GlobalMemoryStatusEx, MEMORYSTATUSEX};
 
     // SAFETY: an all-zero MEMORYSTATUSEX is a valid value.
@@ -125,12 +140,12 @@ pub(crate) fn system_memory(_: &FileCache) -> (u64, u64) {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
-pub(crate) fn process_memory(_: &FileCache) -> (Option<u64>, Option<u64>) {
+pub(crate) fn process_memory(_: &FileCache, _: &ProcFiles) -> (Option<u64>, Option<u64>) {
     (None, None)
 }
 
 #[cfg(all(unix, not(target_os = "linux")))]
-pub(crate) fn system_memory(_: &FileCache) -> (u64, u64) {
+pub(crate) fn system_memory(_: &FileCache, _: &ProcFiles) -> (u64, u64) {
     match psutil::memory::virtual_memory() {
         Ok(vm) => (vm.total(), vm.available()),
         Err(e) => {
@@ -141,7 +156,7 @@ pub(crate) fn system_memory(_: &FileCache) -> (u64, u64) {
 }
 
 #[cfg(not(any(unix, windows)))]
-pub(crate) fn system_memory(_: &FileCache) -> (u64, u64) {
+pub(crate) fn system_memory(_: &FileCache, _: &ProcFiles) -> (u64, u64) {
     (0, 0)
 }
 
@@ -173,9 +188,10 @@ mod tests {
     #[test]
     fn this_machine_has_memory_and_this_process_a_figure() {
         let files = FileCache::default();
-        let (total, available) = system_memory(&files);
+        let at = ProcFiles::default();
+        let (total, available) = system_memory(&files, &at);
         assert!(total > 0 && available <= total, "{total} {available}");
-        let (rss, peak) = process_memory(&files);
+        let (rss, peak) = process_memory(&files, &at);
         if cfg!(any(target_os = "linux", target_os = "macos", windows)) {
             let (rss, peak) = (rss.unwrap(), peak.unwrap());
             assert!(rss > 0 && peak >= rss, "{rss} {peak}");

@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 
 use super::cgroup::{CgroupMemory, CgroupPaths};
-use super::platform;
+use super::platform::{self, ProcFiles};
 use super::reader::FileCache;
 
 /// Memory figures at one moment. Sizes are in bytes.
@@ -85,11 +85,13 @@ impl MemorySnapshot {
     }
 
     /// The most memory this process may use: the smaller of physical memory
-    /// and the cgroup limit.
+    /// and the cgroup limit (either alone when the other is unknown; 0
+    /// when neither is known).
     pub fn effective_limit_bytes(&self) -> u64 {
-        match self.cgroup_limit_bytes() {
-            Some(l) => l.min(self.system_total_bytes),
-            None => self.system_total_bytes,
+        match (self.cgroup_limit_bytes(), self.system_total_bytes) {
+            (Some(l), 0) => l,
+            (Some(l), total) => l.min(total),
+            (None, total) => total,
         }
     }
 
@@ -104,6 +106,16 @@ impl MemorySnapshot {
             FigureSource::SystemUsed => self
                 .system_total_bytes
                 .saturating_sub(self.system_available_bytes),
+        }
+    }
+
+    /// The memory the process can still get before the kernel must
+    /// reclaim it from others or kill: under a cgroup limit, the limit
+    /// minus the working set; otherwise the system's available memory.
+    pub fn free_bytes(&self) -> u64 {
+        match (self.cgroup, self.cgroup_limit_bytes()) {
+            (Some(c), Some(limit)) => limit.saturating_sub(c.working_set_bytes()),
+            _ => self.system_available_bytes,
         }
     }
 
@@ -141,6 +153,7 @@ pub trait MemoryProbe: Send + Sync + Debug {
 #[derive(Debug)]
 pub struct SystemProbe {
     cgroup: Option<CgroupPaths>,
+    proc: ProcFiles,
     files: FileCache,
 }
 
@@ -162,6 +175,26 @@ impl SystemProbe {
     pub fn with_cgroup(cgroup: Option<CgroupPaths>) -> Self {
         SystemProbe {
             cgroup,
+            proc: ProcFiles::default(),
+            files: FileCache::default(),
+        }
+    }
+
+    /// A probe that reads the process's status (`VmRSS`, `VmHWM`) and the
+    /// system's memory (`MemTotal`, `MemAvailable`) from other files than
+    /// `/proc/self/status` and `/proc/meminfo` (Linux; a `/proc` mounted
+    /// elsewhere, or tests of what happens when they cannot be read).
+    pub fn with_files(
+        status: impl Into<std::path::PathBuf>,
+        meminfo: impl Into<std::path::PathBuf>,
+        cgroup: Option<CgroupPaths>,
+    ) -> Self {
+        SystemProbe {
+            cgroup,
+            proc: ProcFiles {
+                status: status.into(),
+                meminfo: meminfo.into(),
+            },
             files: FileCache::default(),
         }
     }
@@ -174,8 +207,8 @@ impl SystemProbe {
 
 impl MemoryProbe for SystemProbe {
     fn snapshot(&self) -> MemorySnapshot {
-        let (total, available) = platform::system_memory(&self.files);
-        let (rss, peak) = platform::process_memory(&self.files);
+        let (total, available) = platform::system_memory(&self.files, &self.proc);
+        let (rss, peak) = platform::process_memory(&self.files, &self.proc);
         let snapshot = MemorySnapshot::new(total, available).with_process(rss, peak);
         match self
             .cgroup
@@ -235,6 +268,23 @@ mod tests {
             ..limited
         };
         assert_eq!(snap(1, Some(huge_limit)).effective_limit_bytes(), 8 << 30);
+    }
+
+    #[test]
+    fn unreadable_files_read_as_unknown_not_as_a_panic() {
+        let probe = SystemProbe::with_files("/nonexistent/status", "/nonexistent/meminfo", None);
+        let s = probe.snapshot();
+        if cfg!(target_os = "linux") {
+            assert_eq!((s.rss_bytes, s.system_total_bytes), (None, 0));
+            assert_eq!(s.effective_limit_bytes(), 0, "unknown");
+        }
+        let limited = CgroupMemory::new(CgroupVersion::V2, Some(256 << 20), 1 << 20, 0);
+        let s = MemorySnapshot::new(0, 0).with_cgroup(limited);
+        assert_eq!(
+            s.effective_limit_bytes(),
+            256 << 20,
+            "the cgroup's limit alone"
+        );
     }
 
     #[test]

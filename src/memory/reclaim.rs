@@ -47,3 +47,30 @@ pub(crate) fn trim() -> bool {
         false
     }
 }
+
+/// Drops the page cache the kernel keeps for `path` (a file read once and
+/// no longer mapped, such as model weights copied into the process's own
+/// buffers): inside a memory cgroup those cached pages are charged to the
+/// container, and recently read ones count in its working set, so they
+/// would crowd out the work the budget is for. Best effort: returns
+/// whether the kernel was asked (Linux only).
+#[cfg(feature = "candle")]
+pub(crate) fn forget_file_cache(path: &std::path::Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let Ok(file) = std::fs::File::open(path) else {
+            return false;
+        };
+        // SAFETY: posix_fadvise only reads the descriptor, which `file`
+        // keeps open for the call; offset 0 and length 0 mean the whole
+        // file.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        rc == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
+}

@@ -122,12 +122,21 @@ async fn run(app: &AppState, texts: Vec<String>) -> Result<(Vec<Vec<f32>>, usize
     }
 }
 
-/// `POST /v1/embeddings` and `POST /embeddings`.
-pub(crate) async fn openai(
-    State(app): State<Arc<AppState>>,
-    body: Result<Json<EmbeddingsRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+/// A valid OpenAI request: what to embed and how to answer.
+#[derive(Debug)]
+pub(crate) struct OpenAiJob {
+    pub(crate) texts: Vec<String>,
+    base64: bool,
+    dimensions: Option<usize>,
+    model: Option<String>,
+}
+
+/// Checks an OpenAI request against a model of `dimension`: 400s for
+/// what cannot be served.
+pub(crate) fn validate_openai(
+    req: EmbeddingsRequest,
+    dimension: usize,
+) -> Result<OpenAiJob, ApiError> {
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -138,10 +147,9 @@ pub(crate) async fn openai(
             ))
         }
     };
-    let dimension = app.service.dimension();
     let dimensions = match req.dimensions {
         None => None,
-        Some(d) if d >= 1 && d as usize <= dimension => Some(d as usize),
+        Some(d) if d >= 1 && d as u64 <= dimension as u64 => Some(d as usize),
         Some(d) => {
             return Err(ApiError::bad_request(
                 format!("dimensions {d} is not between 1 and the model's {dimension}"),
@@ -149,19 +157,33 @@ pub(crate) async fn openai(
             ))
         }
     };
-    let texts = req.input.into_texts()?;
-    let (vectors, tokens) = run(&app, texts).await?;
+    Ok(OpenAiJob {
+        texts: req.input.into_texts()?,
+        base64,
+        dimensions,
+        model: req.model,
+    })
+}
+
+/// `POST /v1/embeddings` and `POST /embeddings`.
+pub(crate) async fn openai(
+    State(app): State<Arc<AppState>>,
+    body: Result<Json<EmbeddingsRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+    let job = validate_openai(req, app.service.dimension())?;
+    let (vectors, tokens) = run(&app, job.texts).await?;
     let data = vectors
         .into_iter()
         .enumerate()
         .map(|(index, mut v)| {
-            if let Some(d) = dimensions {
+            if let Some(d) = job.dimensions {
                 v.truncate(d);
             }
             // OpenAI's embeddings have unit length (and a shortened one is
             // normalised again).
             normalize(&mut v);
-            let embedding = if base64 {
+            let embedding = if job.base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
@@ -177,7 +199,7 @@ pub(crate) async fn openai(
     let response = EmbeddingsResponse {
         object: "list",
         data,
-        model: req.model.unwrap_or_else(|| app.model_name.clone()),
+        model: job.model.unwrap_or_else(|| app.model_name.clone()),
         usage: Usage {
             prompt_tokens: tokens,
             total_tokens: tokens,
@@ -192,7 +214,7 @@ pub(crate) async fn openai(
 /// "truncate": bool}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmbedRequest {
-    inputs: NativeInputs,
+    pub(crate) inputs: NativeInputs,
     #[serde(default = "yes")]
     normalize: bool,
     #[serde(default = "yes")]
@@ -205,7 +227,7 @@ fn yes() -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum NativeInputs {
+pub(crate) enum NativeInputs {
     One(String),
     Many(Vec<String>),
 }
@@ -217,13 +239,7 @@ pub(crate) async fn native(
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
-        let texts = match req.inputs {
-            NativeInputs::One(t) => vec![t],
-            NativeInputs::Many(t) => t,
-        };
-        if texts.is_empty() {
-            return Err(ApiError::bad_request("inputs is empty", Some("inputs")));
-        }
+        let texts = native_texts(req.inputs)?;
         if !req.truncate {
             refuse_truncation(&app, &texts)?;
         }
@@ -235,6 +251,18 @@ pub(crate) async fn native(
     }
     .await;
     result.map_err(ApiError::native)
+}
+
+/// The native request's texts, or the 400 for none.
+pub(crate) fn native_texts(inputs: NativeInputs) -> Result<Vec<String>, ApiError> {
+    let texts = match inputs {
+        NativeInputs::One(t) => vec![t],
+        NativeInputs::Many(t) => t,
+    };
+    if texts.is_empty() {
+        return Err(ApiError::bad_request("inputs is empty", Some("inputs")));
+    }
+    Ok(texts)
 }
 
 /// With `truncate: false`, a text longer than the model takes is a 422,

@@ -170,7 +170,7 @@ impl From<membatch::Error> for ApiError {
             E::MemoryCritical { retry_after, .. } => {
                 unavailable("memory_critical", Some(*retry_after))
             }
-            E::MemoryPressure { .. } | E::BudgetTooSmall { .. } => {
+            E::MemoryPressure { .. } | E::BudgetTooSmall { .. } | E::PoolRefused { .. } => {
                 unavailable("memory_pressure", Some(Duration::from_secs(1)))
             }
             E::ModelTooLarge { .. } | E::ModelFile { .. } | E::Hub { .. } => {

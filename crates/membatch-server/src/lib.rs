@@ -56,6 +56,38 @@ use membatch::TokenCounter;
 
 pub use error::ApiError;
 
+/// Entry points for the fuzz targets in `fuzz/`, compiled only under
+/// `--cfg fuzzing` (which `cargo fuzz` sets). Not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::response::IntoResponse;
+
+    /// Parses and validates `body` as each route would, for a model of
+    /// `dimension`; every refusal must be a 4xx with a JSON body.
+    pub fn requests(body: &[u8], dimension: usize) {
+        let check = |e: crate::ApiError| {
+            assert!(e.status.is_client_error(), "{e:?}");
+            let _ = e.into_response();
+        };
+        match serde_json::from_slice::<crate::embed::EmbeddingsRequest>(body) {
+            Ok(req) => match crate::embed::validate_openai(req, dimension) {
+                Ok(job) => {
+                    assert!(!job.texts.is_empty() && job.texts.iter().all(|t| !t.is_empty()))
+                }
+                Err(e) => check(e),
+            },
+            Err(_) => {}
+        }
+        if let Ok(req) = serde_json::from_slice::<crate::embed::EmbedRequest>(body) {
+            match crate::embed::native_texts(req.inputs) {
+                Ok(texts) => assert!(!texts.is_empty()),
+                Err(e) => check(e),
+            }
+        }
+    }
+}
+
 /// What every route shares.
 #[derive(Debug)]
 pub struct AppState {

@@ -23,6 +23,14 @@ pub(crate) use config::{Activation, BertConfig};
 use int8::Int8Weights;
 use linear::Linear;
 
+/// `n` zeros, every page written now (`vec![0.0; n]` would map zero pages
+/// that are charged only when first written).
+fn touched(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, 0.0);
+    v
+}
+
 /// The cost prior of a model of this width, before it is loaded (see
 /// [`Encoder::cost_prior`]).
 pub(crate) fn cost_prior(hidden: usize, intermediate: usize) -> CostPrior {
@@ -308,11 +316,15 @@ impl Encoder {
         let h = self.hidden;
         let mut x = self.embed(batch)?;
         let tokens = batch.tokens();
-        // Allocated once per batch, reused by every layer.
-        let mut qkv = vec![0f32; tokens * 3 * h];
-        let mut context = vec![0f32; tokens * h];
+        // Allocated once per batch, reused by every layer, and written at
+        // once, so the whole batch is charged to the process (and its
+        // cgroup) from its start: a limit lowered while the batch runs is
+        // refused by the kernel until the batch has ended, instead of
+        // being accepted over untouched pages the batch then needs.
+        let mut qkv = touched(tokens * 3 * h);
+        let mut context = touched(tokens * h);
         let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
-        let mut inter = vec![0f32; tokens * inter_width];
+        let mut inter = touched(tokens * inter_width);
         // Int8 weights expanded for one product at a time.
         let mut scratch = Vec::new();
         let spans: Vec<(usize, usize)> = batch.spans().filter(|(_, len)| *len > 0).collect();
