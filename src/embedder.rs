@@ -105,6 +105,14 @@ pub trait Embedder: Send + Sync {
         None
     }
 
+    /// The bytes the model's weights hold in memory while it is loaded, when
+    /// the backend knows them: what a caller reserves once for the model in
+    /// a memory ledger shared with other work (a query engine's pool).
+    /// Default `None`.
+    fn weight_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Whether a text's first tokens depend only on its first words: the
     /// tokenizer never merges across whitespace, punctuation or CJK
     /// characters, and truncation keeps the first tokens. BERT's WordPiece
@@ -274,6 +282,9 @@ macro_rules! forward_embedder {
             }
             fn cost_prior(&self) -> Option<CostPrior> {
                 (**self).cost_prior()
+            }
+            fn weight_bytes(&self) -> Option<u64> {
+                (**self).weight_bytes()
             }
             fn tokenizes_word_by_word(&self) -> bool {
                 (**self).tokenizes_word_by_word()

@@ -180,3 +180,29 @@ fn invalid_settings_are_typed_errors() {
         vec![4]
     );
 }
+
+#[test]
+fn weight_bytes_are_the_resident_weights_and_int8_holds_fewer() {
+    let dir = common::tiny_model_dir(&Tiny::default());
+    let file = std::fs::metadata(dir.path().join("model.safetensors"))
+        .unwrap()
+        .len();
+    let f32 = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+    let bytes = f32.weight_bytes().expect("BERT knows its weights");
+    // The file holds every tensor as f32 (and a header); the model holds
+    // the ones it runs.
+    assert!(
+        bytes <= file && bytes >= file / 2,
+        "{bytes} of a {file}-byte file"
+    );
+    let int8 = BertEmbedder::builder()
+        .source(ModelSource::dir(dir.path()))
+        .precision(membatch::Precision::Int8)
+        .build()
+        .unwrap();
+    let small = int8.weight_bytes().unwrap();
+    assert!(small < bytes / 2, "int8 {small} vs f32 {bytes}");
+    // Forwarded through pointers.
+    let shared: std::sync::Arc<dyn Embedder> = std::sync::Arc::new(f32);
+    assert_eq!(shared.weight_bytes(), Some(bytes));
+}

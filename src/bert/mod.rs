@@ -251,6 +251,12 @@ impl Embedder for BertEmbedder {
         Some(self.encoder.cost_prior())
     }
 
+    /// The packed weights as held for the forward pass (int8 weights count
+    /// their int8 bytes and scales).
+    fn weight_bytes(&self) -> Option<u64> {
+        Some(self.encoder.weight_bytes() as u64)
+    }
+
     /// BERT's normaliser and pre-tokenizer make every whitespace run,
     /// punctuation mark and CJK character a word boundary, WordPiece works
     /// word by word, and truncation keeps the first tokens.

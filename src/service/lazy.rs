@@ -204,6 +204,11 @@ impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
         self.loader.cost_prior()
     }
 
+    /// The loaded model's weights; `None` while unloaded.
+    fn weight_bytes(&self) -> Option<u64> {
+        self.model.read().as_ref().and_then(|m| m.weight_bytes())
+    }
+
     fn tokenizes_word_by_word(&self) -> bool {
         self.loader.tokenizes_word_by_word()
     }
