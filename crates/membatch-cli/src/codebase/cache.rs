@@ -7,7 +7,7 @@ use std::path::Path;
 use membatch::{BatchEmbedder, BertEmbedder, Embedder};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::chunk::ChunkMeta;
+use super::index::ChunkMeta;
 use super::index::IndexWriter;
 use crate::support::{fail, Failure};
 

@@ -12,10 +12,11 @@ use membatch::{BatchEmbedder, BertEmbedder, Embedder};
 use serde::{Deserialize, Serialize};
 
 use super::cache::{self, to_le_bytes};
-use super::chunk::{ChunkMeta, Chunker};
-use super::walk::{read_text, relative, walk, Skipped};
 use super::{memory_limit, model_config, model_id, size, Args, WINDOW};
 use crate::support::{fail, positive, Failure};
+use membatch_cli::corpus::{
+    read_text, relative, walk, Chunk, Chunker, Skipped, Unreadable, WalkOptions,
+};
 
 /// `membatch codebase index`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -94,14 +95,24 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     }
     let embedder = BertEmbedder::from_config(config.model())?;
     let model_id = model_id(&config, &embedder)?;
-    let chunker = Chunker::new(&embedder, *chunk_tokens, *overlap)?;
+    let chunker = Chunker::new(
+        embedder.token_counter()?,
+        embedder.max_seq_length(),
+        *chunk_tokens,
+        *overlap,
+    )
+    .map_err(|e| fail(settings_message(&e)))?;
 
     std::fs::create_dir_all(out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
     let db = cache::open(out)?;
     remove_stale_generations(out)?;
 
     let out_abs = out.canonicalize()?;
-    let (files, mut skipped) = walk(&root, &out_abs);
+    let walk_options = WalkOptions {
+        exclude: Some(out_abs),
+        glob: None,
+    };
+    let (files, mut skipped) = walk(&root, &walk_options).map_err(fail)?;
     if !args.json {
         for s in &skipped {
             eprintln!("skipped {}: {}", s.path, s.reason);
@@ -147,7 +158,8 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
         bar.inc(1);
         let text = match read_text(path, *max_file_size) {
             Ok(t) => t,
-            Err(reason) => {
+            Err(e) => {
+                let reason = unreadable_message(&e);
                 bar.suspend(|| {
                     if !args.json {
                         eprintln!("skipped {rel}: {reason}");
@@ -158,8 +170,8 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
             }
         };
         indexed_files += 1;
-        for chunk in chunker.chunks(&rel, &text) {
-            pending.push(chunk);
+        for chunk in chunker.chunks(&text) {
+            pending.push((ChunkMeta::new(&rel, &chunk), chunk.text.to_string()));
             if pending.len() >= *window {
                 flush(&mut pending, &mut writer, &mut windows)?;
             }
@@ -216,6 +228,63 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// One chunk of one file, as stored in `chunks.jsonl`.
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct ChunkMeta {
+    pub(super) path: String,
+    pub(super) start_byte: usize,
+    pub(super) end_byte: usize,
+    pub(super) start_line: usize,
+    pub(super) end_line: usize,
+    /// The chunk's first lines, for showing hits.
+    pub(super) text: String,
+}
+
+/// Lines of each chunk kept in `chunks.jsonl` for showing hits.
+const PREVIEW_LINES: usize = 4;
+
+impl ChunkMeta {
+    fn new(path: &str, chunk: &Chunk<'_>) -> Self {
+        ChunkMeta {
+            path: path.to_string(),
+            start_byte: chunk.start_byte,
+            end_byte: chunk.end_byte,
+            start_line: chunk.start_line,
+            end_line: chunk.end_line,
+            text: chunk
+                .text
+                .lines()
+                .take(PREVIEW_LINES)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// A chunk-settings error in this command's flags.
+fn settings_message(e: &membatch_cli::corpus::ChunkSettingsError) -> String {
+    use membatch_cli::corpus::ChunkSettingsError as E;
+    match e {
+        E::TooFewTokens(_) => "--chunk-tokens must be above 2 ([CLS] and [SEP] take two)".into(),
+        E::OverlapTooLarge { overlap, capacity } => format!(
+            "--overlap ({overlap}) must be smaller than a chunk's {capacity} content tokens"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Why a file is skipped, naming this command's flag for the size limit.
+fn unreadable_message(e: &Unreadable) -> String {
+    match e {
+        Unreadable::TooLarge { size, max } => format!(
+            "{} is larger than --max-file-size ({})",
+            bytesize::ByteSize(*size),
+            bytesize::ByteSize(*max)
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Writes `chunks.jsonl` and the rows of the embedding matrix as they come;

@@ -1,8 +1,8 @@
 //! `membatch codebase`: embed a whole source tree within a memory limit,
 //! incrementally, and search it.
 //!
-//! `index` walks `DIR` honouring `.gitignore` ([`walk`]), splits every file
-//! into chunks that fit the model in tokens ([`chunk`]), embeds what the
+//! `index` walks `DIR` honouring `.gitignore`, splits every file into chunks
+//! that fit the model in tokens (both from [`membatch_cli::corpus`]), embeds what the
 //! cache does not hold through `BatchEmbedder` within the memory budget
 //! ([`cache`]), and streams the results to a new index generation that
 //! replaces the old one atomically when complete ([`index`]). `query`
@@ -26,10 +26,8 @@
 //! `path` relative to the indexed root, `start_line`, `end_line`, `text`).
 
 mod cache;
-mod chunk;
 mod index;
 mod query;
-mod walk;
 
 use std::path::PathBuf;
 

@@ -42,19 +42,30 @@ pub fn walk(root: &Path, options: &WalkOptions) -> Result<(Vec<PathBuf>, Vec<Ski
         .follow_links(true)
         .require_git(false)
         .sort_by_file_path(|a, b| a.cmp(b));
-    if let Some(glob) = &options.glob {
-        let overrides = ignore::overrides::OverrideBuilder::new(root)
-            .add(glob)
-            .and_then(|b| b.build())
-            .map_err(|e| format!("invalid glob {glob:?}: {e}"))?;
-        builder.overrides(overrides);
-    }
+    // The glob filters the files the walk yields. (As the walk's own
+    // overrides it would whitelist files that .gitignore excludes.)
+    let glob = match &options.glob {
+        Some(glob) => Some(
+            ignore::overrides::OverrideBuilder::new(root)
+                .add(glob)
+                .and_then(|b| b.build())
+                .map_err(|e| format!("invalid glob {glob:?}: {e}"))?,
+        ),
+        None => None,
+    };
     if let Some(exclude) = options.exclude.clone() {
         builder.filter_entry(move |e| e.path().canonicalize().map_or(true, |p| p != exclude));
     }
     for entry in builder.build() {
         match entry {
-            Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => files.push(e.into_path()),
+            Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
+                if glob
+                    .as_ref()
+                    .is_none_or(|g| !g.matched(e.path(), false).is_ignore())
+                {
+                    files.push(e.into_path());
+                }
+            }
             Ok(_) => {}
             Err(err) => skipped.push(Skipped {
                 path: error_path(&err).map_or_else(String::new, |p| relative(root, p)),
@@ -160,6 +171,7 @@ mod tests {
         std::fs::write(root.join("src/deep/b.rs"), "fn b() {}").unwrap();
         std::fs::write(root.join("src/c.py"), "c = 1").unwrap();
         std::fs::write(root.join("src/gone.rs"), "fn gone() {}").unwrap();
+        std::fs::write(root.join("src/deep/gone.rs"), "fn gone() {}").unwrap();
         std::fs::write(root.join(".gitignore"), "gone.rs\n").unwrap();
         let rel = |options: &WalkOptions| {
             walk(root, options)
@@ -192,10 +204,7 @@ mod tests {
         std::fs::write(&big, "x".repeat(100)).unwrap();
         assert!(matches!(
             read_text(&big, 10),
-            Err(Unreadable::TooLarge {
-                size: 100,
-                max: 10
-            })
+            Err(Unreadable::TooLarge { size: 100, max: 10 })
         ));
         let bin = dir.path().join("bin");
         std::fs::write(&bin, b"ab\0cd").unwrap();
