@@ -12,9 +12,13 @@ scripts/fetch-model.sh
 cargo test --no-default-features
 
 # Everything: unit tests, integration tests (real weights and golden file),
-# doctests (README included), the CLI's tests; examples are built too,
-# which the CLI tests run.
-cargo test --workspace
+# doctests (README included), the CLI's and the server's tests; examples are
+# built too, which the CLI tests run.
+cargo test --workspace --exclude membatch-datafusion
+
+# The DataFusion/Ballista crate, once, in its own profile (DataFusion's
+# hundreds of crates unoptimised, the model's path optimised; Cargo.toml).
+cargo test -p membatch-datafusion --profile df
 
 # Behaviour under a real memory cgroup limit, and the codebase index on a
 # full disk: these need root (to create cgroups, to mount a small tmpfs),
