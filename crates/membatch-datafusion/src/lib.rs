@@ -25,6 +25,7 @@
 //! with every core is the fastest on one machine; see docs/scale-out.md).
 
 pub mod ballista;
+pub mod cli;
 pub mod corpus;
 pub mod models;
 pub mod pool;

@@ -7,7 +7,6 @@
 //!     --memory-limit 400MiB --model /models/all-MiniLM-L6-v2
 //! ```
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use clap::Parser;
 use datafusion::execution::memory_pool::MemoryPool;
 use membatch::memory::MemoryLimit;
 use membatch::{Config, MemoryBudget};
+use membatch_datafusion::cli;
 use membatch_datafusion::{ballista, models, session, EmbedUdf, ModelSpec};
 
 /// A Ballista executor with membatch's embed.
@@ -40,7 +40,7 @@ struct Args {
     task_slots: Option<usize>,
     /// Memory for the tasks and the model together: a size or a percentage
     /// of the container's or machine's memory [default: $EMBEDDING_MAX_MEMORY, else 70%]
-    #[arg(long, value_parser = memory_limit)]
+    #[arg(long, value_parser = cli::memory_limit)]
     memory_limit: Option<MemoryLimit>,
     /// A model for embed, [NAME=]SOURCE; repeatable, the same as the
     /// scheduler's and clients' [default: $MEMBATCH_MODEL, else all-MiniLM-L6-v2]
@@ -57,44 +57,10 @@ struct Args {
     stats: bool,
 }
 
-fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
-    MemoryLimit::parse("--memory-limit", s).map_err(|e| e.to_string())
-}
-
 fn main() -> ExitCode {
-    init_logging();
+    cli::init_logging("warn");
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("membatch-executor: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(m) => {
-            eprintln!("membatch-executor: {}", m.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-fn report(e: &(dyn std::error::Error + 'static)) -> String {
-    membatch::ErrorReport::new(e).to_string()
+    cli::run_main("membatch-executor", run(args))
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -103,18 +69,20 @@ async fn run(args: Args) -> Result<(), String> {
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
         .ok_or_else(|| format!("--scheduler {:?}: expected HOST:PORT", args.scheduler))?;
-    let mut config = Config::from_env().map_err(|e| report(&e))?.into_builder();
+    let mut config = Config::from_env()
+        .map_err(|e| cli::report(&e))?
+        .into_builder();
     if let Some(limit) = args.memory_limit {
         config = config.memory_limit(limit);
     }
     if let Some(t) = args.threads {
         config = config.threads(t);
     }
-    let config = config.build().map_err(|e| report(&e))?;
+    let config = config.build().map_err(|e| cli::report(&e))?;
     let budget = MemoryBudget::new(config.memory().clone());
     let pool_bytes = budget.read().budget_bytes;
     if pool_bytes == 0 {
-        return Err(report(&membatch::Error::MemoryUnknown));
+        return Err(cli::report(&membatch::Error::MemoryUnknown));
     }
     let pool = session::shared_pool(usize::try_from(pool_bytes).unwrap_or(usize::MAX));
     let shared: Arc<dyn MemoryPool> = pool.clone();
@@ -123,9 +91,9 @@ async fn run(args: Args) -> Result<(), String> {
         .budget(budget)
         .batch(*config.batch());
     let embed = models::add_models(builder, &args.models, &config, true)
-        .map_err(|e| report(&e))?
+        .map_err(|e| cli::report(&e))?
         .build()
-        .map_err(|e| report(&e))?;
+        .map_err(|e| cli::report(&e))?;
     let mut process = ballista::executor_config(&embed, shared);
     process.scheduler_host = scheduler_host;
     process.scheduler_port = scheduler_port;
@@ -162,5 +130,5 @@ async fn run(args: Args) -> Result<(), String> {
             pool.peak_total(),
         );
     }
-    result.map_err(|e| report(&e))
+    result.map_err(|e| cli::report(&e))
 }

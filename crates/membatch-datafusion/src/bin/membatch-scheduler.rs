@@ -6,7 +6,6 @@
 //! membatch-scheduler --bind-host 127.0.0.1 --port 50050 --model /models/all-MiniLM-L6-v2
 //! ```
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use std::sync::Arc;
 use ballista_scheduler::cluster::BallistaCluster;
 use clap::Parser;
 use membatch::Config;
+use membatch_datafusion::cli;
 use membatch_datafusion::{ballista, models, EmbedUdf, ModelSpec};
 
 /// A Ballista scheduler that plans membatch's embed.
@@ -33,43 +33,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::init_logging("warn");
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("membatch-scheduler: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(m) => {
-            eprintln!("membatch-scheduler: {}", m.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn report(e: &(dyn std::error::Error + 'static)) -> String {
-    membatch::ErrorReport::new(e).to_string()
+    cli::run_main("membatch-scheduler", run(args))
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let config = Config::from_env().map_err(|e| report(&e))?;
+    let config = Config::from_env().map_err(|e| cli::report(&e))?;
     let embed = models::add_models(EmbedUdf::builder(), &args.models, &config, false)
-        .map_err(|e| report(&e))?
+        .map_err(|e| cli::report(&e))?
         .build()
-        .map_err(|e| report(&e))?;
+        .map_err(|e| cli::report(&e))?;
     let addr: SocketAddr = format!("{}:{}", args.bind_host, args.port)
         .parse()
         .map_err(|e| format!("--bind-host/--port: {e}"))?;
@@ -79,9 +53,9 @@ async fn run(args: Args) -> Result<(), String> {
     scheduler.external_host = args.bind_host;
     let cluster = BallistaCluster::new_from_config(&scheduler)
         .await
-        .map_err(|e| report(&e))?;
+        .map_err(|e| cli::report(&e))?;
     tracing::info!(%addr, models = ?embed.models(), "membatch scheduler starting");
     ballista_scheduler::scheduler_process::start_server(cluster, addr, Arc::new(scheduler))
         .await
-        .map_err(|e| report(&e))
+        .map_err(|e| cli::report(&e))
 }

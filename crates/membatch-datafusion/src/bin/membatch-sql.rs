@@ -27,6 +27,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use membatch::memory::MemoryLimit;
 use membatch::{Config, MemoryBudget};
+use membatch_datafusion::cli;
 use membatch_datafusion::{
     ballista, session, EmbedUdf, ModelSpec, ReadChunks, ReadTextFiles, RecordingPool,
 };
@@ -43,7 +44,7 @@ struct Args {
     /// Memory for the query and the model together: a size (400MiB, 2GiB)
     /// or a percentage of the container's or machine's memory
     /// [default: $EMBEDDING_MAX_MEMORY, else 70%]
-    #[arg(long, value_parser = memory_limit)]
+    #[arg(long, value_parser = cli::memory_limit)]
     memory_limit: Option<MemoryLimit>,
     /// A model for embed: a directory or Hugging Face repo id, optionally
     /// NAME=SOURCE (called as embed(text, 'NAME')); the first is the
@@ -79,10 +80,6 @@ fn table_spec(s: &str) -> Result<(String, PathBuf), String> {
         }
         _ => Err(format!("{s:?}: expected NAME=PATH")),
     }
-}
-
-fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
-    MemoryLimit::parse("--memory-limit", s).map_err(|e| e.to_string())
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -139,14 +136,7 @@ struct Session {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::init_logging("error");
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => {
@@ -163,23 +153,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("membatch-sql: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(m)) => {
-            eprintln!("membatch-sql: {}", m.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    cli::run_main("membatch-sql", async {
+        run(args).await.map_err(|Failure(m)| m)
+    })
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
