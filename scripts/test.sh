@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/fetch-model.sh
+# all-mpnet-base-v2 (438 MB) for the MPNet parity tests, run below.
+scripts/fetch-model.sh all-mpnet-base-v2
 
 # The backend-free core must build and pass every test that does not need
 # the BERT backend (the others are compiled out without `candle`).
@@ -15,6 +17,10 @@ cargo test --no-default-features
 # doctests (README included), the CLI's and the server's tests; examples are
 # built too, which the CLI tests run.
 cargo test --workspace --exclude membatch-datafusion
+
+# MPNet parity with sentence-transformers on the real all-mpnet-base-v2
+# (#[ignore]d above so that a plain `cargo test` does not need 438 MB).
+cargo test --test mpnet -- --ignored
 
 # The DataFusion/Ballista crate, once, in its own profile (DataFusion's
 # hundreds of crates unoptimised, the model's path optimised; Cargo.toml).

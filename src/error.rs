@@ -273,7 +273,7 @@ pub enum ModelFileError {
     #[error("invalid tokenizer")]
     Tokenizer(#[source] BoxError),
     /// The model is not an architecture this backend runs.
-    #[error("unsupported architecture {found:?} (membatch runs BERT-family encoders, model_type \"bert\")")]
+    #[error("unsupported architecture {found:?} (membatch runs BERT-family encoders: model_type bert, mpnet, roberta, xlm-roberta or camembert)")]
     UnsupportedArchitecture {
         /// The architecture named by the file.
         found: String,

@@ -135,17 +135,17 @@ impl BertEmbedderBuilder {
             max_seq_length: model
                 .max_seq_length
                 .or(sentence.max_seq_length)
-                .unwrap_or(config.max_position_embeddings),
+                .unwrap_or(config.max_tokens()),
             precision: model.precision,
         };
         let max = settings.max_seq_length;
-        if max < 2 || max > config.max_position_embeddings {
+        if max < 2 || max > config.max_tokens() {
             return Err(Error::invalid_config(
                 "max_seq_length",
                 max,
                 format!(
-                    "must be between 2 (room for [CLS] and [SEP]) and the model's max_position_embeddings ({})",
-                    config.max_position_embeddings
+                    "must be between 2 (room for the start and end tokens) and the positions the model has ({})",
+                    config.max_tokens()
                 ),
             ));
         }

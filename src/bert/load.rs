@@ -6,7 +6,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
-use super::encoder::{Activation, BertConfig, Encoder};
+use super::encoder::{Activation, BertConfig, Encoder, Family};
 use super::metadata::read_json;
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
 use crate::memory::{MemoryBudget, MemoryProbe, SystemProbe};
@@ -23,11 +23,13 @@ pub(super) fn load_bert_config(files: &ModelFiles) -> Result<(BertConfig, Activa
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    let is_bert = match model_type {
-        Some(t) => t == "bert",
-        None => architectures.iter().any(|a| a.starts_with("Bert")),
+    let family = match model_type {
+        Some(t) => Family::from_model_type(t),
+        None => architectures
+            .iter()
+            .find_map(|a| Family::from_architecture(a)),
     };
-    if !is_bert {
+    let Some(family) = family else {
         let found = model_type
             .map(str::to_string)
             .or_else(|| architectures.first().map(|a| a.to_string()))
@@ -36,9 +38,10 @@ pub(super) fn load_bert_config(files: &ModelFiles) -> Result<(BertConfig, Activa
             &path,
             ModelFileError::UnsupportedArchitecture { found },
         ));
-    }
-    let config: BertConfig = serde_json::from_value(value)
+    };
+    let mut config: BertConfig = serde_json::from_value(value)
         .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))?;
+    config.family = family;
     if config.position_embedding_type != "absolute" {
         return Err(Error::model_file(
             &path,

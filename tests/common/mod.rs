@@ -27,9 +27,40 @@ pub struct GoldenRow {
 }
 
 pub fn golden() -> Golden {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-MiniLM-L6-v2.json");
+    golden_file("all-MiniLM-L6-v2.json")
+}
+
+/// A reference file of `tests/data`.
+pub fn golden_file<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     serde_json::from_slice(&std::fs::read(&path).expect("read golden file"))
         .expect("parse golden file")
+}
+
+/// Where `scripts/fetch-model.sh NAME` places sentence-transformers/NAME.
+pub fn fetched_model_dir(name: &str) -> PathBuf {
+    membatch::source::default_model_dir()
+        .parent()
+        .expect("the default model directory has a parent")
+        .join(format!("sentence-transformers--{name}"))
+}
+
+/// sentence-transformers/NAME as `scripts/fetch-model.sh NAME` placed it.
+/// Panics, never skips, when it is missing.
+pub fn fetched_model(name: &str, builder: membatch::BertEmbedderBuilder) -> BertEmbedder {
+    let dir = fetched_model_dir(name);
+    builder
+        .source(ModelSource::dir(&dir))
+        .build()
+        .unwrap_or_else(|e| {
+            panic!(
+                "this test needs {name} and could not load it from {}: {e}\n\
+             Run scripts/fetch-model.sh {name} first (scripts/test.sh does).",
+                dir.display()
+            )
+        })
 }
 
 /// The real all-MiniLM-L6-v2, resolved as the library does by default.

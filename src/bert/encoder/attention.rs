@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::kernels;
 use super::linear::{matmul, Mat, MatMut};
+use super::RelativeBias;
 use gemm::Parallelism;
 
 /// A pointer shared by the attention tasks: the context buffer, of which
@@ -25,7 +26,8 @@ impl<P: Copy> Shared<P> {
     }
 }
 
-/// `context[t, head] = softmax(q·kᵀ/√d)·v` for every sequence and head.
+/// `context[t, head] = softmax(q·kᵀ/√d + bias)·v` for every sequence and
+/// head, where `bias` is MPNet's relative-position bias (none for BERT).
 ///
 /// `qkv` holds `tokens × 3h` rows (queries, keys, values side by side);
 /// `context` receives `tokens × h`; `spans` are the non-empty sequences'
@@ -38,6 +40,7 @@ pub(super) fn attend(
     spans: &[(usize, usize)],
     heads: usize,
     h: usize,
+    bias: Option<&RelativeBias>,
 ) {
     let tokens = context.len() / h.max(1);
     assert_eq!(qkv.len(), tokens * 3 * h, "qkv is not tokens × 3h");
@@ -48,6 +51,7 @@ pub(super) fn attend(
     // Bounds: every span lies inside `tokens`, checked here for the raw
     // views below.
     assert!(spans.iter().all(|(s, l)| *l > 0 && s + l <= tokens));
+    assert!(bias.is_none_or(|b| spans.iter().all(|(_, l)| *l <= b.span)));
     let out = Shared(context.as_mut_ptr());
     let qkv = Shared(qkv.as_ptr());
     let tasks = spans.len() * heads;
@@ -57,7 +61,11 @@ pub(super) fn attend(
             let (start, len) = spans[task / heads];
             let head = task % heads;
             scores.clear();
-            scores.resize(len * len, 0.0);
+            match bias {
+                // The scores start as the bias and the product adds to it.
+                Some(bias) => (0..len).for_each(|i| scores.extend(bias.row(head, i, len))),
+                None => scores.resize(len * len, 0.0),
+            }
             let row = 3 * h as isize;
             let base = qkv.get().wrapping_add(start * 3 * h + head * d);
             // SAFETY: q, k and v are `len × d` blocks of rows start..start+len
@@ -76,7 +84,7 @@ pub(super) fn attend(
                     MatMut::new(scores.as_mut_ptr(), len as isize),
                     (len, len, d),
                     scale,
-                    false,
+                    bias.is_some(),
                     Parallelism::None,
                 );
                 kernels::softmax_rows(scores, len);

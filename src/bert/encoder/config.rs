@@ -1,4 +1,4 @@
-//! The fields of a BERT `config.json` the encoder reads.
+//! The fields of a BERT-family `config.json` the encoder reads.
 
 use serde::Deserialize;
 
@@ -42,8 +42,55 @@ fn default_type_vocab() -> usize {
     2
 }
 
-/// A BERT `config.json` (transformers' `BertConfig`), the fields that shape
-/// the forward pass.
+fn default_buckets() -> usize {
+    32
+}
+
+/// The encoder families the packed pass runs. They share BERT's layer
+/// (self-attention, then a two-layer feed-forward, each with a residual
+/// and a post-LayerNorm) and differ in their embeddings, attention bias
+/// and tensor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// `bert`: absolute positions from 0, token types.
+    Bert,
+    /// `roberta`, `xlm-roberta`, `camembert`: BERT's layer with positions
+    /// numbered from `pad_token_id + 1` (transformers' padding-aware
+    /// position ids), one token type.
+    Roberta,
+    /// `mpnet`: RoBERTa's positions, no token types, and a learned bias per
+    /// head and relative-position bucket added to every layer's attention
+    /// scores.
+    Mpnet,
+}
+
+impl Family {
+    pub(crate) fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "bert" => Some(Family::Bert),
+            "roberta" | "xlm-roberta" | "camembert" => Some(Family::Roberta),
+            "mpnet" => Some(Family::Mpnet),
+            _ => None,
+        }
+    }
+
+    /// The family an `architectures` entry names, for configs without a
+    /// `model_type`.
+    pub(crate) fn from_architecture(architecture: &str) -> Option<Self> {
+        [
+            ("Bert", Family::Bert),
+            ("XLMRoberta", Family::Roberta),
+            ("Roberta", Family::Roberta),
+            ("Camembert", Family::Roberta),
+            ("MPNet", Family::Mpnet),
+        ]
+        .into_iter()
+        .find_map(|(prefix, family)| architecture.starts_with(prefix).then_some(family))
+    }
+}
+
+/// A BERT-family `config.json` (transformers' `BertConfig`, `MPNetConfig`,
+/// `RobertaConfig`), the fields that shape the forward pass.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct BertConfig {
     pub(crate) vocab_size: usize,
@@ -62,4 +109,35 @@ pub(crate) struct BertConfig {
     pub(crate) position_embedding_type: String,
     #[serde(default)]
     pub(crate) model_type: Option<String>,
+    /// The padding token, from which RoBERTa-style positions are numbered.
+    #[serde(default)]
+    pub(crate) pad_token_id: Option<usize>,
+    /// MPNet's relative-position buckets.
+    #[serde(default = "default_buckets")]
+    pub(crate) relative_attention_num_buckets: usize,
+    /// Set by the loader from `model_type` (or `architectures`).
+    #[serde(skip, default = "bert")]
+    pub(crate) family: Family,
+}
+
+fn bert() -> Family {
+    Family::Bert
+}
+
+impl BertConfig {
+    /// Where position ids start: 0 for BERT, `pad_token_id + 1` for the
+    /// RoBERTa-style families (transformers numbers the positions of
+    /// non-padding tokens from there).
+    pub(crate) fn position_offset(&self) -> usize {
+        match self.family {
+            Family::Bert => 0,
+            Family::Roberta | Family::Mpnet => self.pad_token_id.unwrap_or(1) + 1,
+        }
+    }
+
+    /// The longest sequence the position table holds.
+    pub(crate) fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.position_offset())
+    }
 }

@@ -1,4 +1,5 @@
-//! The BERT encoder's forward pass on packed sequences.
+//! The BERT-family encoder's forward pass on packed sequences (BERT,
+//! RoBERTa/XLM-RoBERTa, MPNet: see [`Family`]).
 //!
 //! Sequences are packed one after another without padding: the dense layers
 //! (QKV, attention output, feed-forward) run as one matrix product over all
@@ -18,7 +19,7 @@ use candle_nn::VarBuilder;
 
 use crate::embedder::CostPrior;
 
-pub(crate) use config::{Activation, BertConfig};
+pub(crate) use config::{Activation, BertConfig, Family};
 
 use int8::Int8Weights;
 use linear::Linear;
@@ -157,13 +158,75 @@ struct Layer {
     output_norm: Norm,
 }
 
-/// The weights of a BERT encoder and the forward pass over them.
+/// MPNet's attention bias: one learned value per head and relative-position
+/// bucket, expanded at load to one value per head and relative position
+/// `j - i` of key `j` to query `i`, so a sequence's scores start as a copy.
+#[derive(Debug, Clone)]
+pub(crate) struct RelativeBias {
+    /// `heads × (2·span − 1)`: row `head`, column `j − i + span − 1`.
+    table: Vec<f32>,
+    /// The longest sequence covered.
+    pub(super) span: usize,
+}
+
+impl RelativeBias {
+    /// Reads `encoder.relative_attention_bias.weight` (`buckets × heads`).
+    fn load(vb: &VarBuilder, buckets: usize, heads: usize, span: usize) -> CandleResult<Self> {
+        let weight = matrix(vb, "relative_attention_bias.weight", buckets, heads)?;
+        let width = 2 * span.max(1) - 1;
+        let mut table = vec![0f32; heads * width];
+        for col in 0..width {
+            let relative = col as i64 - (span as i64 - 1);
+            let bucket = relative_bucket(relative, buckets, 128);
+            for head in 0..heads {
+                table[head * width + col] = weight[bucket * heads + head];
+            }
+        }
+        Ok(RelativeBias { table, span })
+    }
+
+    /// The biases of query `i` against keys `0..len` for `head`.
+    pub(crate) fn row(&self, head: usize, i: usize, len: usize) -> &[f32] {
+        let width = 2 * self.span - 1;
+        let start = head * width + self.span - 1 - i;
+        &self.table[start..start + len]
+    }
+}
+
+/// MPNet's bucket (T5's scheme) for key position minus query position:
+/// half the buckets for keys before the query, half for keys after; within
+/// each half, exact distances below a quarter of the buckets, then
+/// logarithmically wider buckets up to `max_distance`. The logarithm runs
+/// in `f32` as transformers' does, so the bucket edges agree.
+pub(crate) fn relative_bucket(relative: i64, buckets: usize, max_distance: usize) -> usize {
+    let half = (buckets / 2) as i64;
+    let n = -relative;
+    let mut bucket = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let exact = half / 2;
+    if n < exact {
+        bucket += n;
+    } else {
+        let scaled = (n as f32 / exact as f32).ln()
+            / (max_distance as f64 / exact as f64).ln() as f32
+            * (half - exact) as f32;
+        bucket += (exact + scaled as i64).min(half - 1);
+    }
+    bucket as usize
+}
+
+/// The weights of a BERT-family encoder and the forward pass over them.
 #[derive(Debug, Clone)]
 pub(crate) struct Encoder {
     word: WordTable,
+    /// The position table from the family's first position on
+    /// (`max_positions × hidden`).
     position: Vec<f32>,
-    /// Row 0 of the token-type table: single-segment input.
+    /// Row 0 of the token-type table (single-segment input); zeros for a
+    /// family without token types.
     token_type: Vec<f32>,
+    /// MPNet's relative-position attention bias.
+    relative: Option<RelativeBias>,
     embedding_norm: Norm,
     layers: Vec<Layer>,
     activation: Activation,
@@ -191,18 +254,23 @@ fn linear(vb: &VarBuilder, inputs: usize, outputs: usize) -> CandleResult<Linear
 }
 
 impl Encoder {
-    /// Reads the weights (names as transformers' `BertModel` saves them,
-    /// with or without a `bert.` prefix) and checks every shape.
-    /// `activation` is `config.hidden_act`, already checked by the caller.
-    /// With `int8`, each tensor is quantised as soon as it is read, so the
-    /// whole model never sits in memory in `f32`.
+    /// Reads the weights (names as transformers saves the family's base
+    /// model, with or without a head's prefix such as `bert.` or `mpnet.`)
+    /// and checks every shape. `activation` is `config.hidden_act`, already
+    /// checked by the caller. With `int8`, each tensor is quantised as soon
+    /// as it is read, so the whole model never sits in memory in `f32`.
     pub(crate) fn load(
         vb: VarBuilder,
         config: &BertConfig,
         activation: Activation,
         int8: bool,
     ) -> CandleResult<Self> {
-        let mut prefixes = vec![String::new(), "bert".to_string()];
+        let mut prefixes = vec![
+            String::new(),
+            "bert".into(),
+            "roberta".into(),
+            "mpnet".into(),
+        ];
         prefixes.extend(config.model_type.clone());
         let prefix = prefixes
             .into_iter()
@@ -225,27 +293,71 @@ impl Encoder {
                  and intermediate_size {i} positive"
             );
         }
+        let offset = config.position_offset();
+        let max_positions = config.max_tokens();
+        if max_positions == 0 {
+            candle_core::bail!(
+                "max_position_embeddings {} leaves no position after the first ({offset})",
+                config.max_position_embeddings
+            );
+        }
         let emb = vb.pp("embeddings");
-        let token_types = config.type_vocab_size.max(1);
-        let mut token_type = matrix(&emb, "token_type_embeddings.weight", token_types, h)?;
-        token_type.truncate(h);
+        let token_type = if config.family == Family::Mpnet {
+            vec![0f32; h]
+        } else {
+            let token_types = config.type_vocab_size.max(1);
+            let mut t = matrix(&emb, "token_type_embeddings.weight", token_types, h)?;
+            t.truncate(h);
+            t
+        };
+        let relative = match config.family {
+            Family::Mpnet => Some(RelativeBias::load(
+                &vb.pp("encoder"),
+                config.relative_attention_num_buckets,
+                heads,
+                max_positions,
+            )?),
+            Family::Bert | Family::Roberta => None,
+        };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for n in 0..config.num_hidden_layers {
             let vb = vb.pp(format!("encoder.layer.{n}"));
             let attn = vb.pp("attention");
-            let parts = ["query", "key", "value"].map(|p| linear(&attn.pp("self").pp(p), h, h));
-            let [q, k, v] = parts;
+            // BERT and RoBERTa: attention.self.{query,key,value},
+            // attention.output.{dense,LayerNorm}; MPNet: attention.attn.{q,k,v,o},
+            // attention.LayerNorm.
+            let (qkv, out, norm) = match config.family {
+                Family::Mpnet => (
+                    [attn.pp("attn.q"), attn.pp("attn.k"), attn.pp("attn.v")],
+                    attn.pp("attn.o"),
+                    attn.pp("LayerNorm"),
+                ),
+                Family::Bert | Family::Roberta => (
+                    ["query", "key", "value"].map(|p| attn.pp("self").pp(p)),
+                    attn.pp("output.dense"),
+                    attn.pp("output.LayerNorm"),
+                ),
+            };
+            let [q, k, v] = qkv.map(|vb| linear(&vb, h, h));
             let (q, k, v) = (q?, k?, v?);
             let dense = |l: Linear| if int8 { l.quantized() } else { l };
             layers.push(Layer {
                 qkv: dense(Linear::stack(&[q, k, v])),
-                attention_out: dense(linear(&attn.pp("output.dense"), h, h)?),
-                attention_norm: Norm::load(&attn.pp("output.LayerNorm"), h)?,
+                attention_out: dense(linear(&out, h, h)?),
+                attention_norm: Norm::load(&norm, h)?,
                 intermediate: dense(linear(&vb.pp("intermediate.dense"), h, i)?),
                 output: dense(linear(&vb.pp("output.dense"), i, h)?),
                 output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
             });
         }
+        let mut position = matrix(
+            &emb,
+            "position_embeddings.weight",
+            config.max_position_embeddings,
+            h,
+        )?;
+        // Rows before the family's first position are never used.
+        position.drain(..offset * h);
         let word = matrix(&emb, "word_embeddings.weight", config.vocab_size, h)?;
         let word = if int8 {
             WordTable::Int8(Int8Weights::quantize(&word, h))
@@ -254,27 +366,25 @@ impl Encoder {
         };
         Ok(Encoder {
             word,
-            position: matrix(
-                &emb,
-                "position_embeddings.weight",
-                config.max_position_embeddings,
-                h,
-            )?,
+            position,
             token_type,
+            relative,
             embedding_norm: Norm::load(&emb.pp("LayerNorm"), h)?,
             layers,
             activation,
             hidden: h,
             heads,
             vocab: config.vocab_size,
-            max_positions: config.max_position_embeddings,
+            max_positions,
             eps: config.layer_norm_eps as f32,
         })
     }
 
     /// Bytes of weights held (what the model costs resident).
     pub(crate) fn weight_bytes(&self) -> usize {
-        let tables = self.position.len() + self.token_type.len();
+        let tables = self.position.len()
+            + self.token_type.len()
+            + self.relative.as_ref().map_or(0, |r| r.table.len());
         let norms = |n: &Norm| 4 * (n.weight.len() + n.bias.len());
         self.word.bytes()
             + 4 * tables
@@ -330,7 +440,14 @@ impl Encoder {
         let spans: Vec<(usize, usize)> = batch.spans().filter(|(_, len)| *len > 0).collect();
         for layer in &self.layers {
             layer.qkv.forward(&x, &mut qkv, &mut scratch);
-            attention::attend(&qkv, &mut context, &spans, self.heads, h);
+            attention::attend(
+                &qkv,
+                &mut context,
+                &spans,
+                self.heads,
+                h,
+                self.relative.as_ref(),
+            );
             // x ← LayerNorm(x + context·Woᵀ + bo)
             layer
                 .attention_out
@@ -350,7 +467,7 @@ impl Encoder {
         Ok(x)
     }
 
-    /// Word + position + token-type embeddings, layer-normed.
+    /// Word + position (+ token-type) embeddings, layer-normed.
     fn embed(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
         let h = self.hidden;
         let mut x = vec![0f32; batch.tokens() * h];
@@ -429,6 +546,30 @@ mod tests {
         // hidden 8, intermediate 16: 5·8 + 16 floats per token.
         let prior = tiny(false).cost_prior();
         assert_eq!(prior, CostPrior::new(4 * (5 * 8 + 16), 4));
+    }
+
+    #[test]
+    fn relative_buckets_match_transformers() {
+        // transformers' MPNetEncoder.relative_position_bucket for j − i in
+        // −511..=511, stored by scripts/reference/sentence_golden.py.
+        #[derive(serde::Deserialize)]
+        struct Reference {
+            relative_buckets: Vec<usize>,
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/all-mpnet-base-v2.json"
+        );
+        let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(reference.relative_buckets.len(), 1023);
+        for (k, want) in reference.relative_buckets.iter().enumerate() {
+            let relative = k as i64 - 511;
+            assert_eq!(
+                relative_bucket(relative, 32, 128),
+                *want,
+                "j − i = {relative}"
+            );
+        }
     }
 
     #[test]
