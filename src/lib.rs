@@ -130,5 +130,5 @@ pub use source::{HubModel, ModelSource};
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub use bert::{
-    BertEmbedder, BertEmbedderBuilder, BertLoader, OutputSettings, Pooling, TokenCounter,
+    BertEmbedder, BertEmbedderBuilder, BertLoader, OutputSettings, Pooling, Prompted, TokenCounter,
 };

@@ -4,7 +4,7 @@
     target/compare-venv/bin/python scripts/reference/sentence_golden.py
 
 Needs sentence-transformers in the venv (benches/compare.sh makes it) and the
-models placed by scripts/fetch-model.sh (both names). Writes:
+models placed by scripts/fetch-model.sh (all four names). Writes:
 
 - tests/data/all-mpnet-base-v2.json: the 40 texts of the MiniLM golden file
   through all-mpnet-base-v2 (token ids and counts, normalised embeddings one
@@ -14,7 +14,9 @@ models placed by scripts/fetch-model.sh (both names). Writes:
 - tests/data/all-MiniLM-L6-v2.variants.json: all-MiniLM-L6-v2 with a
   1_Pooling/config.json selecting CLS (and, as a cross-check, token 0 of the
   last hidden state), and with a prompts block ("query: ", "passage: ") in
-  config_sentence_transformers.json, encoded by prompt name.
+  config_sentence_transformers.json, encoded by prompt name; the two PyPI
+  fine-tunes: rohan-pristine given mean pooling (its 1_Pooling/ is
+  missing), sre-embedding-model without and with its "query" prompt.
 
 The outputs are committed; the tests compare with them.
 """
@@ -142,6 +144,20 @@ def minilm_variants():
         query = encode(prompted, texts, prompt_name="query", normalize_embeddings=True)
         passage = encode(prompted, texts, prompt_name="passage", normalize_embeddings=True)
         query_counts = [len(i) for i in ids(prompted, ["query: " + t for t in texts])]
+
+        # rohan-pristine lists a Pooling module without 1_Pooling/: given
+        # the mean pooling its model card names.
+        rohan_dir = Path(tmp) / "rohan"
+        shutil.copytree(MODELS / "pypi--rohan-pristine", rohan_dir)
+        (rohan_dir / "1_Pooling").mkdir()
+        (rohan_dir / "1_Pooling/config.json").write_text(json.dumps(
+            {"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True}))
+        rohan = SentenceTransformer(str(rohan_dir), device="cpu")
+        rohan_mean = encode(rohan, texts[:6], normalize_embeddings=True)
+    # sre-embedding-model's own prompts block (query and document, both "").
+    sre = SentenceTransformer(str(MODELS / "pypi--sre-embedding-model"), device="cpu")
+    sre_plain = encode(sre, texts[:6], normalize_embeddings=True)
+    sre_query = encode(sre, texts[:6], prompt_name="query", normalize_embeddings=True)
     return {
         "model": "sentence-transformers/all-MiniLM-L6-v2 with test-written pooling and prompt files",
         "notes": [
@@ -155,6 +171,9 @@ def minilm_variants():
         "query": query,
         "passage": passage,
         "query_token_counts": query_counts,
+        "rohan_mean": rohan_mean,
+        "sre_plain": sre_plain,
+        "sre_query": sre_query,
     }
 
 

@@ -5,6 +5,8 @@ use tokenizers::{Tokenizer, TruncationParams};
 use super::encoder::{Activation, BertConfig};
 use super::load::{check_room_to_load, load_bert_config, load_tokenizer, load_weights};
 use super::metadata::SentenceConfig;
+use super::pooling::Pooling;
+use super::{ActivePrompt, Prompts};
 use super::{BertEmbedder, OutputSettings};
 use crate::config::ModelConfig;
 use crate::embedder::ModelShape;
@@ -31,6 +33,8 @@ use crate::source::{ModelFiles, ModelSource};
 pub struct BertEmbedderBuilder {
     model: ModelConfig,
     budget: Option<MemoryBudget>,
+    pooling: Option<Pooling>,
+    prompt_name: Option<String>,
 }
 
 impl From<ModelConfig> for BertEmbedderBuilder {
@@ -38,6 +42,8 @@ impl From<ModelConfig> for BertEmbedderBuilder {
         BertEmbedderBuilder {
             model,
             budget: None,
+            pooling: None,
+            prompt_name: None,
         }
     }
 }
@@ -86,6 +92,26 @@ impl BertEmbedderBuilder {
         self
     }
 
+    /// Pools token states this way instead of as the model's pooling config
+    /// says. Needed for a model whose `modules.json` lists a `Pooling`
+    /// module without its config file (loading it otherwise fails, naming
+    /// the file): choose the pooling its model card gives.
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = Some(pooling);
+        self
+    }
+
+    /// Puts the model's prompt of this name (`prompts` in
+    /// `config_sentence_transformers.json`, e.g. `"query"` for
+    /// `"query: "`) before every text this embedder embeds and counts. The
+    /// prompt's tokens count against `max_seq_length` and the batch's token
+    /// budget like the text's. Default: the file's `default_prompt_name`,
+    /// else none. See also [`BertEmbedder::embed_with_prompt`].
+    pub fn prompt_name(mut self, name: impl Into<String>) -> Self {
+        self.prompt_name = Some(name.into());
+        self
+    }
+
     /// Checks the memory the weights need to load against `budget` as
     /// well as against the process's limit: a model that would not fit the
     /// budget is refused with [`Error::ModelTooLarge`] before it is read
@@ -127,7 +153,7 @@ impl BertEmbedderBuilder {
         tracing::info!(model = %source, "loading BERT embedder");
         let files = source.resolve()?;
         let (config, activation) = load_bert_config(&files)?;
-        let sentence = SentenceConfig::load(&files)?;
+        let sentence = SentenceConfig::load(&files, self.pooling)?;
         let mut tokenizer = load_tokenizer(&files)?;
         let settings = OutputSettings {
             pooling: sentence.pooling,
@@ -159,6 +185,18 @@ impl BertEmbedderBuilder {
             }))
             .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
         tokenizer.with_padding(None);
+        let prompts = Prompts {
+            texts: sentence.prompts,
+            include_prompt: sentence.include_prompt,
+        };
+        let prompt = match self
+            .prompt_name
+            .as_ref()
+            .or(sentence.default_prompt_name.as_ref())
+        {
+            Some(name) => Some(prompts.active(name, &tokenizer)?),
+            None => None,
+        };
         Ok(Prepared {
             source,
             files,
@@ -166,6 +204,8 @@ impl BertEmbedderBuilder {
             activation,
             tokenizer,
             settings,
+            prompts,
+            prompt,
         })
     }
 
@@ -184,6 +224,8 @@ impl BertEmbedderBuilder {
             dimension: p.config.hidden_size,
             tokenizer: p.tokenizer,
             settings: p.settings,
+            prompts: p.prompts,
+            prompt: p.prompt,
             shape,
             pool: None,
             probe: SystemProbe::new(),
@@ -225,6 +267,8 @@ pub(super) struct Prepared {
     pub(super) activation: Activation,
     pub(super) tokenizer: Tokenizer,
     pub(super) settings: OutputSettings,
+    pub(super) prompts: Prompts,
+    pub(super) prompt: Option<ActivePrompt>,
 }
 
 impl Prepared {

@@ -1,9 +1,11 @@
 //! The sentence-transformers metadata that decides what a model's output is:
-//! `modules.json`, the pooling config and `sentence_bert_config.json`.
+//! `modules.json`, the pooling config, `sentence_bert_config.json` and the
+//! prompts of `config_sentence_transformers.json`.
 //!
 //! A model directory without these files is a plain transformer; it gets
 //! sentence-transformers' own defaults (mean pooling, no normalisation).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -20,6 +22,22 @@ pub(crate) struct SentenceConfig {
     pub(crate) normalize: bool,
     /// `max_seq_length` from `sentence_bert_config.json`, when present.
     pub(crate) max_seq_length: Option<usize>,
+    /// Named prompts (`prompts` of `config_sentence_transformers.json`):
+    /// text put before an input, such as E5's `"query: "`.
+    pub(crate) prompts: BTreeMap<String, String>,
+    /// The prompt applied when the caller names none.
+    pub(crate) default_prompt_name: Option<String>,
+    /// Whether a prompt's tokens are pooled with the text's (the pooling
+    /// config's `include_prompt`, default true).
+    pub(crate) include_prompt: bool,
+}
+
+/// `config_sentence_transformers.json`, the fields that change the output.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StConfig {
+    prompts: BTreeMap<String, String>,
+    default_prompt_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -45,39 +63,85 @@ struct PoolingConfig {
     pooling_mode_mean_sqrt_len_tokens: bool,
     pooling_mode_weightedmean_tokens: bool,
     pooling_mode_lasttoken: bool,
+    include_prompt: Option<bool>,
 }
 
 impl SentenceConfig {
-    pub(crate) fn load(files: &ModelFiles) -> Result<Self> {
+    /// Reads the files. `pooling`, when given, is the caller's choice and
+    /// replaces the pooling config's modes (which then need not exist).
+    ///
+    /// A `modules.json` that lists a `Pooling` module whose config is
+    /// missing is an error naming the file unless the caller chose the
+    /// pooling: the modes cannot be inferred (a BERT model may be trained
+    /// for mean or CLS pooling), and a guessed default would give vectors
+    /// in another space without a word.
+    pub(crate) fn load(files: &ModelFiles, pooling: Option<Pooling>) -> Result<Self> {
         let max_seq_length = match files.optional("sentence_bert_config.json")? {
             Some(p) => read_json::<SentenceBertConfig>(&p)?.max_seq_length,
             None => None,
         };
+        let st: StConfig = match files.optional("config_sentence_transformers.json")? {
+            Some(p) => read_json(&p)?,
+            None => StConfig::default(),
+        };
+        if let Some(name) = &st.default_prompt_name {
+            if !st.prompts.contains_key(name) {
+                let path = files.required("config_sentence_transformers.json")?;
+                return Err(Error::model_file(
+                    path,
+                    ModelFileError::InvalidSetting {
+                        name: "default_prompt_name".into(),
+                        found: name.clone(),
+                        reason: "is not one of the file's prompts".into(),
+                    },
+                ));
+            }
+        }
+        let mut config = SentenceConfig {
+            pooling: pooling.unwrap_or(Pooling::Mean),
+            normalize: false,
+            max_seq_length,
+            prompts: st.prompts,
+            default_prompt_name: st.default_prompt_name,
+            include_prompt: true,
+        };
         let Some(modules_path) = files.optional("modules.json")? else {
             // No module list: a pooling folder on its own still says how to pool.
-            let pooling = match files.optional("1_Pooling/config.json")? {
-                Some(p) => pooling_from_file(&p)?,
-                None => Pooling::Mean,
-            };
-            return Ok(SentenceConfig {
-                pooling,
-                normalize: false,
-                max_seq_length,
-            });
+            if let Some(p) = files.optional("1_Pooling/config.json")? {
+                config.read_pooling(&p, pooling)?;
+            }
+            return Ok(config);
         };
         let modules: Vec<Module> = read_json(&modules_path)?;
-        let mut pooling = None;
-        let mut normalize = false;
         for module in &modules {
             // "sentence_transformers.models.Pooling" -> "Pooling"
             match module.kind.rsplit('.').next().unwrap_or_default() {
                 "Transformer" => {}
                 "Pooling" => {
                     let file = format!("{}/config.json", module.path.trim_end_matches('/'));
-                    pooling = Some(pooling_from_file(&files.required(&file)?)?);
+                    match (files.optional(&file)?, pooling) {
+                        (Some(p), _) => config.read_pooling(&p, pooling)?,
+                        (None, Some(chosen)) => tracing::info!(
+                            file,
+                            pooling = ?chosen,
+                            "the model's pooling config is missing; using the pooling chosen by the caller"
+                        ),
+                        (None, None) => {
+                            let hint = " (modules.json lists a Pooling module; choose the pooling \
+                                        the model was trained with, as its model card says, with \
+                                        BertEmbedderBuilder::pooling)";
+                            return Err(match files.required(&file) {
+                                Err(Error::ModelFile { path, .. }) | Ok(path) => Error::model_file(
+                                    path,
+                                    ModelFileError::Missing { hint: hint.into() },
+                                ),
+                                Err(e) => e,
+                            });
+                        }
+                    }
                 }
                 // Normalize has no parameters, and its folder may be absent.
-                "Normalize" => normalize = true,
+                "Normalize" => config.normalize = true,
                 _ => {
                     return Err(Error::model_file(
                         modules_path,
@@ -88,16 +152,22 @@ impl SentenceConfig {
                 }
             }
         }
-        Ok(SentenceConfig {
-            pooling: pooling.unwrap_or(Pooling::Mean),
-            normalize,
-            max_seq_length,
-        })
+        Ok(config)
+    }
+
+    /// Takes the modes (unless the caller chose them) and `include_prompt`
+    /// from a pooling config.
+    fn read_pooling(&mut self, path: &Path, chosen: Option<Pooling>) -> Result<()> {
+        let c: PoolingConfig = read_json(path)?;
+        self.include_prompt = c.include_prompt.unwrap_or(true);
+        if chosen.is_none() {
+            self.pooling = pooling_modes(&c, path)?;
+        }
+        Ok(())
     }
 }
 
-fn pooling_from_file(path: &Path) -> Result<Pooling> {
-    let c: PoolingConfig = read_json(path)?;
+fn pooling_modes(c: &PoolingConfig, path: &Path) -> Result<Pooling> {
     let enabled: Vec<&str> = [
         (c.pooling_mode_cls_token, "cls"),
         (c.pooling_mode_mean_tokens, "mean"),
@@ -113,6 +183,7 @@ fn pooling_from_file(path: &Path) -> Result<Pooling> {
         ["cls"] => Ok(Pooling::Cls),
         ["mean"] => Ok(Pooling::Mean),
         ["max"] => Ok(Pooling::Max),
+        ["lasttoken"] => Ok(Pooling::LastToken),
         other => Err(Error::model_file(
             path,
             ModelFileError::UnsupportedPooling {
@@ -149,7 +220,7 @@ mod tests {
     use crate::test_util::write_tree;
 
     fn load(dir: &tempfile::TempDir) -> Result<SentenceConfig> {
-        SentenceConfig::load(&ModelSource::dir(dir.path()).resolve().unwrap())
+        SentenceConfig::load(&ModelSource::dir(dir.path()).resolve().unwrap(), None)
     }
 
     const MODULES: &str = r#"[
@@ -176,7 +247,10 @@ mod tests {
             SentenceConfig {
                 pooling: Pooling::Mean,
                 normalize: true,
-                max_seq_length: Some(256)
+                max_seq_length: Some(256),
+                prompts: BTreeMap::new(),
+                default_prompt_name: None,
+                include_prompt: true,
             }
         );
     }
@@ -186,6 +260,7 @@ mod tests {
         for (flag, want) in [
             ("pooling_mode_cls_token", Pooling::Cls),
             ("pooling_mode_max_tokens", Pooling::Max),
+            ("pooling_mode_lasttoken", Pooling::LastToken),
         ] {
             let dir = write_tree(&[
                 ("modules.json", MODULES),
@@ -203,7 +278,10 @@ mod tests {
             SentenceConfig {
                 pooling: Pooling::Mean,
                 normalize: false,
-                max_seq_length: None
+                max_seq_length: None,
+                prompts: BTreeMap::new(),
+                default_prompt_name: None,
+                include_prompt: true,
             }
         );
     }
@@ -228,6 +306,63 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_pooling_config_is_an_error_unless_the_caller_chooses() {
+        // modules.json lists Pooling, 1_Pooling/ is absent (PyPI
+        // rohan-pristine 1.0.0 ships so).
+        let dir = write_tree(&[("modules.json", MODULES)]);
+        let files = ModelSource::dir(dir.path()).resolve().unwrap();
+        let err = SentenceConfig::load(&files, None).unwrap_err();
+        let Error::ModelFile { path, kind } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(path.ends_with("1_Pooling/config.json"));
+        assert!(
+            matches!(kind, ModelFileError::Missing { hint } if hint.contains("BertEmbedderBuilder::pooling")),
+            "{kind:?}"
+        );
+        let chosen = SentenceConfig::load(&files, Some(Pooling::Cls)).unwrap();
+        assert_eq!(chosen.pooling, Pooling::Cls);
+        assert!(chosen.normalize);
+    }
+
+    #[test]
+    fn a_chosen_pooling_replaces_the_files_modes_but_keeps_include_prompt() {
+        let dir = write_tree(&[
+            ("modules.json", MODULES),
+            (
+                "1_Pooling/config.json",
+                r#"{"pooling_mode_mean_tokens": true, "include_prompt": false}"#,
+            ),
+        ]);
+        let files = ModelSource::dir(dir.path()).resolve().unwrap();
+        let c = SentenceConfig::load(&files, Some(Pooling::Max)).unwrap();
+        assert_eq!(c.pooling, Pooling::Max);
+        assert!(!c.include_prompt);
+    }
+
+    #[test]
+    fn prompts_and_their_default_are_read() {
+        let dir = write_tree(&[(
+            "config_sentence_transformers.json",
+            r#"{"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": "query"}"#,
+        )]);
+        let c = load(&dir).unwrap();
+        assert_eq!(c.prompts.len(), 2);
+        assert_eq!(c.prompts["query"], "query: ");
+        assert_eq!(c.default_prompt_name.as_deref(), Some("query"));
+
+        let dir = write_tree(&[(
+            "config_sentence_transformers.json",
+            r#"{"prompts": {"query": "query: "}, "default_prompt_name": "document"}"#,
+        )]);
+        let err = load(&dir).unwrap_err();
+        assert!(
+            matches!(&err, Error::ModelFile { kind: ModelFileError::InvalidSetting { name, .. }, .. } if name == "default_prompt_name"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn unsupported_module_is_an_error() {
         let dir = write_tree(&[(
             "modules.json",
@@ -246,13 +381,6 @@ mod tests {
         let err = load(&dir).unwrap_err();
         assert!(
             matches!(&err, Error::ModelFile { path, kind: ModelFileError::Json(_) } if path.ends_with("modules.json")),
-            "{err:?}"
-        );
-
-        let dir = write_tree(&[("modules.json", MODULES)]);
-        let err = load(&dir).unwrap_err();
-        assert!(
-            matches!(&err, Error::ModelFile { path, kind: ModelFileError::Missing { .. } } if path.ends_with("1_Pooling/config.json")),
             "{err:?}"
         );
     }

@@ -13,6 +13,8 @@ mod load;
 mod metadata;
 mod pooling;
 
+use std::collections::BTreeMap;
+
 use tokenizers::Tokenizer;
 
 use crate::config::ModelConfig;
@@ -66,6 +68,9 @@ pub struct BertEmbedder {
     encoder: Encoder,
     tokenizer: Tokenizer,
     settings: OutputSettings,
+    prompts: Prompts,
+    /// The prompt put before every text, when one was chosen.
+    prompt: Option<ActivePrompt>,
     dimension: usize,
     shape: ModelShape,
     pool: Option<rayon::ThreadPool>,
@@ -105,6 +110,46 @@ impl BertEmbedder {
         self.settings
     }
 
+    /// The model's named prompts (`prompts` in
+    /// `config_sentence_transformers.json`): name → text put before an input.
+    pub fn prompts(&self) -> &BTreeMap<String, String> {
+        &self.prompts.texts
+    }
+
+    /// The name of the prompt put before every text, if any (see
+    /// [`BertEmbedderBuilder::prompt_name`]).
+    pub fn prompt_name(&self) -> Option<&str> {
+        self.prompt.as_ref().map(|p| p.name.as_str())
+    }
+
+    /// Embeds `texts` behind the model's prompt `name` (E5's `"query: "`,
+    /// BGE's query instruction), as sentence-transformers'
+    /// `encode(texts, prompt_name=name)` does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the model has no prompt of that name;
+    /// otherwise as [`Embedder::embed`].
+    pub fn embed_with_prompt(&self, name: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.with_prompt(name)?.embed(texts)
+    }
+
+    /// This embedder behind the model's prompt `name`, as an [`Embedder`]
+    /// whose token counts include the prompt, so a
+    /// [`BatchEmbedder`](crate::BatchEmbedder) budgets prompted texts
+    /// truly.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the model has no prompt of that name.
+    pub fn with_prompt(&self, name: &str) -> Result<Prompted<'_>> {
+        let prompt = self.prompts.active(name, &self.tokenizer)?;
+        Ok(Prompted {
+            embedder: self,
+            prompt,
+        })
+    }
+
     /// The number of compute threads, when a dedicated pool was requested.
     pub fn threads(&self) -> Option<usize> {
         self.pool.as_ref().map(|p| p.current_num_threads())
@@ -133,7 +178,7 @@ impl BertEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = self.run(|| self.encode(texts))?;
+        let encodings = self.run(|| self.encode(texts, self.prompt.as_ref()))?;
         Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
@@ -146,13 +191,59 @@ impl BertEmbedder {
         }
     }
 
-    fn encode(&self, texts: &[&str]) -> Result<Vec<tokenizers::Encoding>> {
-        self.tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Tokenization(BoxError::from(e)))
+    fn encode(
+        &self,
+        texts: &[&str],
+        prompt: Option<&ActivePrompt>,
+    ) -> Result<Vec<tokenizers::Encoding>> {
+        let encoded = match prompt {
+            Some(p) => self.tokenizer.encode_batch(
+                texts
+                    .iter()
+                    .map(|t| format!("{}{t}", p.text))
+                    .collect::<Vec<_>>(),
+                true,
+            ),
+            None => self.tokenizer.encode_batch(texts.to_vec(), true),
+        };
+        encoded.map_err(|e| Error::Tokenization(BoxError::from(e)))
     }
 
-    fn forward(&self, encodings: &[tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
+    /// Embeds behind `prompt` (or none): the whole path of [`Embedder::embed`].
+    fn embed_prompted(
+        &self,
+        texts: &[&str],
+        prompt: Option<&ActivePrompt>,
+    ) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|| {
+            let encodings = self.encode(texts, prompt)?;
+            self.forward(&encodings, prompt.map_or(0, |p| p.skip))
+        })
+    }
+
+    fn token_counts_prompted(
+        &self,
+        texts: &[&str],
+        prompt: Option<&ActivePrompt>,
+    ) -> Result<Vec<usize>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|| {
+            Ok(self
+                .encode(texts, prompt)?
+                .iter()
+                .map(|e| e.len())
+                .collect())
+        })
+    }
+
+    /// Runs the encoder and pools each text, leaving out its first `skip`
+    /// tokens (a prompt the model pools without) from every pooling but CLS.
+    fn forward(&self, encodings: &[tokenizers::Encoding], skip: usize) -> Result<Vec<Vec<f32>>> {
         let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
         self.check_room(&batch)?;
         let hidden = self
@@ -163,7 +254,11 @@ impl BertEmbedder {
         Ok(batch
             .spans()
             .map(|(start, len)| {
-                let rows = &hidden[start * width..(start + len) * width];
+                let skip = match self.settings.pooling {
+                    Pooling::Cls => 0,
+                    _ => skip.min(len),
+                };
+                let rows = &hidden[(start + skip) * width..(start + len) * width];
                 let mut v = self.settings.pooling.apply(rows, width);
                 if self.settings.normalize {
                     pooling::l2_normalize(&mut v);
@@ -217,13 +312,7 @@ impl BertEmbedder {
 
 impl Embedder for BertEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.run(|| {
-            let encodings = self.encode(texts)?;
-            self.forward(&encodings)
-        })
+        self.embed_prompted(texts, self.prompt.as_ref())
     }
 
     fn dimension(&self) -> usize {
@@ -235,10 +324,7 @@ impl Embedder for BertEmbedder {
     }
 
     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.run(|| Ok(self.encode(texts)?.iter().map(|e| e.len()).collect()))
+        self.token_counts_prompted(texts, self.prompt.as_ref())
     }
 
     fn shape(&self) -> Option<ModelShape> {
@@ -257,11 +343,111 @@ impl Embedder for BertEmbedder {
         Some(self.encoder.weight_bytes() as u64)
     }
 
-    /// BERT's normaliser and pre-tokenizer make every whitespace run,
-    /// punctuation mark and CJK character a word boundary, WordPiece works
-    /// word by word, and truncation keeps the first tokens.
+    /// BERT's normaliser and pre-tokenizer (BERT's and MPNet's tokenizers)
+    /// make every whitespace run, punctuation mark and CJK character a word
+    /// boundary, WordPiece works word by word, and truncation keeps the
+    /// first tokens. Other tokenizers (SentencePiece's Metaspace, byte-level
+    /// BPE) may merge across punctuation: `false` for them.
     fn tokenizes_word_by_word(&self) -> bool {
-        true
+        matches!(
+            self.tokenizer.get_pre_tokenizer(),
+            Some(tokenizers::PreTokenizerWrapper::BertPreTokenizer(_))
+        )
+    }
+}
+
+/// A model's named prompts and how they are pooled.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Prompts {
+    texts: BTreeMap<String, String>,
+    /// The pooling config's `include_prompt`.
+    include_prompt: bool,
+}
+
+impl Prompts {
+    /// The prompt `name`, ready to put before texts.
+    fn active(&self, name: &str, tokenizer: &Tokenizer) -> Result<ActivePrompt> {
+        let Some(text) = self.texts.get(name) else {
+            let known: Vec<&str> = self.texts.keys().map(String::as_str).collect();
+            return Err(Error::invalid_config(
+                "prompt_name",
+                name,
+                if known.is_empty() {
+                    "the model defines no prompts (config_sentence_transformers.json)".to_string()
+                } else {
+                    format!("the model's prompts are: {}", known.join(", "))
+                },
+            ));
+        };
+        // Without include_prompt, sentence-transformers leaves the prompt's
+        // tokens out of pooling: as many leading tokens as the prompt alone
+        // has, less its end token.
+        let skip = if self.include_prompt || text.is_empty() {
+            0
+        } else {
+            let alone = tokenizer
+                .encode(text.as_str(), true)
+                .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+            alone.len().saturating_sub(1)
+        };
+        Ok(ActivePrompt {
+            name: name.to_string(),
+            text: text.clone(),
+            skip,
+        })
+    }
+}
+
+/// A prompt in force.
+#[derive(Debug, Clone)]
+pub(crate) struct ActivePrompt {
+    name: String,
+    text: String,
+    /// Leading tokens left out of pooling.
+    skip: usize,
+}
+
+/// A [`BertEmbedder`] behind one of its model's prompts, from
+/// [`BertEmbedder::with_prompt`]: every text is embedded and counted with
+/// the prompt before it.
+#[derive(Debug, Clone)]
+pub struct Prompted<'a> {
+    embedder: &'a BertEmbedder,
+    prompt: ActivePrompt,
+}
+
+impl Embedder for Prompted<'_> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embedder.embed_prompted(texts, Some(&self.prompt))
+    }
+
+    fn dimension(&self) -> usize {
+        self.embedder.dimension
+    }
+
+    fn max_seq_length(&self) -> usize {
+        self.embedder.settings.max_seq_length
+    }
+
+    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        self.embedder
+            .token_counts_prompted(texts, Some(&self.prompt))
+    }
+
+    fn shape(&self) -> Option<ModelShape> {
+        self.embedder.shape()
+    }
+
+    fn cost_prior(&self) -> Option<CostPrior> {
+        self.embedder.cost_prior()
+    }
+
+    fn weight_bytes(&self) -> Option<u64> {
+        self.embedder.weight_bytes()
+    }
+
+    fn tokenizes_word_by_word(&self) -> bool {
+        self.embedder.tokenizes_word_by_word()
     }
 }
 

