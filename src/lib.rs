@@ -94,6 +94,7 @@ mod error;
 pub mod memory;
 mod precision;
 mod pressure;
+pub mod rerank;
 pub mod service;
 pub mod source;
 
@@ -124,11 +125,13 @@ pub use error::{BoxError, Error, ErrorReport, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard};
 pub use precision::{ParsePrecisionError, Precision};
 pub use pressure::{PressureLevel, PressureThresholds};
+pub use rerank::Reranker;
 pub use service::{EmbedService, LazyEmbedder};
 pub use source::{HubModel, ModelSource};
 
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub use bert::{
-    BertEmbedder, BertEmbedderBuilder, BertLoader, OutputSettings, Pooling, Prompted, TokenCounter,
+    BertEmbedder, BertEmbedderBuilder, BertLoader, BertReranker, OutputSettings, Pooling, Prompted,
+    TokenCounter,
 };

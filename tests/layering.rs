@@ -20,6 +20,7 @@ const CORE: &[&str] = &[
     "source",
     "batch",
     "config",
+    "rerank",
 ];
 
 /// Code lines of a file: comments and doc comments dropped.

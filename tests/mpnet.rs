@@ -7,11 +7,19 @@
 mod common;
 
 use common::{fetched_model, golden_file, max_abs_diff, GoldenRow};
-use membatch::{BertEmbedder, Embedder, Precision};
+use membatch::memory::{MemoryBudget, MemoryConfig};
+use membatch::{BertEmbedder, BertReranker, Embedder, ModelSource, Precision, Reranker};
 use serde::Deserialize;
 
 const TOL: f32 = 1e-4;
-const WHY: &str = "needs all-mpnet-base-v2 (438 MB): scripts/test.sh fetches it and runs this";
+
+/// One test at a time: each holds hundreds of MiB, and the budget test reads
+/// the process's memory, which the others would move under it.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[derive(Deserialize)]
 struct Golden {
@@ -33,7 +41,7 @@ fn mpnet(builder: membatch::BertEmbedderBuilder) -> BertEmbedder {
 #[test]
 #[ignore = "needs all-mpnet-base-v2 (438 MB): scripts/test.sh fetches it and runs this"]
 fn mpnet_tokens_and_embeddings_match_sentence_transformers() {
-    let _ = WHY;
+    let _one = one_at_a_time();
     let g = golden();
     let model = mpnet(BertEmbedder::builder());
     assert_eq!(model.dimension(), 768);
@@ -63,6 +71,7 @@ fn mpnet_tokens_and_embeddings_match_sentence_transformers() {
 #[test]
 #[ignore = "needs all-mpnet-base-v2 (438 MB): scripts/test.sh fetches it and runs this"]
 fn mpnet_unnormalized_output_and_int8_stay_close() {
+    let _one = one_at_a_time();
     let g = golden();
     let plain = mpnet(BertEmbedder::builder().normalize(false));
     for row in &g.unnormalized_mean_pooled {
@@ -80,4 +89,57 @@ fn mpnet_unnormalized_output_and_int8_stay_close() {
         .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>())
         .fold(1f32, f32::min);
     assert!(worst >= 0.99, "int8 MPNet: minimum cosine to f32 {worst}");
+}
+
+/// A budget `room` bytes above what the process holds now.
+fn budget_with_room(room: u64) -> MemoryBudget {
+    let now = MemoryBudget::new(MemoryConfig::default())
+        .read()
+        .figure_bytes;
+    MemoryBudget::new(
+        MemoryConfig::builder()
+            .max_bytes(now + room)
+            .build()
+            .unwrap(),
+    )
+}
+
+#[test]
+#[ignore = "needs all-mpnet-base-v2 (438 MB): scripts/test.sh fetches it and runs this"]
+fn models_resident_together_share_one_budget() {
+    let _one = one_at_a_time();
+    const MIB: u64 = 1 << 20;
+    // An embedder and a reranker resident together: what they hold is in the
+    // process's figure, so each load is checked against what is left.
+    let embedder = fetched_model("sre-embedding-model", BertEmbedder::builder());
+    let reranker = BertReranker::load(ModelSource::dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models/tiny-bert-reranker"),
+    ))
+    .unwrap();
+    let budget = budget_with_room(300 * MIB);
+    // all-mpnet-base-v2 in f32 holds 418 MiB: refused before a byte is read.
+    let err = BertEmbedder::builder()
+        .source(ModelSource::dir(common::fetched_model_dir(
+            "all-mpnet-base-v2",
+        )))
+        .budget(budget.clone())
+        .build()
+        .unwrap_err();
+    let membatch::Error::ModelTooLarge {
+        needed, available, ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        needed > available && available <= 300 * MIB,
+        "{needed} > {available}"
+    );
+    // A MiniLM (87 MiB of weights) fits in the same room, beside the others.
+    let second = fetched_model("all-MiniLM-L6-v2", BertEmbedder::builder().budget(budget));
+    let a = embedder.embed(&["resident together"]).unwrap();
+    let b = second.embed(&["resident together"]).unwrap();
+    assert_eq!(a[0].len(), b[0].len());
+    assert_eq!(reranker.score("q", &["d"]).unwrap().len(), 1);
 }

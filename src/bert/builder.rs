@@ -231,17 +231,7 @@ impl BertEmbedderBuilder {
             probe: SystemProbe::new(),
             name: p.source.id(),
         };
-        if let Some(threads) = self.model.threads {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("membatch-compute-{i}"))
-                .build()
-                .map_err(|e| Error::ThreadPool {
-                    threads,
-                    source: boxed(e),
-                })?;
-            embedder.pool = Some(pool);
-        }
+        embedder.pool = self.thread_pool()?;
         tracing::info!(
             model = %p.source,
             dimension = embedder.dimension,
@@ -251,6 +241,27 @@ impl BertEmbedderBuilder {
             "BERT embedder ready"
         );
         Ok(embedder)
+    }
+
+    /// The dedicated compute pool, when threads were requested.
+    pub(super) fn thread_pool(&self) -> Result<Option<rayon::ThreadPool>> {
+        let Some(threads) = self.model.threads else {
+            return Ok(None);
+        };
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("membatch-compute-{i}"))
+            .build()
+            .map(Some)
+            .map_err(|e| Error::ThreadPool {
+                threads,
+                source: boxed(e),
+            })
+    }
+
+    /// The memory budget the load is checked against, if any.
+    pub(super) fn budget_ref(&self) -> Option<&MemoryBudget> {
+        self.budget.as_ref()
     }
 
     /// Loads the weights of a prepared model (the lazy loader's load).

@@ -4,7 +4,7 @@
 use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
-use super::encoder::cost_prior;
+use super::{cost_prior_of, word_by_word};
 use super::{BertEmbedder, TokenCounter};
 use crate::embedder::{CostPrior, ModelShape};
 use crate::error::{BoxError, Error, Result};
@@ -56,7 +56,7 @@ impl BertLoader {
             dimension: c.hidden_size,
             max_seq_length: prepared.settings.max_seq_length,
             shape: prepared.shape(),
-            cost_prior: cost_prior(c.hidden_size, c.intermediate_size),
+            cost_prior: cost_prior_of(c),
             tokenizer: prepared.tokenizer,
             builder,
         }
@@ -114,6 +114,6 @@ impl ModelLoader for BertLoader {
     }
 
     fn tokenizes_word_by_word(&self) -> bool {
-        true
+        word_by_word(&self.tokenizer)
     }
 }

@@ -6,8 +6,10 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
+use super::candle_models::CandleEncoder;
 use super::encoder::{Activation, BertConfig, Encoder, Family};
 use super::metadata::read_json;
+use super::Backbone;
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
 use crate::memory::{MemoryBudget, MemoryProbe, SystemProbe};
 use crate::precision::Precision;
@@ -39,9 +41,10 @@ pub(super) fn load_bert_config(files: &ModelFiles) -> Result<(BertConfig, Activa
             ModelFileError::UnsupportedArchitecture { found },
         ));
     };
-    let mut config: BertConfig = serde_json::from_value(value)
+    let mut config: BertConfig = serde_json::from_value(value.clone())
         .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))?;
     config.family = family;
+    config.raw = value;
     if config.position_embedding_type != "absolute" {
         return Err(Error::model_file(
             &path,
@@ -87,7 +90,33 @@ pub(super) fn load_weights(
     config: &BertConfig,
     activation: Activation,
     int8: bool,
-) -> Result<Encoder> {
+) -> Result<Backbone> {
+    if config.family.is_packed() {
+        read_weights(files, |vb| {
+            Encoder::load(vb, config, activation, int8).map(Backbone::Packed)
+        })
+    } else if int8 {
+        Err(Error::invalid_config(
+            "precision",
+            "int8",
+            format!(
+                "int8 runs in membatch's packed pass (BERT, RoBERTa, MPNet); {:?} models run in f32",
+                config.family
+            ),
+        ))
+    } else {
+        read_weights(files, |vb| {
+            CandleEncoder::load(vb, config).map(Backbone::Candle)
+        })
+    }
+}
+
+/// Memory-maps `model.safetensors` and hands it to `read`, which copies
+/// what it needs into its own buffers; errors name the file.
+pub(super) fn read_weights<T>(
+    files: &ModelFiles,
+    read: impl FnOnce(VarBuilder) -> candle_core::Result<T>,
+) -> Result<T> {
     let path = match files.required("model.safetensors") {
         Ok(p) => p,
         Err(Error::ModelFile { path, .. }) if has_pytorch_weights(files) => {
@@ -107,11 +136,11 @@ pub(super) fn load_weights(
     // model files are written once and then only read.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }
         .map_err(weights_error)?;
-    let encoder = Encoder::load(vb, config, activation, int8).map_err(weights_error);
-    // The weights now live in the encoder's own buffers and the file is
-    // unmapped: its cached pages would only crowd a container's memory.
+    let read = read(vb).map_err(weights_error);
+    // The weights now live in their own buffers and the file is unmapped:
+    // its cached pages would only crowd a container's memory.
     crate::memory::forget_file_cache(&path);
-    encoder
+    read
 }
 
 /// The peak memory of loading the weights: every tensor in its final form,

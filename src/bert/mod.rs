@@ -7,11 +7,13 @@
 //! own sentence-transformers files configure them.
 
 mod builder;
+mod candle_models;
 mod encoder;
 mod lazy;
 mod load;
 mod metadata;
 mod pooling;
+mod rerank;
 
 use std::collections::BTreeMap;
 
@@ -25,9 +27,11 @@ use crate::precision::Precision;
 use crate::pressure::PressureLevel;
 use crate::source::ModelSource;
 pub use builder::BertEmbedderBuilder;
-use encoder::{Encoder, Packed};
+use candle_models::CandleEncoder;
+use encoder::{BertConfig, Encoder, Packed};
 pub use lazy::BertLoader;
 pub use pooling::Pooling;
+pub use rerank::BertReranker;
 
 /// How pooled token states become the output vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +69,7 @@ pub struct OutputSettings {
 /// # Ok::<(), membatch::Error>(())
 /// ```
 pub struct BertEmbedder {
-    encoder: Encoder,
+    encoder: Backbone,
     tokenizer: Tokenizer,
     settings: OutputSettings,
     prompts: Prompts,
@@ -245,11 +249,8 @@ impl BertEmbedder {
     /// tokens (a prompt the model pools without) from every pooling but CLS.
     fn forward(&self, encodings: &[tokenizers::Encoding], skip: usize) -> Result<Vec<Vec<f32>>> {
         let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
-        self.check_room(&batch)?;
-        let hidden = self
-            .encoder
-            .forward(&batch)
-            .map_err(|e| Error::Inference(boxed(e)))?;
+        check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
+        let hidden = self.encoder.forward(&batch)?;
         let width = self.encoder.hidden_size();
         Ok(batch
             .spans()
@@ -269,37 +270,36 @@ impl BertEmbedder {
     }
 }
 
-impl BertEmbedder {
-    /// Refuses a batch whose buffers cannot fit in the memory free under
-    /// the process's limit right now, with [`Error::MemoryPressure`]: the
-    /// caller halves it and retries (the [`Embedder::embed`] contract). A
-    /// batcher plans within its budget, but the limit can change under a
-    /// running process (an operator lowering a container's limit, a
-    /// neighbour in the same cgroup): this is the last look before the
-    /// buffers are written, a few microseconds later.
-    fn check_room(&self, batch: &Packed) -> Result<()> {
-        let prior = self.encoder.cost_prior();
-        let tokens = batch.tokens() as u64;
-        let pairs: u64 = batch.spans().map(|(_, len)| (len as u64).pow(2)).sum();
-        let needed = tokens
-            .saturating_mul(prior.bytes_per_token)
-            .saturating_add(pairs.saturating_mul(prior.bytes_per_token_pair));
-        let free = self.probe.snapshot().free_bytes();
-        if needed > free {
-            tracing::warn!(
-                needed,
-                free,
-                "the batch does not fit under the memory limit now"
-            );
-            return Err(Error::MemoryPressure {
-                needed,
-                available: free,
-                level: PressureLevel::Critical,
-            });
-        }
-        Ok(())
+/// Refuses a batch whose buffers cannot fit in the memory free under the
+/// process's limit right now, with [`Error::MemoryPressure`]: the caller
+/// halves it and retries (the [`Embedder::embed`] contract). A batcher plans
+/// within its budget, but the limit can change under a running process (an
+/// operator lowering a container's limit, a neighbour in the same cgroup):
+/// this is the last look before the buffers are written, a few microseconds
+/// later.
+fn check_room(probe: &SystemProbe, prior: CostPrior, batch: &Packed) -> Result<()> {
+    let tokens = batch.tokens() as u64;
+    let pairs: u64 = batch.spans().map(|(_, len)| (len as u64).pow(2)).sum();
+    let needed = tokens
+        .saturating_mul(prior.bytes_per_token)
+        .saturating_add(pairs.saturating_mul(prior.bytes_per_token_pair));
+    let free = probe.snapshot().free_bytes();
+    if needed > free {
+        tracing::warn!(
+            needed,
+            free,
+            "the batch does not fit under the memory limit now"
+        );
+        return Err(Error::MemoryPressure {
+            needed,
+            available: free,
+            level: PressureLevel::Critical,
+        });
     }
+    Ok(())
+}
 
+impl BertEmbedder {
     /// Loads the model a [`ModelConfig`] describes.
     ///
     /// # Errors
@@ -349,9 +349,67 @@ impl Embedder for BertEmbedder {
     /// first tokens. Other tokenizers (SentencePiece's Metaspace, byte-level
     /// BPE) may merge across punctuation: `false` for them.
     fn tokenizes_word_by_word(&self) -> bool {
-        matches!(
-            self.tokenizer.get_pre_tokenizer(),
-            Some(tokenizers::PreTokenizerWrapper::BertPreTokenizer(_))
+        word_by_word(&self.tokenizer)
+    }
+}
+
+/// Whether `tokenizer` splits words as BERT's pre-tokenizer does (see
+/// [`Embedder::tokenizes_word_by_word`]).
+fn word_by_word(tokenizer: &Tokenizer) -> bool {
+    matches!(
+        tokenizer.get_pre_tokenizer(),
+        Some(tokenizers::PreTokenizerWrapper::BertPreTokenizer(_))
+    )
+}
+
+/// The forward pass a model runs on: membatch's packed pass for the
+/// families it implements, candle-transformers' model for the others.
+#[derive(Debug)]
+enum Backbone {
+    Packed(Encoder),
+    Candle(CandleEncoder),
+}
+
+impl Backbone {
+    fn forward(&self, batch: &Packed) -> Result<Vec<f32>> {
+        match self {
+            Backbone::Packed(e) => e.forward(batch).map_err(|e| Error::Inference(boxed(e))),
+            Backbone::Candle(e) => e.forward(batch).map_err(|e| Error::Inference(boxed(e))),
+        }
+    }
+
+    fn hidden_size(&self) -> usize {
+        match self {
+            Backbone::Packed(e) => e.hidden_size(),
+            Backbone::Candle(e) => e.hidden_size(),
+        }
+    }
+
+    fn cost_prior(&self) -> CostPrior {
+        match self {
+            Backbone::Packed(e) => e.cost_prior(),
+            Backbone::Candle(e) => e.cost_prior(),
+        }
+    }
+
+    fn weight_bytes(&self) -> usize {
+        match self {
+            Backbone::Packed(e) => e.weight_bytes(),
+            Backbone::Candle(e) => e.weight_bytes(),
+        }
+    }
+}
+
+/// The cost prior of a model before it is loaded.
+fn cost_prior_of(config: &BertConfig) -> CostPrior {
+    let prior = encoder::cost_prior(config.hidden_size, config.intermediate_size);
+    if config.family.is_packed() {
+        prior
+    } else {
+        // See CandleEncoder::cost_prior.
+        CostPrior::new(
+            3 * 4 * (5 * config.hidden_size + 2 * config.intermediate_size) as u64,
+            3 * 4 * 16,
         )
     }
 }

@@ -62,6 +62,11 @@ pub(crate) enum Family {
     /// head and relative-position bucket added to every layer's attention
     /// scores.
     Mpnet,
+    /// `distilbert`: run by candle-transformers' `DistilBertModel`.
+    DistilBert,
+    /// `modernbert`: run by candle-transformers' `ModernBert` (rotary
+    /// positions, GeGLU, alternating global and sliding-window attention).
+    ModernBert,
 }
 
 impl Family {
@@ -70,6 +75,8 @@ impl Family {
             "bert" => Some(Family::Bert),
             "roberta" | "xlm-roberta" | "camembert" => Some(Family::Roberta),
             "mpnet" => Some(Family::Mpnet),
+            "distilbert" => Some(Family::DistilBert),
+            "modernbert" => Some(Family::ModernBert),
             _ => None,
         }
     }
@@ -83,9 +90,17 @@ impl Family {
             ("Roberta", Family::Roberta),
             ("Camembert", Family::Roberta),
             ("MPNet", Family::Mpnet),
+            ("DistilBert", Family::DistilBert),
+            ("ModernBert", Family::ModernBert),
         ]
         .into_iter()
         .find_map(|(prefix, family)| architecture.starts_with(prefix).then_some(family))
+    }
+
+    /// Whether membatch's packed pass runs this family (else candle's
+    /// model for it does).
+    pub(crate) fn is_packed(self) -> bool {
+        matches!(self, Family::Bert | Family::Roberta | Family::Mpnet)
     }
 }
 
@@ -94,16 +109,25 @@ impl Family {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct BertConfig {
     pub(crate) vocab_size: usize,
+    // The aliases are DistilBERT's and ModernBERT's names for the same sizes.
+    #[serde(alias = "dim")]
     pub(crate) hidden_size: usize,
+    #[serde(alias = "n_layers")]
     pub(crate) num_hidden_layers: usize,
+    #[serde(alias = "n_heads")]
     pub(crate) num_attention_heads: usize,
+    #[serde(alias = "hidden_dim")]
     pub(crate) intermediate_size: usize,
     pub(crate) max_position_embeddings: usize,
     #[serde(default = "default_type_vocab")]
     pub(crate) type_vocab_size: usize,
-    #[serde(default = "default_eps")]
+    #[serde(default = "default_eps", alias = "norm_eps")]
     pub(crate) layer_norm_eps: f64,
-    #[serde(default = "default_act")]
+    #[serde(
+        default = "default_act",
+        alias = "activation",
+        alias = "hidden_activation"
+    )]
     pub(crate) hidden_act: String,
     #[serde(default = "default_position")]
     pub(crate) position_embedding_type: String,
@@ -118,6 +142,9 @@ pub(crate) struct BertConfig {
     /// Set by the loader from `model_type` (or `architectures`).
     #[serde(skip, default = "bert")]
     pub(crate) family: Family,
+    /// The whole file, for the families candle's models read themselves.
+    #[serde(skip)]
+    pub(crate) raw: serde_json::Value,
 }
 
 fn bert() -> Family {
@@ -130,7 +157,7 @@ impl BertConfig {
     /// non-padding tokens from there).
     pub(crate) fn position_offset(&self) -> usize {
         match self.family {
-            Family::Bert => 0,
+            Family::Bert | Family::DistilBert | Family::ModernBert => 0,
             Family::Roberta | Family::Mpnet => self.pad_token_id.unwrap_or(1) + 1,
         }
     }

@@ -46,12 +46,16 @@ pub(crate) enum ForwardError {
     TokenOutOfVocab { id: u32, vocab: usize },
     #[error("a sequence of {len} tokens exceeds the model's {max} positions")]
     TooLong { len: usize, max: usize },
+    #[error("token type {id} is outside the model's {types} token types")]
+    TokenTypeOutOfRange { id: u32, types: usize },
 }
 
 /// Token sequences packed back to back.
 #[derive(Debug, Default)]
 pub(crate) struct Packed {
     pub(crate) ids: Vec<u32>,
+    /// Each token's type (segment) id, for pairs; empty means all 0.
+    pub(crate) type_ids: Vec<u32>,
     /// Start of each sequence in `ids`, plus the total at the end.
     pub(crate) offsets: Vec<usize>,
 }
@@ -60,10 +64,25 @@ impl Packed {
     pub(crate) fn new<'a>(seqs: impl IntoIterator<Item = &'a [u32]>) -> Self {
         let mut packed = Packed {
             ids: Vec::new(),
+            type_ids: Vec::new(),
             offsets: vec![0],
         };
         for s in seqs {
             packed.ids.extend_from_slice(s);
+            packed.offsets.push(packed.ids.len());
+        }
+        packed
+    }
+
+    /// Sequences with their token type ids (`(ids, type_ids)` of equal
+    /// lengths): sentence pairs.
+    pub(crate) fn with_types<'a>(seqs: impl IntoIterator<Item = (&'a [u32], &'a [u32])>) -> Self {
+        let mut packed = Packed::default();
+        packed.offsets.push(0);
+        for (ids, types) in seqs {
+            debug_assert_eq!(ids.len(), types.len());
+            packed.ids.extend_from_slice(ids);
+            packed.type_ids.extend_from_slice(types);
             packed.offsets.push(packed.ids.len());
         }
         packed
@@ -222,7 +241,7 @@ pub(crate) struct Encoder {
     /// The position table from the family's first position on
     /// (`max_positions × hidden`).
     position: Vec<f32>,
-    /// Row 0 of the token-type table (single-segment input); zeros for a
+    /// The token-type table (`types × hidden`); one row of zeros for a
     /// family without token types.
     token_type: Vec<f32>,
     /// MPNet's relative-position attention bias.
@@ -293,6 +312,9 @@ impl Encoder {
                  and intermediate_size {i} positive"
             );
         }
+        if !config.family.is_packed() {
+            candle_core::bail!("the packed pass does not run {:?} models", config.family);
+        }
         let offset = config.position_offset();
         let max_positions = config.max_tokens();
         if max_positions == 0 {
@@ -306,9 +328,7 @@ impl Encoder {
             vec![0f32; h]
         } else {
             let token_types = config.type_vocab_size.max(1);
-            let mut t = matrix(&emb, "token_type_embeddings.weight", token_types, h)?;
-            t.truncate(h);
-            t
+            matrix(&emb, "token_type_embeddings.weight", token_types, h)?
         };
         let relative = match config.family {
             Family::Mpnet => Some(RelativeBias::load(
@@ -317,7 +337,7 @@ impl Encoder {
                 heads,
                 max_positions,
             )?),
-            Family::Bert | Family::Roberta => None,
+            _ => None,
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for n in 0..config.num_hidden_layers {
@@ -332,7 +352,7 @@ impl Encoder {
                     attn.pp("attn.o"),
                     attn.pp("LayerNorm"),
                 ),
-                Family::Bert | Family::Roberta => (
+                _ => (
                     ["query", "key", "value"].map(|p| attn.pp("self").pp(p)),
                     attn.pp("output.dense"),
                     attn.pp("output.LayerNorm"),
@@ -486,16 +506,85 @@ impl Encoder {
                         vocab: self.vocab,
                     });
                 }
+                let kind = batch.type_ids.get(start + pos).copied().unwrap_or(0) as usize;
+                let Some(token_type) = self.token_type.get(kind * h..(kind + 1) * h) else {
+                    return Err(ForwardError::TokenTypeOutOfRange {
+                        id: kind as u32,
+                        types: self.token_type.len() / h,
+                    });
+                };
                 let row = &mut x[(start + pos) * h..(start + pos + 1) * h];
                 self.word.row(id as usize, h, row);
                 let position = &self.position[pos * h..(pos + 1) * h];
-                for ((v, p), t) in row.iter_mut().zip(position).zip(&self.token_type) {
+                for ((v, p), t) in row.iter_mut().zip(position).zip(token_type) {
                     *v += p + t;
                 }
             }
         }
         self.embedding_norm.apply(&mut x, self.eps);
         Ok(x)
+    }
+}
+
+/// A sequence-classification head over the first token's state:
+/// `out(tanh(dense(x)))`. BERT's (`bert.pooler.dense`, `classifier`) and
+/// RoBERTa's (`classifier.dense`, `classifier.out_proj`) have this one shape.
+#[derive(Debug, Clone)]
+pub(crate) struct ClassifierHead {
+    dense: Linear,
+    out: Linear,
+}
+
+impl ClassifierHead {
+    /// Reads a one-label head (a relevance score) for `family`.
+    pub(crate) fn load(vb: &VarBuilder, family: Family, hidden: usize) -> CandleResult<Self> {
+        let (dense, out) = match family {
+            Family::Bert => {
+                let prefix = if vb.contains_tensor("bert.pooler.dense.weight") {
+                    "bert.pooler.dense"
+                } else {
+                    "pooler.dense"
+                };
+                (vb.pp(prefix), vb.pp("classifier"))
+            }
+            Family::Roberta => (vb.pp("classifier.dense"), vb.pp("classifier.out_proj")),
+            other => candle_core::bail!(
+                "membatch runs sequence classification for BERT and RoBERTa-family models, not {other:?}"
+            ),
+        };
+        Ok(ClassifierHead {
+            dense: linear(&dense, hidden, hidden)?,
+            out: linear(&out, hidden, 1)?,
+        })
+    }
+
+    /// One score per sequence of `batch`, from its first token's row of
+    /// `hidden` (the encoder's output).
+    pub(crate) fn scores(&self, hidden: &[f32], batch: &Packed) -> Vec<f32> {
+        let h = self.dense.outputs();
+        let firsts: Vec<f32> = batch
+            .spans()
+            .flat_map(|(start, len)| {
+                // An empty sequence has no first token: its state is zeros.
+                let row = if len == 0 { None } else { Some(start) };
+                (0..h).map(move |c| row.map_or(0.0, |r| hidden[r * h + c]))
+            })
+            .collect();
+        let n = firsts.len() / h.max(1);
+        let mut pooled = vec![0f32; n * h];
+        let mut scratch = Vec::new();
+        self.dense.forward(&firsts, &mut pooled, &mut scratch);
+        pooled.iter_mut().for_each(|v| *v = v.tanh());
+        let mut scores = vec![0f32; n];
+        self.out.forward(&pooled, &mut scores, &mut scratch);
+        scores
+    }
+
+    pub(crate) fn weight_bytes(&self) -> usize {
+        [&self.dense, &self.out]
+            .iter()
+            .map(|d| d.weight_bytes() + 4 * d.outputs())
+            .sum()
     }
 }
 

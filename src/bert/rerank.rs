@@ -1,0 +1,175 @@
+//! [`BertReranker`]: cross-encoder reranking with a BERT or RoBERTa-family
+//! sequence-classification model (ms-marco-MiniLM, bge-reranker style).
+
+use tokenizers::Tokenizer;
+
+use super::builder::BertEmbedderBuilder;
+use super::encoder::{ClassifierHead, Encoder, Packed};
+use super::load::{check_room_to_load, read_weights};
+use super::{check_room, BertEmbedder};
+use crate::embedder::{CostPrior, ModelShape};
+use crate::error::{boxed, BoxError, Error, Result};
+use crate::memory::SystemProbe;
+use crate::precision::Precision;
+use crate::rerank::Reranker;
+use crate::source::ModelSource;
+
+/// A cross-encoder on the CPU: `BertForSequenceClassification` (a pooler
+/// over `[CLS]` and a one-label classifier, as ms-marco-MiniLM cross-encoders
+/// ship) or `XLMRobertaForSequenceClassification` / RoBERTa's (dense, tanh
+/// and a projection over `<s>`, as bge-reranker ships), on membatch's
+/// packed forward pass. Each (query, document) pair is tokenised as the
+/// model's tokenizer pairs texts (segment ids for BERT), truncated longest
+/// first to `max_seq_length`; the score is the head's raw logit.
+///
+/// ```no_run
+/// use membatch::{BertReranker, ModelSource, Reranker};
+///
+/// let reranker = BertReranker::load(ModelSource::dir("models/ms-marco-MiniLM-L-6-v2"))?;
+/// let scores = reranker.score("capital of France", &["Paris", "Berlin"])?;
+/// # Ok::<(), membatch::Error>(())
+/// ```
+pub struct BertReranker {
+    encoder: Encoder,
+    head: ClassifierHead,
+    tokenizer: Tokenizer,
+    max_seq_length: usize,
+    shape: ModelShape,
+    pool: Option<rayon::ThreadPool>,
+    probe: SystemProbe,
+    name: String,
+}
+
+impl std::fmt::Debug for BertReranker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BertReranker")
+            .field("name", &self.name)
+            .field("max_seq_length", &self.max_seq_length)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BertReranker {
+    /// Loads a cross-encoder with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`BertReranker::from_builder`].
+    pub fn load(source: impl Into<ModelSource>) -> Result<Self> {
+        Self::from_builder(BertEmbedder::builder().source(source))
+    }
+
+    /// Loads a cross-encoder with the source, threads, `max_seq_length`,
+    /// precision and memory budget of `builder` (its pooling, normalisation
+    /// and prompt settings do not apply to scores).
+    ///
+    /// # Errors
+    ///
+    /// As [`BertEmbedderBuilder::build`], and [`Error::ModelFile`] when the
+    /// weights have no one-label classification head.
+    pub fn from_builder(builder: BertEmbedderBuilder) -> Result<Self> {
+        let p = builder.prepare()?;
+        let precision = p.settings.precision;
+        check_room_to_load(&p.config, precision, builder.budget_ref())?;
+        let int8 = precision == Precision::Int8;
+        let (encoder, head) = read_weights(&p.files, |vb| {
+            let head = ClassifierHead::load(&vb, p.config.family, p.config.hidden_size)?;
+            let encoder = Encoder::load(vb, &p.config, p.activation, int8)?;
+            Ok((encoder, head))
+        })?;
+        crate::memory::trim();
+        let reranker = BertReranker {
+            encoder,
+            head,
+            shape: p.shape(),
+            tokenizer: p.tokenizer,
+            max_seq_length: p.settings.max_seq_length,
+            pool: builder.thread_pool()?,
+            probe: SystemProbe::new(),
+            name: p.source.id(),
+        };
+        tracing::info!(
+            model = %p.source,
+            weight_bytes = reranker.encoder.weight_bytes() + reranker.head.weight_bytes(),
+            max_seq_length = reranker.max_seq_length,
+            "reranker ready"
+        );
+        Ok(reranker)
+    }
+
+    /// The token ids and segment ids of each (query, document) pair, as the
+    /// model sees them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenization`] when the tokenizer fails.
+    pub fn pair_ids(&self, query: &str, documents: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        let encodings = self.run(|| self.encode(query, documents))?;
+        Ok(encodings
+            .iter()
+            .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+            .collect())
+    }
+
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
+    fn encode(&self, query: &str, documents: &[&str]) -> Result<Vec<tokenizers::Encoding>> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
+        self.tokenizer
+            .encode_batch(pairs, true)
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))
+    }
+}
+
+impl Reranker for BertReranker {
+    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|| {
+            let encodings = self.encode(query, documents)?;
+            let batch =
+                Packed::with_types(encodings.iter().map(|e| (e.get_ids(), e.get_type_ids())));
+            check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
+            let hidden = self
+                .encoder
+                .forward(&batch)
+                .map_err(|e| Error::Inference(boxed(e)))?;
+            Ok(self.head.scores(&hidden, &batch))
+        })
+    }
+
+    fn pair_token_counts(&self, query: &str, documents: &[&str]) -> Result<Vec<usize>> {
+        self.run(|| {
+            Ok(self
+                .encode(query, documents)?
+                .iter()
+                .map(|e| e.len())
+                .collect())
+        })
+    }
+
+    fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    fn shape(&self) -> Option<ModelShape> {
+        Some(self.shape)
+    }
+
+    fn cost_prior(&self) -> Option<CostPrior> {
+        Some(self.encoder.cost_prior())
+    }
+
+    fn weight_bytes(&self) -> Option<u64> {
+        Some((self.encoder.weight_bytes() + self.head.weight_bytes()) as u64)
+    }
+}
