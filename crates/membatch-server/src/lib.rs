@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `POST /v1/embeddings`, `POST /embeddings` | OpenAI's request and response shapes |
 //! | `POST /embed` | `{"inputs", "normalize", "truncate"}` → `[[...]]` |
+//! | `POST /rerank` | `{"query", "texts", "raw_scores", "return_text"}` → `[{"index", "score"}]`, best first (with a [`RerankState`]) |
 //! | `GET /health` | 200, or 503 when the worker failed |
 //! | `GET /info` | model, dimension, limits, version |
 //! | `GET /memory` | what membatch sees; `POST /memory/unload` frees the model |
@@ -40,6 +41,7 @@ mod embed;
 pub mod error;
 mod ops;
 mod prometheus;
+mod rerank;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +57,7 @@ use membatch::service::EmbedService;
 use membatch::TokenCounter;
 
 pub use error::ApiError;
+pub use rerank::{RerankState, MAX_RERANK_TEXTS};
 
 /// Entry points for the fuzz targets in `fuzz/`, compiled only under
 /// `--cfg fuzzing` (which `cargo fuzz` sets). Not part of the API.
@@ -97,6 +100,7 @@ pub struct AppState {
     api_key: Option<String>,
     request_timeout: Duration,
     http: Counts,
+    reranker: Option<Arc<RerankState>>,
 }
 
 impl AppState {
@@ -110,6 +114,7 @@ impl AppState {
             api_key: None,
             request_timeout: Duration::from_secs(60),
             http: Counts::default(),
+            reranker: None,
         }
     }
 
@@ -138,6 +143,14 @@ impl AppState {
         self
     }
 
+    /// Serves `POST /rerank` with this reranker (without one the route
+    /// answers 400, naming the flag).
+    #[must_use]
+    pub fn reranker(mut self, reranker: RerankState) -> Self {
+        self.reranker = Some(Arc::new(reranker));
+        self
+    }
+
     /// The service behind the routes.
     pub fn service(&self) -> &EmbedService {
         &self.service
@@ -153,6 +166,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/embeddings", post(embed::openai))
         .route("/embeddings", post(embed::openai))
         .route("/embed", post(embed::native))
+        .route("/rerank", post(rerank::rerank))
         .route("/info", get(ops::info))
         .route("/memory", get(ops::memory))
         .route("/memory/unload", post(ops::unload))

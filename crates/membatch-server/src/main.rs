@@ -5,7 +5,7 @@
 //!     [--memory-budget SIZE|PERCENT] [--threads N] [--precision f32|int8]
 //!     [--max-inputs-per-request N] [--max-tokens-per-request N]
 //!     [--max-queued-tokens N] [--idle-unload-secs N] [--request-timeout-secs N]
-//!     [--api-key KEY] [--lazy]
+//!     [--api-key KEY] [--reranker DIR|REPO] [--lazy]
 //! ```
 //!
 //! Every flag also reads an environment variable (`--help` names them);
@@ -24,10 +24,10 @@ use clap::Parser;
 use membatch::memory::{MemoryBudget, MemoryLimit};
 use membatch::service::EmbedService;
 use membatch::{
-    BertEmbedderBuilder, Config, CostPrior, Embedder, ModelShape, ModelSource, ModelState,
-    Precision,
+    BertEmbedderBuilder, BertReranker, Config, CostPrior, Embedder, ModelShape, ModelSource,
+    ModelState, Precision,
 };
-use membatch_server::{router, AppState};
+use membatch_server::{router, AppState, RerankState};
 
 /// An OpenAI-compatible embedding server that never dies of memory.
 #[derive(Parser, Debug)]
@@ -78,6 +78,9 @@ struct Args {
     /// Seconds to drain requests after SIGTERM or Ctrl-C
     #[arg(long, env = "MEMBATCH_SHUTDOWN_DEADLINE_SECS", default_value_t = 30)]
     shutdown_deadline_secs: u64,
+    /// A cross-encoder (directory or hub repo id) to serve POST /rerank with [default: none]
+    #[arg(long, env = "MEMBATCH_RERANKER")]
+    reranker: Option<String>,
     /// Load the model on the first request instead of at startup.
     #[arg(long, env = "MEMBATCH_LAZY")]
     lazy: bool,
@@ -282,6 +285,22 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
         }),
         None => Arc::new(model),
     };
+    // A reranker loads now, within the same budget as the embedding model.
+    let reranker = match &args.reranker {
+        Some(dir) => {
+            let mut model = config.model().clone();
+            model.source = Some(ModelSource::parse(dir));
+            let reranker = BertReranker::from_builder(
+                BertEmbedderBuilder::from(model).budget(budget.clone()),
+            )?;
+            Some(RerankState::new(
+                Arc::new(reranker),
+                budget.clone(),
+                *config.batch(),
+            ))
+        }
+        None => None,
+    };
     let service = EmbedService::builder(embedder)
         .budget(budget)
         .batch(*config.batch())
@@ -304,6 +323,9 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     }
     if let Some(counter) = counter {
         state = state.token_counter(counter);
+    }
+    if let Some(reranker) = reranker {
+        state = state.reranker(reranker);
     }
     Ok((service, state))
 }

@@ -574,3 +574,70 @@ fn the_binary_refuses_bad_flags_in_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn rerank_scores_pairs_best_first_as_the_reference_model() {
+    // A tiny BERT cross-encoder whose logits transformers computed once.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/models/tiny-bert-reranker");
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("reference.json")).unwrap()).unwrap();
+    let logits: Vec<f32> = reference["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let (server, _model) = Server::tiny(&["--reranker", fixture.to_str().unwrap()]);
+    let body = serde_json::json!({
+        "query": reference["query"],
+        "texts": reference["documents"],
+        "return_text": true,
+    });
+    let r = post(&server.url("/rerank"), &body.to_string(), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let ranks = r.json();
+    let ranks = ranks.as_array().unwrap();
+    assert_eq!(ranks.len(), logits.len());
+    let mut last = f32::INFINITY;
+    for rank in ranks {
+        let i = rank["index"].as_u64().unwrap() as usize;
+        let score = rank["score"].as_f64().unwrap() as f32;
+        let want = 1.0 / (1.0 + (-logits[i]).exp());
+        assert!((score - want).abs() <= 1e-4, "text {i}: {score} vs {want}");
+        assert!(score <= last, "not best first: {ranks:?}");
+        last = score;
+        assert_eq!(rank["text"], reference["documents"][i]);
+    }
+    // Raw logits on request, no texts unless asked.
+    let body = serde_json::json!({
+        "query": reference["query"],
+        "texts": reference["documents"],
+        "raw_scores": true,
+    });
+    let r = post(&server.url("/rerank"), &body.to_string(), None);
+    for rank in r.json().as_array().unwrap() {
+        let i = rank["index"].as_u64().unwrap() as usize;
+        assert!((rank["score"].as_f64().unwrap() as f32 - logits[i]).abs() <= 1e-4);
+        assert!(rank.get("text").is_none());
+    }
+    let r = post(
+        &server.url("/rerank"),
+        r#"{"query": "q", "texts": []}"#,
+        None,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("texts is empty"), "{}", r.body);
+}
+
+#[test]
+fn rerank_without_a_reranker_says_how_to_start_one() {
+    let (server, _model) = Server::tiny(&[]);
+    let r = post(
+        &server.url("/rerank"),
+        r#"{"query": "q", "texts": ["a"]}"#,
+        None,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("--reranker"), "{}", r.body);
+}
