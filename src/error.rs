@@ -273,13 +273,13 @@ pub enum ModelFileError {
     #[error("invalid tokenizer")]
     Tokenizer(#[source] BoxError),
     /// The model is not an architecture this backend runs.
-    #[error("unsupported architecture {found:?} (membatch runs BERT-family encoders: model_type bert, mpnet, roberta, xlm-roberta or camembert)")]
+    #[error("unsupported architecture {found:?} (membatch runs encoders of model_type bert, mpnet, roberta, xlm-roberta, camembert, distilbert or modernbert; see docs/models.md)")]
     UnsupportedArchitecture {
         /// The architecture named by the file.
         found: String,
     },
     /// The sentence-transformers pooling mode is not one membatch implements.
-    #[error("unsupported pooling {found:?} (supported: mean, cls, max)")]
+    #[error("unsupported pooling {found:?} (supported: mean, cls, max, lasttoken)")]
     UnsupportedPooling {
         /// The pooling mode(s) the file enables.
         found: String,

@@ -86,10 +86,26 @@ impl<R: Reranker + ?Sized> Reranker for &R {
 /// One query's documents as an [`Embedder`]: each document "embeds" to its
 /// one score, and counts the tokens of its pair with the query, so a
 /// [`BatchEmbedder`] budgets pairs by their joint length.
-#[derive(Debug, Clone, Copy)]
 pub struct QueryPairs<'a, R: ?Sized> {
     reranker: &'a R,
     query: &'a str,
+}
+
+// By hand: derives would ask `R` to be Clone, Copy and Debug too.
+impl<R: ?Sized> Clone for QueryPairs<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: ?Sized> Copy for QueryPairs<'_, R> {}
+
+impl<R: ?Sized> std::fmt::Debug for QueryPairs<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryPairs")
+            .field("query", &self.query)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, R: Reranker + ?Sized> QueryPairs<'a, R> {

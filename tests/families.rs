@@ -108,8 +108,9 @@ fn xlm_roberta_with_a_unigram_tokenizer_and_e5_style_prompts() {
 
 #[test]
 fn mpnet_with_relative_position_buckets() {
-    // The long text reaches distances beyond the exact buckets (16) and the
-    // logarithmic ones' cap (64 tokens apart and more).
+    // The long text (128 tokens after truncation) reaches distances beyond
+    // the exact buckets (under 8) and the logarithmic ones' last bucket
+    // (about 91 tokens apart and more).
     let r: Reference = reference("tiny-mpnet");
     let model = load("tiny-mpnet");
     assert!(r.input_ids.iter().any(|ids| ids.len() > 100));
@@ -221,4 +222,68 @@ fn int8_is_refused_for_candle_families() {
         matches!(&err, membatch::Error::InvalidConfig { .. }),
         "{err:?}"
     );
+}
+
+/// A copy of a fixture with `config.json` changed by `edit`.
+fn fixture_with_config(name: &str, edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn impossible_shapes_and_attention_patterns_are_errors_naming_config_json() {
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "tiny-distilbert",
+            Box::new(|c| c["n_heads"] = 0.into()),
+            "num_attention_heads",
+        ),
+        (
+            "tiny-distilbert",
+            Box::new(|c| c["n_heads"] = 5.into()),
+            "num_attention_heads",
+        ),
+        (
+            "tiny-mpnet",
+            Box::new(|c| c["relative_attention_num_buckets"] = 1.into()),
+            "relative_attention_num_buckets",
+        ),
+        (
+            "tiny-xlm-roberta",
+            Box::new(|c| c["max_position_embeddings"] = 3.into()),
+            "max_position_embeddings",
+        ),
+        (
+            "tiny-modernbert",
+            Box::new(|c| {
+                c["layer_types"] = serde_json::json!(["sliding_attention", "full_attention"]);
+                c.as_object_mut()
+                    .unwrap()
+                    .remove("global_attn_every_n_layers");
+            }),
+            "layer_types",
+        ),
+    ];
+    for (name, edit, setting) in cases {
+        let dir = fixture_with_config(name, edit);
+        let err = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap_err();
+        let report = err.report().to_string();
+        assert!(
+            matches!(&err, membatch::Error::ModelFile { path, .. } if path.ends_with("config.json"))
+                && report.contains(setting),
+            "{name}, {setting}: {report}"
+        );
+    }
 }

@@ -29,6 +29,7 @@ struct Variants {
     query: Vec<Vec<f32>>,
     passage: Vec<Vec<f32>>,
     query_token_counts: Vec<usize>,
+    query_prompt_excluded: Vec<Vec<f32>>,
     rohan_mean: Vec<Vec<f32>>,
     sre_plain: Vec<Vec<f32>>,
     sre_query: Vec<Vec<f32>>,
@@ -157,6 +158,44 @@ fn prompts_from_the_model_files_match_sentence_transformers() {
         .build()
         .unwrap_err();
     assert!(matches!(&err, Error::InvalidConfig { .. }), "{err}");
+}
+
+#[test]
+fn a_prompt_left_out_of_pooling_matches_sentence_transformers() {
+    let v = variants();
+    let dir = minilm_with(&[
+        ("config_sentence_transformers.json", PROMPTS),
+        (
+            "1_Pooling/config.json",
+            r#"{"pooling_mode_mean_tokens": true, "include_prompt": false}"#,
+        ),
+    ]);
+    let model = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+    let t = texts(&v);
+    assert_close(
+        &model.embed_with_prompt("query", &t).unwrap(),
+        &v.query_prompt_excluded,
+        "query, include_prompt false",
+    );
+    // The prompt's tokens still count: the model reads them.
+    let q = model.with_prompt("query").unwrap();
+    assert_eq!(q.token_counts(&t).unwrap(), v.query_token_counts);
+}
+
+#[test]
+fn a_lazy_embedder_counts_and_embeds_its_prompt() {
+    let v = variants();
+    let dir = minilm_with(&[("config_sentence_transformers.json", PROMPTS)]);
+    let lazy = BertEmbedder::builder()
+        .source(ModelSource::dir(dir.path()))
+        .prompt_name("query")
+        .build_lazy()
+        .unwrap();
+    let t = texts(&v);
+    // Before the weights load, as after: the prompt's tokens are counted.
+    assert_eq!(lazy.token_counts(&t).unwrap(), v.query_token_counts);
+    assert_close(&lazy.embed(&t).unwrap(), &v.query, "lazy, query");
+    assert_eq!(lazy.token_counts(&t).unwrap(), v.query_token_counts);
 }
 
 #[test]

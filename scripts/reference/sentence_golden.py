@@ -14,7 +14,8 @@ models placed by scripts/fetch-model.sh (all four names). Writes:
 - tests/data/all-MiniLM-L6-v2.variants.json: all-MiniLM-L6-v2 with a
   1_Pooling/config.json selecting CLS (and, as a cross-check, token 0 of the
   last hidden state), and with a prompts block ("query: ", "passage: ") in
-  config_sentence_transformers.json, encoded by prompt name; the two PyPI
+  config_sentence_transformers.json, encoded by prompt name (also with the
+  pooling config's include_prompt false); the two PyPI
   fine-tunes: rohan-pristine given mean pooling (its 1_Pooling/ is
   missing), sre-embedding-model without and with its "query" prompt.
 
@@ -145,6 +146,15 @@ def minilm_variants():
         passage = encode(prompted, texts, prompt_name="passage", normalize_embeddings=True)
         query_counts = [len(i) for i in ids(prompted, ["query: " + t for t in texts])]
 
+        # The same prompts with include_prompt false: the prompt's tokens
+        # are left out of the mean.
+        excluded_dir = Path(tmp) / "excluded"
+        shutil.copytree(prompt_dir, excluded_dir)
+        (excluded_dir / "1_Pooling/config.json").write_text(json.dumps(
+            {"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True, "include_prompt": False}))
+        excluded = SentenceTransformer(str(excluded_dir), device="cpu")
+        query_excluded = encode(excluded, texts, prompt_name="query", normalize_embeddings=True)
+
         # rohan-pristine lists a Pooling module without 1_Pooling/: given
         # the mean pooling its model card names.
         rohan_dir = Path(tmp) / "rohan"
@@ -171,6 +181,7 @@ def minilm_variants():
         "query": query,
         "passage": passage,
         "query_token_counts": query_counts,
+        "query_prompt_excluded": query_excluded,
         "rohan_mean": rohan_mean,
         "sre_plain": sre_plain,
         "sre_query": sre_query,

@@ -164,6 +164,16 @@ impl BertEmbedderBuilder {
                 .unwrap_or(config.max_tokens()),
             precision: model.precision,
         };
+        if settings.precision == Precision::Int8 && !config.family.is_packed() {
+            return Err(Error::invalid_config(
+                "precision",
+                "int8",
+                format!(
+                    "int8 runs in membatch's packed pass (BERT, RoBERTa, MPNet); {:?} models run in f32",
+                    config.family
+                ),
+            ));
+        }
         let max = settings.max_seq_length;
         if max < 2 || max > config.max_tokens() {
             return Err(Error::invalid_config(

@@ -23,10 +23,10 @@ pub(crate) enum CandleModel {
 pub(crate) struct CandleEncoder {
     model: CandleModel,
     hidden: usize,
-    intermediate: usize,
     vocab: usize,
     max_positions: usize,
     weight_bytes: usize,
+    prior: CostPrior,
 }
 
 impl std::fmt::Debug for CandleEncoder {
@@ -42,6 +42,18 @@ impl std::fmt::Debug for CandleEncoder {
     }
 }
 
+/// What a candle-run batch holds, before any is measured. Candle's ops
+/// allocate a tensor per step: per token, three times the f32 of the
+/// hidden states, Q, K, V, the context and a gated feed-forward's two
+/// activations (5·hidden + 2·intermediate); per token pair, the scores, their
+/// softmax and the mask of every head at once (texts run one at a time).
+pub(crate) fn cost_prior(config: &BertConfig) -> CostPrior {
+    CostPrior::new(
+        3 * 4 * (5 * config.hidden_size + 2 * config.intermediate_size) as u64,
+        3 * 4 * config.num_attention_heads as u64,
+    )
+}
+
 /// A `rope_theta` of ModernBERT's config: the older flat field
 /// (`global_rope_theta`), else transformers' newer `rope_parameters` block
 /// (`full_attention` / `sliding_attention`), else the published defaults.
@@ -55,6 +67,37 @@ fn rope_theta(raw: &serde_json::Value, flat: &str, kind: &str, default: f64) -> 
                 .and_then(|v| v.as_f64())
         })
         .unwrap_or(default)
+}
+
+/// Every how many layers ModernBERT attends globally (the others use the
+/// sliding window): `global_attn_every_n_layers`, checked against
+/// transformers' newer `layer_types` list when both are there, or read from
+/// that list alone. candle's model runs only this periodic pattern, so any
+/// other list is refused.
+pub(crate) fn global_every(raw: &serde_json::Value) -> Result<usize, String> {
+    let every = usize_field(raw, "global_attn_every_n_layers");
+    let Some(types) = raw.get("layer_types").and_then(|v| v.as_array()) else {
+        return Ok(every.unwrap_or(3).max(1));
+    };
+    let global: Vec<bool> = types
+        .iter()
+        .map(|t| t.as_str() == Some("full_attention"))
+        .collect();
+    let n = every.unwrap_or_else(|| {
+        global
+            .iter()
+            .skip(1)
+            .position(|g| *g)
+            .map_or(global.len(), |p| p + 1)
+    });
+    let periodic = n > 0 && global.iter().enumerate().all(|(i, g)| *g == (i % n == 0));
+    if periodic {
+        Ok(n)
+    } else {
+        Err(format!(
+            "layer_types {types:?} is not full attention every {n} layers, the pattern membatch runs"
+        ))
+    }
 }
 
 fn usize_field(raw: &serde_json::Value, name: &str) -> Option<usize> {
@@ -82,9 +125,8 @@ impl CandleEncoder {
                     max_position_embeddings: config.max_position_embeddings,
                     layer_norm_eps: config.layer_norm_eps,
                     pad_token_id: config.pad_token_id.unwrap_or(0) as u32,
-                    global_attn_every_n_layers: usize_field(raw, "global_attn_every_n_layers")
-                        .unwrap_or(3)
-                        .max(1),
+                    global_attn_every_n_layers: global_every(raw)
+                        .map_err(|e| candle_core::Error::Msg(format!("config.json: {e}")))?,
                     global_rope_theta: rope_theta(
                         raw,
                         "global_rope_theta",
@@ -127,10 +169,10 @@ impl CandleEncoder {
         Ok(CandleEncoder {
             model,
             hidden: h,
-            intermediate: i,
             vocab: config.vocab_size,
             max_positions: config.max_tokens(),
             weight_bytes,
+            prior: cost_prior(config),
         })
     }
 
@@ -142,40 +184,20 @@ impl CandleEncoder {
         self.weight_bytes
     }
 
-    /// Candle's ops allocate a tensor per step: per token, a few times the
-    /// packed pass's buffers (hidden states, Q, K, V, context, the
-    /// feed-forward activation and their temporaries); per token pair, the
-    /// scores, their softmax and a mask, per head, for one text at a time.
     pub(crate) fn cost_prior(&self) -> CostPrior {
-        CostPrior::new(
-            3 * 4 * (5 * self.hidden + 2 * self.intermediate) as u64,
-            3 * 4 * 16,
-        )
+        self.prior
     }
 
     /// The last hidden state of every token, `tokens × hidden`, in the
     /// packed order.
     pub(crate) fn forward(&self, batch: &Packed) -> Result<Vec<f32>, CandleForwardError> {
+        batch.check(self.vocab, self.max_positions)?;
         let mut out = Vec::with_capacity(batch.tokens() * self.hidden);
         for (start, len) in batch.spans() {
             if len == 0 {
                 continue;
             }
-            if len > self.max_positions {
-                return Err(ForwardError::TooLong {
-                    len,
-                    max: self.max_positions,
-                }
-                .into());
-            }
             let ids = &batch.ids[start..start + len];
-            if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab) {
-                return Err(ForwardError::TokenOutOfVocab {
-                    id,
-                    vocab: self.vocab,
-                }
-                .into());
-            }
             let input = Tensor::from_slice(ids, (1, len), &Device::Cpu)?;
             let states = match &self.model {
                 CandleModel::DistilBert(m) => {

@@ -4,10 +4,10 @@
 use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
-use super::{cost_prior_of, word_by_word};
-use super::{BertEmbedder, TokenCounter};
+use super::{cost_prior_of, encode, word_by_word};
+use super::{ActivePrompt, BertEmbedder, TokenCounter};
 use crate::embedder::{CostPrior, ModelShape};
-use crate::error::{BoxError, Error, Result};
+use crate::error::Result;
 use crate::service::{LazyEmbedder, ModelLoader};
 
 // Here rather than in `builder`, so the dependency runs lazy → builder.
@@ -37,6 +37,9 @@ pub struct BertLoader {
     max_seq_length: usize,
     shape: ModelShape,
     cost_prior: CostPrior,
+    /// The prompt every text gets, counted in token counts as the loaded
+    /// embedder counts it.
+    prompt: Option<ActivePrompt>,
 }
 
 impl std::fmt::Debug for BertLoader {
@@ -57,6 +60,7 @@ impl BertLoader {
             max_seq_length: prepared.settings.max_seq_length,
             shape: prepared.shape(),
             cost_prior: cost_prior_of(c),
+            prompt: prepared.prompt,
             tokenizer: prepared.tokenizer,
             builder,
         }
@@ -70,7 +74,7 @@ impl BertLoader {
     ///
     /// # Errors
     ///
-    /// [`Error::Tokenization`] when truncation cannot be switched off.
+    /// [`Error::Tokenization`](crate::Error::Tokenization) when truncation cannot be switched off.
     pub fn token_counter(&self) -> Result<TokenCounter> {
         TokenCounter::untruncated(&self.tokenizer)
     }
@@ -95,13 +99,7 @@ impl ModelLoader for BertLoader {
     }
 
     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+        let encodings = encode(&self.tokenizer, texts, self.prompt.as_ref())?;
         Ok(encodings.iter().map(|e| e.len()).collect())
     }
 

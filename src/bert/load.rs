@@ -55,6 +55,67 @@ pub(super) fn load_bert_config(files: &ModelFiles) -> Result<(BertConfig, Activa
             },
         ));
     }
+    let (h, heads, i) = (
+        config.hidden_size,
+        config.num_attention_heads,
+        config.intermediate_size,
+    );
+    let invalid = |name: &str, found: String, reason: &str| {
+        Error::model_file(
+            &path,
+            ModelFileError::InvalidSetting {
+                name: name.into(),
+                found,
+                reason: reason.into(),
+            },
+        )
+    };
+    if heads == 0 || h == 0 || h % heads != 0 {
+        return Err(invalid(
+            "num_attention_heads",
+            heads.to_string(),
+            &format!("must be positive and divide hidden_size ({h})"),
+        ));
+    }
+    if i == 0 || config.num_hidden_layers == 0 || config.vocab_size == 0 {
+        return Err(invalid(
+            "intermediate_size",
+            format!(
+                "{i} (layers {}, vocabulary {})",
+                config.num_hidden_layers, config.vocab_size
+            ),
+            "the feed-forward width, the layer count and the vocabulary must be positive",
+        ));
+    }
+    if config.family == Family::Mpnet && config.relative_attention_num_buckets < 4 {
+        return Err(invalid(
+            "relative_attention_num_buckets",
+            config.relative_attention_num_buckets.to_string(),
+            "must be at least 4 (two directions, exact and logarithmic buckets)",
+        ));
+    }
+    if config.max_tokens() < 2 {
+        return Err(invalid(
+            "max_position_embeddings",
+            config.max_position_embeddings.to_string(),
+            "leaves fewer than two positions for a text",
+        ));
+    }
+    // The candle-run families read their own fields: check them now, so a
+    // bad file is named here rather than when the weights are read.
+    match family {
+        Family::DistilBert => {
+            serde_json::from_value::<candle_transformers::models::distilbert::Config>(
+                config.raw.clone(),
+            )
+            .map_err(|e| Error::model_file(&path, ModelFileError::Json(boxed(e))))?;
+        }
+        Family::ModernBert => {
+            super::candle_models::global_every(&config.raw)
+                .map_err(|reason| invalid("layer_types", "see the file".into(), &reason))?;
+        }
+        _ => {}
+    }
     if !(config.layer_norm_eps > 0.0 && config.layer_norm_eps.is_finite()) {
         return Err(Error::model_file(
             &path,

@@ -186,13 +186,8 @@ impl BertEmbedder {
         Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
-    /// Runs `f` on the dedicated thread pool, if any, so that candle's and
-    /// the tokenizer's rayon work stays within it.
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        match &self.pool {
-            Some(pool) => pool.install(f),
-            None => f(),
-        }
+        run_on(self.pool.as_ref(), f)
     }
 
     fn encode(
@@ -200,17 +195,7 @@ impl BertEmbedder {
         texts: &[&str],
         prompt: Option<&ActivePrompt>,
     ) -> Result<Vec<tokenizers::Encoding>> {
-        let encoded = match prompt {
-            Some(p) => self.tokenizer.encode_batch(
-                texts
-                    .iter()
-                    .map(|t| format!("{}{t}", p.text))
-                    .collect::<Vec<_>>(),
-                true,
-            ),
-            None => self.tokenizer.encode_batch(texts.to_vec(), true),
-        };
-        encoded.map_err(|e| Error::Tokenization(BoxError::from(e)))
+        encode(&self.tokenizer, texts, prompt)
     }
 
     /// Embeds behind `prompt` (or none): the whole path of [`Embedder::embed`].
@@ -353,6 +338,39 @@ impl Embedder for BertEmbedder {
     }
 }
 
+/// Runs `f` on the dedicated thread pool, if any, so that candle's and the
+/// tokenizer's rayon work stays within it.
+fn run_on<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}
+
+/// Tokenises `texts` (with special tokens, truncated as the tokenizer is
+/// set), each behind `prompt` when one is given: what the model sees, and
+/// what token counts count.
+fn encode(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    prompt: Option<&ActivePrompt>,
+) -> Result<Vec<tokenizers::Encoding>> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let encoded = match prompt {
+        Some(p) => tokenizer.encode_batch(
+            texts
+                .iter()
+                .map(|t| format!("{}{t}", p.text))
+                .collect::<Vec<_>>(),
+            true,
+        ),
+        None => tokenizer.encode_batch(texts.to_vec(), true),
+    };
+    encoded.map_err(|e| Error::Tokenization(BoxError::from(e)))
+}
+
 /// Whether `tokenizer` splits words as BERT's pre-tokenizer does (see
 /// [`Embedder::tokenizes_word_by_word`]).
 fn word_by_word(tokenizer: &Tokenizer) -> bool {
@@ -402,15 +420,10 @@ impl Backbone {
 
 /// The cost prior of a model before it is loaded.
 fn cost_prior_of(config: &BertConfig) -> CostPrior {
-    let prior = encoder::cost_prior(config.hidden_size, config.intermediate_size);
     if config.family.is_packed() {
-        prior
+        encoder::cost_prior(config.hidden_size, config.intermediate_size)
     } else {
-        // See CandleEncoder::cost_prior.
-        CostPrior::new(
-            3 * 4 * (5 * config.hidden_size + 2 * config.intermediate_size) as u64,
-            3 * 4 * 16,
-        )
+        candle_models::cost_prior(config)
     }
 }
 

@@ -5,7 +5,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Pooling {
-    /// Mean over the text's tokens, `[CLS]` and `[SEP]` included.
+    /// Mean over the text's tokens, `[CLS]` and `[SEP]` included (a
+    /// prompt's tokens too, unless the pooling config says
+    /// `include_prompt: false`).
     Mean,
     /// The state of the first token (`[CLS]`).
     Cls,

@@ -6,7 +6,7 @@ use tokenizers::Tokenizer;
 use super::builder::BertEmbedderBuilder;
 use super::encoder::{ClassifierHead, Encoder, Packed};
 use super::load::{check_room_to_load, read_weights};
-use super::{check_room, BertEmbedder};
+use super::{check_room, run_on, BertEmbedder};
 use crate::embedder::{CostPrior, ModelShape};
 use crate::error::{boxed, BoxError, Error, Result};
 use crate::memory::SystemProbe;
@@ -65,10 +65,19 @@ impl BertReranker {
     ///
     /// # Errors
     ///
-    /// As [`BertEmbedderBuilder::build`], and [`Error::ModelFile`] when the
-    /// weights have no one-label classification head.
+    /// As [`BertEmbedderBuilder::build`]; [`Error::ModelFile`] when the
+    /// weights have no one-label classification head;
+    /// [`Error::InvalidConfig`] for a `max_seq_length` below 4 (a pair's
+    /// special tokens alone take 3 or 4).
     pub fn from_builder(builder: BertEmbedderBuilder) -> Result<Self> {
         let p = builder.prepare()?;
+        if p.settings.max_seq_length < 4 {
+            return Err(Error::invalid_config(
+                "max_seq_length",
+                p.settings.max_seq_length,
+                "a (query, document) pair needs at least 4 tokens: its special tokens alone take 3 or 4",
+            ));
+        }
         let precision = p.settings.precision;
         check_room_to_load(&p.config, precision, builder.budget_ref())?;
         let int8 = precision == Precision::Int8;
@@ -112,10 +121,7 @@ impl BertReranker {
     }
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        match &self.pool {
-            Some(pool) => pool.install(f),
-            None => f(),
-        }
+        run_on(self.pool.as_ref(), f)
     }
 
     fn encode(&self, query: &str, documents: &[&str]) -> Result<Vec<tokenizers::Encoding>> {

@@ -290,6 +290,9 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
         Some(dir) => {
             let mut model = config.model().clone();
             model.source = Some(ModelSource::parse(dir));
+            // The embedding model's truncation length is not the
+            // reranker's: it takes its own from its files.
+            model.max_seq_length = None;
             let reranker = BertReranker::from_builder(
                 BertEmbedderBuilder::from(model).budget(budget.clone()),
             )?;

@@ -90,44 +90,53 @@ pub(crate) async fn rerank(
                 Some("texts"),
             ));
         }
-        // Held by the blocking task itself, so a request that timed out
-        // still keeps the next one waiting until its batches are done.
-        let turn = state
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| ApiError::internal(format!("reranker closed: {e}")))?;
-        let job = state.clone();
-        let query = req.query.clone();
-        let texts = req.texts.clone();
-        let scores = tokio::time::timeout(
-            app.request_timeout,
+        let RerankRequest {
+            query,
+            texts,
+            raw_scores,
+            return_text,
+        } = req;
+        let job = state;
+        let scores = tokio::time::timeout(app.request_timeout, async move {
+            // One rerank at a time; waiting counts against the request's
+            // timeout. The permit is held by the blocking task itself, so a
+            // request that timed out still keeps the next one waiting until
+            // its batches are done.
+            let turn = job
+                .running
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ApiError::internal(format!("reranker closed: {e}")))?;
             tokio::task::spawn_blocking(move || {
                 let _turn = turn;
-                rerank_in_batches(
+                let scores = rerank_in_batches(
                     job.reranker.as_ref(),
                     &query,
                     &texts,
                     job.budget.clone(),
                     job.batch,
-                )
-            }),
-        )
+                );
+                (scores, texts)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("rerank failed: {e}")))
+        })
         .await
-        .map_err(|_| ApiError::timed_out(app.request_timeout))?
-        .map_err(|e| ApiError::internal(format!("rerank failed: {e}")))??;
+        .map_err(|_| ApiError::timed_out(app.request_timeout))??;
+        let (scores, texts) = scores;
+        let scores = scores?;
         let mut ranks: Vec<Rank> = scores
             .into_iter()
             .enumerate()
             .map(|(index, logit)| Rank {
                 index,
-                score: if req.raw_scores {
+                score: if raw_scores {
                     logit
                 } else {
                     1.0 / (1.0 + (-logit).exp())
                 },
-                text: req.return_text.then(|| req.texts[index].clone()),
+                text: return_text.then(|| texts[index].clone()),
             })
             .collect();
         // Best first; ties keep the input order.

@@ -616,6 +616,8 @@ fn rerank_scores_pairs_best_first_as_the_reference_model() {
         "raw_scores": true,
     });
     let r = post(&server.url("/rerank"), &body.to_string(), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json().as_array().unwrap().len(), logits.len());
     for rank in r.json().as_array().unwrap() {
         let i = rank["index"].as_u64().unwrap() as usize;
         assert!((rank["score"].as_f64().unwrap() as f32 - logits[i]).abs() <= 1e-4);

@@ -92,6 +92,21 @@ impl Packed {
         self.ids.len()
     }
 
+    /// Checks every sequence against a model's position count and
+    /// vocabulary: what the model cannot take is a typed error, not a panic.
+    pub(crate) fn check(&self, vocab: usize, max_positions: usize) -> Result<(), ForwardError> {
+        if let Some((_, len)) = self.spans().find(|(_, len)| *len > max_positions) {
+            return Err(ForwardError::TooLong {
+                len,
+                max: max_positions,
+            });
+        }
+        if let Some(&id) = self.ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ForwardError::TokenOutOfVocab { id, vocab });
+        }
+        Ok(())
+    }
+
     /// `(start, len)` of each sequence.
     pub(crate) fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.offsets.windows(2).map(|w| (w[0], w[1] - w[0]))
@@ -491,21 +506,10 @@ impl Encoder {
     fn embed(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
         let h = self.hidden;
         let mut x = vec![0f32; batch.tokens() * h];
+        batch.check(self.vocab, self.max_positions)?;
         for (start, len) in batch.spans() {
-            if len > self.max_positions {
-                return Err(ForwardError::TooLong {
-                    len,
-                    max: self.max_positions,
-                });
-            }
             for pos in 0..len {
                 let id = batch.ids[start + pos];
-                if id as usize >= self.vocab {
-                    return Err(ForwardError::TokenOutOfVocab {
-                        id,
-                        vocab: self.vocab,
-                    });
-                }
                 let kind = batch.type_ids.get(start + pos).copied().unwrap_or(0) as usize;
                 let Some(token_type) = self.token_type.get(kind * h..(kind + 1) * h) else {
                     return Err(ForwardError::TokenTypeOutOfRange {
