@@ -301,6 +301,16 @@ fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<
                     shared.counters.lock().panics += 1;
                 }
                 tracing::warn!(error = %error.report(), texts = n, "a batch failed: its requests get the error");
+                let gives_up = fatal && *panics >= shared.config.max_consecutive_panics();
+                let end = gives_up.then(|| Error::WorkerFailed {
+                    cause: Arc::new(error.clone()),
+                });
+                if let Some(end) = &end {
+                    // Closed before these callers are answered, so one that
+                    // has its error finds the service failed (its health,
+                    // its next call), never still serving.
+                    shared.close(end.clone());
+                }
                 let mut c = shared.counters.lock();
                 for it in &items[..n.min(items.len())] {
                     let slot = &mut window[it.slot];
@@ -310,10 +320,8 @@ fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<
                 }
                 drop(c);
                 items.retain(|it| !window[it.slot].done);
-                if fatal && *panics >= shared.config.max_consecutive_panics() {
-                    return Err(Error::WorkerFailed {
-                        cause: Arc::new(error),
-                    });
+                if let Some(end) = end {
+                    return Err(end);
                 }
             }
         }
