@@ -5,7 +5,11 @@
 //! in every `cargo test`.
 #![cfg(feature = "candle")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{assert_close, copy_dir, max_abs_diff};
 
 use membatch::memory::{MemoryBudget, MemoryConfig};
 use membatch::rerank::rerank_in_batches;
@@ -42,22 +46,6 @@ fn reference<T: serde::de::DeserializeOwned>(name: &str) -> T {
     let path = fixture(name).join("reference.json");
     serde_json::from_slice(&std::fs::read(&path).expect("read reference.json"))
         .expect("parse reference.json")
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn assert_close(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: number of vectors");
-    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        let d = max_abs_diff(a, b);
-        assert!(d <= TOL, "{what}, text {i}: max abs diff {d}");
-    }
 }
 
 /// Token ids, and embeddings one text at a time and all in one batch.
@@ -227,12 +215,7 @@ fn int8_is_refused_for_candle_families() {
 /// A copy of a fixture with `config.json` changed by `edit`.
 fn fixture_with_config(name: &str, edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-    }
+    copy_dir(&fixture(name), dir.path());
     let path = dir.path().join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -11,16 +11,12 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{fetched_model, fetched_model_dir, golden_file, max_abs_diff};
+use common::{assert_close, copy_dir, fetched_model, fetched_model_dir, golden_file};
 use membatch::memory::{MemoryBudget, MemoryConfig};
 use membatch::{
     BatchConfig, BatchEmbedder, BertEmbedder, Embedder, Error, ModelFileError, ModelSource, Pooling,
 };
 use serde::Deserialize;
-
-const TOL: f32 = 1e-4;
 
 #[derive(Deserialize)]
 struct Variants {
@@ -43,14 +39,6 @@ fn texts(v: &Variants) -> Vec<&str> {
     v.texts.iter().map(String::as_str).collect()
 }
 
-fn assert_close(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: number of vectors");
-    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        let d = max_abs_diff(a, b);
-        assert!(d <= TOL, "{what}, text {i}: max abs diff {d}");
-    }
-}
-
 /// A copy of all-MiniLM-L6-v2 with `files` written over it.
 fn minilm_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let src = fetched_model_dir("all-MiniLM-L6-v2");
@@ -67,19 +55,6 @@ fn minilm_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(path, text).unwrap();
     }
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

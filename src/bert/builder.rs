@@ -221,13 +221,9 @@ impl BertEmbedderBuilder {
 
     /// Reads the weights of a prepared model, after checking they fit.
     fn load_weights(&self, p: Prepared) -> Result<BertEmbedder> {
-        let precision = p.settings.precision;
-        check_room_to_load(&p.config, precision, self.budget.as_ref())?;
-        let int8 = precision == Precision::Int8;
-        let encoder = load_weights(&p.files, &p.config, p.activation, int8)?;
-        // Loading went through temporary tensors (and, for int8, the f32
-        // weights): hand that memory back before the first batch measures.
-        crate::memory::trim();
+        let encoder = self.load_checked(&p, |p, int8| {
+            load_weights(&p.files, &p.config, p.activation, int8)
+        })?;
         let shape = p.shape();
         let mut embedder = BertEmbedder {
             encoder,
@@ -253,6 +249,23 @@ impl BertEmbedderBuilder {
         Ok(embedder)
     }
 
+    /// Reads a prepared model's weights with `read` (given whether to
+    /// quantise) after checking their load peak fits under the limit and the
+    /// budget, then hands the load's temporary memory back.
+    pub(super) fn load_checked<T>(
+        &self,
+        p: &Prepared,
+        read: impl FnOnce(&Prepared, bool) -> Result<T>,
+    ) -> Result<T> {
+        let precision = p.settings.precision;
+        check_room_to_load(&p.config, precision, self.budget.as_ref())?;
+        let loaded = read(p, precision == Precision::Int8)?;
+        // Loading went through temporary tensors (and, for int8, the f32
+        // weights): hand that memory back before the first batch measures.
+        crate::memory::trim();
+        Ok(loaded)
+    }
+
     /// The dedicated compute pool, when threads were requested.
     pub(super) fn thread_pool(&self) -> Result<Option<rayon::ThreadPool>> {
         let Some(threads) = self.model.threads else {
@@ -267,11 +280,6 @@ impl BertEmbedderBuilder {
                 threads,
                 source: boxed(e),
             })
-    }
-
-    /// The memory budget the load is checked against, if any.
-    pub(super) fn budget_ref(&self) -> Option<&MemoryBudget> {
-        self.budget.as_ref()
     }
 
     /// Loads the weights of a prepared model (the lazy loader's load).

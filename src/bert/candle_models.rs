@@ -201,8 +201,9 @@ impl CandleEncoder {
             let input = Tensor::from_slice(ids, (1, len), &Device::Cpu)?;
             let states = match &self.model {
                 CandleModel::DistilBert(m) => {
-                    // DistilBERT's mask marks the positions to hide: none.
-                    let hide = Tensor::zeros((len, len), DType::U8, &Device::Cpu)?;
+                    // DistilBERT's mask marks the keys to hide: none. One row,
+                    // broadcast over heads and queries.
+                    let hide = Tensor::zeros((1, len), DType::U8, &Device::Cpu)?;
                     m.forward(&input, &hide)?
                 }
                 CandleModel::ModernBert(m) => {

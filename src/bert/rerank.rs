@@ -5,12 +5,11 @@ use tokenizers::Tokenizer;
 
 use super::builder::BertEmbedderBuilder;
 use super::encoder::{ClassifierHead, Encoder, Packed};
-use super::load::{check_room_to_load, read_weights};
+use super::load::read_weights;
 use super::{check_room, run_on, BertEmbedder};
 use crate::embedder::{CostPrior, ModelShape};
 use crate::error::{boxed, BoxError, Error, Result};
 use crate::memory::SystemProbe;
-use crate::precision::Precision;
 use crate::rerank::Reranker;
 use crate::source::ModelSource;
 
@@ -78,15 +77,13 @@ impl BertReranker {
                 "a (query, document) pair needs at least 4 tokens: its special tokens alone take 3 or 4",
             ));
         }
-        let precision = p.settings.precision;
-        check_room_to_load(&p.config, precision, builder.budget_ref())?;
-        let int8 = precision == Precision::Int8;
-        let (encoder, head) = read_weights(&p.files, |vb| {
-            let head = ClassifierHead::load(&vb, p.config.family, p.config.hidden_size)?;
-            let encoder = Encoder::load(vb, &p.config, p.activation, int8)?;
-            Ok((encoder, head))
+        let (encoder, head) = builder.load_checked(&p, |p, int8| {
+            read_weights(&p.files, |vb| {
+                let head = ClassifierHead::load(&vb, p.config.family, p.config.hidden_size)?;
+                let encoder = Encoder::load(vb, &p.config, p.activation, int8)?;
+                Ok((encoder, head))
+            })
         })?;
-        crate::memory::trim();
         let reranker = BertReranker {
             encoder,
             head,

@@ -92,6 +92,29 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Asserts each vector is within 1e-4 (max abs difference) of its reference.
+pub fn assert_close(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: number of vectors");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        let d = max_abs_diff(a, b);
+        assert!(d <= 1e-4, "{what}, text {i}: max abs diff {d}");
+    }
+}
+
+/// Copies the directory tree `from` into the existing directory `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// An example binary, which `cargo test` builds next to the test binaries.
 pub fn example_bin(name: &str) -> PathBuf {
     let deps = std::env::current_exe()

@@ -62,25 +62,16 @@ pub(crate) struct Packed {
 
 impl Packed {
     pub(crate) fn new<'a>(seqs: impl IntoIterator<Item = &'a [u32]>) -> Self {
-        let mut packed = Packed {
-            ids: Vec::new(),
-            type_ids: Vec::new(),
-            offsets: vec![0],
-        };
-        for s in seqs {
-            packed.ids.extend_from_slice(s);
-            packed.offsets.push(packed.ids.len());
-        }
-        packed
+        // No type ids: every token is of type 0.
+        Packed::with_types(seqs.into_iter().map(|s| (s, &[][..])))
     }
 
     /// Sequences with their token type ids (`(ids, type_ids)` of equal
-    /// lengths): sentence pairs.
+    /// lengths, for sentence pairs; empty type ids mean type 0).
     pub(crate) fn with_types<'a>(seqs: impl IntoIterator<Item = (&'a [u32], &'a [u32])>) -> Self {
         let mut packed = Packed::default();
         packed.offsets.push(0);
         for (ids, types) in seqs {
-            debug_assert_eq!(ids.len(), types.len());
             packed.ids.extend_from_slice(ids);
             packed.type_ids.extend_from_slice(types);
             packed.offsets.push(packed.ids.len());
