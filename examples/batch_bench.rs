@@ -73,6 +73,11 @@ struct Args {
     /// Print one JSON object per mode instead of the table.
     #[arg(long)]
     json: bool,
+    /// Write the last mode's vectors to this file: little-endian `f32`,
+    /// one text after another in input order (for benches/compare.sh's
+    /// cosines).
+    #[arg(long)]
+    dump_vectors: Option<std::path::PathBuf>,
     /// Weights in f32 or int8.
     #[arg(long, default_value = "f32", value_parser = precision)]
     precision: Precision,
@@ -145,7 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 None => MemoryConfig::default(),
             };
             let batcher =
-                BatchEmbedder::new(&model, MemoryBudget::new(memory), BatchConfig::default())?;
+                BatchEmbedder::new(&model, MemoryBudget::new(memory), BatchConfig::from_env()?)?;
             let out = batcher.embed(&texts)?;
             let m = batcher.metrics();
             (out, m.batches, m.padding_ratio())
@@ -163,6 +168,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
+    if let (Some(path), Some(last)) = (&args.dump_vectors, rows.last()) {
+        let bytes: Vec<u8> = last
+            .vectors
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(path, bytes)?;
+    }
     if args.json {
         for r in &rows {
             let line = serde_json::json!({

@@ -1,10 +1,14 @@
 """Embed a file of texts (one per line) with sentence-transformers, timing
-only `encode`, and print one JSON object. Run by benches/compare/compare.py."""
+only `encode`, save the vectors (OUT.npy) and print one JSON object. Run by
+benches/compare/compare.py:
+
+  st_embed.py MODEL_DIR CORPUS THREADS BATCH OUT.npy
+"""
 import json
 import sys
 import time
 
-model_dir, corpus, threads, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model_dir, corpus, threads, batch_size, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 
 import torch  # noqa: E402
 
@@ -17,6 +21,9 @@ model.encode(texts[:8], batch_size=8)  # warm-up, as membatch's model load warms
 start = time.perf_counter()
 vectors = model.encode(texts, batch_size=batch_size)
 seconds = time.perf_counter() - start
+import numpy as np  # noqa: E402
+
+np.save(out, np.asarray(vectors, dtype=np.float32))
 print(json.dumps({
     "texts": len(texts),
     "seconds": seconds,
