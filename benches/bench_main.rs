@@ -9,5 +9,6 @@ mod benchmarks;
 criterion_main!(
     benchmarks::memory::benches,
     benchmarks::batching::benches,
-    benchmarks::embedder::benches
+    benchmarks::embedder::benches,
+    benchmarks::gemm::benches
 );

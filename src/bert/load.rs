@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
 use super::candle_models::CandleEncoder;
-use super::encoder::{Activation, BertConfig, Encoder, Family};
+use super::encoder::{Activation, BertConfig, Encoder, Family, SafetensorsFile, Tensors};
 use super::metadata::read_json;
 use super::Backbone;
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
@@ -153,8 +153,8 @@ pub(super) fn load_weights(
     int8: bool,
 ) -> Result<Backbone> {
     if config.family.is_packed() {
-        read_weights(files, |vb| {
-            Encoder::load(vb, config, activation, int8).map(Backbone::Packed)
+        read_tensors(files, |tensors| {
+            Encoder::load(tensors, config, activation, int8).map(Backbone::Packed)
         })
     } else if int8 {
         Err(Error::invalid_config(
@@ -172,24 +172,46 @@ pub(super) fn load_weights(
     }
 }
 
-/// Memory-maps `model.safetensors` and hands it to `read`, which copies
-/// what it needs into its own buffers; errors name the file.
+/// Opens `model.safetensors` for the packed pass, which reads each tensor
+/// straight into its own buffers (no mapping, no intermediate copy: the
+/// load peaks at the weights it keeps); errors name the file.
+pub(super) fn read_tensors<T>(
+    files: &ModelFiles,
+    read: impl FnOnce(Tensors) -> candle_core::Result<T>,
+) -> Result<T> {
+    let path = safetensors_path(files)?;
+    let weights_error =
+        |e: candle_core::Error| Error::model_file(&path, ModelFileError::Weights(boxed(e)));
+    let file = SafetensorsFile::open(&path).map_err(weights_error)?;
+    let read = read(Tensors::new(&file)).map_err(weights_error);
+    drop(file);
+    // The weights now live in their own buffers: the file's cached pages
+    // would only crowd a container's memory.
+    crate::memory::forget_file_cache(&path);
+    read
+}
+
+fn safetensors_path(files: &ModelFiles) -> Result<std::path::PathBuf> {
+    match files.required("model.safetensors") {
+        Ok(p) => Ok(p),
+        Err(Error::ModelFile { path, .. }) if has_pytorch_weights(files) => Err(Error::model_file(
+            path,
+            ModelFileError::Missing {
+                hint: " (only pytorch_model.bin is present: membatch reads safetensors; convert the weights)".into(),
+            },
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Memory-maps `model.safetensors` and hands it to `read` (candle's own
+/// models), which copies what it needs into its own buffers; errors name
+/// the file.
 pub(super) fn read_weights<T>(
     files: &ModelFiles,
     read: impl FnOnce(VarBuilder) -> candle_core::Result<T>,
 ) -> Result<T> {
-    let path = match files.required("model.safetensors") {
-        Ok(p) => p,
-        Err(Error::ModelFile { path, .. }) if has_pytorch_weights(files) => {
-            return Err(Error::model_file(
-                path,
-                ModelFileError::Missing {
-                    hint: " (only pytorch_model.bin is present: membatch reads safetensors; convert the weights)".into(),
-                },
-            ))
-        }
-        Err(e) => return Err(e),
-    };
+    let path = safetensors_path(files)?;
     let weights_error =
         |e: candle_core::Error| Error::model_file(&path, ModelFileError::Weights(boxed(e)));
     // SAFETY: the file is memory-mapped read-only. Like every mmap user we
@@ -216,10 +238,11 @@ fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
     let small = (config.max_position_embeddings as u64 + config.type_vocab_size as u64) * h
         + layers * (9 * h + i)
         + 2 * h;
-    // Int8 holds one byte per value plus a 4-byte scale per 32 values.
+    // Int8 holds one byte per value plus, per 32 values, a 4-byte scale
+    // (and, for the VNNI kernel, a 4-byte zero-point offset).
     let held = |values: u64| match precision {
         Precision::F32 => 4 * values,
-        Precision::Int8 => values + 4 * values.div_ceil(32),
+        Precision::Int8 => values + 8 * values.div_ceil(32),
     };
     held(dense) + 4 * small + 2 * 4 * word
 }

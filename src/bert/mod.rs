@@ -27,6 +27,62 @@ use crate::precision::Precision;
 use crate::pressure::PressureLevel;
 use crate::source::ModelSource;
 pub use builder::BertEmbedderBuilder;
+
+/// The forward pass's dense product, for membatch's own criterion benches
+/// (`benches/benchmarks/gemm.rs`). Not part of the API: it may change or go
+/// in any release.
+#[doc(hidden)]
+pub mod bench_kernels {
+    use super::encoder::dense::PackedWeights;
+
+    /// An `outputs × inputs` weight with its bias, packed once.
+    #[derive(Debug)]
+    pub struct Dense(PackedWeights);
+
+    impl Dense {
+        /// Packs `weight` (`outputs × inputs`, row-major) and `bias`.
+        pub fn new(weight: &[f32], bias: &[f32], inputs: usize) -> Self {
+            Dense(PackedWeights::new(weight, bias, inputs))
+        }
+
+        /// `out = x·Wᵀ + b` with membatch's packed kernel.
+        pub fn forward(&self, x: &[f32], out: &mut [f32]) {
+            self.0.forward(x, out, false)
+        }
+    }
+
+    /// The same product with int8 weights (per output column) and 8-bit
+    /// activations (per row) on a VNNI kernel.
+    #[derive(Debug)]
+    pub struct DenseInt8(
+        super::encoder::dense_i8::Int8Panels,
+        super::encoder::dense_i8::Int8Kernel,
+    );
+
+    impl DenseInt8 {
+        /// Quantises and packs `weight` and `bias`; `None` where the CPU
+        /// has no VNNI.
+        pub fn new(weight: &[f32], bias: &[f32], inputs: usize) -> Option<Self> {
+            let kernel = super::encoder::dense_i8::Int8Kernel::vnni()?;
+            Some(DenseInt8(
+                super::encoder::dense_i8::Int8Panels::new(weight, bias, inputs),
+                kernel,
+            ))
+        }
+
+        /// `out = x·Wᵀ + b`, `x` quantised per row as it starts.
+        pub fn forward(&self, x: &[f32], out: &mut [f32]) {
+            let mut scratch = Default::default();
+            self.0.forward(x, out, false, &mut scratch, self.1)
+        }
+    }
+
+    /// `out = x·Wᵀ + b` through the `gemm` crate on the unpacked weight,
+    /// as the forward pass ran before its own kernel (the baseline).
+    pub fn gemm_crate(x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+        super::encoder::gemm_crate_product(x, weight, bias, out)
+    }
+}
 use candle_models::CandleEncoder;
 use encoder::{BertConfig, Encoder, Packed};
 pub use lazy::BertLoader;

@@ -5,7 +5,7 @@ use tokenizers::Tokenizer;
 
 use super::builder::BertEmbedderBuilder;
 use super::encoder::{ClassifierHead, Encoder, Packed};
-use super::load::read_weights;
+use super::load::read_tensors;
 use super::{check_room, run_on, BertEmbedder};
 use crate::embedder::{CostPrior, ModelShape};
 use crate::error::{boxed, BoxError, Error, Result};
@@ -78,9 +78,9 @@ impl BertReranker {
             ));
         }
         let (encoder, head) = builder.load_checked(&p, |p, int8| {
-            read_weights(&p.files, |vb| {
-                let head = ClassifierHead::load(&vb, p.config.family, p.config.hidden_size)?;
-                let encoder = Encoder::load(vb, &p.config, p.activation, int8)?;
+            read_tensors(&p.files, |tensors| {
+                let head = ClassifierHead::load(&tensors, p.config.family, p.config.hidden_size)?;
+                let encoder = Encoder::load(tensors, &p.config, p.activation, int8)?;
                 Ok((encoder, head))
             })
         })?;

@@ -45,7 +45,10 @@ pub(super) fn attend(
     let tokens = context.len() / h.max(1);
     assert_eq!(qkv.len(), tokens * 3 * h, "qkv is not tokens × 3h");
     assert_eq!(context.len(), tokens * h, "context is not tokens × h");
-    assert!(heads > 0 && h % heads == 0, "h is not a multiple of heads");
+    assert!(
+        heads > 0 && h.is_multiple_of(heads),
+        "h is not a multiple of heads"
+    );
     let d = h / heads;
     let scale = 1.0 / (d as f32).sqrt();
     // Bounds: every span lies inside `tokens`, checked here for the raw

@@ -26,7 +26,10 @@ pub(crate) struct Int8Weights {
 impl Int8Weights {
     /// Quantises `rows × width` row-major values.
     pub(crate) fn quantize(weights: &[f32], width: usize) -> Self {
-        assert!(width > 0 && weights.len() % width == 0, "not rows × width");
+        assert!(
+            width > 0 && weights.len().is_multiple_of(width),
+            "not rows × width"
+        );
         let blocks = width.div_ceil(SCALE_BLOCK);
         let mut values = vec![0i8; weights.len()];
         let mut scales = Vec::with_capacity(weights.len() / width * blocks);
@@ -49,6 +52,32 @@ impl Int8Weights {
             scales,
             width,
         }
+    }
+
+    /// Quantises `rows × width` values that `read(rows, out)` writes a
+    /// range of rows at a time (so that they never sit in memory whole).
+    pub(crate) fn quantize_from<E>(
+        rows: usize,
+        width: usize,
+        mut read: impl FnMut(std::ops::Range<usize>, &mut [f32]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let chunk = (256 * 1024 / width.max(1)).max(1);
+        let mut buf = vec![0f32; chunk.min(rows) * width];
+        let mut values = Vec::with_capacity(rows * width);
+        let mut scales = Vec::with_capacity(rows * width.div_ceil(SCALE_BLOCK));
+        for start in (0..rows).step_by(chunk) {
+            let end = (start + chunk).min(rows);
+            let part = &mut buf[..(end - start) * width];
+            read(start..end, part)?;
+            let q = Int8Weights::quantize(part, width);
+            values.extend_from_slice(&q.values);
+            scales.extend_from_slice(&q.scales);
+        }
+        Ok(Int8Weights {
+            values,
+            scales,
+            width,
+        })
     }
 
     /// Bytes held.
@@ -127,6 +156,19 @@ mod tests {
         assert_eq!(back[3], 100.0);
         assert!(back[SCALE_BLOCK..].iter().all(|b| (b - 0.01).abs() < 1e-9));
         assert_eq!(back[4], 0.0, "0.01 is below half a step of the first block");
+    }
+
+    #[test]
+    fn quantising_in_chunks_equals_quantising_whole() {
+        let (rows, width) = (3000, 100); // several chunks, a partial last one
+        let v = values(rows * width, 3);
+        let whole = Int8Weights::quantize(&v, width);
+        let chunked = Int8Weights::quantize_from(rows, width, |r, out: &mut [f32]| {
+            out.copy_from_slice(&v[r.start * width..r.end * width]);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!((whole.values, whole.scales), (chunked.values, chunked.scales));
     }
 
     #[test]

@@ -193,6 +193,51 @@ fn add_row_generic(x: &mut [f32], row: &[f32]) {
 
 dispatch!(add_row(x: &mut [f32], row: &[f32]) => add_row_generic);
 
+/// `round(v)`, halves away from zero, for `|v|` within `i32`: an add and a
+/// truncating convert, which vectorise (`f32::round` is a libm call on the
+/// baseline x86-64 target).
+#[inline(always)]
+pub(crate) fn round_to_i32(v: f32) -> i32 {
+    (v + 0.5f32.copysign(v)) as i32
+}
+
+/// Quantises one row of activations to unsigned bytes in blocks of
+/// `block` values, each with its own scale (its largest magnitude over
+/// 127): `q = round(x / s) + 128`, written to `values` (as long as `x`
+/// rounded up to whole blocks; the padding gets the zero point), `s` to
+/// `scales` (one per block).
+#[inline(always)]
+fn quantize_row_generic(x: &[f32], values: &mut [u8], scales: &mut [f32], block: usize) {
+    for ((x, q), s) in x
+        .chunks(block)
+        .zip(values.chunks_mut(block))
+        .zip(scales.iter_mut())
+    {
+        let mut lanes = [0f32; LANES];
+        let mut chunks = x.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (m, v) in lanes.iter_mut().zip(c) {
+                *m = m.max(v.abs());
+            }
+        }
+        let max = chunks
+            .remainder()
+            .iter()
+            .chain(&lanes)
+            .fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let inv = 1.0 / scale;
+        for (q, v) in q.iter_mut().zip(x) {
+            // |v · inv| <= 127 up to the rounding of inv: clamped.
+            *q = (round_to_i32(v * inv).clamp(-127, 127) + 128) as u8;
+        }
+        q[x.len()..].fill(128);
+        *s = scale;
+    }
+}
+
+dispatch!(quantize_row(x: &[f32], values: &mut [u8], scales: &mut [f32], block: usize) => quantize_row_generic);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +419,39 @@ mod tests {
         add_row(&mut a, &bias);
         add_row_generic(&mut b, &bias);
         close(&a, &b, "add_row");
+
+        // 101 values in blocks of 64: one whole block, one partial.
+        let x: Vec<f32> = grid(-3.0, 5.0, 100);
+        let (mut qa, mut qb) = (vec![0u8; 128], vec![0u8; 128]);
+        let (mut sa, mut sb) = (vec![0f32; 2], vec![0f32; 2]);
+        quantize_row(&x, &mut qa, &mut sa, 64);
+        quantize_row_generic(&x, &mut qb, &mut sb, 64);
+        assert_eq!((qa, sa), (qb, sb));
+    }
+
+    #[test]
+    fn a_quantised_row_is_within_half_a_step_per_block() {
+        let mut x: Vec<f32> = grid(-1.0, 1.0, 149); // 150 values
+        x[70] = 40.0; // an outlier coarsens its own block only
+        let mut q = vec![0u8; 192];
+        let mut s = vec![0f32; 3];
+        quantize_row(&x, &mut q, &mut s, 64);
+        assert_eq!(s[1], 40.0 / 127.0);
+        assert!(s[0] <= 1.0 / 127.0 && s[2] <= 1.0 / 127.0, "{s:?}");
+        for (i, v) in x.iter().enumerate() {
+            let back = (q[i] as i32 - 128) as f32 * s[i / 64];
+            assert!(
+                (back - v).abs() <= s[i / 64] * 0.5 + 1e-6,
+                "{i}: {v} vs {back}"
+            );
+        }
+        assert!(
+            q[150..].iter().all(|q| *q == 128),
+            "padding is the zero point"
+        );
+        assert_eq!(q[70], 255);
+        assert_eq!(round_to_i32(-2.5), -3);
+        assert_eq!(round_to_i32(2.49), 2);
     }
 
     #[test]

@@ -1,112 +1,158 @@
-//! Dense layers: `y = x·Wᵀ + b` on row-major `f32` buffers through the
-//! `gemm` crate (the same kernels candle's CPU matmul uses, without the
-//! per-op tensor allocations around them).
+//! Dense layers: `y = x·Wᵀ + b` on row-major `f32` buffers. `f32` weights
+//! run membatch's own packed kernel ([`super::dense`]); int8 weights are
+//! expanded and run through the `gemm` crate, which also serves attention's
+//! per-head products (strided views, no packing).
 
 use gemm::Parallelism;
 
+use super::dense::PackedWeights;
+use super::dense_i8::{Int8Kernel, Int8Panels, Quantized};
 use super::int8::Int8Weights;
 
 /// A dense layer with PyTorch's layout: `weight` is `out × in`, row-major.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
-    weight: Vec<f32>,
-    /// When set, the weights are held in int8 and `weight` is empty.
-    int8: Option<Int8Weights>,
-    bias: Vec<f32>,
+    weights: Weights,
     inputs: usize,
     outputs: usize,
 }
 
+#[derive(Debug, Clone)]
+enum Weights {
+    /// Packed once for membatch's own kernel (bias included).
+    F32(PackedWeights),
+    /// Int8, expanded to `f32` for `gemm` before each product (CPUs
+    /// without VNNI).
+    Int8 {
+        weights: Int8Weights,
+        bias: Vec<f32>,
+    },
+    /// Int8 per output column, multiplied with 8-bit activations by a VNNI
+    /// kernel.
+    Vnni(Int8Panels, Int8Kernel),
+}
+
+/// Buffers a batch's products reuse: int8 weights expanded to `f32`, or
+/// activations quantised to 8 bits.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    expanded: Vec<f32>,
+    quantized: Quantized,
+}
+
 impl Linear {
-    pub(crate) fn new(weight: Vec<f32>, bias: Vec<f32>, inputs: usize) -> Self {
+    /// An `f32` layer, packed for the dense kernel now.
+    pub(crate) fn new(weight: &[f32], bias: Vec<f32>, inputs: usize) -> Self {
         let outputs = bias.len();
         assert_eq!(weight.len(), inputs * outputs, "weight is not out × in");
         Linear {
-            weight,
-            int8: None,
-            bias,
+            weights: Weights::F32(PackedWeights::new(weight, &bias, inputs)),
             inputs,
             outputs,
         }
     }
 
-    /// Layers over the same input stacked into one: their outputs side by
-    /// side, so that one product replaces several.
-    pub(crate) fn stack(parts: &[Linear]) -> Self {
-        let inputs = parts.first().map_or(0, |p| p.inputs);
-        assert!(parts.iter().all(|p| p.inputs == inputs), "inputs differ");
-        Linear::new(
-            parts
-                .iter()
-                .flat_map(|p| p.weight.iter().copied())
-                .collect(),
-            parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
-            inputs,
-        )
-    }
-
-    /// The same layer with int8 weights (the `f32` copy is dropped).
-    pub(crate) fn quantized(self) -> Self {
-        Linear {
-            int8: Some(Int8Weights::quantize(&self.weight, self.inputs)),
-            weight: Vec::new(),
-            ..self
+    /// An int8 layer (the `f32` weights are not kept): on a CPU with VNNI,
+    /// integer products on weights quantised per output column; elsewhere
+    /// weights quantised per block of 32 and expanded for an `f32` product.
+    pub(crate) fn new_int8(weight: &[f32], bias: Vec<f32>, inputs: usize) -> Self {
+        match Int8Kernel::vnni() {
+            Some(kernel) => Self::new_vnni(weight, bias, inputs, kernel),
+            None => Self::new_expanded(weight, bias, inputs),
         }
     }
 
-    /// Bytes of weights held.
+    /// An int8 layer expanded to `f32` for each product.
+    pub(crate) fn new_expanded(weight: &[f32], bias: Vec<f32>, inputs: usize) -> Self {
+        let outputs = bias.len();
+        assert_eq!(weight.len(), inputs * outputs, "weight is not out × in");
+        Linear {
+            weights: Weights::Int8 {
+                weights: Int8Weights::quantize(weight, inputs),
+                bias,
+            },
+            inputs,
+            outputs,
+        }
+    }
+
+    /// An int8 layer run by the integer `kernel`.
+    pub(crate) fn new_vnni(
+        weight: &[f32],
+        bias: Vec<f32>,
+        inputs: usize,
+        kernel: Int8Kernel,
+    ) -> Self {
+        let outputs = bias.len();
+        assert_eq!(weight.len(), inputs * outputs, "weight is not out × in");
+        Linear {
+            weights: Weights::Vnni(Int8Panels::new(weight, &bias, inputs), kernel),
+            inputs,
+            outputs,
+        }
+    }
+
+    /// Bytes of weights held (bias included).
     pub(crate) fn weight_bytes(&self) -> usize {
-        self.int8
-            .as_ref()
-            .map_or(4 * self.weight.len(), Int8Weights::bytes)
+        match &self.weights {
+            Weights::F32(packed) => packed.bytes(),
+            Weights::Int8 { weights, bias } => weights.bytes() + 4 * bias.len(),
+            Weights::Vnni(panels, _) => panels.bytes(),
+        }
     }
 
     pub(crate) fn outputs(&self) -> usize {
         self.outputs
     }
 
-    /// `out = x·Wᵀ + b` for `rows` rows. `scratch` holds int8 weights
-    /// expanded for the product (kept by the caller across layers).
-    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
-        let rows = x.len() / self.inputs;
-        for row in out.chunks_exact_mut(self.outputs) {
-            row.copy_from_slice(&self.bias);
-        }
-        self.accumulate(x, rows, out, scratch);
+    /// `out = x·Wᵀ + b` for every row of `x`. `scratch` is kept by the
+    /// caller across layers.
+    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32], scratch: &mut Scratch) {
+        self.product(x, out, false, scratch)
     }
 
     /// `out += x·Wᵀ + b`: the residual already sits in `out`.
-    pub(crate) fn forward_add(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
-        let rows = x.len() / self.inputs;
-        super::kernels::add_row(out, &self.bias);
-        self.accumulate(x, rows, out, scratch);
+    pub(crate) fn forward_add(&self, x: &[f32], out: &mut [f32], scratch: &mut Scratch) {
+        self.product(x, out, true, scratch)
     }
 
-    fn accumulate(&self, x: &[f32], rows: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
-        let weight: &[f32] = match &self.int8 {
-            None => &self.weight,
-            Some(int8) => {
-                scratch.resize(int8.len(), 0.0);
-                int8.expand(scratch);
-                scratch
-            }
-        };
-        assert_eq!(weight.len(), self.inputs * self.outputs);
-        assert_eq!(x.len(), rows * self.inputs, "input is not rows × in");
+    fn product(&self, x: &[f32], out: &mut [f32], accumulate: bool, scratch: &mut Scratch) {
+        assert_eq!(x.len() % self.inputs, 0, "input is not rows × in");
+        let rows = x.len() / self.inputs;
         assert_eq!(out.len(), rows * self.outputs, "output is not rows × out");
-        // SAFETY: the asserts above give every matrix the extent the strides
-        // describe: x is rows × in (row stride in), Wᵀ is read from the
-        // out × in weight (element (k, j) at j·in + k), out is rows × out.
-        unsafe {
-            matmul(
-                Mat::new(x.as_ptr(), self.inputs as isize, 1),
-                Mat::new(weight.as_ptr(), 1, self.inputs as isize),
-                MatMut::new(out.as_mut_ptr(), self.outputs as isize),
-                (rows, self.outputs, self.inputs),
-                1.0,
-                true,
-                parallelism(),
-            )
+        match &self.weights {
+            Weights::F32(packed) => packed.forward(x, out, accumulate),
+            Weights::Vnni(panels, kernel) => {
+                panels.forward(x, out, accumulate, &mut scratch.quantized, *kernel)
+            }
+            Weights::Int8 { weights, bias } => {
+                if accumulate {
+                    super::kernels::add_row(out, bias);
+                } else {
+                    for row in out.chunks_exact_mut(self.outputs) {
+                        row.copy_from_slice(bias);
+                    }
+                }
+                let expanded = &mut scratch.expanded;
+                expanded.resize(weights.len(), 0.0);
+                weights.expand(expanded);
+                let weight: &[f32] = expanded;
+                // SAFETY: the asserts above give every matrix the extent the
+                // strides describe: x is rows × in (row stride in), Wᵀ is
+                // read from the out × in weight (element (k, j) at j·in + k),
+                // out is rows × out.
+                unsafe {
+                    matmul(
+                        Mat::new(x.as_ptr(), self.inputs as isize, 1),
+                        Mat::new(weight.as_ptr(), 1, self.inputs as isize),
+                        MatMut::new(out.as_mut_ptr(), self.outputs as isize),
+                        (rows, self.outputs, self.inputs),
+                        1.0,
+                        true,
+                        parallelism(),
+                    )
+                }
+            }
         }
     }
 }
@@ -222,9 +268,9 @@ mod tests {
             values(outputs * inputs, 2),
             values(outputs, 3),
         );
-        let layer = Linear::new(w.clone(), b.clone(), inputs);
+        let layer = Linear::new(&w, b.clone(), inputs);
         let mut out = vec![f32::NAN; rows * outputs];
-        layer.forward(&x, &mut out, &mut Vec::new());
+        layer.forward(&x, &mut out, &mut Scratch::default());
         for (got, want) in out.iter().zip(naive(&x, &w, &b, inputs)) {
             assert!((got - want).abs() < 1e-4, "{got} vs {want}");
         }
@@ -238,14 +284,26 @@ mod tests {
             values(outputs * inputs, 9),
             values(outputs, 10),
         );
-        let layer = Linear::new(w.clone(), b.clone(), inputs);
-        let f32_bytes = layer.weight_bytes();
-        let q = layer.quantized();
-        assert!(q.weight_bytes() * 3 < f32_bytes, "{}", q.weight_bytes());
-        let mut out = vec![0f32; rows * outputs];
-        q.forward(&x, &mut out, &mut Vec::new());
-        for (got, want) in out.iter().zip(naive(&x, &w, &b, inputs)) {
-            assert!((got - want).abs() < 0.01, "{got} vs {want}");
+        let f32_bytes = Linear::new(&w, b.clone(), inputs).weight_bytes();
+        // Weights alone in int8 (expanded), and weights and activations
+        // (the integer kernels; the generic one runs anywhere).
+        let mut layers = vec![
+            (Linear::new_expanded(&w, b.clone(), inputs), 0.01),
+            (
+                Linear::new_vnni(&w, b.clone(), inputs, Int8Kernel::Generic),
+                0.03,
+            ),
+        ];
+        if let Some(kernel) = Int8Kernel::vnni() {
+            layers.push((Linear::new_vnni(&w, b.clone(), inputs, kernel), 0.03));
+        }
+        for (q, tolerance) in layers {
+            assert!(q.weight_bytes() * 3 < f32_bytes, "{}", q.weight_bytes());
+            let mut out = vec![0f32; rows * outputs];
+            q.forward(&x, &mut out, &mut Scratch::default());
+            for (got, want) in out.iter().zip(naive(&x, &w, &b, inputs)) {
+                assert!((got - want).abs() < tolerance, "{got} vs {want}");
+            }
         }
     }
 
@@ -257,13 +315,21 @@ mod tests {
             values(outputs * inputs, 5),
             values(outputs, 6),
         );
-        let layer = Linear::new(w.clone(), b.clone(), inputs);
         let residual = values(rows * outputs, 7);
-        let mut out = residual.clone();
-        layer.forward_add(&x, &mut out, &mut Vec::new());
         let plain = naive(&x, &w, &b, inputs);
-        for i in 0..out.len() {
-            assert!((out[i] - residual[i] - plain[i]).abs() < 1e-5);
+        for (layer, tolerance) in [
+            (Linear::new(&w, b.clone(), inputs), 1e-5),
+            (Linear::new_expanded(&w, b.clone(), inputs), 0.01),
+            (
+                Linear::new_vnni(&w, b.clone(), inputs, Int8Kernel::Generic),
+                0.03,
+            ),
+        ] {
+            let mut out = residual.clone();
+            layer.forward_add(&x, &mut out, &mut Scratch::default());
+            for i in 0..out.len() {
+                assert!((out[i] - residual[i] - plain[i]).abs() < tolerance);
+            }
         }
     }
 }

@@ -10,12 +10,14 @@
 
 mod attention;
 mod config;
+pub(crate) mod dense;
+pub(crate) mod dense_i8;
 mod int8;
 pub(crate) mod kernels;
 mod linear;
+pub(crate) mod tensors;
 
 use candle_core::Result as CandleResult;
-use candle_nn::VarBuilder;
 
 use crate::embedder::CostPrior;
 
@@ -23,6 +25,37 @@ pub(crate) use config::{Activation, BertConfig, Family};
 
 use int8::Int8Weights;
 use linear::Linear;
+pub(crate) use tensors::{SafetensorsFile, Tensors};
+
+/// `out = x·Wᵀ + b` through the `gemm` crate on an unpacked `out × in`
+/// weight: the dense product as it ran before the packed kernel, kept for
+/// the benches' baseline.
+pub(crate) fn gemm_crate_product(x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+    let n = bias.len();
+    let k = weight.len() / n.max(1);
+    assert!(
+        k > 0 && weight.len() == n * k && x.len().is_multiple_of(k),
+        "weight is not out × in"
+    );
+    let rows = x.len() / k;
+    assert_eq!(out.len(), rows * n, "output is not rows × out");
+    for row in out.chunks_exact_mut(n) {
+        row.copy_from_slice(bias);
+    }
+    // SAFETY: x is rows × k, the weight n × k (read transposed), out
+    // rows × n: the extents the strides describe, checked above.
+    unsafe {
+        linear::matmul(
+            linear::Mat::new(x.as_ptr(), k as isize, 1),
+            linear::Mat::new(weight.as_ptr(), 1, k as isize),
+            linear::MatMut::new(out.as_mut_ptr(), n as isize),
+            (rows, n, k),
+            1.0,
+            true,
+            linear::parallelism(),
+        )
+    }
+}
 
 /// `n` zeros, every page written now (`vec![0.0; n]` would map zero pages
 /// that are charged only when first written).
@@ -111,7 +144,7 @@ struct Norm {
 }
 
 impl Norm {
-    fn load(vb: &VarBuilder, size: usize) -> CandleResult<Self> {
+    fn load(vb: &Tensors, size: usize) -> CandleResult<Self> {
         // Older checkpoints name the parameters gamma/beta.
         let pick = |names: [&'static str; 2]| {
             names
@@ -196,7 +229,7 @@ pub(crate) struct RelativeBias {
 
 impl RelativeBias {
     /// Reads `encoder.relative_attention_bias.weight` (`buckets × heads`).
-    fn load(vb: &VarBuilder, buckets: usize, heads: usize, span: usize) -> CandleResult<Self> {
+    fn load(vb: &Tensors, buckets: usize, heads: usize, span: usize) -> CandleResult<Self> {
         let weight = matrix(vb, "relative_attention_bias.weight", buckets, heads)?;
         let width = 2 * span.max(1) - 1;
         let mut table = vec![0f32; heads * width];
@@ -262,20 +295,33 @@ pub(crate) struct Encoder {
     eps: f32,
 }
 
-fn vector(vb: &VarBuilder, name: &str, len: usize) -> CandleResult<Vec<f32>> {
-    vb.get(len, name)?.to_vec1()
+fn vector(vb: &Tensors, name: &str, len: usize) -> CandleResult<Vec<f32>> {
+    vb.vector(name, len)
 }
 
-fn matrix(vb: &VarBuilder, name: &str, rows: usize, cols: usize) -> CandleResult<Vec<f32>> {
-    vb.get((rows, cols), name)?.flatten_all()?.to_vec1()
+fn matrix(vb: &Tensors, name: &str, rows: usize, cols: usize) -> CandleResult<Vec<f32>> {
+    vb.matrix(name, rows, cols)
 }
 
-fn linear(vb: &VarBuilder, inputs: usize, outputs: usize) -> CandleResult<Linear> {
-    Ok(Linear::new(
-        matrix(vb, "weight", outputs, inputs)?,
-        vector(vb, "bias", outputs)?,
-        inputs,
-    ))
+fn linear(vb: &Tensors, inputs: usize, outputs: usize) -> CandleResult<Linear> {
+    stacked(std::slice::from_ref(vb), inputs, outputs, false)
+}
+
+/// Layers over the same input (`outputs` each) read and stacked into one,
+/// their outputs side by side, so that one product replaces several; in
+/// int8 with `int8`.
+fn stacked(vbs: &[Tensors], inputs: usize, outputs: usize, int8: bool) -> CandleResult<Linear> {
+    let mut weight = Vec::with_capacity(vbs.len() * outputs * inputs);
+    let mut bias = Vec::with_capacity(vbs.len() * outputs);
+    for vb in vbs {
+        weight.extend(matrix(vb, "weight", outputs, inputs)?);
+        bias.extend(vector(vb, "bias", outputs)?);
+    }
+    Ok(if int8 {
+        Linear::new_int8(&weight, bias, inputs)
+    } else {
+        Linear::new(&weight, bias, inputs)
+    })
 }
 
 impl Encoder {
@@ -285,7 +331,7 @@ impl Encoder {
     /// checked by the caller. With `int8`, each tensor is quantised as soon
     /// as it is read, so the whole model never sits in memory in `f32`.
     pub(crate) fn load(
-        vb: VarBuilder,
+        vb: Tensors,
         config: &BertConfig,
         activation: Activation,
         int8: bool,
@@ -312,7 +358,7 @@ impl Encoder {
         let h = config.hidden_size;
         let heads = config.num_attention_heads;
         let i = config.intermediate_size;
-        if h == 0 || i == 0 || heads == 0 || h % heads != 0 {
+        if h == 0 || i == 0 || heads == 0 || !h.is_multiple_of(heads) {
             candle_core::bail!(
                 "hidden_size {h} must be a positive multiple of num_attention_heads {heads}, \
                  and intermediate_size {i} positive"
@@ -364,15 +410,13 @@ impl Encoder {
                     attn.pp("output.LayerNorm"),
                 ),
             };
-            let [q, k, v] = qkv.map(|vb| linear(&vb, h, h));
-            let (q, k, v) = (q?, k?, v?);
-            let dense = |l: Linear| if int8 { l.quantized() } else { l };
+            let dense = |vb: Tensors, inputs, outputs| stacked(&[vb], inputs, outputs, int8);
             layers.push(Layer {
-                qkv: dense(Linear::stack(&[q, k, v])),
-                attention_out: dense(linear(&out, h, h)?),
+                qkv: stacked(&qkv, h, h, int8)?,
+                attention_out: dense(out, h, h)?,
                 attention_norm: Norm::load(&norm, h)?,
-                intermediate: dense(linear(&vb.pp("intermediate.dense"), h, i)?),
-                output: dense(linear(&vb.pp("output.dense"), i, h)?),
+                intermediate: dense(vb.pp("intermediate.dense"), h, i)?,
+                output: dense(vb.pp("output.dense"), i, h)?,
                 output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
             });
         }
@@ -384,11 +428,15 @@ impl Encoder {
         )?;
         // Rows before the family's first position are never used.
         position.drain(..offset * h);
-        let word = matrix(&emb, "word_embeddings.weight", config.vocab_size, h)?;
+        let (name, vocab) = ("word_embeddings.weight", config.vocab_size);
         let word = if int8 {
-            WordTable::Int8(Int8Weights::quantize(&word, h))
+            // Quantised a few hundred rows at a time: the table (the
+            // model's largest tensor) never sits in memory in f32.
+            WordTable::Int8(Int8Weights::quantize_from(vocab, h, |rows, out| {
+                emb.read_rows(name, (vocab, h), rows, out)
+            })?)
         } else {
-            WordTable::F32(word)
+            WordTable::F32(matrix(&emb, name, vocab, h)?)
         };
         Ok(Encoder {
             word,
@@ -421,7 +469,7 @@ impl Encoder {
                 .map(|l| {
                     [&l.qkv, &l.attention_out, &l.intermediate, &l.output]
                         .iter()
-                        .map(|d| d.weight_bytes() + 4 * d.outputs())
+                        .map(|d| d.weight_bytes())
                         .sum::<usize>()
                         + norms(&l.attention_norm)
                         + norms(&l.output_norm)
@@ -462,7 +510,7 @@ impl Encoder {
         let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
         let mut inter = touched(tokens * inter_width);
         // Int8 weights expanded for one product at a time.
-        let mut scratch = Vec::new();
+        let mut scratch = linear::Scratch::default();
         let spans: Vec<(usize, usize)> = batch.spans().filter(|(_, len)| *len > 0).collect();
         for layer in &self.layers {
             layer.qkv.forward(&x, &mut qkv, &mut scratch);
@@ -532,7 +580,7 @@ pub(crate) struct ClassifierHead {
 
 impl ClassifierHead {
     /// Reads a one-label head (a relevance score) for `family`.
-    pub(crate) fn load(vb: &VarBuilder, family: Family, hidden: usize) -> CandleResult<Self> {
+    pub(crate) fn load(vb: &Tensors, family: Family, hidden: usize) -> CandleResult<Self> {
         let (dense, out) = match family {
             Family::Bert => {
                 let prefix = if vb.contains_tensor("bert.pooler.dense.weight") {
@@ -567,7 +615,7 @@ impl ClassifierHead {
             .collect();
         let n = firsts.len() / h.max(1);
         let mut pooled = vec![0f32; n * h];
-        let mut scratch = Vec::new();
+        let mut scratch = linear::Scratch::default();
         self.dense.forward(&firsts, &mut pooled, &mut scratch);
         pooled.iter_mut().for_each(|v| *v = v.tanh());
         let mut scores = vec![0f32; n];
@@ -578,7 +626,7 @@ impl ClassifierHead {
     pub(crate) fn weight_bytes(&self) -> usize {
         [&self.dense, &self.out]
             .iter()
-            .map(|d| d.weight_bytes() + 4 * d.outputs())
+            .map(|d| d.weight_bytes())
             .sum()
     }
 }
@@ -591,14 +639,14 @@ mod tests {
 
     fn tiny(int8: bool) -> Encoder {
         let config: BertConfig = serde_json::from_value(serde_json::json!({
-            "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "intermediate_size": 16,
+            "vocab_size": 10, "hidden_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 128,
             "max_position_embeddings": 6
         }))
         .unwrap();
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        Encoder::load(vb, &config, Activation::Gelu, int8).unwrap()
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        Encoder::load(Tensors::new(&vb), &config, Activation::Gelu, int8).unwrap()
     }
 
     #[test]
@@ -620,16 +668,16 @@ mod tests {
             let err = e.forward(&Packed::new([&[1u32; 7][..]])).unwrap_err();
             assert!(matches!(err, ForwardError::TooLong { len: 7, max: 6 }));
             let ok = e.forward(&Packed::new([&[1u32; 6][..], &[2, 3]])).unwrap();
-            assert_eq!(ok.len(), 8 * 8);
+            assert_eq!(ok.len(), 8 * 64);
             assert!(ok.iter().all(|v| v.is_finite()));
         }
     }
 
     #[test]
     fn the_cost_prior_counts_the_four_buffers_and_one_score_matrix() {
-        // hidden 8, intermediate 16: 5·8 + 16 floats per token.
+        // hidden 64, intermediate 128: 5·64 + 128 floats per token.
         let prior = tiny(false).cost_prior();
-        assert_eq!(prior, CostPrior::new(4 * (5 * 8 + 16), 4));
+        assert_eq!(prior, CostPrior::new(4 * (5 * 64 + 128), 4));
     }
 
     #[test]

@@ -356,7 +356,7 @@ impl IndexWriter {
         .to_string();
         // The data must start 8-byte aligned: pad the header with spaces.
         let mut header = header.into_bytes();
-        while header.len() % 8 != 0 {
+        while !header.len().is_multiple_of(8) {
             header.push(b' ');
         }
         let path = self.dir.join("embeddings.safetensors");

@@ -1,0 +1,591 @@
+//! Dense products `y = [y +] x·Wᵀ + b` on weights packed once, at load, into
+//! the layout the micro-kernel reads.
+//!
+//! Written by hand because the `gemm` crate, good as it is for arbitrary
+//! products, re-packs the weight matrix on every call and reached 63–70
+//! GFLOP/s of this machine's ~157 on the encoder's shapes (docs/benchmarks.md),
+//! and no maintained crate packs a right-hand side once and reuses it. The
+//! shapes here are narrow: K (the input width) is a few hundred to a few
+//! thousand, N (the output width) a multiple of 16 in every model seen, M
+//! (tokens of a batch) anything from 1 to tens of thousands.
+//!
+//! Layout: the `out × in` weight is cut into panels of [`NR`] output columns;
+//! a panel stores, for each input index `k`, its 16 weights side by side, so
+//! the kernel reads one contiguous stream per panel. The kernel computes an
+//! [`MR`] × [`NR`] tile of the output in registers (12 AVX accumulators), one
+//! broadcast of `x` and two loads of the panel per `k`, and adds the bias
+//! (and the residual already in the output) as it stores. K is walked in
+//! blocks of [`KC`] so that one panel's block stays in the L1 cache while
+//! the rows of a task stream past it; the rows of a task ([`row_block`])
+//! stay in L2.
+//!
+//! Threads: tasks are blocks of rows (or, when a batch has too few rows to
+//! give every thread two blocks, blocks of rows × groups of panels), run on
+//! the current rayon pool; nothing here assumes a number of cores.
+
+use rayon::prelude::*;
+
+/// Output columns per panel (two AVX registers of `f32`).
+pub(crate) const NR: usize = 16;
+/// Rows per register tile.
+pub(crate) const MR: usize = 6;
+/// Input indices per cache block: a panel's block is `KC × NR × 4` = 16 KiB.
+pub(crate) const KC: usize = 256;
+
+/// An `out × in` weight matrix packed into panels, with its bias padded to
+/// whole panels. 64-byte aligned so that no panel load crosses a cache line.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedWeights {
+    buf: Vec<f32>,
+    /// Start of the aligned data in `buf`.
+    start: usize,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+/// Floats of padding that let the data start on a 64-byte boundary.
+const ALIGN: usize = 16;
+
+impl PackedWeights {
+    /// Packs `weight` (`outputs × inputs`, row-major, PyTorch's layout) and
+    /// `bias` (`outputs`).
+    pub(crate) fn new(weight: &[f32], bias: &[f32], inputs: usize) -> Self {
+        let outputs = bias.len();
+        assert_eq!(weight.len(), inputs * outputs, "weight is not out × in");
+        Self::from_rows(outputs, inputs, bias, |j, row| {
+            row.copy_from_slice(&weight[j * inputs..(j + 1) * inputs])
+        })
+    }
+
+    /// Packs `outputs` rows of `inputs` weights, each written into a
+    /// scratch row by `row(j, out)` (an int8 layer expands its rows so).
+    pub(crate) fn from_rows(
+        outputs: usize,
+        inputs: usize,
+        bias: &[f32],
+        mut row: impl FnMut(usize, &mut [f32]),
+    ) -> Self {
+        assert_eq!(bias.len(), outputs, "one bias per output");
+        let panels = outputs.div_ceil(NR);
+        let mut buf = vec![0f32; panels * NR * inputs + ALIGN];
+        let start = (buf.as_ptr() as usize).next_multiple_of(64) - buf.as_ptr() as usize;
+        let start = start / 4;
+        let mut scratch = vec![0f32; inputs];
+        {
+            let data = &mut buf[start..start + panels * NR * inputs];
+            for j in 0..outputs {
+                row(j, &mut scratch);
+                let (panel, col) = (j / NR, j % NR);
+                let panel = &mut data[panel * NR * inputs..(panel + 1) * NR * inputs];
+                for (k, w) in scratch.iter().enumerate() {
+                    panel[k * NR + col] = *w;
+                }
+            }
+        }
+        let mut padded = bias.to_vec();
+        padded.resize(panels * NR, 0.0);
+        PackedWeights {
+            buf,
+            start,
+            bias: padded,
+            inputs,
+            outputs,
+        }
+    }
+
+    /// Bytes of weights held (padding included).
+    pub(crate) fn bytes(&self) -> usize {
+        4 * (self.buf.len() + self.bias.len())
+    }
+
+    fn panels(&self) -> usize {
+        self.outputs.div_ceil(NR)
+    }
+
+    fn data(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.panels() * NR * self.inputs]
+    }
+
+    /// `out = x·Wᵀ + b`, or `out += x·Wᵀ + b` with `accumulate` (the
+    /// residual already in `out`). `x` is `rows × inputs`, `out` is
+    /// `rows × outputs`, both row-major.
+    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32], accumulate: bool) {
+        self.forward_with(x, out, accumulate, kernel_for_this_cpu());
+    }
+
+    pub(crate) fn forward_with(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        accumulate: bool,
+        kernel: Kernel,
+    ) {
+        let (k, n) = (self.inputs, self.outputs);
+        assert!(k > 0, "a product over no inputs");
+        assert_eq!(x.len() % k, 0, "input is not rows × inputs");
+        let rows = x.len() / k;
+        assert_eq!(out.len(), rows * n, "output is not rows × outputs");
+        if rows == 0 || n == 0 {
+            return;
+        }
+        let block = row_block(k);
+        let row_blocks = rows.div_ceil(block);
+        let panels = self.panels();
+        let threads = rayon::current_num_threads().max(1);
+        // Small products on one thread: a task costs a few microseconds to
+        // hand over, about 100k multiply-adds here.
+        let flops = rows * n * k;
+        let groups = if threads == 1 || flops < 1 << 20 {
+            1
+        } else {
+            // Two tasks a thread at least, so that an uneven last block
+            // does not leave a core idle for long.
+            (2 * threads).div_ceil(row_blocks).min(panels)
+        };
+        let per_group = panels.div_ceil(groups);
+        let groups = panels.div_ceil(per_group);
+        let tasks = row_blocks * groups;
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        let run = |task: usize| {
+            let (rb, group) = (task / groups, task % groups);
+            let r0 = rb * block;
+            let r1 = (r0 + block).min(rows);
+            let p0 = group * per_group;
+            let p1 = (p0 + per_group).min(panels);
+            // SAFETY: task (rb, group) writes rows r0..r1 × panels p0..p1 of
+            // `out` and nothing else; the tasks' blocks are disjoint. Every
+            // index below stays inside `x` (rows × k), `out` (rows × n), the
+            // packed data (panels × NR × k) and the padded bias.
+            unsafe { self.block(x, out_ptr.get(), r0..r1, p0..p1, accumulate, kernel) }
+        };
+        if tasks == 1 {
+            run(0);
+        } else {
+            (0..tasks).into_par_iter().for_each(run);
+        }
+    }
+
+    /// One task: rows `rows` × panels `panels` of the output.
+    ///
+    /// # Safety
+    ///
+    /// `out` points to a `rows_total × outputs` buffer (where `x` has
+    /// `rows_total` rows) that nobody else writes in this block during the
+    /// call.
+    unsafe fn block(
+        &self,
+        x: &[f32],
+        out: *mut f32,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        accumulate: bool,
+        kernel: Kernel,
+    ) {
+        let (k, n) = (self.inputs, self.outputs);
+        let data = self.data();
+        let mut kc0 = 0;
+        while kc0 < k {
+            let kc = KC.min(k - kc0);
+            let first = kc0 == 0;
+            for p in panels.clone() {
+                let panel = &data[p * NR * k + kc0 * NR..p * NR * k + (kc0 + kc) * NR];
+                let cols = NR.min(n - p * NR);
+                let mut r = rows.start;
+                while r < rows.end {
+                    let mr = MR.min(rows.end - r);
+                    let a = &x[r * k + kc0..];
+                    let epilogue = Epilogue {
+                        bias: first.then(|| self.bias[p * NR..].as_ptr()),
+                        add_existing: !first || accumulate,
+                    };
+                    // SAFETY: `a` holds mr rows of stride k from column
+                    // kc0 with kc valid values each (r + mr <= rows ≤ the
+                    // rows of x); `panel` holds kc × NR values; the output
+                    // tile (rows r..r+mr, columns p·NR..p·NR+cols) lies in
+                    // `out` and in this task's block (the caller's promise).
+                    unsafe {
+                        tile(
+                            kernel,
+                            mr,
+                            kc,
+                            a.as_ptr(),
+                            k,
+                            panel.as_ptr(),
+                            out.add(r * n + p * NR),
+                            n,
+                            cols,
+                            epilogue,
+                        )
+                    };
+                    r += mr;
+                }
+            }
+            kc0 += kc;
+        }
+    }
+}
+
+/// Rows per task: the task's slice of `x` (rows × min(K, KC)) stays within
+/// about 96 KiB of L2, a multiple of [`MR`].
+fn row_block(k: usize) -> usize {
+    let per_row = 4 * k.min(KC);
+    ((96 * 1024 / per_row).clamp(MR, 32 * MR) / MR) * MR
+}
+
+/// What the kernel adds to the tile it computed before storing it.
+#[derive(Clone, Copy)]
+struct Epilogue {
+    /// `NR` bias values (only with the first block of K).
+    bias: Option<*const f32>,
+    /// Add the value already in the output (the residual, or the earlier
+    /// blocks of K).
+    add_existing: bool,
+}
+
+/// Which micro-kernel runs the tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Portable Rust, any CPU.
+    Generic,
+    /// AVX2 + FMA intrinsics (x86-64 CPUs from 2013 on).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+/// The fastest kernel this CPU runs, detected once.
+pub(crate) fn kernel_for_this_cpu() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static KERNEL: OnceLock<Kernel> = OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                Kernel::Avx2
+            } else {
+                Kernel::Generic
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Kernel::Generic
+}
+
+/// One `mr × cols` tile (mr ≤ MR, cols ≤ NR) over `kc` input indices.
+///
+/// # Safety
+///
+/// `a` is valid for `mr` rows of stride `lda` with `kc` values each; `b`
+/// for `kc × NR` values; `c` for `mr` rows of stride `ldc` with `cols`
+/// values each; a bias pointer for `NR` values; `Kernel::Avx2` only where
+/// the CPU has AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    kernel: Kernel,
+    mr: usize,
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    epilogue: Epilogue,
+) {
+    if cols < NR {
+        // A partial panel: run the full tile on a copy and keep `cols`.
+        let mut tmp = [0f32; MR * NR];
+        for r in 0..mr {
+            // SAFETY: row r of the tile has `cols` values (caller).
+            unsafe {
+                std::ptr::copy_nonoverlapping(c.add(r * ldc), tmp[r * NR..].as_mut_ptr(), cols)
+            };
+        }
+        // SAFETY: tmp is an mr × NR tile of stride NR.
+        unsafe {
+            tile(
+                kernel,
+                mr,
+                kc,
+                a,
+                lda,
+                b,
+                tmp.as_mut_ptr(),
+                NR,
+                NR,
+                epilogue,
+            )
+        };
+        for r in 0..mr {
+            // SAFETY: as above.
+            unsafe { std::ptr::copy_nonoverlapping(tmp[r * NR..].as_ptr(), c.add(r * ldc), cols) };
+        }
+        return;
+    }
+    macro_rules! run {
+        ($f:ident) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match mr {
+                    1 => $f::<1>(kc, a, lda, b, c, ldc, epilogue),
+                    2 => $f::<2>(kc, a, lda, b, c, ldc, epilogue),
+                    3 => $f::<3>(kc, a, lda, b, c, ldc, epilogue),
+                    4 => $f::<4>(kc, a, lda, b, c, ldc, epilogue),
+                    5 => $f::<5>(kc, a, lda, b, c, ldc, epilogue),
+                    _ => $f::<MR>(kc, a, lda, b, c, ldc, epilogue),
+                }
+            }
+        };
+    }
+    match kernel {
+        Kernel::Generic => run!(generic),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => run!(avx2),
+    }
+}
+
+/// The portable kernel: the same tile in plain loops.
+///
+/// # Safety
+///
+/// As [`tile`], with `cols == NR`.
+unsafe fn generic<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    let mut acc = [[0f32; NR]; R];
+    for k in 0..kc {
+        // SAFETY: b holds kc × NR values, a R rows of kc values (caller).
+        let w = unsafe { &*(b.add(k * NR) as *const [f32; NR]) };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            let v = unsafe { *a.add(r * lda + k) };
+            for (s, w) in acc.iter_mut().zip(w) {
+                *s += v * w;
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        // SAFETY: row r of the tile holds NR values (caller).
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), NR) };
+        for (j, (o, s)) in row.iter_mut().zip(acc).enumerate() {
+            let mut v = *s;
+            if let Some(bias) = epilogue.bias {
+                // SAFETY: the bias holds NR values (caller).
+                v += unsafe { *bias.add(j) };
+            }
+            *o = if epilogue.add_existing { *o + v } else { v };
+        }
+    }
+}
+
+/// The AVX2 + FMA kernel: `R` × 16 accumulators in `2R` registers.
+///
+/// # Safety
+///
+/// As [`tile`], with `cols == NR`, on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: every pointer stays within the extents the caller
+    // promised (whole body); loads and stores are unaligned-tolerant.
+    unsafe {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        let mut bp = b;
+        let mut ap = a;
+        for _ in 0..kc {
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
+            for r in 0..R {
+                let v = _mm256_broadcast_ss(&*ap.add(r * lda));
+                lo[r] = _mm256_fmadd_ps(v, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(v, b1, hi[r]);
+            }
+            bp = bp.add(NR);
+            ap = ap.add(1);
+        }
+        if let Some(bias) = epilogue.bias {
+            let (b0, b1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
+            for r in 0..R {
+                lo[r] = _mm256_add_ps(lo[r], b0);
+                hi[r] = _mm256_add_ps(hi[r], b1);
+            }
+        }
+        for r in 0..R {
+            let row = c.add(r * ldc);
+            if epilogue.add_existing {
+                lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(row));
+                hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(row.add(8)));
+            }
+            _mm256_storeu_ps(row, lo[r]);
+            _mm256_storeu_ps(row.add(8), hi[r]);
+        }
+    }
+}
+
+/// The output pointer shared by the tasks, each writing its own block.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: tasks write disjoint blocks of the buffer behind the pointer,
+// which outlives the parallel loop (`forward_with` borrows it mutably).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// A method, so closures capture the `Sync` wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0) - 0.5)
+            .collect()
+    }
+
+    /// x·Wᵀ + b in f64, row by row.
+    fn naive(x: &[f32], w: &[f32], b: &[f32], k: usize) -> Vec<f32> {
+        let n = b.len();
+        x.chunks(k)
+            .flat_map(|row| {
+                (0..n).map(move |j| {
+                    (b[j] as f64
+                        + (0..k)
+                            .map(|i| row[i] as f64 * w[j * k + i] as f64)
+                            .sum::<f64>()) as f32
+                })
+            })
+            .collect()
+    }
+
+    fn kernels() -> Vec<Kernel> {
+        let mut all = vec![Kernel::Generic];
+        #[cfg(target_arch = "x86_64")]
+        if kernel_for_this_cpu() == Kernel::Avx2 {
+            all.push(Kernel::Avx2);
+        }
+        all
+    }
+
+    fn check(rows: usize, k: usize, n: usize, accumulate: bool, kernel: Kernel) {
+        let (x, w, b) = (values(rows * k, 1), values(n * k, 2), values(n, 3));
+        let packed = PackedWeights::new(&w, &b, k);
+        let residual = values(rows * n, 4);
+        let mut out = if accumulate {
+            residual.clone()
+        } else {
+            vec![f32::NAN; rows * n]
+        };
+        packed.forward_with(&x, &mut out, accumulate, kernel);
+        let want = naive(&x, &w, &b, k);
+        let tolerance = 1e-5 * k as f32;
+        for (i, (got, want)) in out.iter().zip(&want).enumerate() {
+            let want = if accumulate {
+                want + residual[i]
+            } else {
+                *want
+            };
+            assert!(
+                (got - want).abs() <= tolerance,
+                "{kernel:?} rows {rows} k {k} n {n} acc {accumulate}: [{}, {}] {got} vs {want}",
+                i / n,
+                i % n
+            );
+        }
+    }
+
+    #[test]
+    fn every_kernel_matches_a_naive_product_on_ragged_shapes() {
+        for kernel in kernels() {
+            // Rows not a multiple of MR, inputs across KC blocks, outputs
+            // not a multiple of NR; single rows and columns.
+            for (rows, k, n) in [
+                (1, 1, 1),
+                (7, 5, 3),
+                (13, 300, 40),
+                (6, 256, 16),
+                (25, 513, 33),
+                (2, 64, 130),
+            ] {
+                check(rows, k, n, false, kernel);
+                check(rows, k, n, true, kernel);
+            }
+        }
+    }
+
+    #[test]
+    fn products_split_over_threads_equal_one_thread_bit_for_bit() {
+        // Enough rows and flops to be split, over 3 threads: neither a
+        // power of two nor a divisor of the row blocks.
+        let (rows, k, n) = (301, 96, 48);
+        let (x, w, b) = (values(rows * k, 5), values(n * k, 6), values(n, 7));
+        let packed = PackedWeights::new(&w, &b, k);
+        let mut one = vec![0f32; rows * n];
+        let single = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        single.install(|| packed.forward(&x, &mut one, false));
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut many = vec![0f32; rows * n];
+            pool.install(|| packed.forward(&x, &mut many, false));
+            assert_eq!(one, many, "{threads} threads");
+        }
+        // And a batch with fewer row blocks than threads: split by panels.
+        let rows = 4;
+        let (k, n) = (1024, 512);
+        let (x, w, b) = (values(rows * k, 8), values(n * k, 9), values(n, 10));
+        let packed = PackedWeights::new(&w, &b, k);
+        let mut split = vec![0f32; rows * n];
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+            .install(|| packed.forward(&x, &mut split, false));
+        let mut whole = vec![0f32; rows * n];
+        single.install(|| packed.forward(&x, &mut whole, false));
+        assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn packing_pads_whole_panels_and_is_aligned() {
+        let packed = PackedWeights::new(&values(20 * 3, 1), &values(20, 2), 3);
+        assert_eq!(packed.data().as_ptr() as usize % 64, 0);
+        assert_eq!(packed.data().len(), 2 * NR * 3);
+        // Output 17 lives in panel 1, column 1.
+        let w = values(20 * 3, 1);
+        for k in 0..3 {
+            assert_eq!(packed.data()[NR * 3 + k * NR + 1], w[17 * 3 + k]);
+        }
+        assert!(packed.data()[NR * 3 + 2 * NR + 4..]
+            .iter()
+            .all(|v| *v == 0.0));
+    }
+}

@@ -1,0 +1,630 @@
+//! Integer dense products for CPUs with VNNI: `y = [y +] x·Wᵀ + b` with the
+//! weights in int8 and each row of `x` quantised to unsigned 8 bits as the
+//! product starts (zero point 128), both with one scale per [`BLOCK`]
+//! inputs (per output column for the weights, per row for the
+//! activations), multiplied with `vpdpbusd` (u8 × s8, four products summed
+//! into each `i32` lane, no intermediate saturation).
+//!
+//! Why blocks: BERT's hidden states carry a few outlier channels (in
+//! all-MiniLM-L6-v2, channel 99 reaches 20–40× the median channel's
+//! magnitude in every layer). With one scale per row, that channel sets
+//! the step for all 384 values and the vectors fell to a minimum / mean
+//! cosine of 0.983 / 0.9945 against `f32` on the golden texts; per block of
+//! 64, to 0.9974 / 0.9990; per block of 32, 0.9984 / 0.9993. Each block's
+//! `i32` sums are converted and scaled into `f32` accumulators as the
+//! block ends.
+//!
+//! Why only with VNNI: without it the same product needs `vpmaddubsw`,
+//! whose `i16` pair sums saturate for 8-bit activations (255 · 127 · 2 >
+//! 32,767) and which measured 0.6× the `f32` product on AVX2
+//! (docs/benchmarks.md). Elsewhere int8 layers keep their weights in
+//! [`super::int8::Int8Weights`] and expand them for the `f32` product.
+//!
+//! Layout: as [`super::dense`], panels of [`NR`] output columns; within a
+//! panel, each group of four inputs holds the 16 columns' four weights side
+//! by side (64 bytes), the order `vpdpbusd` reads. No cache blocking of K:
+//! a panel of K = 1,536 inputs is 24 KiB, within L1.
+//!
+//! `y[r, j] = Σ_blocks s_x[r, b] · s_w[j, b] · (Σ_{k ∈ b} q_x[r, k] · q_w[j, k] − 128 · Σ_{k ∈ b} q_w[j, k]) + b[j]`,
+//! where `q_x` holds the shifted (unsigned) activations.
+
+use rayon::prelude::*;
+
+use super::dense::{MR, NR};
+use super::kernels;
+
+/// Inputs summed into one `i32` lane.
+const GROUP: usize = 4;
+/// Inputs sharing one scale (on both sides).
+pub(crate) const BLOCK: usize = 32;
+/// The activations' zero point: `q_x = round(x / s_x) + 128`.
+const ZERO: i32 = 128;
+
+/// An `out × in` weight quantised per output column and packed for the
+/// VNNI kernel, with its bias.
+#[derive(Debug, Clone)]
+pub(crate) struct Int8Panels {
+    buf: Vec<i8>,
+    start: usize,
+    /// Per panel, block and column (`panels × blocks × NR`): the weight
+    /// scale.
+    scales: Vec<f32>,
+    /// Per panel, block and column: `ZERO · Σ_{k ∈ block} q_w[j, k]`, the
+    /// zero point's share of the block's sum.
+    offsets: Vec<i32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    /// `inputs` rounded up to whole blocks.
+    padded: usize,
+    outputs: usize,
+}
+
+/// A batch's activations in 8 bits, reused across products: `rows ×
+/// padded` values and `rows × blocks` scales.
+#[derive(Debug, Default)]
+pub(crate) struct Quantized {
+    values: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+impl Int8Panels {
+    /// Quantises `weight` (`outputs × inputs`, row-major): each output
+    /// column's weights, per block of [`BLOCK`] inputs, scaled by their
+    /// largest magnitude to ±127.
+    pub(crate) fn new(weight: &[f32], bias: &[f32], inputs: usize) -> Self {
+        let outputs = bias.len();
+        assert!(inputs > 0, "a layer without inputs");
+        assert_eq!(weight.len(), inputs * outputs, "weight is not out × in");
+        let padded = inputs.next_multiple_of(BLOCK);
+        let blocks = padded / BLOCK;
+        let panels = outputs.div_ceil(NR);
+        let mut buf = vec![0i8; panels * NR * padded + 64];
+        let start = (buf.as_ptr() as usize).next_multiple_of(64) - buf.as_ptr() as usize;
+        let mut scales = vec![1f32; panels * blocks * NR];
+        let mut offsets = vec![0i32; panels * blocks * NR];
+        {
+            let data = &mut buf[start..start + panels * NR * padded];
+            for (j, row) in weight.chunks_exact(inputs).enumerate() {
+                let (p, col) = (j / NR, j % NR);
+                let panel = &mut data[p * NR * padded..(p + 1) * NR * padded];
+                for (b, values) in row.chunks(BLOCK).enumerate() {
+                    let max = values.iter().fold(0f32, |m, w| m.max(w.abs()));
+                    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    let mut sum = 0i32;
+                    for (i, w) in values.iter().enumerate() {
+                        let k = b * BLOCK + i;
+                        // |w / scale| <= 127 by construction.
+                        let q = kernels::round_to_i32(w / scale).clamp(-127, 127);
+                        sum += q;
+                        panel[(k / GROUP) * NR * GROUP + col * GROUP + k % GROUP] = q as i8;
+                    }
+                    scales[(p * blocks + b) * NR + col] = scale;
+                    offsets[(p * blocks + b) * NR + col] = ZERO * sum;
+                }
+            }
+        }
+        let mut padded_bias = bias.to_vec();
+        padded_bias.resize(panels * NR, 0.0);
+        Int8Panels {
+            buf,
+            start,
+            scales,
+            offsets,
+            bias: padded_bias,
+            inputs,
+            padded,
+            outputs,
+        }
+    }
+
+    /// Bytes held (weights, scales, offsets, bias).
+    pub(crate) fn bytes(&self) -> usize {
+        self.buf.len() + 4 * (self.scales.len() + self.offsets.len() + self.bias.len())
+    }
+
+    fn panels(&self) -> usize {
+        self.outputs.div_ceil(NR)
+    }
+
+    fn data(&self) -> &[i8] {
+        &self.buf[self.start..self.start + self.panels() * NR * self.padded]
+    }
+
+    /// `out = x·Wᵀ + b`, or `out += …` with `accumulate`; `x` is
+    /// quantised into `scratch` first.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        accumulate: bool,
+        scratch: &mut Quantized,
+        kernel: Int8Kernel,
+    ) {
+        let (k, n) = (self.inputs, self.outputs);
+        assert_eq!(x.len() % k, 0, "input is not rows × inputs");
+        let rows = x.len() / k;
+        assert_eq!(out.len(), rows * n, "output is not rows × outputs");
+        if rows == 0 || n == 0 {
+            return;
+        }
+        quantize_rows(x, k, self.padded, scratch);
+        let blocks = self.padded / BLOCK;
+        let block = ((96 * 1024 / self.padded).clamp(MR, 32 * MR) / MR) * MR;
+        let row_blocks = rows.div_ceil(block);
+        let panels = self.panels();
+        let threads = rayon::current_num_threads().max(1);
+        let groups = if threads == 1 || rows * n * k < 1 << 21 {
+            1
+        } else {
+            (2 * threads).div_ceil(row_blocks).min(panels)
+        };
+        let per_group = panels.div_ceil(groups);
+        let groups = panels.div_ceil(per_group);
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        let q: &Quantized = scratch;
+        let run = |task: usize| {
+            let (rb, group) = (task / groups, task % groups);
+            let r0 = rb * block;
+            let r1 = (r0 + block).min(rows);
+            let p0 = group * per_group;
+            let p1 = (p0 + per_group).min(panels);
+            for p in p0..p1 {
+                let cols = NR.min(n - p * NR);
+                let mut r = r0;
+                while r < r1 {
+                    let mr = MR.min(r1 - r);
+                    // SAFETY: rows r..r+mr of the quantised activations
+                    // (stride `padded`) and panel p (padded × NR bytes)
+                    // exist; the output tile (rows r..r+mr, columns
+                    // p·NR..p·NR+cols of the rows × n buffer) belongs to
+                    // this task alone (tasks cover disjoint blocks).
+                    unsafe {
+                        self.tile(kernel, q, blocks, r, mr, p, cols, out_ptr.get(), accumulate)
+                    };
+                    r += mr;
+                }
+            }
+        };
+        let tasks = row_blocks * groups;
+        if tasks == 1 {
+            run(0);
+        } else {
+            (0..tasks).into_par_iter().for_each(run);
+        }
+    }
+
+    /// One `mr × cols` tile at rows `r..`, panel `p`.
+    ///
+    /// # Safety
+    ///
+    /// As in [`forward`](Self::forward): the tile lies in `out` and no one
+    /// else writes it; `kernel` runs on this CPU.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        &self,
+        kernel: Int8Kernel,
+        q: &Quantized,
+        blocks: usize,
+        r: usize,
+        mr: usize,
+        p: usize,
+        cols: usize,
+        out: *mut f32,
+        accumulate: bool,
+    ) {
+        let mut sums = [[0f32; NR]; MR];
+        let a = &q.values[r * self.padded..(r + mr) * self.padded];
+        let x_scales = &q.scales[r * blocks..(r + mr) * blocks];
+        let panel = &self.data()[p * NR * self.padded..(p + 1) * NR * self.padded];
+        let w_scales = &self.scales[p * blocks * NR..(p + 1) * blocks * NR];
+        let offsets = &self.offsets[p * blocks * NR..(p + 1) * blocks * NR];
+        // SAFETY: a holds mr rows of `padded` bytes and x_scales mr rows of
+        // `blocks` scales; the panel holds padded × NR bytes, its scales
+        // and offsets blocks × NR values each.
+        unsafe {
+            kernel.run(
+                mr,
+                blocks,
+                Operands {
+                    a: a.as_ptr(),
+                    lda: self.padded,
+                    x_scales: x_scales.as_ptr(),
+                    b: panel.as_ptr(),
+                    w_scales: w_scales.as_ptr(),
+                    offsets: offsets.as_ptr(),
+                },
+                &mut sums,
+            )
+        };
+        let n = self.outputs;
+        let bias = &self.bias[p * NR..p * NR + cols];
+        for (i, sums) in sums.iter().take(mr).enumerate() {
+            // SAFETY: row r+i, columns p·NR..p·NR+cols lie in out (caller).
+            let row =
+                unsafe { std::slice::from_raw_parts_mut(out.add((r + i) * n + p * NR), cols) };
+            if accumulate {
+                for ((o, s), b) in row.iter_mut().zip(sums).zip(bias) {
+                    *o += s + b;
+                }
+            } else {
+                for ((o, s), b) in row.iter_mut().zip(sums).zip(bias) {
+                    *o = s + b;
+                }
+            }
+        }
+    }
+}
+
+/// What a tile multiplies: `a`, rows of quantised activations (stride
+/// `lda`) with `x_scales` (one row of `blocks` scales per row); `b`, a
+/// panel, with `w_scales` and `offsets` (`blocks × NR` each).
+#[derive(Clone, Copy)]
+struct Operands {
+    a: *const u8,
+    lda: usize,
+    x_scales: *const f32,
+    b: *const i8,
+    w_scales: *const f32,
+    offsets: *const i32,
+}
+
+/// Quantises each row of `x` (`k` wide) to `padded` unsigned bytes, one
+/// scale per block.
+fn quantize_rows(x: &[f32], k: usize, padded: usize, q: &mut Quantized) {
+    let rows = x.len() / k;
+    let blocks = padded / BLOCK;
+    q.values.resize(rows * padded, 0);
+    q.scales.resize(rows * blocks, 0.0);
+    let step = |(x, (values, scales)): (&[f32], (&mut [u8], &mut [f32]))| {
+        kernels::quantize_row(x, values, scales, BLOCK)
+    };
+    if rows * k < 1 << 16 || rayon::current_num_threads() <= 1 {
+        x.chunks_exact(k)
+            .zip(
+                q.values
+                    .chunks_exact_mut(padded)
+                    .zip(q.scales.chunks_exact_mut(blocks)),
+            )
+            .for_each(step);
+    } else {
+        x.par_chunks_exact(k)
+            .zip(
+                q.values
+                    .par_chunks_exact_mut(padded)
+                    .zip(q.scales.par_chunks_exact_mut(blocks)),
+            )
+            .with_min_len(64)
+            .for_each(step);
+    }
+}
+
+/// Which integer kernel runs the tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Int8Kernel {
+    /// Portable Rust, the reference the others are tested against (CPUs
+    /// without VNNI expand int8 weights for the `f32` kernel instead: this
+    /// one would be slower than that).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Generic,
+    /// AVX-512 VNNI on 256-bit registers (Ice Lake and later, Zen 4 and later).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+    /// AVX-VNNI (Alder Lake and later, Zen 5 and later).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+}
+
+impl Int8Kernel {
+    /// A VNNI kernel this CPU runs, if it has one.
+    pub(crate) fn vnni() -> Option<Int8Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::OnceLock;
+            static KERNEL: OnceLock<Option<Int8Kernel>> = OnceLock::new();
+            *KERNEL.get_or_init(|| {
+                if std::env::var_os("MEMBATCH_NO_VNNI").is_some() {
+                    None
+                } else if std::arch::is_x86_feature_detected!("avx512vnni")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    Some(Int8Kernel::Avx512Vnni)
+                } else if std::arch::is_x86_feature_detected!("avxvnni") {
+                    Some(Int8Kernel::AvxVnni)
+                } else {
+                    None
+                }
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
+    /// `out[r][c] = Σ_blocks s_x[r, b] · s_w[b, c] · (Σ_{k ∈ b} a[r, k] · b[k, c] − offset[b, c])`
+    /// for `mr` rows over `blocks` blocks.
+    ///
+    /// # Safety
+    ///
+    /// The operands are valid for `mr` rows and `blocks` blocks as
+    /// [`Operands`] describes; the kernel runs on this CPU.
+    unsafe fn run(self, mr: usize, blocks: usize, ops: Operands, out: &mut [[f32; NR]; MR]) {
+        macro_rules! by_rows {
+            ($f:ident) => {
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    match mr {
+                        1 => $f::<1>(blocks, ops, out),
+                        2 => $f::<2>(blocks, ops, out),
+                        3 => $f::<3>(blocks, ops, out),
+                        4 => $f::<4>(blocks, ops, out),
+                        5 => $f::<5>(blocks, ops, out),
+                        _ => $f::<MR>(blocks, ops, out),
+                    }
+                }
+            };
+        }
+        match self {
+            Int8Kernel::Generic => by_rows!(generic),
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx512Vnni => by_rows!(avx512_vnni),
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::AvxVnni => by_rows!(avx_vnni),
+        }
+    }
+}
+
+/// # Safety
+///
+/// As [`Int8Kernel::run`].
+unsafe fn generic<const R: usize>(blocks: usize, ops: Operands, out: &mut [[f32; NR]; MR]) {
+    for blk in 0..blocks {
+        let mut sums = [[0i32; NR]; R];
+        for g in blk * BLOCK / GROUP..(blk + 1) * BLOCK / GROUP {
+            for (r, sums) in sums.iter_mut().enumerate() {
+                for (c, s) in sums.iter_mut().enumerate() {
+                    for i in 0..GROUP {
+                        // SAFETY: within the extents the caller promised.
+                        let (x, w) = unsafe {
+                            (
+                                *ops.a.add(r * ops.lda + g * GROUP + i) as i32,
+                                *ops.b.add(g * NR * GROUP + c * GROUP + i) as i32,
+                            )
+                        };
+                        *s += x * w;
+                    }
+                }
+            }
+        }
+        for (r, (sums, out)) in sums.iter().zip(out.iter_mut()).enumerate() {
+            // SAFETY: as above.
+            let sx = unsafe { *ops.x_scales.add(r * blocks + blk) };
+            for (c, (s, o)) in sums.iter().zip(out.iter_mut()).enumerate() {
+                // SAFETY: as above.
+                let (sw, off) = unsafe {
+                    (
+                        *ops.w_scales.add(blk * NR + c),
+                        *ops.offsets.add(blk * NR + c),
+                    )
+                };
+                *o += (s - off) as f32 * (sx * sw);
+            }
+        }
+    }
+}
+
+/// The VNNI kernel body, for either encoding of `vpdpbusd`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vnni_kernel {
+    ($name:ident, $features:literal, $dp:ident) => {
+        /// # Safety
+        ///
+        /// As [`Int8Kernel::run`], on a CPU with the enabled features.
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const R: usize>(blocks: usize, ops: Operands, out: &mut [[f32; NR]; MR]) {
+            use std::arch::x86_64::*;
+            // SAFETY: within the extents the caller promised (whole body);
+            // loads and stores are unaligned-tolerant.
+            unsafe {
+                let mut acc_lo = [_mm256_setzero_ps(); R];
+                let mut acc_hi = [_mm256_setzero_ps(); R];
+                let mut bp = ops.b;
+                let mut ap = ops.a;
+                for blk in 0..blocks {
+                    let mut lo = [_mm256_setzero_si256(); R];
+                    let mut hi = [_mm256_setzero_si256(); R];
+                    for _ in 0..BLOCK / GROUP {
+                        let b0 = _mm256_loadu_si256(bp as *const __m256i);
+                        let b1 = _mm256_loadu_si256(bp.add(32) as *const __m256i);
+                        for r in 0..R {
+                            let x = _mm256_set1_epi32(
+                                (ap.add(r * ops.lda) as *const i32).read_unaligned(),
+                            );
+                            lo[r] = $dp(lo[r], x, b0);
+                            hi[r] = $dp(hi[r], x, b1);
+                        }
+                        bp = bp.add(NR * GROUP);
+                        ap = ap.add(GROUP);
+                    }
+                    let off0 = _mm256_loadu_si256(ops.offsets.add(blk * NR) as *const __m256i);
+                    let off1 = _mm256_loadu_si256(ops.offsets.add(blk * NR + 8) as *const __m256i);
+                    let sw0 = _mm256_loadu_ps(ops.w_scales.add(blk * NR));
+                    let sw1 = _mm256_loadu_ps(ops.w_scales.add(blk * NR + 8));
+                    for r in 0..R {
+                        let sx = _mm256_set1_ps(*ops.x_scales.add(r * blocks + blk));
+                        let lo_f = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo[r], off0));
+                        let hi_f = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi[r], off1));
+                        acc_lo[r] = _mm256_fmadd_ps(lo_f, _mm256_mul_ps(sx, sw0), acc_lo[r]);
+                        acc_hi[r] = _mm256_fmadd_ps(hi_f, _mm256_mul_ps(sx, sw1), acc_hi[r]);
+                    }
+                }
+                for r in 0..R {
+                    _mm256_storeu_ps(out[r].as_mut_ptr(), acc_lo[r]);
+                    _mm256_storeu_ps(out[r].as_mut_ptr().add(8), acc_hi[r]);
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+vnni_kernel!(avx512_vnni, "avx512vnni,avx512vl,fma", _mm256_dpbusd_epi32);
+#[cfg(target_arch = "x86_64")]
+vnni_kernel!(avx_vnni, "avxvnni,fma", _mm256_dpbusd_avx_epi32);
+
+/// The output pointer shared by the tasks, each writing its own block.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: tasks write disjoint blocks of the buffer behind the pointer,
+// which outlives the parallel loop (`forward` borrows it mutably).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// A method, so closures capture the `Sync` wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0) - 0.5)
+            .collect()
+    }
+
+    fn kernels() -> Vec<Int8Kernel> {
+        let mut all = vec![Int8Kernel::Generic];
+        all.extend(Int8Kernel::vnni());
+        all
+    }
+
+    /// The scheme computed directly: both sides quantised per block as
+    /// documented, each block's integer dot product exact, then scaled.
+    fn reference(x: &[f32], w: &[f32], b: &[f32], k: usize) -> Vec<f32> {
+        // Per block: the quantised values and the scale. Weights divide by
+        // their scale, activations multiply by its inverse, as the code
+        // does (the two can round differently).
+        let quantize = |row: &[f32], activation: bool| -> Vec<(Vec<i32>, f32)> {
+            row.chunks(BLOCK)
+                .map(|block| {
+                    let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    let q = block
+                        .iter()
+                        .map(|v| {
+                            kernels::round_to_i32(if activation { v * (1.0 / s) } else { v / s })
+                        })
+                        .collect();
+                    (q, s)
+                })
+                .collect()
+        };
+        let weights: Vec<_> = w.chunks(k).map(|row| quantize(row, false)).collect();
+        x.chunks(k)
+            .flat_map(|row| {
+                let qx = quantize(row, true);
+                weights
+                    .iter()
+                    .zip(b)
+                    .map(|(qw, b)| {
+                        let mut y = 0f64;
+                        for ((xq, xs), (wq, ws)) in qx.iter().zip(qw) {
+                            let dot: i32 = xq.iter().zip(wq).map(|(a, b)| a * b).sum();
+                            y += dot as f64 * *xs as f64 * *ws as f64;
+                        }
+                        (y + *b as f64) as f32
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kernel_computes_the_documented_scheme_and_stays_near_f32() {
+        for kernel in kernels() {
+            for (rows, k, n) in [
+                (1, 1, 1),
+                (7, 5, 3),
+                (13, 384, 40),
+                (6, 256, 16),
+                (25, 1538, 33),
+            ] {
+                let (x, w, b) = (values(rows * k, 1), values(n * k, 2), values(n, 3));
+                let packed = Int8Panels::new(&w, &b, k);
+                let mut out = vec![f32::NAN; rows * n];
+                packed.forward(&x, &mut out, false, &mut Quantized::default(), kernel);
+                let want = reference(&x, &w, &b, k);
+                for (i, (got, want)) in out.iter().zip(&want).enumerate() {
+                    // Only the order of the float steps differs.
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{kernel:?} {rows}×{k}×{n} [{i}]: {got} vs {want}"
+                    );
+                }
+                // And the scheme is a close approximation of the f32 product.
+                for (r, row) in x.chunks(k).enumerate() {
+                    for j in 0..n {
+                        let exact: f32 =
+                            b[j] + row.iter().zip(&w[j * k..]).map(|(a, b)| a * b).sum::<f32>();
+                        let bound = 0.02 * (1.0 + (k as f32).sqrt() / 4.0);
+                        assert!(
+                            (out[r * n + j] - exact).abs() < bound,
+                            "{exact} vs {}",
+                            out[r * n + j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accumulate_adds_to_the_output_and_threads_agree() {
+        let (rows, k, n) = (301, 96, 48);
+        let (x, w, b) = (values(rows * k, 5), values(n * k, 6), values(n, 7));
+        let packed = Int8Panels::new(&w, &b, k);
+        let kernel = Int8Kernel::vnni().unwrap_or(Int8Kernel::Generic);
+        let mut plain = vec![0f32; rows * n];
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        one.install(|| packed.forward(&x, &mut plain, false, &mut Quantized::default(), kernel));
+        let residual = values(rows * n, 8);
+        for threads in [2, 3] {
+            let mut out = residual.clone();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| packed.forward(&x, &mut out, true, &mut Quantized::default(), kernel));
+            for i in 0..out.len() {
+                assert_eq!(out[i], residual[i] + plain[i], "{threads} threads [{i}]");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_rows_and_extreme_activations_do_not_overflow() {
+        // A zero row (scale 1), and rows at ±the largest magnitude, where
+        // every product is 127 · 127 over K = 1,536.
+        let k = 1536;
+        let mut x = vec![0f32; 3 * k];
+        x[k..2 * k].fill(1e4);
+        x[2 * k..].fill(-1e4);
+        let w = vec![1f32; 2 * k];
+        let packed = Int8Panels::new(&w, &[0.5, -0.5], k);
+        for kernel in kernels() {
+            let mut out = vec![0f32; 3 * 2];
+            packed.forward(&x, &mut out, false, &mut Quantized::default(), kernel);
+            assert_eq!(&out[..2], &[0.5, -0.5]);
+            let big = 1e4 * k as f32;
+            assert!((out[2] - big).abs() < big * 1e-5, "{}", out[2]);
+            assert!((out[4] + big).abs() < big * 1e-5, "{}", out[4]);
+        }
+    }
+}
