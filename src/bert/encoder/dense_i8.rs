@@ -212,52 +212,66 @@ impl Int8Panels {
         out: *mut f32,
         accumulate: bool,
     ) {
-        let mut sums = [[0f32; NR]; MR];
         let a = &q.values[r * self.padded..(r + mr) * self.padded];
         let x_scales = &q.scales[r * blocks..(r + mr) * blocks];
         let panel = &self.data()[p * NR * self.padded..(p + 1) * NR * self.padded];
         let w_scales = &self.scales[p * blocks * NR..(p + 1) * blocks * NR];
         let offsets = &self.offsets[p * blocks * NR..(p + 1) * blocks * NR];
-        // SAFETY: a holds mr rows of `padded` bytes and x_scales mr rows of
-        // `blocks` scales; the panel holds padded × NR bytes, its scales
-        // and offsets blocks × NR values each.
-        unsafe {
-            kernel.run(
-                mr,
-                blocks,
-                Operands {
-                    a: a.as_ptr(),
-                    lda: self.padded,
-                    x_scales: x_scales.as_ptr(),
-                    b: panel.as_ptr(),
-                    w_scales: w_scales.as_ptr(),
-                    offsets: offsets.as_ptr(),
-                },
-                &mut sums,
-            )
-        };
         let n = self.outputs;
-        let bias = &self.bias[p * NR..p * NR + cols];
-        for (i, sums) in sums.iter().take(mr).enumerate() {
-            // SAFETY: row r+i, columns p·NR..p·NR+cols lie in out (caller).
-            let row =
-                unsafe { std::slice::from_raw_parts_mut(out.add((r + i) * n + p * NR), cols) };
-            if accumulate {
-                for ((o, s), b) in row.iter_mut().zip(sums).zip(bias) {
-                    *o += s + b;
-                }
-            } else {
-                for ((o, s), b) in row.iter_mut().zip(sums).zip(bias) {
-                    *o = s + b;
-                }
+        let mut ops = Operands {
+            a: a.as_ptr(),
+            lda: self.padded,
+            x_scales: x_scales.as_ptr(),
+            b: panel.as_ptr(),
+            w_scales: w_scales.as_ptr(),
+            offsets: offsets.as_ptr(),
+            bias: self.bias[p * NR..].as_ptr(),
+            // SAFETY: row r, column p·NR lies in out (caller).
+            c: unsafe { out.add(r * n + p * NR) },
+            ldc: n,
+            accumulate,
+        };
+        if cols < NR {
+            // A partial panel: run the full tile on a copy, keep `cols`.
+            let mut tmp = [0f32; MR * NR];
+            for i in 0..mr {
+                // SAFETY: row r+i of the tile has `cols` values (caller).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        ops.c.add(i * n),
+                        tmp[i * NR..].as_mut_ptr(),
+                        cols,
+                    )
+                };
             }
+            let c = ops.c;
+            ops.c = tmp.as_mut_ptr();
+            ops.ldc = NR;
+            // SAFETY: as below, with tmp an mr × NR tile of stride NR.
+            unsafe { kernel.run(mr, blocks, ops) };
+            for i in 0..mr {
+                // SAFETY: as above.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(tmp[i * NR..].as_ptr(), c.add(i * n), cols)
+                };
+            }
+        } else {
+            // SAFETY: a holds mr rows of `padded` bytes and x_scales mr
+            // rows of `blocks` scales; the panel holds padded × NR bytes,
+            // its scales and offsets blocks × NR values each, the bias NR
+            // values; the output tile (mr rows of stride n, NR columns)
+            // lies in out and is this task's alone (caller).
+            unsafe { kernel.run(mr, blocks, ops) };
         }
     }
 }
 
-/// What a tile multiplies: `a`, rows of quantised activations (stride
-/// `lda`) with `x_scales` (one row of `blocks` scales per row); `b`, a
-/// panel, with `w_scales` and `offsets` (`blocks × NR` each).
+/// What a tile multiplies and where it goes: `a`, rows of quantised
+/// activations (stride `lda`) with `x_scales` (one row of `blocks` scales
+/// per row); `b`, a panel, with `w_scales` and `offsets` (`blocks × NR`
+/// each); `bias` (`NR` values) added to the tile, which is stored to `c`
+/// (rows of stride `ldc`, `NR` columns), or added to what `c` holds with
+/// `accumulate`.
 #[derive(Clone, Copy)]
 struct Operands {
     a: *const u8,
@@ -266,6 +280,10 @@ struct Operands {
     b: *const i8,
     w_scales: *const f32,
     offsets: *const i32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
 }
 
 /// Quantises each row of `x` (`k` wide) to `padded` unsigned bytes, one
@@ -339,25 +357,25 @@ impl Int8Kernel {
         None
     }
 
-    /// `out[r][c] = Σ_blocks s_x[r, b] · s_w[b, c] · (Σ_{k ∈ b} a[r, k] · b[k, c] − offset[b, c])`
+    /// `c[r][j] [+]= bias[j] + Σ_blocks s_x[r, b] · s_w[b, j] · (Σ_{k ∈ b} a[r, k] · b[k, j] − offset[b, j])`
     /// for `mr` rows over `blocks` blocks.
     ///
     /// # Safety
     ///
     /// The operands are valid for `mr` rows and `blocks` blocks as
     /// [`Operands`] describes; the kernel runs on this CPU.
-    unsafe fn run(self, mr: usize, blocks: usize, ops: Operands, out: &mut [[f32; NR]; MR]) {
+    unsafe fn run(self, mr: usize, blocks: usize, ops: Operands) {
         macro_rules! by_rows {
             ($f:ident) => {
                 // SAFETY: forwarded from the caller.
                 unsafe {
                     match mr {
-                        1 => $f::<1>(blocks, ops, out),
-                        2 => $f::<2>(blocks, ops, out),
-                        3 => $f::<3>(blocks, ops, out),
-                        4 => $f::<4>(blocks, ops, out),
-                        5 => $f::<5>(blocks, ops, out),
-                        _ => $f::<MR>(blocks, ops, out),
+                        1 => $f::<1>(blocks, ops),
+                        2 => $f::<2>(blocks, ops),
+                        3 => $f::<3>(blocks, ops),
+                        4 => $f::<4>(blocks, ops),
+                        5 => $f::<5>(blocks, ops),
+                        _ => $f::<MR>(blocks, ops),
                     }
                 }
             };
@@ -375,7 +393,8 @@ impl Int8Kernel {
 /// # Safety
 ///
 /// As [`Int8Kernel::run`].
-unsafe fn generic<const R: usize>(blocks: usize, ops: Operands, out: &mut [[f32; NR]; MR]) {
+unsafe fn generic<const R: usize>(blocks: usize, ops: Operands) {
+    let mut out = [[0f32; NR]; R];
     for blk in 0..blocks {
         let mut sums = [[0i32; NR]; R];
         for g in blk * BLOCK / GROUP..(blk + 1) * BLOCK / GROUP {
@@ -409,6 +428,16 @@ unsafe fn generic<const R: usize>(blocks: usize, ops: Operands, out: &mut [[f32;
             }
         }
     }
+    for (r, out) in out.iter().enumerate() {
+        for (j, v) in out.iter().enumerate() {
+            // SAFETY: within the extents the caller promised.
+            unsafe {
+                let c = ops.c.add(r * ops.ldc + j);
+                let v = v + *ops.bias.add(j);
+                *c = if ops.accumulate { *c + v } else { v };
+            }
+        }
+    }
 }
 
 /// The VNNI kernel body, for either encoding of `vpdpbusd`.
@@ -419,7 +448,7 @@ macro_rules! vnni_kernel {
         ///
         /// As [`Int8Kernel::run`], on a CPU with the enabled features.
         #[target_feature(enable = $features)]
-        unsafe fn $name<const R: usize>(blocks: usize, ops: Operands, out: &mut [[f32; NR]; MR]) {
+        unsafe fn $name<const R: usize>(blocks: usize, ops: Operands) {
             use std::arch::x86_64::*;
             // SAFETY: within the extents the caller promised (whole body);
             // loads and stores are unaligned-tolerant.
@@ -456,9 +485,18 @@ macro_rules! vnni_kernel {
                         acc_hi[r] = _mm256_fmadd_ps(hi_f, _mm256_mul_ps(sx, sw1), acc_hi[r]);
                     }
                 }
+                let bias0 = _mm256_loadu_ps(ops.bias);
+                let bias1 = _mm256_loadu_ps(ops.bias.add(8));
                 for r in 0..R {
-                    _mm256_storeu_ps(out[r].as_mut_ptr(), acc_lo[r]);
-                    _mm256_storeu_ps(out[r].as_mut_ptr().add(8), acc_hi[r]);
+                    let row = ops.c.add(r * ops.ldc);
+                    let mut lo = _mm256_add_ps(acc_lo[r], bias0);
+                    let mut hi = _mm256_add_ps(acc_hi[r], bias1);
+                    if ops.accumulate {
+                        lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+                        hi = _mm256_add_ps(hi, _mm256_loadu_ps(row.add(8)));
+                    }
+                    _mm256_storeu_ps(row, lo);
+                    _mm256_storeu_ps(row.add(8), hi);
                 }
             }
         }

@@ -1,16 +1,18 @@
-//! Int8 weights: each row stored as bytes with one `f32` scale per block of
-//! [`SCALE_BLOCK`] values, `w ≈ q · s` with `s = max|w| / 127` over the
-//! block.
+//! Int8 weights for CPUs without VNNI: each row stored as bytes with one
+//! `f32` scale per block of [`SCALE_BLOCK`] values, `w ≈ q · s` with
+//! `s = max|w| / 127` over the block. (With VNNI, dense layers use
+//! [`super::dense_i8`], whose products are integer; the word table is
+//! stored this way on every CPU.)
 //!
-//! Products still run in `f32`: a layer's weights are expanded into a
-//! scratch buffer just before its product (a few MB, a few milliseconds per
-//! batch) and the `gemm` kernels do the rest. Integer arithmetic
-//! (activations quantised too, `i32` accumulation with AVX2 `maddubs`) was
-//! built and measured first: on AVX2 CPUs without VNNI it ran at 0.6× the
-//! speed of the `f32` product and cost accuracy (docs/benchmarks.md), so
-//! int8 here buys memory, not speed. Written by hand: candle's Q8_0 tensors
-//! have the same layout idea, but their matmul measured six times slower
-//! than `f32` here and they cannot be expanded into our own buffers.
+//! Products run in `f32`: a layer's weights are expanded into a scratch
+//! buffer just before its product (a few MB, a few milliseconds per
+//! batch). Integer arithmetic on AVX2 alone (activations quantised too,
+//! `i32` accumulation with `maddubs`) was built and measured first: it ran
+//! at 0.6× the speed of the `f32` product and cost accuracy
+//! (docs/benchmarks.md), so without VNNI int8 buys memory, not speed.
+//! Written by hand: candle's Q8_0 tensors have the same layout idea, but
+//! their matmul measured six times slower than `f32` here and they cannot
+//! be expanded into our own buffers.
 
 /// Values sharing one scale.
 pub(crate) const SCALE_BLOCK: usize = 32;
@@ -168,7 +170,10 @@ mod tests {
             Ok::<_, ()>(())
         })
         .unwrap();
-        assert_eq!((whole.values, whole.scales), (chunked.values, chunked.scales));
+        assert_eq!(
+            (whole.values, whole.scales),
+            (chunked.values, chunked.scales)
+        );
     }
 
     #[test]

@@ -528,6 +528,8 @@ impl Encoder {
                 .forward_add(&context, &mut x, &mut scratch);
             layer.attention_norm.apply(&mut x, self.eps);
             layer.intermediate.forward(&x, &mut inter, &mut scratch);
+            // GELU after the product: run on each task's finished block
+            // instead, it measured no faster (docs/benchmarks.md).
             let activation = match self.activation {
                 Activation::Gelu => kernels::gelu,
                 Activation::GeluTanh => kernels::gelu_tanh,

@@ -174,8 +174,9 @@ impl SafetensorsFile {
         let mut file = File::open(path)?;
         let len = file.metadata()?.len();
         let mut size = [0u8; 8];
-        file.read_exact(&mut size)
-            .map_err(|_| candle_core::Error::Msg("the file is shorter than a safetensors header".into()))?;
+        file.read_exact(&mut size).map_err(|_| {
+            candle_core::Error::Msg("the file is shorter than a safetensors header".into())
+        })?;
         let n = u64::from_le_bytes(size);
         if n > MAX_HEADER || 8 + n > len {
             candle_core::bail!("the header length {n} does not fit the file ({len} bytes)");
@@ -259,10 +260,11 @@ impl TensorRead for SafetensorsFile {
                 entry.shape
             );
         }
-        let dtype = entry
-            .dtype
-            .clone()
-            .map_err(|d| candle_core::Error::Msg(format!("tensor {name} is {d}: membatch reads F32, F16 and BF16")))?;
+        let dtype = entry.dtype.clone().map_err(|d| {
+            candle_core::Error::Msg(format!(
+                "tensor {name} is {d}: membatch reads F32, F16 and BF16"
+            ))
+        })?;
         // A 1-D tensor is one row.
         let (total_rows, width) = match shape {
             [len] => (1, *len),
@@ -270,7 +272,9 @@ impl TensorRead for SafetensorsFile {
             [] => (1, 1),
         };
         if rows.end > total_rows || out.len() != rows.len() * width {
-            candle_core::bail!("{name}: rows {rows:?} × {width} do not fit {shape:?} or the buffer");
+            candle_core::bail!(
+                "{name}: rows {rows:?} × {width} do not fit {shape:?} or the buffer"
+            );
         }
         let offset = entry.start + (rows.start * width * dtype.size()) as u64;
         let mut file = self.file.lock();
@@ -342,8 +346,14 @@ mod tests {
     #[test]
     fn rows_of_each_dtype_read_as_f32() {
         let m: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 2.0).collect();
-        let f16: Vec<u8> = m.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
-        let bf16: Vec<u8> = m.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let f16: Vec<u8> = m
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let bf16: Vec<u8> = m
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect();
         let f = file(&[
             ("a.weight", "F32", vec![4, 3], le(&m)),
             ("b", "F16", vec![4, 3], f16),
