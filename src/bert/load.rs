@@ -233,28 +233,35 @@ pub(super) fn read_weights<T>(
 /// a mapped file, where the word embedding table (read last, and the
 /// largest) is alive twice in `f32` before it takes its final form.
 fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
+    // Saturating: a config.json with absurd sizes gives an estimate no
+    // machine has (a typed refusal), never an overflow.
+    let mul = |a: u64, b: u64| a.saturating_mul(b);
     let (h, i) = (config.hidden_size as u64, config.intermediate_size as u64);
     let layers = config.num_hidden_layers as u64;
-    let word = config.vocab_size as u64 * h;
-    let dense = layers * (4 * h * h + 2 * h * i);
-    let small = (config.max_position_embeddings as u64 + config.type_vocab_size as u64) * h
-        + layers * (9 * h + i)
-        + 2 * h;
+    let word = mul(config.vocab_size as u64, h);
+    let dense = mul(layers, mul(4, mul(h, h)).saturating_add(mul(2, mul(h, i))));
+    let small = mul(
+        (config.max_position_embeddings as u64).saturating_add(config.type_vocab_size as u64),
+        h,
+    )
+    .saturating_add(mul(layers, mul(9, h).saturating_add(i)))
+    .saturating_add(mul(2, h));
     // Int8 holds one byte per value plus, per 32 values, a 4-byte scale
     // (and, for the VNNI kernel, a 4-byte zero-point offset).
     let held = |values: u64| match precision {
-        Precision::F32 => 4 * values,
-        Precision::Int8 => values + 8 * values.div_ceil(32),
+        Precision::F32 => mul(4, values),
+        Precision::Int8 => values.saturating_add(mul(8, values.div_ceil(32))),
     };
+    let sum = |parts: &[u64]| parts.iter().fold(0u64, |a, b| a.saturating_add(*b));
     if config.family.is_packed() {
         let word_held = match precision {
-            Precision::F32 => 4 * word,
-            Precision::Int8 => word + 4 * word.div_ceil(32),
+            Precision::F32 => mul(4, word),
+            Precision::Int8 => word.saturating_add(mul(4, word.div_ceil(32))),
         };
-        let largest_layer = (3 * h * h).max(h * i);
-        held(dense) + 4 * small + word_held + 2 * 4 * largest_layer
+        let largest_layer = mul(3, mul(h, h)).max(mul(h, i));
+        sum(&[held(dense), mul(4, small), word_held, mul(8, largest_layer)])
     } else {
-        held(dense) + 4 * small + 2 * 4 * word
+        sum(&[held(dense), mul(4, small), mul(8, word)])
     }
 }
 
@@ -272,7 +279,8 @@ pub(super) fn check_room_to_load(
     }
     // An eighth on top for the tokenizer, the allocator's slack and the
     // first batch's own needs.
-    let needed = load_peak_bytes(config, precision) / 8 * 9;
+    let peak = load_peak_bytes(config, precision);
+    let needed = peak.saturating_add(peak / 8);
     tracing::debug!(needed, available, %precision, "memory for loading the weights");
     if needed > available {
         return Err(Error::ModelTooLarge {
@@ -317,5 +325,9 @@ mod tests {
         distil.family = Family::DistilBert;
         let f32 = mib(load_peak_bytes(&distil, Precision::F32));
         assert!((125.0..135.0).contains(&f32), "{f32}");
+        // Absurd sizes saturate instead of overflowing.
+        let mut huge = minilm();
+        huge.hidden_size = 1 << 40;
+        assert_eq!(load_peak_bytes(&huge, Precision::F32), u64::MAX);
     }
 }

@@ -123,6 +123,11 @@ impl PackedWeights {
     ) {
         let (k, n) = (self.inputs, self.outputs);
         assert!(k > 0, "a product over no inputs");
+        // A kernel this CPU lacks would be undefined behaviour: refuse it.
+        assert!(
+            kernel == Kernel::Generic || kernel == kernel_for_this_cpu(),
+            "{kernel:?} does not run on this CPU"
+        );
         assert_eq!(x.len() % k, 0, "input is not rows × inputs");
         let rows = x.len() / k;
         assert_eq!(out.len(), rows * n, "output is not rows × outputs");

@@ -147,6 +147,8 @@ impl Int8Panels {
         if rows == 0 || n == 0 {
             return;
         }
+        // A kernel this CPU lacks would be undefined behaviour: refuse it.
+        assert!(kernel.runs_here(), "{kernel:?} does not run on this CPU");
         quantize_rows(x, k, self.padded, scratch);
         let blocks = self.padded / BLOCK;
         let block = ((96 * 1024 / self.padded).clamp(MR, 32 * MR) / MR) * MR;
@@ -340,7 +342,10 @@ impl Int8Kernel {
             use std::sync::OnceLock;
             static KERNEL: OnceLock<Option<Int8Kernel>> = OnceLock::new();
             *KERNEL.get_or_init(|| {
-                if std::env::var_os("MEMBATCH_NO_VNNI").is_some() {
+                // The kernels are compiled with AVX2 and FMA too.
+                let base = std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma");
+                if std::env::var_os("MEMBATCH_NO_VNNI").is_some() || !base {
                     None
                 } else if std::arch::is_x86_feature_detected!("avx512vnni")
                     && std::arch::is_x86_feature_detected!("avx512vl")
@@ -355,6 +360,11 @@ impl Int8Kernel {
         }
         #[cfg(not(target_arch = "x86_64"))]
         None
+    }
+
+    /// Whether this CPU runs the kernel.
+    pub(crate) fn runs_here(self) -> bool {
+        self == Int8Kernel::Generic || Int8Kernel::vnni() == Some(self)
     }
 
     /// `c[r][j] [+]= bias[j] + Σ_blocks s_x[r, b] · s_w[b, j] · (Σ_{k ∈ b} a[r, k] · b[k, j] − offset[b, j])`

@@ -150,7 +150,8 @@ impl Dtype {
 
 #[derive(Debug)]
 struct Entry {
-    /// `None` for a dtype membatch does not read (an error when asked for).
+    /// The dtype's name, for one membatch does not read (an error when
+    /// the tensor is asked for).
     dtype: Result<Dtype, String>,
     shape: Vec<usize>,
     /// Absolute offset of the first byte in the file.
@@ -212,7 +213,12 @@ impl SafetensorsFile {
                 .try_fold(1u64, |n, d| n.checked_mul(*d as u64));
             let fits = end >= begin && data.checked_add(end).is_some_and(|e| e <= len);
             let sized = match (&dtype, elements) {
-                (Ok(d), Some(e)) => e.checked_mul(d.size() as u64) == Some(end - begin),
+                (Ok(d), Some(e)) => {
+                    match (e.checked_mul(d.size() as u64), end.checked_sub(begin)) {
+                        (Some(bytes), Some(held)) => bytes == held,
+                        _ => false,
+                    }
+                }
                 (Err(_), Some(_)) => true,
                 (_, None) => false,
             };
@@ -293,6 +299,7 @@ impl TensorRead for SafetensorsFile {
                     }
                 }
             }
+            Dtype::F16 | Dtype::Bf16 if out.is_empty() => {}
             Dtype::F16 | Dtype::Bf16 => {
                 // Half-width values, a chunk at a time.
                 let mut chunk = vec![0u8; 2 * out.len().min(1 << 18)];
@@ -392,6 +399,18 @@ mod tests {
         assert!(SafetensorsFile::open(f.path()).is_err());
         let f = file(&[("a", "F32", vec![3], le(&[1.0, 2.0, 3.0, 4.0]))]);
         assert!(SafetensorsFile::open(f.path()).is_err());
+        // Offsets the wrong way round: an error, not an underflow.
+        let mut bytes = std::fs::read(f.path()).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+        let swapped = header.replace("[0,16]", "[16,0]");
+        assert_ne!(header, swapped, "{header}");
+        let mut patched = (swapped.len() as u64).to_le_bytes().to_vec();
+        patched.extend(swapped.as_bytes());
+        patched.extend(bytes.split_off(8 + header_len));
+        std::fs::write(f.path(), &patched).unwrap();
+        let err = SafetensorsFile::open(f.path()).unwrap_err().to_string();
+        assert!(err.contains("do not hold"), "{err}");
         let mut bytes = u64::MAX.to_le_bytes().to_vec();
         bytes.extend(b"{}");
         std::fs::write(f.path(), &bytes).unwrap();
