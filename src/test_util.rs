@@ -23,3 +23,12 @@ pub(crate) fn lookup(
             .map(|(_, v)| v.to_string())
     }
 }
+
+/// `n` deterministic values in [−0.5, 0.5), different for each `seed`: test
+/// matrices for the encoder's products.
+#[cfg(feature = "candle")]
+pub(crate) fn ramp(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0) - 0.5)
+        .collect()
+}

@@ -4,27 +4,8 @@ use rayon::prelude::*;
 
 use super::kernels;
 use super::linear::{matmul, Mat, MatMut};
-use super::RelativeBias;
+use super::{RelativeBias, Shared};
 use gemm::Parallelism;
-
-/// A pointer shared by the attention tasks: the context buffer, of which
-/// each task writes its own disjoint block, or the QKV buffer, which they
-/// only read. Kept a pointer (not a `usize`) so it keeps its provenance.
-#[derive(Clone, Copy)]
-struct Shared<P>(P);
-// SAFETY: tasks write disjoint (rows, head columns) blocks of the context
-// and only read the QKV buffer, which nobody writes during `attend`.
-unsafe impl<P> Send for Shared<P> {}
-// SAFETY: as above.
-unsafe impl<P> Sync for Shared<P> {}
-
-impl<P: Copy> Shared<P> {
-    /// Taken through a method so closures capture the `Sync` wrapper, not
-    /// the bare pointer field.
-    fn get(self) -> P {
-        self.0
-    }
-}
 
 /// `context[t, head] = softmax(q·kᵀ/√d + bias)·v` for every sequence and
 /// head, where `bias` is MPNet's relative-position bias (none for BERT).

@@ -25,6 +25,8 @@
 
 use rayon::prelude::*;
 
+use super::Shared;
+
 /// Output columns per panel (two AVX registers of `f32`).
 pub(crate) const NR: usize = 16;
 /// Rows per register tile.
@@ -151,7 +153,7 @@ impl PackedWeights {
         let per_group = panels.div_ceil(groups);
         let groups = panels.div_ceil(per_group);
         let tasks = row_blocks * groups;
-        let out_ptr = SharedMut(out.as_mut_ptr());
+        let out_ptr = Shared(out.as_mut_ptr());
         let run = |task: usize| {
             let (rb, group) = (task / groups, task % groups);
             let r0 = rb * block;
@@ -445,31 +447,11 @@ unsafe fn avx2<const R: usize>(
     }
 }
 
-/// The output pointer shared by the tasks, each writing its own block.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: tasks write disjoint blocks of the buffer behind the pointer,
-// which outlives the parallel loop (`forward_with` borrows it mutably).
-unsafe impl Send for SharedMut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// A method, so closures capture the `Sync` wrapper.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0) - 0.5)
-            .collect()
-    }
+    use crate::test_util::ramp as values;
 
     /// x·Wᵀ + b in f64, row by row.
     fn naive(x: &[f32], w: &[f32], b: &[f32], k: usize) -> Vec<f32> {

@@ -30,6 +30,8 @@
 
 use rayon::prelude::*;
 
+use super::Shared;
+
 use super::dense::{MR, NR};
 use super::kernels;
 
@@ -162,7 +164,7 @@ impl Int8Panels {
         };
         let per_group = panels.div_ceil(groups);
         let groups = panels.div_ceil(per_group);
-        let out_ptr = SharedMut(out.as_mut_ptr());
+        let out_ptr = Shared(out.as_mut_ptr());
         let q: &Quantized = scratch;
         let run = |task: usize| {
             let (rb, group) = (task / groups, task % groups);
@@ -518,31 +520,11 @@ vnni_kernel!(avx512_vnni, "avx512vnni,avx512vl,fma", _mm256_dpbusd_epi32);
 #[cfg(target_arch = "x86_64")]
 vnni_kernel!(avx_vnni, "avxvnni,fma", _mm256_dpbusd_avx_epi32);
 
-/// The output pointer shared by the tasks, each writing its own block.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: tasks write disjoint blocks of the buffer behind the pointer,
-// which outlives the parallel loop (`forward` borrows it mutably).
-unsafe impl Send for SharedMut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// A method, so closures capture the `Sync` wrapper.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0) - 0.5)
-            .collect()
-    }
+    use crate::test_util::ramp as values;
 
     fn kernels() -> Vec<Int8Kernel> {
         let mut all = vec![Int8Kernel::Generic];

@@ -122,11 +122,7 @@ impl Int8Weights {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0) - 0.5)
-            .collect()
-    }
+    use crate::test_util::ramp as values;
 
     #[test]
     fn expansion_is_within_half_a_step_of_each_value() {

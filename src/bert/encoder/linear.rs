@@ -254,11 +254,7 @@ mod tests {
             .collect()
     }
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0) - 0.5)
-            .collect()
-    }
+    use crate::test_util::ramp as values;
 
     #[test]
     fn forward_matches_a_naive_product() {

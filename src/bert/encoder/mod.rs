@@ -57,6 +57,28 @@ pub(crate) fn gemm_crate_product(x: &[f32], weight: &[f32], bias: &[f32], out: &
     }
 }
 
+/// A pointer handed to the tasks of one parallel loop: an output buffer of
+/// which each task writes its own disjoint block, or an input buffer that
+/// they only read. Kept a pointer (not a `usize`) so it keeps its
+/// provenance. The loops that use it (attention, the dense products) borrow
+/// the buffer for the whole loop, and each says why its tasks' blocks are
+/// disjoint.
+#[derive(Clone, Copy)]
+pub(super) struct Shared<P>(pub(super) P);
+// SAFETY: every user writes only disjoint blocks through the pointer, and
+// only reads what no task writes, while the buffer is borrowed by the loop.
+unsafe impl<P> Send for Shared<P> {}
+// SAFETY: as above.
+unsafe impl<P> Sync for Shared<P> {}
+
+impl<P: Copy> Shared<P> {
+    /// Taken through a method so closures capture the `Sync` wrapper, not
+    /// the bare pointer field.
+    pub(super) fn get(self) -> P {
+        self.0
+    }
+}
+
 /// `n` zeros, every page written now (`vec![0.0; n]` would map zero pages
 /// that are charged only when first written).
 fn touched(n: usize) -> Vec<f32> {
