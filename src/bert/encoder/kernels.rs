@@ -52,8 +52,15 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     // Below -87.3 the result would be subnormal; softmax and erf only need
     // "practically zero" there, 2^-126 is within 1.2e-38 of it.
+    // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer (ties to
+    // even) and leaves that integer in the low mantissa bits, so n is read
+    // from the bits with an integer subtract: `as i32` on a float is a
+    // saturating, NaN-checking conversion that LLVM keeps scalar, and it
+    // was most of GELU's and softmax's time.
+    const SHIFT: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -61,7 +68,8 @@ pub(crate) fn exp(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
     // n is in [-126, 127], so the biased exponent is a normal one.
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+    let n_int = (shifted.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);
+    f32::from_bits((n_int.wrapping_add(127) as u32) << 23) * p
 }
 
 /// The error function, Abramowitz & Stegun 7.1.26: absolute error below
