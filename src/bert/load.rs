@@ -228,8 +228,10 @@ pub(super) fn read_weights<T>(
 
 /// The peak memory of loading the weights. The packed pass reads every
 /// tensor straight into its final form: the peak is what stays plus one
-/// dense layer read in `f32` and its packed copy (the int8 word table is
-/// quantised a few hundred rows at a time). Candle's models read through
+/// dense layer read in `f32` and its packed copy. Its word table is read
+/// a row at a time as batches first use each row; it counts whole here,
+/// because a long-running process may come to use every row, and a model
+/// admitted now must not run out of room later. Candle's models read through
 /// a mapped file, where the word embedding table (read last, and the
 /// largest) is alive twice in `f32` before it takes its final form.
 fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {

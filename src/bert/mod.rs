@@ -291,23 +291,26 @@ impl BertEmbedder {
     fn forward(&self, encodings: &[tokenizers::Encoding], skip: usize) -> Result<Vec<Vec<f32>>> {
         let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
         check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
-        let hidden = self.encoder.forward(&batch)?;
         let width = self.encoder.hidden_size();
-        Ok(batch
-            .spans()
-            .map(|(start, len)| {
-                let skip = match self.settings.pooling {
-                    Pooling::Cls => 0,
-                    _ => skip.min(len),
-                };
-                let rows = &hidden[(start + skip) * width..(start + len) * width];
-                let mut v = self.settings.pooling.apply(rows, width);
-                if self.settings.normalize {
-                    pooling::l2_normalize(&mut v);
+        let spans: Vec<(usize, usize)> = batch.spans().collect();
+        let mut pooled = Vec::with_capacity(spans.len());
+        self.encoder
+            .forward_each(&batch, |sequences, first_row, hidden| {
+                for &(start, len) in &spans[sequences] {
+                    let skip = match self.settings.pooling {
+                        Pooling::Cls => 0,
+                        _ => skip.min(len),
+                    };
+                    let at = start - first_row;
+                    let rows = &hidden[(at + skip) * width..(at + len) * width];
+                    let mut v = self.settings.pooling.apply(rows, width);
+                    if self.settings.normalize {
+                        pooling::l2_normalize(&mut v);
+                    }
+                    pooled.push(v);
                 }
-                v
-            })
-            .collect())
+            })?;
+        Ok(pooled)
     }
 }
 
@@ -445,10 +448,24 @@ enum Backbone {
 }
 
 impl Backbone {
-    fn forward(&self, batch: &Packed) -> Result<Vec<f32>> {
+    /// The last hidden states of `batch`, handed to `each` a chunk of
+    /// whole sequences at a time as `(sequences, first_row, hidden)` (see
+    /// [`Encoder::forward_each`]; candle's models hand the batch over as
+    /// one chunk).
+    fn forward_each(
+        &self,
+        batch: &Packed,
+        mut each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
+    ) -> Result<()> {
         match self {
-            Backbone::Packed(e) => e.forward(batch).map_err(|e| Error::Inference(boxed(e))),
-            Backbone::Candle(e) => e.forward(batch).map_err(|e| Error::Inference(boxed(e))),
+            Backbone::Packed(e) => e
+                .forward_each(batch, each)
+                .map_err(|e| Error::Inference(boxed(e))),
+            Backbone::Candle(e) => {
+                let hidden = e.forward(batch).map_err(|e| Error::Inference(boxed(e)))?;
+                each(0..batch.offsets.len().saturating_sub(1), 0, &hidden);
+                Ok(())
+            }
         }
     }
 

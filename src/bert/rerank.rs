@@ -142,11 +142,24 @@ impl Reranker for BertReranker {
             let batch =
                 Packed::with_types(encodings.iter().map(|e| (e.get_ids(), e.get_type_ids())));
             check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
-            let hidden = self
-                .encoder
-                .forward(&batch)
+            // Each pair's first token's state, gathered chunk by chunk (an
+            // empty sequence has none: its state is zeros).
+            let h = self.encoder.hidden_size();
+            let spans: Vec<(usize, usize)> = batch.spans().collect();
+            let mut firsts = vec![0f32; spans.len() * h];
+            self.encoder
+                .forward_each(&batch, |sequences, first_row, hidden| {
+                    for i in sequences {
+                        let (start, len) = spans[i];
+                        if len > 0 {
+                            let at = start - first_row;
+                            firsts[i * h..(i + 1) * h]
+                                .copy_from_slice(&hidden[at * h..(at + 1) * h]);
+                        }
+                    }
+                })
                 .map_err(|e| Error::Inference(boxed(e)))?;
-            Ok(self.head.scores(&hidden, &batch))
+            Ok(self.head.scores(firsts))
         })
     }
 

@@ -25,7 +25,7 @@ pub(crate) use config::{Activation, BertConfig, Family};
 
 use int8::Int8Weights;
 use linear::Linear;
-pub(crate) use tensors::{SafetensorsFile, Tensors};
+pub(crate) use tensors::{RowSource, SafetensorsFile, Tensors};
 
 /// `out = x·Wᵀ + b` through the `gemm` crate on an unpacked `out × in`
 /// weight: the dense product as it ran before the packed kernel, kept for
@@ -103,6 +103,8 @@ pub(crate) enum ForwardError {
     TooLong { len: usize, max: usize },
     #[error("token type {id} is outside the model's {types} token types")]
     TokenTypeOutOfRange { id: u32, types: usize },
+    #[error("the model file could not be read while running ({0}); was it changed or truncated after loading?")]
+    WeightsUnreadable(String),
 }
 
 /// Token sequences packed back to back.
@@ -203,27 +205,158 @@ fn parallel_rows(x: &mut [f32], width: usize, step: impl Fn(&mut [f32]) + Send +
     x.par_chunks_mut(rows_per_chunk * width).for_each(step);
 }
 
+/// The per-layer buffers of [`Encoder::forward`], sized for its largest
+/// chunk.
+struct Workspace {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    inter: Vec<f32>,
+    /// Int8 weights expanded for one product at a time.
+    scratch: linear::Scratch,
+}
+
+/// Bytes of buffers a chunk of the forward pass may hold. Measured on
+/// all-MiniLM-L6-v2 (docs/benchmarks.md): chunks of 8 MiB ran 5% slower
+/// than the unchunked pass, 12–24 MiB as fast, within the noise.
+const CHUNK_BYTES: usize = 16 << 20;
+
+/// Tokens per chunk of the forward pass for a model of this width: as many
+/// as [`CHUNK_BYTES`] of buffers hold (5·hidden + intermediate f32 values
+/// per token), within 256..=4096 so the products stay tall.
+pub(crate) fn chunk_tokens(hidden: usize, intermediate: usize) -> usize {
+    let per_token = 4 * (5 * hidden + intermediate);
+    (CHUNK_BYTES / per_token.max(1)).clamp(256, 4096)
+}
+
+/// Splits `spans` (consecutive, in packed order) into runs of at most
+/// `limit` tokens, as index ranges; a sequence longer than `limit` is a run
+/// of its own.
+fn chunks(spans: &[(usize, usize)], limit: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut first = 0;
+    let mut tokens = 0;
+    for (i, (_, len)) in spans.iter().enumerate() {
+        // An empty sequence joins the chunk before it.
+        if i > first && *len > 0 && tokens + len > limit {
+            out.push(first..i);
+            first = i;
+            tokens = 0;
+        }
+        tokens += len;
+    }
+    if first < spans.len() {
+        out.push(first..spans.len());
+    }
+    out
+}
+
+/// The packed rows a run of consecutive spans covers.
+fn chunk_rows(group: &[(usize, usize)]) -> std::ops::Range<usize> {
+    match (group.first(), group.last()) {
+        (Some((start, _)), Some((last, len))) => *start..last + len,
+        _ => 0..0,
+    }
+}
+
 /// The word embedding table, `vocab × hidden`.
 #[derive(Debug, Clone)]
 enum WordTable {
     F32(Vec<f32>),
     Int8(Int8Weights),
+    /// Read from the model file a row at a time, when a batch first uses
+    /// it.
+    OnDemand(std::sync::Arc<OnDemandWords>),
 }
 
 impl WordTable {
     /// Writes row `id` into `out` (`hidden` values).
-    fn row(&self, id: usize, hidden: usize, out: &mut [f32]) {
+    fn row(&self, id: usize, hidden: usize, out: &mut [f32]) -> Result<(), ForwardError> {
         match self {
             WordTable::F32(t) => out.copy_from_slice(&t[id * hidden..(id + 1) * hidden]),
             WordTable::Int8(t) => t.expand_rows(id..id + 1, out),
+            WordTable::OnDemand(t) => t.row(id, out)?,
         }
+        Ok(())
     }
 
+    /// Bytes held; for a table read on demand, what it holds once every row
+    /// has been used (its upper bound).
     fn bytes(&self) -> usize {
         match self {
             WordTable::F32(t) => 4 * t.len(),
             WordTable::Int8(t) => t.bytes(),
+            WordTable::OnDemand(t) => t.bytes(),
         }
+    }
+}
+
+/// A word table whose rows are read from the model file when first used
+/// and kept (in `f32`, or quantised for int8).
+///
+/// A batch uses a few thousand of a vocabulary's rows (all-MiniLM-L6-v2:
+/// 30,522 rows, 45 MiB in `f32`), so keeping only the rows used keeps most
+/// of the model's largest tensor out of memory (docs/memory.md). Written
+/// by hand rather than memory-mapping the file: a mapped file that shrinks
+/// under the process kills it with `SIGBUS` on the next read, where a read
+/// here fails with a typed error.
+#[derive(Debug)]
+struct OnDemandWords {
+    source: RowSource,
+    hidden: usize,
+    int8: bool,
+    rows: Vec<std::sync::OnceLock<Box<WordRow>>>,
+}
+
+#[derive(Debug)]
+enum WordRow {
+    F32(Box<[f32]>),
+    Int8(Int8Weights),
+}
+
+impl OnDemandWords {
+    fn new(source: RowSource, vocab: usize, hidden: usize, int8: bool) -> Self {
+        OnDemandWords {
+            source,
+            hidden,
+            int8,
+            rows: (0..vocab).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
+    fn row(&self, id: usize, out: &mut [f32]) -> Result<(), ForwardError> {
+        let cell = &self.rows[id];
+        let row = match cell.get() {
+            Some(row) => row,
+            None => {
+                // Two batches may read the same row at once; the first one
+                // stored is kept.
+                let mut values = vec![0f32; self.hidden];
+                self.source
+                    .read(id..id + 1, &mut values)
+                    .map_err(|e| ForwardError::WeightsUnreadable(e.to_string()))?;
+                let row = if self.int8 {
+                    WordRow::Int8(Int8Weights::quantize(&values, self.hidden))
+                } else {
+                    WordRow::F32(values.into_boxed_slice())
+                };
+                cell.get_or_init(|| Box::new(row))
+            }
+        };
+        match &**row {
+            WordRow::F32(v) => out.copy_from_slice(v),
+            WordRow::Int8(q) => q.expand_rows(0..1, out),
+        }
+        Ok(())
+    }
+
+    fn bytes(&self) -> usize {
+        let per_row = if self.int8 {
+            self.hidden + 4 * self.hidden.div_ceil(int8::SCALE_BLOCK)
+        } else {
+            4 * self.hidden
+        };
+        self.rows.len() * (per_row + std::mem::size_of::<std::sync::OnceLock<Box<WordRow>>>())
     }
 }
 
@@ -451,7 +584,11 @@ impl Encoder {
         // Rows before the family's first position are never used.
         position.drain(..offset * h);
         let (name, vocab) = ("word_embeddings.weight", config.vocab_size);
-        let word = if int8 {
+        let word = if let Some(source) = emb.row_source(name, (vocab, h)) {
+            WordTable::OnDemand(std::sync::Arc::new(OnDemandWords::new(
+                source, vocab, h, int8,
+            )))
+        } else if int8 {
             // Quantised a few hundred rows at a time: the table (the
             // model's largest tensor) never sits in memory in f32.
             WordTable::Int8(Int8Weights::quantize_from(vocab, h, |rows, out| {
@@ -503,53 +640,120 @@ impl Encoder {
         self.hidden
     }
 
-    /// What [`forward`](Self::forward) holds at its peak, for a batcher's
-    /// first plans. Per token: the hidden states, Q, K and V side by side,
-    /// the attention context (5·hidden) and the feed-forward activation
-    /// (intermediate; GELU runs in place), all f32, allocated once per
-    /// batch and reused by every layer, so depth adds nothing. Per pair of
-    /// one text's tokens: one head's f32 attention scores; heads and texts
-    /// run a few at a time (one per compute thread), so this over-counts
-    /// big batches a little and never under-counts.
+    /// What [`forward_each`](Self::forward_each) holds at its peak, for a
+    /// batcher's first plans. Per token: the hidden states, Q, K and V side
+    /// by side, the attention context (5·hidden) and the feed-forward
+    /// activation (intermediate; GELU runs in place), all f32, allocated
+    /// once per batch and reused by every layer, so depth adds nothing. Per
+    /// pair of one text's tokens: one head's f32 attention scores; heads
+    /// and texts run a few at a time (one per compute thread). Exact up to
+    /// one chunk of tokens ([`chunk_tokens`]); past it the buffers stop
+    /// growing and this over-counts, so it never under-counts.
     pub(crate) fn cost_prior(&self) -> CostPrior {
         let intermediate = self.layers.first().map_or(0, |l| l.intermediate.outputs());
         cost_prior(self.hidden, intermediate)
     }
 
     /// The last hidden state of every token, `tokens × hidden`, row-major in
-    /// the packed order.
+    /// the packed order (all of the batch at once: see
+    /// [`forward_each`](Self::forward_each) for the chunked form the
+    /// embedders use).
+    #[cfg(test)]
     pub(crate) fn forward(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
-        let h = self.hidden;
-        let mut x = self.embed(batch)?;
-        let tokens = batch.tokens();
-        // Allocated once per batch, reused by every layer, and written at
-        // once, so the whole batch is charged to the process (and its
-        // cgroup) from its start: a limit lowered while the batch runs is
-        // refused by the kernel until the batch has ended, instead of
-        // being accepted over untouched pages the batch then needs.
-        let mut qkv = touched(tokens * 3 * h);
-        let mut context = touched(tokens * h);
+        let mut all = Vec::with_capacity(batch.tokens() * self.hidden);
+        self.forward_each(batch, |_, _, hidden| all.extend_from_slice(hidden))?;
+        Ok(all)
+    }
+
+    /// Runs the batch through every layer a chunk of whole sequences at a
+    /// time and hands each chunk's last hidden states to `each` as
+    /// `(sequences, first_row, hidden)`: the indices of the chunk's
+    /// sequences in `batch`, the packed row its first token has, and its
+    /// `rows × hidden` states. Chunks come in packed order.
+    ///
+    /// Chunks hold up to [`chunk_tokens`] tokens (a longer sequence is a
+    /// chunk of its own), so every buffer of the pass (the hidden states,
+    /// Q, K and V, the attention context and the feed-forward activation,
+    /// 13.5 KiB per token for MiniLM) is as big as the largest chunk, not
+    /// as the whole batch: a batch's memory stops growing with its size
+    /// past one chunk. The products stay over a thousand rows tall, which
+    /// is all they need to run at full speed (docs/benchmarks.md).
+    pub(crate) fn forward_each(
+        &self,
+        batch: &Packed,
+        each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
+    ) -> Result<(), ForwardError> {
         let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
-        let mut inter = touched(tokens * inter_width);
-        // Int8 weights expanded for one product at a time.
-        let mut scratch = linear::Scratch::default();
-        let spans: Vec<(usize, usize)> = batch.spans().filter(|(_, len)| *len > 0).collect();
-        for layer in &self.layers {
-            layer.qkv.forward(&x, &mut qkv, &mut scratch);
-            attention::attend(
-                &qkv,
-                &mut context,
-                &spans,
-                self.heads,
-                h,
-                self.relative.as_ref(),
+        self.forward_chunked(batch, chunk_tokens(self.hidden, inter_width), each)
+    }
+
+    /// [`forward_each`](Self::forward_each) with chunks of up to `limit`
+    /// tokens.
+    fn forward_chunked(
+        &self,
+        batch: &Packed,
+        limit: usize,
+        mut each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
+    ) -> Result<(), ForwardError> {
+        batch.check(self.vocab, self.max_positions)?;
+        let h = self.hidden;
+        let spans: Vec<(usize, usize)> = batch.spans().collect();
+        let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
+        let groups = chunks(&spans, limit);
+        let rows = groups
+            .iter()
+            .map(|g| chunk_rows(&spans[g.clone()]).len())
+            .max()
+            .unwrap_or(0);
+        // Allocated once per batch, reused by every chunk and layer, and
+        // written at once, so the whole batch is charged to the process
+        // (and its cgroup) from its start: a limit lowered while the batch
+        // runs is refused by the kernel until the batch has ended, instead
+        // of being accepted over untouched pages the batch then needs.
+        let mut work = Workspace {
+            x: touched(rows * h),
+            qkv: touched(rows * 3 * h),
+            context: touched(rows * h),
+            inter: touched(rows * inter_width),
+            scratch: linear::Scratch::default(),
+        };
+        let mut local = Vec::new();
+        for group in groups {
+            let range = chunk_rows(&spans[group.clone()]);
+            local.clear();
+            local.extend(
+                spans[group.clone()]
+                    .iter()
+                    .filter(|(_, len)| *len > 0)
+                    .map(|(s, l)| (s - range.start, *l)),
             );
+            let mut x = std::mem::take(&mut work.x);
+            let chunk = &mut x[..range.len() * h];
+            self.embed(batch, &spans[group.clone()], range.start, chunk)?;
+            self.layers_forward(chunk, &local, &mut work);
+            each(group, range.start, chunk);
+            work.x = x;
+        }
+        Ok(())
+    }
+
+    /// Every layer over the hidden states `x` of the sequences `spans`
+    /// (relative to `x`'s first row), in place.
+    fn layers_forward(&self, x: &mut [f32], spans: &[(usize, usize)], work: &mut Workspace) {
+        let h = self.hidden;
+        let tokens = x.len() / h;
+        let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
+        let qkv = &mut work.qkv[..tokens * 3 * h];
+        let context = &mut work.context[..tokens * h];
+        let inter = &mut work.inter[..tokens * inter_width];
+        let scratch = &mut work.scratch;
+        for layer in &self.layers {
+            layer.qkv.forward(x, qkv, scratch);
+            attention::attend(qkv, context, spans, self.heads, h, self.relative.as_ref());
             // x ← LayerNorm(x + context·Woᵀ + bo)
-            layer
-                .attention_out
-                .forward_add(&context, &mut x, &mut scratch);
-            layer.attention_norm.apply(&mut x, self.eps);
-            layer.intermediate.forward(&x, &mut inter, &mut scratch);
+            layer.attention_out.forward_add(context, x, scratch);
+            layer.attention_norm.apply(x, self.eps);
+            layer.intermediate.forward(x, inter, scratch);
             // GELU after the product: run on each task's finished block
             // instead, it measured no faster (docs/benchmarks.md).
             let activation = match self.activation {
@@ -557,20 +761,25 @@ impl Encoder {
                 Activation::GeluTanh => kernels::gelu_tanh,
                 Activation::Relu => kernels::relu,
             };
-            parallel_rows(&mut inter, inter_width, activation);
+            parallel_rows(inter, inter_width, activation);
             // x ← LayerNorm(x + gelu(inter)·W2ᵀ + b2)
-            layer.output.forward_add(&inter, &mut x, &mut scratch);
-            layer.output_norm.apply(&mut x, self.eps);
+            layer.output.forward_add(inter, x, scratch);
+            layer.output_norm.apply(x, self.eps);
         }
-        Ok(x)
     }
 
-    /// Word + position (+ token-type) embeddings, layer-normed.
-    fn embed(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
+    /// Word + position (+ token-type) embeddings of the sequences `spans`
+    /// of `batch`, layer-normed, into `x`, whose first row is packed row
+    /// `first_row`.
+    fn embed(
+        &self,
+        batch: &Packed,
+        spans: &[(usize, usize)],
+        first_row: usize,
+        x: &mut [f32],
+    ) -> Result<(), ForwardError> {
         let h = self.hidden;
-        let mut x = vec![0f32; batch.tokens() * h];
-        batch.check(self.vocab, self.max_positions)?;
-        for (start, len) in batch.spans() {
+        for &(start, len) in spans {
             for pos in 0..len {
                 let id = batch.ids[start + pos];
                 let kind = batch.type_ids.get(start + pos).copied().unwrap_or(0) as usize;
@@ -580,16 +789,17 @@ impl Encoder {
                         types: self.token_type.len() / h,
                     });
                 };
-                let row = &mut x[(start + pos) * h..(start + pos + 1) * h];
-                self.word.row(id as usize, h, row);
+                let at = start + pos - first_row;
+                let row = &mut x[at * h..(at + 1) * h];
+                self.word.row(id as usize, h, row)?;
                 let position = &self.position[pos * h..(pos + 1) * h];
                 for ((v, p), t) in row.iter_mut().zip(position).zip(token_type) {
                     *v += p + t;
                 }
             }
         }
-        self.embedding_norm.apply(&mut x, self.eps);
-        Ok(x)
+        self.embedding_norm.apply(x, self.eps);
+        Ok(())
     }
 }
 
@@ -625,18 +835,10 @@ impl ClassifierHead {
         })
     }
 
-    /// One score per sequence of `batch`, from its first token's row of
-    /// `hidden` (the encoder's output).
-    pub(crate) fn scores(&self, hidden: &[f32], batch: &Packed) -> Vec<f32> {
+    /// One score per sequence from its first token's last hidden state
+    /// (`firsts`: `sequences × hidden`).
+    pub(crate) fn scores(&self, firsts: Vec<f32>) -> Vec<f32> {
         let h = self.dense.outputs();
-        let firsts: Vec<f32> = batch
-            .spans()
-            .flat_map(|(start, len)| {
-                // An empty sequence has no first token: its state is zeros.
-                let row = if len == 0 { None } else { Some(start) };
-                (0..h).map(move |c| row.map_or(0.0, |r| hidden[r * h + c]))
-            })
-            .collect();
         let n = firsts.len() / h.max(1);
         let mut pooled = vec![0f32; n * h];
         let mut scratch = linear::Scratch::default();
@@ -660,6 +862,7 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
+    use tensors::TensorRead;
 
     fn tiny(int8: bool) -> Encoder {
         let config: BertConfig = serde_json::from_value(serde_json::json!({
@@ -671,6 +874,102 @@ mod tests {
         let varmap = VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         Encoder::load(Tensors::new(&vb), &config, Activation::Gelu, int8).unwrap()
+    }
+
+    #[test]
+    fn chunks_split_at_the_limit_and_keep_long_sequences_whole() {
+        let spans = [(0, 3), (3, 0), (3, 2), (5, 9), (14, 1), (15, 1)];
+        assert_eq!(chunks(&spans, 5), vec![0..3, 3..4, 4..6]);
+        assert_eq!(chunks(&spans, 100), vec![0..6]);
+        assert_eq!(chunks(&spans, 1), vec![0..2, 2..3, 3..4, 4..5, 5..6]);
+        assert!(chunks(&[], 4).is_empty());
+        assert_eq!(chunk_rows(&spans[2..4]), 3..14);
+        // Within bounds for any width, and smaller for wider models.
+        assert_eq!(chunk_tokens(1, 1), 4096);
+        assert_eq!(chunk_tokens(100_000, 400_000), 256);
+        assert!(chunk_tokens(768, 3072) < chunk_tokens(384, 1536));
+    }
+
+    #[test]
+    fn a_batch_in_small_chunks_gives_the_states_of_the_whole_batch() {
+        for int8 in [false, true] {
+            let e = tiny(int8);
+            let seqs: [&[u32]; 5] = [&[1, 2, 3], &[], &[4, 5, 6, 7, 8, 9], &[2], &[9, 8, 7, 6]];
+            let batch = Packed::new(seqs);
+            let mut whole = Vec::new();
+            e.forward_chunked(&batch, usize::MAX, |_, _, h| whole.extend_from_slice(h))
+                .unwrap();
+            assert_eq!(whole.len(), 14 * 64);
+            let mut chunked = vec![f32::NAN; whole.len()];
+            let mut seen = Vec::new();
+            e.forward_chunked(&batch, 4, |seqs, first_row, h| {
+                seen.push(seqs);
+                chunked[first_row * 64..first_row * 64 + h.len()].copy_from_slice(h);
+            })
+            .unwrap();
+            assert_eq!(seen, vec![0..2, 2..3, 3..4, 4..5]);
+            let diff = whole
+                .iter()
+                .zip(&chunked)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff <= 1e-6, "int8 {int8}: chunked differs by {diff}");
+        }
+    }
+
+    #[test]
+    fn word_rows_read_on_demand_equal_the_table_and_a_truncated_file_is_an_error() {
+        let (vocab, h) = (40, 48);
+        let table: Vec<f32> = (0..vocab * h)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let f = tensors::test_file(&[("word", "F32", vec![vocab, h], tensors::le(&table))]);
+        for int8 in [false, true] {
+            let source = SafetensorsFile::open(f.path()).unwrap();
+            let words = OnDemandWords::new(
+                source.row_source("word", &[vocab, h]).unwrap(),
+                vocab,
+                h,
+                int8,
+            );
+            drop(source);
+            let eager = Int8Weights::quantize(&table, h);
+            let mut got = vec![0f32; h];
+            let mut want = vec![0f32; h];
+            for id in [0, 7, vocab - 1, 7] {
+                words.row(id, &mut got).unwrap();
+                if int8 {
+                    eager.expand_rows(id..id + 1, &mut want);
+                } else {
+                    want.copy_from_slice(&table[id * h..(id + 1) * h]);
+                }
+                assert_eq!(got, want, "row {id}, int8 {int8}");
+            }
+            assert_eq!(words.rows.iter().filter(|r| r.get().is_some()).count(), 3);
+        }
+        // Rows already read stay; a row past a shrunken file's end is a
+        // typed error, not a crash.
+        let source = SafetensorsFile::open(f.path()).unwrap();
+        let words = OnDemandWords::new(
+            source.row_source("word", &[vocab, h]).unwrap(),
+            vocab,
+            h,
+            false,
+        );
+        let mut row = vec![0f32; h];
+        words.row(1, &mut row).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.path())
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        words.row(1, &mut row).unwrap();
+        let err = words.row(vocab - 1, &mut row).unwrap_err();
+        assert!(matches!(err, ForwardError::WeightsUnreadable(_)), "{err}");
+        // Tables the source cannot read a row at a time are read whole.
+        assert!(source.row_source("word", &[h, vocab]).is_none());
+        assert!(source.row_source("missing", &[vocab, h]).is_none());
     }
 
     #[test]

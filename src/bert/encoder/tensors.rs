@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
@@ -37,6 +37,29 @@ pub(crate) trait TensorRead {
         rows: Range<usize>,
         out: &mut [f32],
     ) -> CandleResult<()>;
+
+    /// A reader of tensor `name`'s rows that outlives this source, for
+    /// tables read a row at a time while the model runs; `None` where the
+    /// source cannot give one (its tensors are then read whole).
+    fn row_source(&self, _name: &str, _shape: &[usize]) -> Option<RowSource> {
+        None
+    }
+}
+
+/// One tensor of a `model.safetensors` file, its rows read when asked for
+/// through a handle of the file's own.
+#[derive(Debug)]
+pub(crate) struct RowSource {
+    file: SafetensorsFile,
+    name: String,
+    shape: Vec<usize>,
+}
+
+impl RowSource {
+    /// Rows `rows` of the tensor, as `f32`, into `out`.
+    pub(crate) fn read(&self, rows: Range<usize>, out: &mut [f32]) -> CandleResult<()> {
+        self.file.read_rows(&self.name, &self.shape, rows, out)
+    }
 }
 
 impl TensorRead for VarBuilder<'_> {
@@ -118,6 +141,12 @@ impl<'a> Tensors<'a> {
         Ok(out)
     }
 
+    /// A reader of a `rows × cols` tensor's rows that outlives this source
+    /// (see [`TensorRead::row_source`]).
+    pub(crate) fn row_source(&self, name: &str, (rows, cols): (usize, usize)) -> Option<RowSource> {
+        self.source.row_source(&self.name(name), &[rows, cols])
+    }
+
     /// Rows `range` of a `rows × cols` tensor into `out`.
     pub(crate) fn read_rows(
         &self,
@@ -148,7 +177,7 @@ impl Dtype {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     /// The dtype's name, for one membatch does not read (an error when
     /// the tensor is asked for).
@@ -250,6 +279,22 @@ impl TensorRead for SafetensorsFile {
         self.entries.contains_key(name)
     }
 
+    fn row_source(&self, name: &str, shape: &[usize]) -> Option<RowSource> {
+        let entry = self.entries.get(name)?;
+        if entry.shape != shape || entry.dtype.is_err() {
+            return None;
+        }
+        let file = self.file.lock().try_clone().ok()?;
+        Some(RowSource {
+            file: SafetensorsFile {
+                file: Mutex::new(file),
+                entries: HashMap::from([(name.to_string(), entry.clone())]),
+            },
+            name: name.to_string(),
+            shape: shape.to_vec(),
+        })
+    }
+
     fn read_rows(
         &self,
         name: &str,
@@ -282,9 +327,8 @@ impl TensorRead for SafetensorsFile {
                 "{name}: rows {rows:?} × {width} do not fit {shape:?} or the buffer"
             );
         }
-        let offset = entry.start + (rows.start * width * dtype.size()) as u64;
-        let mut file = self.file.lock();
-        file.seek(SeekFrom::Start(offset))?;
+        let mut offset = entry.start + (rows.start * width * dtype.size()) as u64;
+        let file = self.file.lock();
         match dtype {
             Dtype::F32 => {
                 // SAFETY: every bit pattern is a valid f32, and the byte
@@ -292,7 +336,7 @@ impl TensorRead for SafetensorsFile {
                 let bytes = unsafe {
                     std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), 4 * out.len())
                 };
-                file.read_exact(bytes)?;
+                read_at(&file, bytes, offset)?;
                 if cfg!(target_endian = "big") {
                     for v in out.iter_mut() {
                         *v = f32::from_bits(u32::from_le(v.to_bits()));
@@ -305,7 +349,8 @@ impl TensorRead for SafetensorsFile {
                 let mut chunk = vec![0u8; 2 * out.len().min(1 << 18)];
                 for out in out.chunks_mut(chunk.len() / 2) {
                     let bytes = &mut chunk[..2 * out.len()];
-                    file.read_exact(bytes)?;
+                    read_at(&file, bytes, offset)?;
+                    offset += bytes.len() as u64;
                     for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                         let bits = u16::from_le_bytes([b[0], b[1]]);
                         *o = match dtype {
@@ -320,12 +365,50 @@ impl TensorRead for SafetensorsFile {
     }
 }
 
+/// Reads `buf.len()` bytes at `offset` without the file's shared position
+/// (a [`RowSource`]'s handle is a duplicate of the loader's, and
+/// duplicates share one position).
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        let (mut buf, mut offset) = (buf, offset);
+        while !buf.is_empty() {
+            match file.seek_read(buf, offset) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    }
+}
+
+#[cfg(test)]
+pub(crate) use tests::{file as test_file, le};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A safetensors file of the given tensors (name, dtype, shape, bytes).
-    fn file(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> tempfile::NamedTempFile {
+    pub(crate) fn file(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> tempfile::NamedTempFile {
         let mut header = serde_json::Map::new();
         let mut data = Vec::new();
         for (name, dtype, shape, bytes) in tensors {
@@ -346,7 +429,7 @@ mod tests {
         f
     }
 
-    fn le(values: &[f32]) -> Vec<u8> {
+    pub(crate) fn le(values: &[f32]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
 
