@@ -29,6 +29,64 @@ macro_rules! dispatch {
     };
 }
 
+/// Like `dispatch!`, for steps written over a [`MulAdd`]: the AVX2 copy
+/// fuses its multiply-adds, the baseline copy keeps them as they are
+/// written unless the target always has FMA.
+macro_rules! dispatch_fused {
+    ($name:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
+        pub(crate) fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    $generic::<Fused>($($arg),*)
+                }
+                if has_avx2_fma() {
+                    // SAFETY: the CPU supports the features `wide` was
+                    // compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $generic::<Baseline>($($arg),*)
+        }
+    };
+}
+
+/// How `a·b + c` is computed in the polynomials below. Rust never fuses a
+/// multiply and an add by itself (the rounding differs), and `f32::mul_add`
+/// is a slow libm call where the CPU has no FMA, so each copy of a step
+/// picks one: fused, one instruction and half the latency of a dependent
+/// chain (GELU's and exp's chains were latency-bound), or separate.
+pub(crate) trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// `a.mul_add(b, c)`: for code compiled with FMA.
+pub(crate) struct Fused;
+
+/// `a * b + c`: for code compiled without FMA.
+pub(crate) struct Separate;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// What the baseline copy of a step uses: every aarch64 CPU has FMA.
+#[cfg(target_arch = "aarch64")]
+type Baseline = Fused;
+#[cfg(not(target_arch = "aarch64"))]
+type Baseline = Separate;
+
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
     use std::sync::OnceLock;
@@ -47,26 +105,27 @@ const LANES: usize = 8;
 /// x = n·ln2 + r with |r| <= ln2/2, e^r from its degree-7 Taylor polynomial
 /// (error below 2e-8 on that interval), 2^n put straight into the exponent.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub(crate) fn exp<M: MulAdd>(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    // Below -87.3 the result would be subnormal; softmax and erf only need
-    // "practically zero" there, 2^-126 is within 1.2e-38 of it.
     // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer (ties to
     // even) and leaves that integer in the low mantissa bits, so n is read
     // from the bits with an integer subtract: `as i32` on a float is a
     // saturating, NaN-checking conversion that LLVM keeps scalar, and it
     // was most of GELU's and softmax's time.
     const SHIFT: f32 = 12_582_912.0;
+    // Below -87.3 the result would be subnormal; softmax and erf only need
+    // "practically zero" there, 2^-126 is within 1.2e-38 of it.
     let x = x.clamp(-87.3, 88.3);
-    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let shifted = M::mul_add(x, std::f32::consts::LOG2_E, SHIFT);
     let n = shifted - SHIFT;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+    let r = M::mul_add(-n, LN2_LO, M::mul_add(-n, LN2_HI, x));
+    // Horner's rule from the highest term, with the reciprocals as
+    // constants (a division in the chain doubled its latency).
+    let mut p = 1.0 / 5040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = M::mul_add(p, r, c);
+    }
     // n is in [-126, 127], so the biased exponent is a normal one.
     let n_int = (shifted.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);
     f32::from_bits((n_int.wrapping_add(127) as u32) << 23) * p
@@ -75,38 +134,40 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// The error function, Abramowitz & Stegun 7.1.26: absolute error below
 /// 1.5e-7, which keeps the exact-GELU model within 1e-6 of a libm erf.
 #[inline(always)]
-pub(crate) fn erf(x: f32) -> f32 {
+pub(crate) fn erf<M: MulAdd>(x: f32) -> f32 {
     let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * exp(-a * a);
+    let t = 1.0 / M::mul_add(0.327_591_1, a, 1.0);
+    let mut poly = 1.061_405_4;
+    for c in [-1.453_152, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+        poly = M::mul_add(poly, t, c);
+    }
+    let y = M::mul_add(-(poly * t), exp::<M>(-a * a), 1.0);
     y.copysign(x)
 }
 
 #[inline(always)]
-fn gelu_generic(x: &mut [f32]) {
+fn gelu_generic<M: MulAdd>(x: &mut [f32]) {
     for v in x {
-        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+        let half = 0.5 * *v;
+        *v = M::mul_add(half, erf::<M>(*v * std::f32::consts::FRAC_1_SQRT_2), half);
     }
 }
 
-dispatch!(gelu(x: &mut [f32]) => gelu_generic);
+dispatch_fused!(gelu(x: &mut [f32]) => gelu_generic);
 
 /// tanh(y) = 1 - 2/(e^{2y} + 1), exact to a few ulp away from 0 and within
 /// 1e-7 absolute near it, which the GELU product then scales by x/2.
 #[inline(always)]
-fn gelu_tanh_generic(x: &mut [f32]) {
+fn gelu_tanh_generic<M: MulAdd>(x: &mut [f32]) {
     const C: f32 = 0.797_884_6; // sqrt(2/pi)
     for v in x {
-        let y = C * (*v + 0.044_715 * *v * *v * *v);
-        let tanh = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
+        let y = C * M::mul_add(0.044_715 * *v * *v, *v, *v);
+        let tanh = 1.0 - 2.0 / (exp::<M>(2.0 * y) + 1.0);
         *v = 0.5 * *v * (1.0 + tanh);
     }
 }
 
-dispatch!(gelu_tanh(x: &mut [f32]) => gelu_tanh_generic);
+dispatch_fused!(gelu_tanh(x: &mut [f32]) => gelu_tanh_generic);
 
 #[inline(always)]
 fn relu_generic(x: &mut [f32]) {
@@ -118,7 +179,7 @@ fn relu_generic(x: &mut [f32]) {
 dispatch!(relu(x: &mut [f32]) => relu_generic);
 
 #[inline(always)]
-fn softmax_generic(row: &mut [f32]) {
+fn softmax_generic<M: MulAdd>(row: &mut [f32]) {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
@@ -135,16 +196,24 @@ fn softmax_generic(row: &mut [f32]) {
     let mut chunks = row.chunks_exact_mut(LANES);
     for c in &mut chunks {
         for (s, v) in sums.iter_mut().zip(c) {
-            *v = exp(*v - max);
+            *v = exp::<M>(*v - max);
             *s += *v;
         }
     }
-    let mut sum: f32 = sums.iter().sum();
-    for v in chunks.into_remainder() {
-        *v = exp(*v - max);
-        sum += *v;
+    // The last partial group runs as a whole one too (scalar, it cost as
+    // much as the rest of a short attention row); lanes past the row's end
+    // add nothing.
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut group = [0f32; LANES];
+        group[..tail.len()].copy_from_slice(tail);
+        for (i, (s, v)) in sums.iter_mut().zip(&mut group).enumerate() {
+            *v = exp::<M>(*v - max);
+            *s += if i < tail.len() { *v } else { 0.0 };
+        }
+        tail.copy_from_slice(&group[..tail.len()]);
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / sums.iter().sum::<f32>();
     for v in row.iter_mut() {
         *v *= inv;
     }
@@ -153,13 +222,13 @@ fn softmax_generic(row: &mut [f32]) {
 /// Softmax of each row of `width` values, in place. Rows hold only real
 /// tokens (sequences are packed), so no mask is needed.
 #[inline(always)]
-fn softmax_rows_generic(x: &mut [f32], width: usize) {
+fn softmax_rows_generic<M: MulAdd>(x: &mut [f32], width: usize) {
     for row in x.chunks_exact_mut(width) {
-        softmax_generic(row);
+        softmax_generic::<M>(row);
     }
 }
 
-dispatch!(softmax_rows(x: &mut [f32], width: usize) => softmax_rows_generic);
+dispatch_fused!(softmax_rows(x: &mut [f32], width: usize) => softmax_rows_generic);
 
 #[inline(always)]
 fn sum_lanes(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -324,7 +393,10 @@ mod tests {
     #[test]
     fn exp_is_within_3_ulp_of_std() {
         for x in grid(-87.0, 88.0, 200_000) {
-            let (got, want) = (exp(x), x.exp());
+            let (got, want) = (exp::<Separate>(x), x.exp());
+            let fused = exp::<Fused>(x);
+            let ulp_fused = (want.to_bits() as i64 - fused.to_bits() as i64).abs();
+            assert!(ulp_fused <= 3, "fused exp({x}) = {fused}, std says {want}");
             let ulp = (want.to_bits() as i64 - got.to_bits() as i64).abs();
             assert!(ulp <= 3, "exp({x}) = {got}, std says {want} ({ulp} ulp)");
         }
@@ -333,8 +405,9 @@ mod tests {
     #[test]
     fn exp_of_very_negative_inputs_is_practically_zero_and_finite() {
         for x in [-88.0f32, -1e4, -1e30, f32::MIN] {
-            let y = exp(x);
-            assert!((0.0..1e-37).contains(&y), "exp({x}) = {y}");
+            for y in [exp::<Separate>(x), exp::<Fused>(x)] {
+                assert!((0.0..1e-37).contains(&y), "exp({x}) = {y}");
+            }
         }
     }
 
@@ -433,8 +506,8 @@ mod tests {
         let x = grid(-20.0, 20.0, 10_006);
         type Kernel = fn(&mut [f32]);
         let unary: [(&str, Kernel, Kernel); 3] = [
-            ("gelu", gelu, gelu_generic),
-            ("gelu_tanh", gelu_tanh, gelu_tanh_generic),
+            ("gelu", gelu, gelu_generic::<Separate>),
+            ("gelu_tanh", gelu_tanh, gelu_tanh_generic::<Separate>),
             ("relu", relu, relu_generic),
         ];
         for (name, dispatched, generic) in unary {
@@ -447,7 +520,7 @@ mod tests {
         let rows: Vec<f32> = grid(-9.0, 9.0, 37 * 11 - 1);
         let (mut a, mut b) = (rows.clone(), rows.clone());
         softmax_rows(&mut a, width);
-        softmax_rows_generic(&mut b, width);
+        softmax_rows_generic::<Separate>(&mut b, width);
         close(&a, &b, "softmax_rows");
 
         let width = 387;
