@@ -123,7 +123,15 @@ pub(crate) fn exp<M: MulAdd>(x: f32) -> f32 {
     // Horner's rule from the highest term, with the reciprocals as
     // constants (a division in the chain doubled its latency).
     let mut p = 1.0 / 5040.0;
-    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
         p = M::mul_add(p, r, c);
     }
     // n is in [-126, 127], so the biased exponent is a normal one.
