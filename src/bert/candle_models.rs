@@ -191,7 +191,8 @@ impl CandleEncoder {
     /// The last hidden state of every token, `tokens × hidden`, in the
     /// packed order.
     pub(crate) fn forward(&self, batch: &Packed) -> Result<Vec<f32>, CandleForwardError> {
-        batch.check(self.vocab, self.max_positions)?;
+        // These families read no token types (embedding batches carry none).
+        batch.check(self.vocab, self.max_positions, usize::MAX)?;
         let mut out = Vec::with_capacity(batch.tokens() * self.hidden);
         for (start, len) in batch.spans() {
             if len == 0 {

@@ -185,8 +185,9 @@ pub(super) fn read_tensors<T>(
     let file = SafetensorsFile::open(&path).map_err(weights_error)?;
     let read = read(Tensors::new(&file)).map_err(weights_error);
     drop(file);
-    // The weights now live in their own buffers: the file's cached pages
-    // would only crowd a container's memory.
+    // The weights now live in their own buffers (all but the word table,
+    // whose rows are read as batches use them, a page each with readahead
+    // off): the file's cached pages would only crowd a container's memory.
     crate::memory::forget_file_cache(&path);
     read
 }

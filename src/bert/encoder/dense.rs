@@ -139,14 +139,7 @@ impl PackedWeights {
         let panels = self.panels();
         let threads = rayon::current_num_threads().max(1);
         let row_blocks = row_blocks(rows, k, threads);
-        // Block rb covers tiles rb·tiles/row_blocks.., so blocks differ by
-        // one tile at most.
-        let tiles = rows.div_ceil(MR);
-        let block_rows = |rb: usize| {
-            let r0 = (rb * tiles / row_blocks) * MR;
-            let r1 = (((rb + 1) * tiles / row_blocks) * MR).min(rows);
-            r0..r1
-        };
+
         // Small products on one thread: a task costs a few microseconds to
         // hand over, about 100k multiply-adds here.
         let flops = rows * n * k;
@@ -163,7 +156,7 @@ impl PackedWeights {
         let out_ptr = Shared(out.as_mut_ptr());
         let run = |task: usize| {
             let (rb, group) = (task / groups, task % groups);
-            let range = block_rows(rb);
+            let range = block_rows(rb, rows, row_blocks);
             let (r0, r1) = (range.start, range.end);
             let p0 = group * per_group;
             let p1 = (p0 + per_group).min(panels);
@@ -248,10 +241,11 @@ fn row_block(k: usize) -> usize {
 }
 
 /// How many blocks of rows a product of `rows` rows splits into: blocks of
-/// at most [`row_block`] rows, their number rounded up to a multiple of
-/// the threads (while every block keeps a tile), so that equal blocks end
-/// together. 13 blocks on 2 threads left one core idle for a thirteenth
-/// of every product.
+/// at most [`row_block`] rows; when there are at least as many as threads,
+/// their number is rounded up to a multiple of the threads (while every
+/// block keeps a tile), so that equal blocks end together. 13 blocks on 2
+/// threads left one core idle for a thirteenth of every product. (Fewer
+/// blocks than threads are split by panels instead, see `forward_with`.)
 fn row_blocks(rows: usize, k: usize, threads: usize) -> usize {
     let tiles = rows.div_ceil(MR);
     let blocks = rows.div_ceil(row_block(k));
@@ -468,6 +462,16 @@ unsafe fn avx2<const R: usize>(
     }
 }
 
+/// Rows of block `rb` of `blocks` over `rows` rows: tiles
+/// `rb·tiles/blocks..(rb+1)·tiles/blocks`, so blocks differ by one tile at
+/// most and only the last may end in a partial tile.
+fn block_rows(rb: usize, rows: usize, blocks: usize) -> std::ops::Range<usize> {
+    let tiles = rows.div_ceil(MR);
+    let r0 = (rb * tiles / blocks) * MR;
+    let r1 = (((rb + 1) * tiles / blocks) * MR).min(rows);
+    r0..r1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +491,30 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn row_blocks_are_non_empty_bounded_and_cover_every_row() {
+        for k in [64, 384, 1536] {
+            for threads in 1..=8 {
+                for rows in 1..3000 {
+                    let blocks = row_blocks(rows, k, threads);
+                    let tiles = rows.div_ceil(MR);
+                    let mut next = 0;
+                    for rb in 0..blocks {
+                        let r = block_rows(rb, rows, blocks);
+                        let (r0, r1) = (r.start, r.end);
+                        assert_eq!(r0, next, "rows {rows}, k {k}, threads {threads}");
+                        assert!(r1 > r0 && r1 - r0 <= row_block(k));
+                        next = r1;
+                    }
+                    assert_eq!(next, rows);
+                    if rows.div_ceil(row_block(k)) >= threads && tiles >= threads {
+                        assert!(blocks.is_multiple_of(threads) || blocks == tiles);
+                    }
+                }
+            }
+        }
     }
 
     fn kernels() -> Vec<Kernel> {

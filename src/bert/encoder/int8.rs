@@ -112,6 +112,41 @@ impl Int8Weights {
         }
     }
 
+    /// One row (`row.len()` values) quantised as [`Int8Weights::quantize`]
+    /// quantises it, in one allocation: the values, then one
+    /// little-endian `f32` scale per block.
+    pub(crate) fn quantize_row_packed(row: &[f32]) -> Box<[u8]> {
+        let q = Int8Weights::quantize(row, row.len().max(1));
+        let mut out = Vec::with_capacity(q.values.len() + 4 * q.scales.len());
+        out.extend(q.values.iter().map(|v| *v as u8));
+        for s in &q.scales {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.into_boxed_slice()
+    }
+
+    /// Bytes a row of `width` values takes in
+    /// [`quantize_row_packed`](Self::quantize_row_packed)'s form.
+    pub(crate) fn packed_row_bytes(width: usize) -> usize {
+        width + 4 * width.div_ceil(SCALE_BLOCK)
+    }
+
+    /// Expands a row of [`quantize_row_packed`](Self::quantize_row_packed)
+    /// into `out`, exactly as [`expand_rows`](Self::expand_rows) would.
+    pub(crate) fn expand_row_packed(row: &[u8], out: &mut [f32]) {
+        let (values, scales) = row.split_at(out.len());
+        for ((q, o), s) in values
+            .chunks(SCALE_BLOCK)
+            .zip(out.chunks_mut(SCALE_BLOCK))
+            .zip(scales.chunks_exact(4))
+        {
+            let s = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            for (q, o) in q.iter().zip(o) {
+                *o = (*q as i8) as f32 * s;
+            }
+        }
+    }
+
     /// Expands every row into `out`.
     pub(crate) fn expand(&self, out: &mut [f32]) {
         self.expand_rows(0..self.values.len() / self.width, out);

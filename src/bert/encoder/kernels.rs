@@ -7,39 +7,21 @@
 //! AVX2+FMA enabled (picked at run time), so LLVM vectorises them 8 wide on
 //! the CPUs this crate is meant for and stays correct everywhere else.
 
-/// Runs `$body` (a call to an `#[inline(always)]` generic function) in a
-/// copy compiled with AVX2 and FMA when the CPU has them.
+/// Defines `$name`, which runs `$wide` (a call to an `#[inline(always)]`
+/// generic function) in a copy compiled with AVX2 and FMA when the CPU has
+/// them, else `$base` (the same function, or the same with a baseline
+/// [`MulAdd`]).
 macro_rules! dispatch {
     ($name:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
-        pub(crate) fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) {
-                    $generic($($arg),*)
-                }
-                if has_avx2_fma() {
-                    // SAFETY: the CPU supports the features `wide` was
-                    // compiled for.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            $generic($($arg),*)
-        }
+        dispatch!($name($($arg: $ty),*) => $generic, $generic);
     };
-}
-
-/// Like `dispatch!`, for steps written over a [`MulAdd`]: the AVX2 copy
-/// fuses its multiply-adds, the baseline copy keeps them as they are
-/// written unless the target always has FMA.
-macro_rules! dispatch_fused {
-    ($name:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
+    ($name:ident($($arg:ident: $ty:ty),*) => $wide:path, $base:path) => {
         pub(crate) fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) {
-                    $generic::<Fused>($($arg),*)
+                    $wide($($arg),*)
                 }
                 if has_avx2_fma() {
                     // SAFETY: the CPU supports the features `wide` was
@@ -47,7 +29,7 @@ macro_rules! dispatch_fused {
                     return unsafe { wide($($arg),*) };
                 }
             }
-            $generic::<Baseline>($($arg),*)
+            $base($($arg),*)
         }
     };
 }
@@ -161,7 +143,7 @@ fn gelu_generic<M: MulAdd>(x: &mut [f32]) {
     }
 }
 
-dispatch_fused!(gelu(x: &mut [f32]) => gelu_generic);
+dispatch!(gelu(x: &mut [f32]) => gelu_generic::<Fused>, gelu_generic::<Baseline>);
 
 /// tanh(y) = 1 - 2/(e^{2y} + 1), exact to a few ulp away from 0 and within
 /// 1e-7 absolute near it, which the GELU product then scales by x/2.
@@ -175,7 +157,7 @@ fn gelu_tanh_generic<M: MulAdd>(x: &mut [f32]) {
     }
 }
 
-dispatch_fused!(gelu_tanh(x: &mut [f32]) => gelu_tanh_generic);
+dispatch!(gelu_tanh(x: &mut [f32]) => gelu_tanh_generic::<Fused>, gelu_tanh_generic::<Baseline>);
 
 #[inline(always)]
 fn relu_generic(x: &mut [f32]) {
@@ -236,7 +218,7 @@ fn softmax_rows_generic<M: MulAdd>(x: &mut [f32], width: usize) {
     }
 }
 
-dispatch_fused!(softmax_rows(x: &mut [f32], width: usize) => softmax_rows_generic);
+dispatch!(softmax_rows(x: &mut [f32], width: usize) => softmax_rows_generic::<Fused>, softmax_rows_generic::<Baseline>);
 
 #[inline(always)]
 fn sum_lanes(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {

@@ -1,12 +1,14 @@
 //! The BERT-family encoder's forward pass on packed sequences (BERT,
 //! RoBERTa/XLM-RoBERTa, MPNet: see [`Family`]).
 //!
-//! Sequences are packed one after another without padding: the dense layers
-//! (QKV, attention output, feed-forward) run as one matrix product over all
-//! real tokens of the batch, and only attention itself runs per sequence and
-//! head. Activations live in four buffers allocated once per batch and
-//! reused by every layer; element-wise steps run in place. See
-//! `docs/benchmarks.md` for what this buys over a tensor-per-op forward.
+//! Sequences are packed one after another without padding and run through
+//! the layers a chunk of whole sequences at a time: the dense layers (QKV,
+//! attention output, feed-forward) run as one matrix product over all real
+//! tokens of a chunk, and only attention itself runs per sequence and head.
+//! Activations live in five buffers sized for the largest chunk, allocated
+//! once per batch and reused by every chunk and layer; element-wise steps
+//! run in place. See `docs/benchmarks.md` for what this buys over a
+//! tensor-per-op forward, and `docs/memory.md` for the chunks.
 
 mod attention;
 mod config;
@@ -79,12 +81,56 @@ impl<P: Copy> Shared<P> {
     }
 }
 
-/// `n` zeros, every page written now (`vec![0.0; n]` would map zero pages
-/// that are charged only when first written).
-fn touched(n: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(n);
-    v.resize(n, 0.0);
-    v
+/// `n` zeroed `f32`s in an anonymous memory mapping of their own, every
+/// page written at once (charged to the process from the start), unmapped
+/// when dropped.
+///
+/// Why not a `Vec`: glibc serves allocations this large with `mmap` only
+/// until the first one is freed, then raises its threshold to that size
+/// and serves the next batch's buffers from the heap, where the word-table
+/// rows a batch reads get placed between them and keep the heap from
+/// shrinking: a run's peak grew by 2–5 MiB with the allocation order
+/// (docs/benchmarks.md).
+struct Buffer(Option<memmap2::MmapMut>);
+
+impl Buffer {
+    fn touched(n: usize) -> std::io::Result<Buffer> {
+        if n == 0 {
+            return Ok(Buffer(None));
+        }
+        let mut map = memmap2::MmapMut::map_anon(n * std::mem::size_of::<f32>())?;
+        // Fresh anonymous pages read as zeros; writing one byte a page
+        // makes them resident now.
+        for page in map.chunks_mut(4096) {
+            page[0] = 0;
+        }
+        Ok(Buffer(Some(map)))
+    }
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match &self.0 {
+            // SAFETY: the mapping is page-aligned and its length a multiple
+            // of 4 bytes (`touched`); every bit pattern is a valid f32, and
+            // the slice borrows the mapping.
+            Some(m) => unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<f32>(), m.len() / 4) },
+            None => &[],
+        }
+    }
+}
+
+impl std::ops::DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        match &mut self.0 {
+            // SAFETY: as in `deref`, borrowed mutably.
+            Some(m) => unsafe {
+                std::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<f32>(), m.len() / 4)
+            },
+            None => &mut [],
+        }
+    }
 }
 
 /// The cost prior of a model of this width, before it is loaded (see
@@ -105,6 +151,8 @@ pub(crate) enum ForwardError {
     TokenTypeOutOfRange { id: u32, types: usize },
     #[error("the model file could not be read while running ({0}); was it changed or truncated after loading?")]
     WeightsUnreadable(String),
+    #[error("the system refused the batch's buffers ({0}); retry with a smaller batch")]
+    NoMemory(String),
 }
 
 /// Token sequences packed back to back.
@@ -142,7 +190,15 @@ impl Packed {
 
     /// Checks every sequence against a model's position count and
     /// vocabulary: what the model cannot take is a typed error, not a panic.
-    pub(crate) fn check(&self, vocab: usize, max_positions: usize) -> Result<(), ForwardError> {
+    pub(crate) fn check(
+        &self,
+        vocab: usize,
+        max_positions: usize,
+        types: usize,
+    ) -> Result<(), ForwardError> {
+        if let Some(&id) = self.type_ids.iter().find(|&&t| t as usize >= types) {
+            return Err(ForwardError::TokenTypeOutOfRange { id, types });
+        }
         if let Some((_, len)) = self.spans().find(|(_, len)| *len > max_positions) {
             return Err(ForwardError::TooLong {
                 len,
@@ -205,13 +261,12 @@ fn parallel_rows(x: &mut [f32], width: usize, step: impl Fn(&mut [f32]) + Send +
     x.par_chunks_mut(rows_per_chunk * width).for_each(step);
 }
 
-/// The per-layer buffers of [`Encoder::forward`], sized for its largest
-/// chunk.
+/// The buffers of [`Encoder::forward_each`], sized for its largest chunk.
 struct Workspace {
-    x: Vec<f32>,
-    qkv: Vec<f32>,
-    context: Vec<f32>,
-    inter: Vec<f32>,
+    x: Buffer,
+    qkv: Buffer,
+    context: Buffer,
+    inter: Buffer,
     /// Int8 weights expanded for one product at a time.
     scratch: linear::Scratch,
 }
@@ -237,8 +292,9 @@ fn chunks(spans: &[(usize, usize)], limit: usize) -> Vec<std::ops::Range<usize>>
     let mut first = 0;
     let mut tokens = 0;
     for (i, (_, len)) in spans.iter().enumerate() {
-        // An empty sequence joins the chunk before it.
-        if i > first && *len > 0 && tokens + len > limit {
+        // An empty sequence joins the chunk before it, and a chunk holds
+        // at least one token before it is closed.
+        if tokens > 0 && *len > 0 && tokens + len > limit {
             out.push(first..i);
             first = i;
             tokens = 0;
@@ -304,59 +360,100 @@ impl WordTable {
 struct OnDemandWords {
     source: RowSource,
     hidden: usize,
-    int8: bool,
-    rows: Vec<std::sync::OnceLock<Box<WordRow>>>,
+    rows: WordRows,
 }
 
+/// One cell per row, each row one allocation once read.
 #[derive(Debug)]
-enum WordRow {
-    F32(Box<[f32]>),
-    Int8(Int8Weights),
+enum WordRows {
+    F32(Vec<std::sync::OnceLock<Box<[f32]>>>),
+    /// Rows in [`Int8Weights::quantize_row_packed`]'s form.
+    Int8(Vec<std::sync::OnceLock<Box<[u8]>>>),
+}
+
+/// The row in `cells[id]`, made by `make` when no batch has read it yet
+/// (two batches may make it at once; the first one stored is kept).
+fn word_row<T>(
+    cells: &[std::sync::OnceLock<Box<[T]>>],
+    id: usize,
+    make: impl FnOnce() -> Result<Box<[T]>, ForwardError>,
+) -> Result<&[T], ForwardError> {
+    let cell = &cells[id];
+    match cell.get() {
+        Some(row) => Ok(row),
+        None => {
+            let row = make()?;
+            Ok(cell.get_or_init(|| row))
+        }
+    }
 }
 
 impl OnDemandWords {
     fn new(source: RowSource, vocab: usize, hidden: usize, int8: bool) -> Self {
+        fn cells<T>(vocab: usize) -> Vec<std::sync::OnceLock<Box<[T]>>> {
+            (0..vocab).map(|_| std::sync::OnceLock::new()).collect()
+        }
         OnDemandWords {
             source,
             hidden,
-            int8,
-            rows: (0..vocab).map(|_| std::sync::OnceLock::new()).collect(),
+            rows: if int8 {
+                WordRows::Int8(cells(vocab))
+            } else {
+                WordRows::F32(cells(vocab))
+            },
         }
     }
 
+    /// Row `id` as read from the file, in `f32`.
+    fn read(&self, id: usize) -> Result<Vec<f32>, ForwardError> {
+        let mut values = vec![0f32; self.hidden];
+        self.source
+            .read(id..id + 1, &mut values)
+            .map_err(|e| ForwardError::WeightsUnreadable(e.to_string()))?;
+        Ok(values)
+    }
+
     fn row(&self, id: usize, out: &mut [f32]) -> Result<(), ForwardError> {
-        let cell = &self.rows[id];
-        let row = match cell.get() {
-            Some(row) => row,
-            None => {
-                // Two batches may read the same row at once; the first one
-                // stored is kept.
-                let mut values = vec![0f32; self.hidden];
-                self.source
-                    .read(id..id + 1, &mut values)
-                    .map_err(|e| ForwardError::WeightsUnreadable(e.to_string()))?;
-                let row = if self.int8 {
-                    WordRow::Int8(Int8Weights::quantize(&values, self.hidden))
-                } else {
-                    WordRow::F32(values.into_boxed_slice())
-                };
-                cell.get_or_init(|| Box::new(row))
+        match &self.rows {
+            WordRows::F32(cells) => {
+                out.copy_from_slice(word_row(cells, id, || Ok(self.read(id)?.into()))?)
             }
-        };
-        match &**row {
-            WordRow::F32(v) => out.copy_from_slice(v),
-            WordRow::Int8(q) => q.expand_rows(0..1, out),
+            WordRows::Int8(cells) => {
+                let row = word_row(cells, id, || {
+                    Ok(Int8Weights::quantize_row_packed(&self.read(id)?))
+                })?;
+                Int8Weights::expand_row_packed(row, out)
+            }
         }
         Ok(())
     }
 
+    /// What the table holds once every row has been read: each row's
+    /// allocation (rounded up to malloc's 16 bytes, plus its header) and
+    /// its cell.
     fn bytes(&self) -> usize {
-        let per_row = if self.int8 {
-            self.hidden + 4 * self.hidden.div_ceil(int8::SCALE_BLOCK)
-        } else {
-            4 * self.hidden
+        let (rows, payload, cell) = match &self.rows {
+            WordRows::F32(c) => (
+                c.len(),
+                4 * self.hidden,
+                std::mem::size_of::<std::sync::OnceLock<Box<[f32]>>>(),
+            ),
+            WordRows::Int8(c) => (
+                c.len(),
+                Int8Weights::packed_row_bytes(self.hidden),
+                std::mem::size_of::<std::sync::OnceLock<Box<[u8]>>>(),
+            ),
         };
-        self.rows.len() * (per_row + std::mem::size_of::<std::sync::OnceLock<Box<WordRow>>>())
+        rows * (payload.next_multiple_of(16) + 16 + cell)
+    }
+
+    /// Rows read so far.
+    #[cfg(test)]
+    fn rows_read(&self) -> usize {
+        match &self.rows {
+            WordRows::F32(c) => c.iter().filter(|r| r.get().is_some()).count(),
+            WordRows::Int8(c) => c.iter().filter(|r| r.get().is_some()).count(),
+        }
     }
 }
 
@@ -640,6 +737,11 @@ impl Encoder {
         self.hidden
     }
 
+    /// The feed-forward layer's width.
+    fn intermediate(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.intermediate.outputs())
+    }
+
     /// What [`forward_each`](Self::forward_each) holds at its peak, for a
     /// batcher's first plans. Per token: the hidden states, Q, K and V side
     /// by side, the attention context (5·hidden) and the feed-forward
@@ -650,7 +752,7 @@ impl Encoder {
     /// one chunk of tokens ([`chunk_tokens`]); past it the buffers stop
     /// growing and this over-counts, so it never under-counts.
     pub(crate) fn cost_prior(&self) -> CostPrior {
-        let intermediate = self.layers.first().map_or(0, |l| l.intermediate.outputs());
+        let intermediate = self.intermediate();
         cost_prior(self.hidden, intermediate)
     }
 
@@ -676,15 +778,16 @@ impl Encoder {
     /// Q, K and V, the attention context and the feed-forward activation,
     /// 13.5 KiB per token for MiniLM) is as big as the largest chunk, not
     /// as the whole batch: a batch's memory stops growing with its size
-    /// past one chunk. The products stay over a thousand rows tall, which
-    /// is all they need to run at full speed (docs/benchmarks.md).
+    /// past one chunk (or past its longest text, when that is longer). The
+    /// products stay hundreds of rows tall (1,213 for MiniLM, 606 for
+    /// bert-base's width), which measured as fast as whole batches
+    /// (docs/benchmarks.md).
     pub(crate) fn forward_each(
         &self,
         batch: &Packed,
         each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
     ) -> Result<(), ForwardError> {
-        let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
-        self.forward_chunked(batch, chunk_tokens(self.hidden, inter_width), each)
+        self.forward_chunked(batch, chunk_tokens(self.hidden, self.intermediate()), each)
     }
 
     /// [`forward_each`](Self::forward_each) with chunks of up to `limit`
@@ -695,10 +798,14 @@ impl Encoder {
         limit: usize,
         mut each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
     ) -> Result<(), ForwardError> {
-        batch.check(self.vocab, self.max_positions)?;
+        batch.check(
+            self.vocab,
+            self.max_positions,
+            self.token_type.len() / self.hidden,
+        )?;
         let h = self.hidden;
         let spans: Vec<(usize, usize)> = batch.spans().collect();
-        let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
+        let inter_width = self.intermediate();
         let groups = chunks(&spans, limit);
         let rows = groups
             .iter()
@@ -706,15 +813,18 @@ impl Encoder {
             .max()
             .unwrap_or(0);
         // Allocated once per batch, reused by every chunk and layer, and
-        // written at once, so the whole batch is charged to the process
-        // (and its cgroup) from its start: a limit lowered while the batch
-        // runs is refused by the kernel until the batch has ended, instead
-        // of being accepted over untouched pages the batch then needs.
+        // written at once, so the buffers are charged to the process (and
+        // its cgroup) from the batch's start: a limit lowered while the
+        // batch runs is refused by the kernel until the batch has ended,
+        // instead of being accepted over untouched pages the batch then
+        // needs. (Word-table rows the batch is first to use are still read
+        // as it runs: a row each, 1.5 KiB for MiniLM.)
+        let buffer = |n| Buffer::touched(n).map_err(|e| ForwardError::NoMemory(e.to_string()));
         let mut work = Workspace {
-            x: touched(rows * h),
-            qkv: touched(rows * 3 * h),
-            context: touched(rows * h),
-            inter: touched(rows * inter_width),
+            x: buffer(rows * h)?,
+            qkv: buffer(rows * 3 * h)?,
+            context: buffer(rows * h)?,
+            inter: buffer(rows * inter_width)?,
             scratch: linear::Scratch::default(),
         };
         let mut local = Vec::new();
@@ -727,7 +837,7 @@ impl Encoder {
                     .filter(|(_, len)| *len > 0)
                     .map(|(s, l)| (s - range.start, *l)),
             );
-            let mut x = std::mem::take(&mut work.x);
+            let mut x = std::mem::replace(&mut work.x, Buffer(None));
             let chunk = &mut x[..range.len() * h];
             self.embed(batch, &spans[group.clone()], range.start, chunk)?;
             self.layers_forward(chunk, &local, &mut work);
@@ -742,7 +852,7 @@ impl Encoder {
     fn layers_forward(&self, x: &mut [f32], spans: &[(usize, usize)], work: &mut Workspace) {
         let h = self.hidden;
         let tokens = x.len() / h;
-        let inter_width = self.layers.first().map_or(0, |l| l.intermediate.outputs());
+        let inter_width = self.intermediate();
         let qkv = &mut work.qkv[..tokens * 3 * h];
         let context = &mut work.context[..tokens * h];
         let inter = &mut work.inter[..tokens * inter_width];
@@ -877,12 +987,28 @@ mod tests {
     }
 
     #[test]
+    fn buffers_are_zeroed_writable_and_as_long_as_asked() {
+        assert!(Buffer::touched(0).unwrap().is_empty());
+        let mut b = Buffer::touched(5000).unwrap();
+        assert_eq!(b.len(), 5000);
+        assert!(b.iter().all(|v| *v == 0.0));
+        b[4999] = 1.5;
+        b[0] = -2.0;
+        assert_eq!((b[0], b[4999]), (-2.0, 1.5));
+    }
+
+    #[test]
     fn chunks_split_at_the_limit_and_keep_long_sequences_whole() {
         let spans = [(0, 3), (3, 0), (3, 2), (5, 9), (14, 1), (15, 1)];
         assert_eq!(chunks(&spans, 5), vec![0..3, 3..4, 4..6]);
         assert_eq!(chunks(&spans, 100), vec![0..6]);
         assert_eq!(chunks(&spans, 1), vec![0..2, 2..3, 3..4, 4..5, 5..6]);
         assert!(chunks(&[], 4).is_empty());
+        // Leading empty sequences do not make a chunk of their own.
+        assert_eq!(
+            chunks(&[(0, 0), (0, 0), (0, 9), (9, 2)], 4),
+            vec![0..3, 3..4]
+        );
         assert_eq!(chunk_rows(&spans[2..4]), 3..14);
         // Within bounds for any width, and smaller for wider models.
         assert_eq!(chunk_tokens(1, 1), 4096);
@@ -908,12 +1034,15 @@ mod tests {
             })
             .unwrap();
             assert_eq!(seen, vec![0..2, 2..3, 3..4, 4..5]);
-            let diff = whole
+            // Every row written (the NaN sentinels gone) and equal.
+            let close = whole
                 .iter()
                 .zip(&chunked)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(diff <= 1e-6, "int8 {int8}: chunked differs by {diff}");
+                .all(|(a, b)| (a - b).abs() <= 1e-6);
+            assert!(
+                close,
+                "int8 {int8}: a chunked row differs or was not written"
+            );
         }
     }
 
@@ -945,7 +1074,7 @@ mod tests {
                 }
                 assert_eq!(got, want, "row {id}, int8 {int8}");
             }
-            assert_eq!(words.rows.iter().filter(|r| r.get().is_some()).count(), 3);
+            assert_eq!(words.rows_read(), 3);
         }
         // Rows already read stay; a row past a shrunken file's end is a
         // typed error, not a crash.
@@ -990,6 +1119,12 @@ mod tests {
             ));
             let err = e.forward(&Packed::new([&[1u32; 7][..]])).unwrap_err();
             assert!(matches!(err, ForwardError::TooLong { len: 7, max: 6 }));
+            let pairs = Packed::with_types([(&[1u32, 2][..], &[0u32, 1][..]), (&[3], &[2])]);
+            let err = e.forward(&pairs).unwrap_err();
+            assert!(matches!(
+                err,
+                ForwardError::TokenTypeOutOfRange { id: 2, types: 2 }
+            ));
             let ok = e.forward(&Packed::new([&[1u32; 6][..], &[2, 3]])).unwrap();
             assert_eq!(ok.len(), 8 * 64);
             assert!(ok.iter().all(|v| v.is_finite()));

@@ -21,7 +21,6 @@ use std::path::Path;
 
 use candle_core::Result as CandleResult;
 use candle_nn::VarBuilder;
-use parking_lot::Mutex;
 
 /// A source of named tensors, read as `f32` rows.
 pub(crate) trait TensorRead {
@@ -190,7 +189,9 @@ struct Entry {
 /// `model.safetensors` read piecewise through positioned reads.
 #[derive(Debug)]
 pub(crate) struct SafetensorsFile {
-    file: Mutex<File>,
+    /// Read only with positioned reads ([`read_at`]): no shared position,
+    /// so concurrent readers need no lock.
+    file: File,
     entries: HashMap<String, Entry>,
 }
 
@@ -267,10 +268,7 @@ impl SafetensorsFile {
                 },
             );
         }
-        Ok(SafetensorsFile {
-            file: Mutex::new(file),
-            entries,
-        })
+        Ok(SafetensorsFile { file, entries })
     }
 }
 
@@ -284,10 +282,21 @@ impl TensorRead for SafetensorsFile {
         if entry.shape != shape || entry.dtype.is_err() {
             return None;
         }
-        let file = self.file.lock().try_clone().ok()?;
+        let file = self.file.try_clone().ok()?;
+        // Rows are read scattered, a row at a time: without readahead each
+        // read caches its own page only. (The advice belongs to the open
+        // file, which the loader's handle shares; it reads nothing more.)
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: posix_fadvise only reads the descriptor, open for the
+            // call; offset 0 and length 0 mean the whole file. Advice that
+            // fails changes nothing but the cache's size.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+        }
         Some(RowSource {
             file: SafetensorsFile {
-                file: Mutex::new(file),
+                file,
                 entries: HashMap::from([(name.to_string(), entry.clone())]),
             },
             name: name.to_string(),
@@ -328,7 +337,7 @@ impl TensorRead for SafetensorsFile {
             );
         }
         let mut offset = entry.start + (rows.start * width * dtype.size()) as u64;
-        let file = self.file.lock();
+        let file = &self.file;
         match dtype {
             Dtype::F32 => {
                 // SAFETY: every bit pattern is a valid f32, and the byte
@@ -336,7 +345,7 @@ impl TensorRead for SafetensorsFile {
                 let bytes = unsafe {
                     std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), 4 * out.len())
                 };
-                read_at(&file, bytes, offset)?;
+                read_at(file, bytes, offset)?;
                 if cfg!(target_endian = "big") {
                     for v in out.iter_mut() {
                         *v = f32::from_bits(u32::from_le(v.to_bits()));
@@ -349,7 +358,7 @@ impl TensorRead for SafetensorsFile {
                 let mut chunk = vec![0u8; 2 * out.len().min(1 << 18)];
                 for out in out.chunks_mut(chunk.len() / 2) {
                     let bytes = &mut chunk[..2 * out.len()];
-                    read_at(&file, bytes, offset)?;
+                    read_at(file, bytes, offset)?;
                     offset += bytes.len() as u64;
                     for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                         let bits = u16::from_le_bytes([b[0], b[1]]);
@@ -393,7 +402,10 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     }
     #[cfg(not(any(unix, windows)))]
     {
+        // No positioned reads: one reader at a time moves the position.
         use std::io::{Seek, SeekFrom};
+        static POSITION: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+        let _one_reader = POSITION.lock();
         let mut file = file;
         file.seek(SeekFrom::Start(offset))?;
         file.read_exact(buf)
