@@ -52,11 +52,12 @@ fn a_lazy_real_model_loads_on_first_use_and_unload_frees_its_weights() {
         mib(report.figure_before_bytes),
         mib(report.figure_after_bytes)
     );
-    // The f32 weights of all-MiniLM-L6-v2 are 86.7 MiB: loading adds most
-    // of them, unloading gives most of them back.
-    assert!(loaded > before + (60 << 20), "loading added too little");
+    // all-MiniLM-L6-v2's f32 weights without the word table (whose rows are
+    // read as texts use them) are over 40 MiB: loading adds most of them,
+    // unloading gives most of them back.
+    assert!(loaded > before + (35 << 20), "loading added too little");
     assert!(
-        report.rss_before_bytes.unwrap() - after > 60 << 20,
+        report.rss_before_bytes.unwrap() - after > 35 << 20,
         "unload freed only {:.1} MiB",
         mib(report.rss_before_bytes.unwrap() - after)
     );
