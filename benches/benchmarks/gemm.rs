@@ -12,7 +12,7 @@
 //! model files needed.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use membatch::bert::bench_kernels::{gemm_crate, Dense, DenseInt8};
+use membatch::bert::bench_kernels::{attention, gemm_crate, Dense, DenseInt8};
 
 const TOKENS: usize = 2048;
 const SHAPES: [(usize, usize); 4] = [(384, 1152), (384, 384), (384, 1536), (1536, 384)];
@@ -54,4 +54,31 @@ fn bench_gemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gemm);
+/// Two chunks' worth of sequences: mixed lengths up to 256 (1,113
+/// tokens), and short ones such as a codebase's small chunks (1,134 tokens).
+const MIXED: [usize; 12] = [9, 14, 22, 31, 45, 60, 77, 96, 128, 170, 205, 256];
+const SHORT: [usize; 12] = [6, 9, 12, 16, 20, 24, 28, 33, 40, 48, 56, 86];
+
+/// Attention on all-MiniLM-L6-v2's shape (12 heads of 32) over packed
+/// sequences, in FLOP of its two products (4·len²·h a sequence; the
+/// softmax in between is not counted but runs in both rows).
+fn bench_attention(c: &mut Criterion) {
+    let (heads, h) = (12, 384);
+    let mut group = c.benchmark_group("attention_flops");
+    for (set, lengths) in [("mixed", MIXED.repeat(1)), ("short", SHORT.repeat(3))] {
+        let tokens: usize = lengths.iter().sum();
+        let qkv = values(tokens * 3 * h, 4);
+        let mut context = vec![0f32; tokens * h];
+        let flops: usize = lengths.iter().map(|l| 4 * l * l * h).sum();
+        group.throughput(Throughput::Elements(flops as u64));
+        let shape = format!("{set}_{tokens}tokens_{heads}x{}", h / heads);
+        for (name, baseline) in [("packed", false), ("gemm_crate", true)] {
+            group.bench_with_input(BenchmarkId::new(name, &shape), &(), |b, _| {
+                b.iter(|| attention(&qkv, &mut context, &lengths, heads, h, baseline))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_gemm, bench_attention);

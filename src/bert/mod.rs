@@ -77,6 +77,35 @@ pub mod bench_kernels {
         }
     }
 
+    /// Self-attention of packed sequences (`lengths` one after another):
+    /// `qkv` is `tokens × 3h`, `context` receives `tokens × h`. With
+    /// `gemm_crate`, the products run through the `gemm` crate as they did
+    /// before membatch's own kernel ran them (the baseline).
+    pub fn attention(
+        qkv: &[f32],
+        context: &mut [f32],
+        lengths: &[usize],
+        heads: usize,
+        h: usize,
+        gemm_crate: bool,
+    ) {
+        use super::encoder::attention::{attend_with, Products};
+        let mut start = 0;
+        let spans: Vec<(usize, usize)> = lengths
+            .iter()
+            .map(|&len| {
+                start += len;
+                (start - len, len)
+            })
+            .collect();
+        let products = if gemm_crate {
+            Products::GemmCrate
+        } else {
+            Products::Packed(super::encoder::dense::kernel_for_this_cpu())
+        };
+        attend_with(qkv, context, &spans, heads, h, None, products)
+    }
+
     /// `out = x·Wᵀ + b` through the `gemm` crate on the unpacked weight,
     /// as the forward pass ran before its own kernel (the baseline).
     pub fn gemm_crate(x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {

@@ -2,10 +2,22 @@
 
 use rayon::prelude::*;
 
+use super::dense;
 use super::kernels;
 use super::linear::{matmul, Mat, MatMut};
 use super::{RelativeBias, Shared};
 use gemm::Parallelism;
+
+/// What runs a head's two products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Products {
+    /// The dense layers' micro-kernel on the head's keys and values packed
+    /// per task (the forward pass's choice).
+    Packed(dense::Kernel),
+    /// The `gemm` crate on strided views, as attention ran before: the
+    /// benches' baseline and the tests' second opinion.
+    GemmCrate,
+}
 
 /// `context[t, head] = softmax(q·kᵀ/√d + bias)·v` for every sequence and
 /// head, where `bias` is MPNet's relative-position bias (none for BERT).
@@ -15,6 +27,12 @@ use gemm::Parallelism;
 /// `(start, len)`, computed once per batch. One task per (sequence, head) runs on
 /// the current rayon pool, each with single-threaded products: the tasks
 /// are the parallelism. Sequences are unpadded, so no mask is needed.
+///
+/// The two products run on the dense layers' micro-kernel ([`dense::product`])
+/// with the head's keys and values packed per task (a `len × d` copy each):
+/// through the `gemm` crate, which packs both sides and dispatches per call,
+/// these small products (d = 32 or 64) took 7 % of a mixed-corpus run's
+/// time (docs/benchmarks.md).
 pub(super) fn attend(
     qkv: &[f32],
     context: &mut [f32],
@@ -22,6 +40,20 @@ pub(super) fn attend(
     heads: usize,
     h: usize,
     bias: Option<&RelativeBias>,
+) {
+    let products = Products::Packed(dense::kernel_for_this_cpu());
+    attend_with(qkv, context, spans, heads, h, bias, products)
+}
+
+/// [`attend`] with a choice of [`Products`].
+pub(crate) fn attend_with(
+    qkv: &[f32],
+    context: &mut [f32],
+    spans: &[(usize, usize)],
+    heads: usize,
+    h: usize,
+    bias: Option<&RelativeBias>,
+    products: Products,
 ) {
     let tokens = context.len() / h.max(1);
     assert_eq!(qkv.len(), tokens * 3 * h, "qkv is not tokens × 3h");
@@ -41,17 +73,34 @@ pub(super) fn attend(
     let tasks = spans.len() * heads;
     (0..tasks)
         .into_par_iter()
-        .for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+        .for_each_init(Scratch::default, |scratch, task| {
             let (start, len) = spans[task / heads];
             let head = task % heads;
-            scores.clear();
+            let Scratch {
+                scores,
+                keys,
+                values,
+            } = scratch;
+            // The buffer only grows: a product writes every score it
+            // keeps, so stale values past a shorter sequence's are harmless.
+            if scores.len() < len * len {
+                scores.resize(len * len, 0.0);
+            }
+            let scores = &mut scores[..len * len];
             match bias {
                 // The scores start as the bias and the product adds to it.
-                Some(bias) => (0..len).for_each(|i| scores.extend(bias.row(head, i, len))),
-                None => scores.resize(len * len, 0.0),
+                Some(bias) => {
+                    for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                        row.copy_from_slice(bias.row(head, i, len));
+                    }
+                }
+                // The `gemm` crate is told to add to zeros; the packed
+                // product writes every score.
+                None if products == Products::GemmCrate => scores.fill(0.0),
+                None => {}
             }
-            let row = 3 * h as isize;
-            let base = qkv.get().wrapping_add(start * 3 * h + head * d);
+            let row = 3 * h;
+            let base = qkv.get().wrapping_add(start * row + head * d);
             // SAFETY: q, k and v are `len × d` blocks of rows start..start+len
             // of the `tokens × 3h` buffer (columns head·d, h + head·d and
             // 2h + head·d), inside it by the asserts above; `scores` is
@@ -59,29 +108,167 @@ pub(super) fn attend(
             // head·d..head·d+d) belongs to this task alone: spans are disjoint
             // and each (span, head) pair is one task.
             unsafe {
-                let q = Mat::new(base, row, 1);
-                let k_t = Mat::new(base.add(h), 1, row);
-                let v = Mat::new(base.add(2 * h), row, 1);
-                matmul(
-                    q,
-                    k_t,
-                    MatMut::new(scores.as_mut_ptr(), len as isize),
-                    (len, len, d),
-                    scale,
-                    bias.is_some(),
-                    Parallelism::None,
-                );
-                kernels::softmax_rows(scores, len);
-                let dst = out.get().add(start * h + head * d);
-                matmul(
-                    Mat::new(scores.as_ptr(), len as isize, 1),
-                    v,
-                    MatMut::new(dst, h as isize),
-                    (len, d, len),
-                    1.0,
-                    false,
-                    Parallelism::None,
-                );
+                match products {
+                    Products::Packed(kernel) => {
+                        // The keys packed with the scale folded in: q·(k/√d).
+                        dense::pack_rows(base.add(h), (len, d), row, scale, keys, kernel);
+                        dense::product(
+                            base,
+                            row,
+                            (len, len, d),
+                            dense::Rhs::packed(keys, d),
+                            scores.as_mut_ptr(),
+                            len,
+                            bias.is_some(),
+                            kernel,
+                        );
+                        kernels::softmax_rows(scores, len);
+                        // The values' rows hold a head's columns side by side:
+                        // read in place when they fill whole panels (every
+                        // model seen: d = 32 or 64), else packed with zeros.
+                        let values = if d.is_multiple_of(dense::NR) {
+                            dense::Rhs {
+                                ptr: base.add(2 * h),
+                                panel_stride: dense::NR,
+                                ldb: row,
+                            }
+                        } else {
+                            dense::pack_columns(base.add(2 * h), len, d, row, values);
+                            dense::Rhs::packed(values, len)
+                        };
+                        dense::product(
+                            scores.as_ptr(),
+                            len,
+                            (len, d, len),
+                            values,
+                            out.get().add(start * h + head * d),
+                            h,
+                            false,
+                            kernel,
+                        );
+                    }
+                    Products::GemmCrate => {
+                        let stride = row as isize;
+                        matmul(
+                            Mat::new(base, stride, 1),
+                            Mat::new(base.add(h), 1, stride),
+                            MatMut::new(scores.as_mut_ptr(), len as isize),
+                            (len, len, d),
+                            scale,
+                            bias.is_some(),
+                            Parallelism::None,
+                        );
+                        kernels::softmax_rows(scores, len);
+                        matmul(
+                            Mat::new(scores.as_ptr(), len as isize, 1),
+                            Mat::new(base.add(2 * h), stride, 1),
+                            MatMut::new(out.get().add(start * h + head * d), h as isize),
+                            (len, d, len),
+                            1.0,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
+                }
             }
         });
+}
+
+/// One task's buffers, kept by each rayon worker across its tasks.
+#[derive(Default)]
+struct Scratch {
+    /// The `len × len` scores, then probabilities.
+    scores: Vec<f32>,
+    /// The head's keys, packed (and scaled).
+    keys: Vec<f32>,
+    /// The head's values, packed (when its width is not a whole number
+    /// of panels).
+    values: Vec<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::ramp as values;
+
+    /// softmax(q·kᵀ/√d + bias)·v for one sequence and head, in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        qkv: &[f32],
+        (start, len): (usize, usize),
+        head: usize,
+        heads: usize,
+        h: usize,
+        bias: Option<&RelativeBias>,
+    ) -> Vec<f64> {
+        let d = h / heads;
+        let at = |t: usize, part: usize, c: usize| {
+            qkv[(start + t) * 3 * h + part * h + head * d + c] as f64
+        };
+        let mut out = vec![0f64; len * d];
+        for i in 0..len {
+            let mut scores: Vec<f64> = (0..len)
+                .map(|j| {
+                    let dot: f64 = (0..d).map(|c| at(i, 0, c) * at(j, 1, c)).sum();
+                    dot / (d as f64).sqrt() + bias.map_or(0.0, |b| b.row(head, i, len)[j] as f64)
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+            scores.iter_mut().for_each(|s| *s = (*s - max).exp());
+            let sum: f64 = scores.iter().sum();
+            for (j, p) in scores.iter().enumerate() {
+                for c in 0..d {
+                    out[i * d + c] += p / sum * at(j, 2, c);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_and_gemm_products_match_the_definition() {
+        let mut kernels = vec![
+            Products::GemmCrate,
+            Products::Packed(dense::Kernel::Generic),
+        ];
+        if dense::kernel_for_this_cpu() != dense::Kernel::Generic {
+            kernels.push(Products::Packed(dense::kernel_for_this_cpu()));
+        }
+        // Head widths a multiple of the panel width and not (d = 10);
+        // sequences of one token, under, at and over a panel of keys.
+        let spans = [(0, 1), (1, 7), (8, 16), (24, 17), (41, 40)];
+        let tokens = 81;
+        for (h, heads) in [(64, 2), (30, 3), (96, 1)] {
+            let span = 40;
+            let bias = RelativeBias {
+                table: values(heads * (2 * span - 1), 11),
+                span,
+            };
+            let qkv = values(tokens * 3 * h, 12);
+            for bias in [None, Some(&bias)] {
+                for products in &kernels {
+                    let mut context = vec![f32::NAN; tokens * h];
+                    attend_with(&qkv, &mut context, &spans, heads, h, bias, *products);
+                    let d = h / heads;
+                    for &(start, len) in &spans {
+                        for head in 0..heads {
+                            let want = naive(&qkv, (start, len), head, heads, h, bias);
+                            for i in 0..len {
+                                for c in 0..d {
+                                    let got = context[(start + i) * h + head * d + c] as f64;
+                                    let w = want[i * d + c];
+                                    assert!(
+                                        (got - w).abs() < 1e-5,
+                                        "{products:?} h {h} heads {heads} bias {} span ({start}, {len}) \
+                                         head {head} [{i}, {c}]: {got} vs {w}",
+                                        bias.is_some()
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -219,6 +219,7 @@ impl PackedWeights {
                             a.as_ptr(),
                             k,
                             panel.as_ptr(),
+                            NR,
                             out.add(r * n + p * NR),
                             n,
                             cols,
@@ -229,6 +230,221 @@ impl PackedWeights {
                 }
             }
             kc0 += kc;
+        }
+    }
+}
+
+/// Packs an `n × k` matrix read transposed, `w[j][kk] = src[j·stride + kk]`
+/// times `scale`, into the panels [`product`] reads (the layout of
+/// [`PackedWeights`]): `out` holds `n.div_ceil(NR) × k × NR` values, its
+/// padding columns zero. Attention packs a head's keys so (the scores are
+/// `q·kᵀ`). `kernel` picks the transposition: AVX2 moves 8 × 8 blocks
+/// through registers, where the plain loop's scattered stores took a tenth
+/// of attention's time.
+///
+/// # Safety
+///
+/// `src` is valid for reads of `n` rows of stride `stride` with `k` values
+/// each; `Kernel::Avx2` only where the CPU has AVX2 and FMA.
+pub(super) unsafe fn pack_rows(
+    src: *const f32,
+    (n, k): (usize, usize),
+    stride: usize,
+    scale: f32,
+    out: &mut Vec<f32>,
+    kernel: Kernel,
+) {
+    out.clear();
+    out.resize(n.div_ceil(NR) * k * NR, 0.0);
+    // Rows and columns the blocks below leave to the plain loop.
+    let (n8, k8) = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller; `out` is sized above.
+        Kernel::Avx2 => unsafe { pack_rows_avx2(src, (n, k), stride, scale, out) },
+        Kernel::Generic => (0, 0),
+    };
+    for j in 0..n {
+        let (panel, col) = (j / NR, j % NR);
+        let panel = &mut out[panel * k * NR..(panel + 1) * k * NR];
+        // SAFETY: row j of `src` holds k values (caller).
+        let row = unsafe { std::slice::from_raw_parts(src.add(j * stride), k) };
+        let from = if j < n8 { k8 } else { 0 };
+        for (kk, w) in row.iter().enumerate().skip(from) {
+            panel[kk * NR + col] = w * scale;
+        }
+    }
+}
+
+/// The whole 8 × 8 blocks of [`pack_rows`], transposed in registers;
+/// returns how many rows and columns they covered (multiples of 8).
+///
+/// # Safety
+///
+/// As [`pack_rows`], on a CPU with AVX2; `out` holds the packed size.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_rows_avx2(
+    src: *const f32,
+    (n, k): (usize, usize),
+    stride: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> (usize, usize) {
+    use std::arch::x86_64::*;
+    let (n8, k8) = (n / 8 * 8, k / 8 * 8);
+    assert!(
+        out.len() >= n.div_ceil(NR) * k * NR,
+        "packed buffer too short"
+    );
+    let scale = _mm256_set1_ps(scale);
+    for j0 in (0..n8).step_by(8) {
+        // Rows j0..j0+8 are columns j0 % NR.. of one panel (NR is 16).
+        let base = (j0 / NR) * k * NR + j0 % NR;
+        for kk0 in (0..k8).step_by(8) {
+            // SAFETY: rows j0..j0+8 hold k ≥ kk0 + 8 values (caller); the
+            // stores write columns base..base+8 of rows kk0..kk0+8 of the
+            // panel, inside `out` (asserted).
+            unsafe {
+                let r: [__m256; 8] = std::array::from_fn(|i| {
+                    _mm256_mul_ps(_mm256_loadu_ps(src.add((j0 + i) * stride + kk0)), scale)
+                });
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let columns = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                let dst = out.as_mut_ptr().add(base + kk0 * NR);
+                for (c, column) in columns.iter().enumerate() {
+                    _mm256_storeu_ps(dst.add(c * NR), *column);
+                }
+            }
+        }
+    }
+    (n8, k8)
+}
+
+/// Packs a `k × n` matrix read as it lies, `w[j][kk] = src[kk·stride + j]`,
+/// into [`product`]'s panels: each panel's row `kk` is `NR` consecutive
+/// values of source row `kk`. Attention packs a head's values so (the
+/// context is `p·v`).
+///
+/// # Safety
+///
+/// `src` is valid for reads of `k` rows of stride `stride` with `n` values
+/// each.
+pub(super) unsafe fn pack_columns(
+    src: *const f32,
+    k: usize,
+    n: usize,
+    stride: usize,
+    out: &mut Vec<f32>,
+) {
+    out.clear();
+    out.resize(n.div_ceil(NR) * k * NR, 0.0);
+    for kk in 0..k {
+        // SAFETY: row kk of `src` holds n values (caller).
+        let row = unsafe { std::slice::from_raw_parts(src.add(kk * stride), n) };
+        for (p, cols) in row.chunks(NR).enumerate() {
+            let at = p * k * NR + kk * NR;
+            out[at..at + cols.len()].copy_from_slice(cols);
+        }
+    }
+}
+
+/// The right-hand side of [`product`]: panel `p` (output columns
+/// `p·NR..p·NR+NR`) starts at `ptr + p·panel_stride`, and its row `kk` (the
+/// `NR` weights of input `kk`) at `+ kk·ldb`. Packed panels ([`pack_rows`])
+/// have `panel_stride = k·NR` and `ldb = NR`; a matrix whose rows already
+/// hold the columns side by side (attention's values) is read in place
+/// with `panel_stride = NR` and `ldb` its row stride.
+#[derive(Clone, Copy)]
+pub(super) struct Rhs {
+    pub(super) ptr: *const f32,
+    pub(super) panel_stride: usize,
+    pub(super) ldb: usize,
+}
+
+impl Rhs {
+    /// Panels packed by [`pack_rows`] for `k` inputs.
+    pub(super) fn packed(panels: &[f32], k: usize) -> Rhs {
+        Rhs {
+            ptr: panels.as_ptr(),
+            panel_stride: k * NR,
+            ldb: NR,
+        }
+    }
+}
+
+/// `c = a·wᵀ`, or `c += a·wᵀ` with `accumulate`, on one thread: `a` is
+/// `m × k` (row stride `lda`), `w` is `n × k` as [`Rhs`] lays it out, `c` is
+/// `m × n` (row stride `ldc`). The small per-head products of attention,
+/// through the dense layers' micro-kernel.
+///
+/// # Safety
+///
+/// `a` is valid for reads of `m` rows of stride `lda` with `k` values each;
+/// `c` for reads and writes of `m` rows of stride `ldc` with `n` values
+/// each, written by nobody else during the call; `w` for reads of
+/// `n.div_ceil(NR)` panels of `k` rows of `NR` values (padding included).
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn product(
+    a: *const f32,
+    lda: usize,
+    (m, n, k): (usize, usize, usize),
+    w: Rhs,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    kernel: Kernel,
+) {
+    let epilogue = Epilogue {
+        bias: None,
+        add_existing: accumulate,
+    };
+    for p in 0..n.div_ceil(NR) {
+        let cols = NR.min(n - p * NR);
+        let mut r = 0;
+        while r < m {
+            let mr = MR.min(m - r);
+            // SAFETY: rows r..r+mr of `a` and of `c`, columns p·NR..p·NR+cols
+            // of `c` and panel p lie inside the extents the caller promised.
+            unsafe {
+                tile(
+                    kernel,
+                    mr,
+                    k,
+                    a.add(r * lda),
+                    lda,
+                    w.ptr.add(p * w.panel_stride),
+                    w.ldb,
+                    c.add(r * ldc + p * NR),
+                    ldc,
+                    cols,
+                    epilogue,
+                )
+            };
+            r += mr;
         }
     }
 }
@@ -300,7 +516,7 @@ pub(crate) fn kernel_for_this_cpu() -> Kernel {
 /// # Safety
 ///
 /// `a` is valid for `mr` rows of stride `lda` with `kc` values each; `b`
-/// for `kc × NR` values; `c` for `mr` rows of stride `ldc` with `cols`
+/// for `kc` rows of stride `ldb` with `NR` values each; `c` for `mr` rows of stride `ldc` with `cols`
 /// values each; a bias pointer for `NR` values; `Kernel::Avx2` only where
 /// the CPU has AVX2 and FMA.
 #[allow(clippy::too_many_arguments)]
@@ -311,6 +527,7 @@ unsafe fn tile(
     a: *const f32,
     lda: usize,
     b: *const f32,
+    ldb: usize,
     c: *mut f32,
     ldc: usize,
     cols: usize,
@@ -334,6 +551,7 @@ unsafe fn tile(
                 a,
                 lda,
                 b,
+                ldb,
                 tmp.as_mut_ptr(),
                 NR,
                 NR,
@@ -351,12 +569,12 @@ unsafe fn tile(
             // SAFETY: forwarded from the caller.
             unsafe {
                 match mr {
-                    1 => $f::<1>(kc, a, lda, b, c, ldc, epilogue),
-                    2 => $f::<2>(kc, a, lda, b, c, ldc, epilogue),
-                    3 => $f::<3>(kc, a, lda, b, c, ldc, epilogue),
-                    4 => $f::<4>(kc, a, lda, b, c, ldc, epilogue),
-                    5 => $f::<5>(kc, a, lda, b, c, ldc, epilogue),
-                    _ => $f::<MR>(kc, a, lda, b, c, ldc, epilogue),
+                    1 => $f::<1>(kc, a, lda, b, ldb, c, ldc, epilogue),
+                    2 => $f::<2>(kc, a, lda, b, ldb, c, ldc, epilogue),
+                    3 => $f::<3>(kc, a, lda, b, ldb, c, ldc, epilogue),
+                    4 => $f::<4>(kc, a, lda, b, ldb, c, ldc, epilogue),
+                    5 => $f::<5>(kc, a, lda, b, ldb, c, ldc, epilogue),
+                    _ => $f::<MR>(kc, a, lda, b, ldb, c, ldc, epilogue),
                 }
             }
         };
@@ -373,11 +591,13 @@ unsafe fn tile(
 /// # Safety
 ///
 /// As [`tile`], with `cols == NR`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn generic<const R: usize>(
     kc: usize,
     a: *const f32,
     lda: usize,
     b: *const f32,
+    ldb: usize,
     c: *mut f32,
     ldc: usize,
     epilogue: Epilogue,
@@ -385,7 +605,7 @@ unsafe fn generic<const R: usize>(
     let mut acc = [[0f32; NR]; R];
     for k in 0..kc {
         // SAFETY: b holds kc × NR values, a R rows of kc values (caller).
-        let w = unsafe { &*(b.add(k * NR) as *const [f32; NR]) };
+        let w = unsafe { &*(b.add(k * ldb) as *const [f32; NR]) };
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: as above.
             let v = unsafe { *a.add(r * lda + k) };
@@ -415,11 +635,13 @@ unsafe fn generic<const R: usize>(
 /// As [`tile`], with `cols == NR`, on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn avx2<const R: usize>(
     kc: usize,
     a: *const f32,
     lda: usize,
     b: *const f32,
+    ldb: usize,
     c: *mut f32,
     ldc: usize,
     epilogue: Epilogue,
@@ -440,7 +662,7 @@ unsafe fn avx2<const R: usize>(
                 lo[r] = _mm256_fmadd_ps(v, b0, lo[r]);
                 hi[r] = _mm256_fmadd_ps(v, b1, hi[r]);
             }
-            bp = bp.add(NR);
+            bp = bp.add(ldb);
             ap = ap.add(1);
         }
         if let Some(bias) = epilogue.bias {
@@ -608,6 +830,33 @@ mod tests {
         let mut whole = vec![0f32; rows * n];
         single.install(|| packed.forward(&x, &mut whole, false));
         assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn packed_rows_are_the_transpose_on_every_kernel() {
+        for kernel in kernels() {
+            for (n, k) in [(1, 1), (8, 8), (16, 32), (17, 33), (40, 10), (5, 64)] {
+                let stride = k + 3;
+                let src = values(n * stride, 5);
+                let mut out = vec![f32::NAN; 3];
+                // SAFETY: src holds n rows of stride `stride` ≥ k.
+                unsafe { pack_rows(src.as_ptr(), (n, k), stride, 0.5, &mut out, kernel) };
+                assert_eq!(out.len(), n.div_ceil(NR) * k * NR);
+                for p in 0..n.div_ceil(NR) {
+                    for kk in 0..k {
+                        for col in 0..NR {
+                            let j = p * NR + col;
+                            let want = if j < n {
+                                src[j * stride + kk] * 0.5
+                            } else {
+                                0.0
+                            };
+                            assert_eq!(out[p * k * NR + kk * NR + col], want, "{kernel:?} {n}×{k}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

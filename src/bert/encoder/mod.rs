@@ -10,7 +10,7 @@
 //! run in place. See `docs/benchmarks.md` for what this buys over a
 //! tensor-per-op forward, and `docs/memory.md` for the chunks.
 
-mod attention;
+pub(crate) mod attention;
 mod config;
 pub(crate) mod dense;
 pub(crate) mod dense_i8;
