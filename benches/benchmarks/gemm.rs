@@ -65,7 +65,7 @@ const SHORT: [usize; 12] = [6, 9, 12, 16, 20, 24, 28, 33, 40, 48, 56, 86];
 fn bench_attention(c: &mut Criterion) {
     let (heads, h) = (12, 384);
     let mut group = c.benchmark_group("attention_flops");
-    for (set, lengths) in [("mixed", MIXED.repeat(1)), ("short", SHORT.repeat(3))] {
+    for (set, lengths) in [("mixed", MIXED.to_vec()), ("short", SHORT.repeat(3))] {
         let tokens: usize = lengths.iter().sum();
         let qkv = values(tokens * 3 * h, 4);
         let mut context = vec![0f32; tokens * h];
