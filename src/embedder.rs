@@ -208,19 +208,26 @@ impl ModelShape {
 }
 
 /// The memory a backend's forward pass holds at its peak, as the backend
-/// knows it before measuring: bytes per token of the batch, and bytes per
-/// pair of tokens within one text (attention scores grow with the square
-/// of a text's length).
+/// knows it before measuring: bytes per token of the batch, bytes per pair
+/// of tokens within one text (attention scores grow with the square of a
+/// text's length), and, for a pass that runs a batch a chunk of whole texts
+/// at a time, the most tokens whose buffers it holds at once.
 ///
 /// A batcher predicts a batch of `batch` texts of up to `length` tokens at
-/// [`bytes(batch, length)`](Self::bytes) = `batch·length·per_token +
-/// batch·length²·per_token_pair`, then corrects the prediction from
-/// measured batches ([`CostModel`](crate::batch::CostModel)).
+/// [`bytes(batch, length)`](Self::bytes) = `held·per_token +
+/// held·length·per_token_pair`, where `held` is the tokens held at once
+/// ([`tokens_held`](Self::tokens_held): `batch·length`, capped at the chunk
+/// when there is one), then corrects the prediction from measured batches
+/// ([`CostModel`](crate::batch::CostModel)).
 ///
 /// ```
 /// use membatch::CostPrior;
 /// let prior = CostPrior::new(1000, 4);
 /// assert_eq!(prior.bytes(2, 10), 2 * 10 * 1000 + 2 * 100 * 4);
+/// // A pass that holds 32 tokens at once costs no more past them.
+/// let chunked = prior.chunked(32);
+/// assert_eq!(chunked.bytes(64, 10), chunked.bytes(4, 10));
+/// assert_eq!(chunked.bytes(1, 100), prior.bytes(1, 100), "a long text is a chunk of its own");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -229,14 +236,29 @@ pub struct CostPrior {
     pub bytes_per_token: u64,
     /// Bytes held per pair of tokens of one text.
     pub bytes_per_token_pair: u64,
+    /// The most tokens whose buffers the pass holds at once, when it runs a
+    /// batch a chunk of whole texts at a time (a text longer than that is
+    /// a chunk of its own); `None` when it holds the whole batch at once.
+    pub chunk_tokens: Option<u64>,
 }
 
 impl CostPrior {
-    /// A prior from its two rates.
+    /// A prior from its two rates, for a pass that holds the whole batch at
+    /// once.
     pub fn new(bytes_per_token: u64, bytes_per_token_pair: u64) -> Self {
         CostPrior {
             bytes_per_token,
             bytes_per_token_pair,
+            chunk_tokens: None,
+        }
+    }
+
+    /// This prior for a pass that holds at most `tokens` tokens' buffers at
+    /// once (membatch's packed BERT pass: see `docs/memory.md`).
+    pub fn chunked(self, tokens: u64) -> Self {
+        CostPrior {
+            chunk_tokens: Some(tokens.max(1)),
+            ..self
         }
     }
 
@@ -244,21 +266,60 @@ impl CostPrior {
     /// says nothing: f32 activations of five times the width (hidden
     /// states, queries, keys, values, attention output) and a feed-forward
     /// layer four times as wide, per token; one f32 attention score per
-    /// pair of tokens.
+    /// pair of tokens; the whole batch at once.
     pub fn guess_from_dimension(dimension: usize) -> Self {
         let d = dimension.max(1) as u64;
         CostPrior::new(4 * (5 * d + 4 * d), 4)
     }
 
+    /// The tokens whose buffers a batch of `batch` texts of up to `length`
+    /// tokens holds at once: all `batch·length`, or at most a chunk (or
+    /// one text, when it is longer than a chunk).
+    pub fn tokens_held(&self, batch: usize, length: usize) -> u64 {
+        let (b, l) = (batch as u64, length as u64);
+        let all = b.saturating_mul(l);
+        match self.chunk_tokens {
+            Some(chunk) => all.min(chunk.max(l)),
+            None => all,
+        }
+    }
+
     /// The bytes a batch of `batch` texts of up to `length` tokens holds at
     /// its peak, by this prior (saturating, never overflowing).
     pub fn bytes(&self, batch: usize, length: usize) -> u64 {
-        let (b, l) = (batch as u64, length as u64);
-        let linear = b.saturating_mul(l).saturating_mul(self.bytes_per_token);
-        let pairs = b
-            .saturating_mul(l.saturating_mul(l))
+        let held = self.tokens_held(batch, length);
+        let l = length as u64;
+        let linear = held.saturating_mul(self.bytes_per_token);
+        let pairs = held
+            .saturating_mul(l)
             .saturating_mul(self.bytes_per_token_pair);
         linear.saturating_add(pairs)
+    }
+
+    /// The bytes a batch of texts of exactly `lengths` tokens holds at its
+    /// peak: the tokens held at once (as [`tokens_held`](Self::tokens_held)
+    /// with the longest text) and, per token held, the pairs of an average
+    /// text of the batch (exact when the whole batch is held).
+    pub fn bytes_for_lengths(&self, lengths: impl IntoIterator<Item = usize>) -> u64 {
+        let (mut tokens, mut longest, mut pairs) = (0u64, 0u64, 0u64);
+        for len in lengths {
+            let len = len as u64;
+            tokens = tokens.saturating_add(len);
+            longest = longest.max(len);
+            pairs = pairs.saturating_add(len.saturating_mul(len));
+        }
+        let held = match self.chunk_tokens {
+            Some(chunk) => tokens.min(chunk.max(longest)),
+            None => tokens,
+        };
+        // Σlen² scaled to the share of tokens held (u128: no overflow).
+        let pairs = if tokens == 0 {
+            0
+        } else {
+            u64::try_from(pairs as u128 * held as u128 / tokens as u128).unwrap_or(u64::MAX)
+        };
+        held.saturating_mul(self.bytes_per_token)
+            .saturating_add(pairs.saturating_mul(self.bytes_per_token_pair))
     }
 }
 
@@ -302,3 +363,38 @@ macro_rules! forward_embedder {
 // Smart pointers to an embedder are embedders, so generic code can take
 // `E: Embedder` and still be handed an `Arc<dyn Embedder>`.
 forward_embedder!(&E, Box<E>, Arc<E>);
+
+#[cfg(test)]
+mod tests {
+    use super::CostPrior;
+
+    #[test]
+    fn bytes_for_lengths_is_exact_for_a_whole_batch_and_capped_for_a_chunked_pass() {
+        let whole = CostPrior::new(100, 4);
+        let lengths = [3usize, 10, 7];
+        let pairs: u64 = lengths.iter().map(|l| (l * l) as u64).sum();
+        assert_eq!(whole.bytes_for_lengths(lengths), 20 * 100 + pairs * 4);
+        assert_eq!(whole.bytes_for_lengths([]), 0);
+        // Held at once: 12 tokens of the 20, with 12/20 of the pairs.
+        let chunked = whole.chunked(12);
+        assert_eq!(
+            chunked.bytes_for_lengths(lengths),
+            12 * 100 + pairs * 12 / 20 * 4
+        );
+        // A text longer than the chunk is held whole.
+        assert_eq!(
+            chunked.bytes_for_lengths([30, 2]),
+            30 * 100 + (904 * 30 / 32) * 4
+        );
+        // Equal lengths: the same arithmetic as `bytes`.
+        assert_eq!(chunked.bytes(4, 10), chunked.bytes_for_lengths([10; 4]));
+        assert_eq!(whole.bytes(4, 10), whole.bytes_for_lengths([10; 4]));
+        assert_eq!(chunked.tokens_held(4, 10), 12);
+        assert_eq!(chunked.tokens_held(4, 2), 8);
+        assert_eq!(
+            whole.tokens_held(usize::MAX, usize::MAX),
+            u64::MAX,
+            "saturates"
+        );
+    }
+}

@@ -87,7 +87,15 @@ impl CostModel {
     /// The most texts of padded length `length` whose estimate fits in
     /// `bytes` (zero when not even one does).
     pub(crate) fn max_batch_within(&self, length: usize, bytes: u64) -> usize {
-        // The estimate is linear in the batch size.
+        // The estimate is linear in the batch size up to the batch that
+        // fills a chunk, and flat past it: when that batch fits, any does.
+        if let Some(chunk) = self.prior.chunk_tokens {
+            let l = length.max(1) as u64;
+            let filling = usize::try_from(chunk.max(l).div_ceil(l)).unwrap_or(usize::MAX);
+            if self.estimate(filling, length) <= bytes {
+                return usize::MAX;
+            }
+        }
         let one = self.estimate(1, length).max(1);
         usize::try_from(bytes / one).unwrap_or(usize::MAX)
     }
@@ -172,5 +180,22 @@ mod tests {
         assert!(c.estimate(n, 256) <= room);
         assert!(c.estimate(n + 1, 256) > room);
         assert_eq!(c.max_batch_within(256, 1), 0);
+    }
+
+    #[test]
+    fn a_chunked_prior_lets_any_batch_through_once_a_chunk_fits() {
+        // 1,213 tokens a chunk, as membatch's pass for MiniLM.
+        let c = CostModel::new(CostPrior::new(4 * (5 * 384 + 1536), 4).chunked(1213));
+        let one_chunk = c.estimate(5, 256); // 5 × 256 ≥ 1,213
+        assert_eq!(c.estimate(64, 256), one_chunk, "no more past a chunk");
+        assert_eq!(c.max_batch_within(256, one_chunk), usize::MAX);
+        // Below it the estimate is linear, and so is the answer.
+        let n = c.max_batch_within(256, one_chunk - 1);
+        assert!((1..5).contains(&n));
+        assert!(c.estimate(n, 256) < one_chunk && c.estimate(n + 1, 256) >= one_chunk);
+        // A text longer than a chunk is a chunk of its own.
+        assert_eq!(c.estimate(3, 2000), c.estimate(1, 2000));
+        assert_eq!(c.max_batch_within(2000, c.estimate(1, 2000)), usize::MAX);
+        assert_eq!(c.max_batch_within(2000, c.estimate(1, 2000) - 1), 0);
     }
 }

@@ -351,11 +351,7 @@ impl BertEmbedder {
 /// this is the last look before the buffers are written, a few microseconds
 /// later.
 fn check_room(probe: &SystemProbe, prior: CostPrior, batch: &Packed) -> Result<()> {
-    let tokens = batch.tokens() as u64;
-    let pairs: u64 = batch.spans().map(|(_, len)| (len as u64).pow(2)).sum();
-    let needed = tokens
-        .saturating_mul(prior.bytes_per_token)
-        .saturating_add(pairs.saturating_mul(prior.bytes_per_token_pair));
+    let needed = prior.bytes_for_lengths(batch.spans().map(|(_, len)| len));
     let free = probe.snapshot().free_bytes();
     if needed > free {
         tracing::warn!(

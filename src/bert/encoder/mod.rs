@@ -137,6 +137,7 @@ impl std::ops::DerefMut for Buffer {
 /// [`Encoder::cost_prior`]).
 pub(crate) fn cost_prior(hidden: usize, intermediate: usize) -> CostPrior {
     CostPrior::new(4 * (5 * hidden + intermediate) as u64, 4)
+        .chunked(chunk_tokens(hidden, intermediate) as u64)
 }
 
 /// Why a batch cannot run; each is a caller or model-file mismatch, never a
@@ -748,9 +749,11 @@ impl Encoder {
     /// activation (intermediate; GELU runs in place), all f32, allocated
     /// once per batch and reused by every layer, so depth adds nothing. Per
     /// pair of one text's tokens: one head's f32 attention scores; heads
-    /// and texts run a few at a time (one per compute thread). Exact up to
-    /// one chunk of tokens ([`chunk_tokens`]); past it the buffers stop
-    /// growing and this over-counts, so it never under-counts.
+    /// and texts run a few at a time (one per compute thread), counted for
+    /// every text held (an over-count). The buffers hold one chunk of
+    /// tokens ([`chunk_tokens`]) at most, or one text when it is longer:
+    /// the prior is [`chunked`](CostPrior::chunked) so, and a batch costs
+    /// no more past a chunk.
     pub(crate) fn cost_prior(&self) -> CostPrior {
         let intermediate = self.intermediate();
         cost_prior(self.hidden, intermediate)
@@ -1135,7 +1138,10 @@ mod tests {
     fn the_cost_prior_counts_the_four_buffers_and_one_score_matrix() {
         // hidden 64, intermediate 128: 5·64 + 128 floats per token.
         let prior = tiny(false).cost_prior();
-        assert_eq!(prior, CostPrior::new(4 * (5 * 64 + 128), 4));
+        assert_eq!(
+            prior,
+            CostPrior::new(4 * (5 * 64 + 128), 4).chunked(chunk_tokens(64, 128) as u64)
+        );
     }
 
     #[test]
