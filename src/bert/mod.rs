@@ -321,24 +321,19 @@ impl BertEmbedder {
         let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
         check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
         let width = self.encoder.hidden_size();
-        let spans: Vec<(usize, usize)> = batch.spans().collect();
-        let mut pooled = Vec::with_capacity(spans.len());
-        self.encoder
-            .forward_each(&batch, |sequences, first_row, hidden| {
-                for &(start, len) in &spans[sequences] {
-                    let skip = match self.settings.pooling {
-                        Pooling::Cls => 0,
-                        _ => skip.min(len),
-                    };
-                    let at = start - first_row;
-                    let rows = &hidden[(at + skip) * width..(at + len) * width];
-                    let mut v = self.settings.pooling.apply(rows, width);
-                    if self.settings.normalize {
-                        pooling::l2_normalize(&mut v);
-                    }
-                    pooled.push(v);
-                }
-            })?;
+        let mut pooled = Vec::with_capacity(encodings.len());
+        self.encoder.forward_each(&batch, |_, states| {
+            let len = states.len() / width;
+            let skip = match self.settings.pooling {
+                Pooling::Cls => 0,
+                _ => skip.min(len),
+            };
+            let mut v = self.settings.pooling.apply(&states[skip * width..], width);
+            if self.settings.normalize {
+                pooling::l2_normalize(&mut v);
+            }
+            pooled.push(v);
+        })?;
         Ok(pooled)
     }
 }
@@ -473,22 +468,21 @@ enum Backbone {
 }
 
 impl Backbone {
-    /// The last hidden states of `batch`, handed to `each` a chunk of
-    /// whole sequences at a time as `(sequences, first_row, hidden)` (see
-    /// [`Encoder::forward_each`]; candle's models hand the batch over as
-    /// one chunk).
-    fn forward_each(
-        &self,
-        batch: &Packed,
-        mut each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
-    ) -> Result<()> {
+    /// The last hidden states of `batch`, handed to `each` a sequence at a
+    /// time as `(index, states)` in batch order (see
+    /// [`Encoder::forward_each`]; candle's models run the whole batch
+    /// first).
+    fn forward_each(&self, batch: &Packed, mut each: impl FnMut(usize, &[f32])) -> Result<()> {
         match self {
             Backbone::Packed(e) => e
                 .forward_each(batch, each)
                 .map_err(|e| Error::Inference(boxed(e))),
             Backbone::Candle(e) => {
                 let hidden = e.forward(batch).map_err(|e| Error::Inference(boxed(e)))?;
-                each(0..batch.offsets.len().saturating_sub(1), 0, &hidden);
+                let h = self.hidden_size();
+                for (i, (start, len)) in batch.spans().enumerate() {
+                    each(i, &hidden[start * h..(start + len) * h]);
+                }
                 Ok(())
             }
         }

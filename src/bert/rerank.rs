@@ -145,17 +145,11 @@ impl Reranker for BertReranker {
             // Each pair's first token's state, gathered chunk by chunk (an
             // empty sequence has none: its state is zeros).
             let h = self.encoder.hidden_size();
-            let spans: Vec<(usize, usize)> = batch.spans().collect();
-            let mut firsts = vec![0f32; spans.len() * h];
+            let mut firsts = vec![0f32; batch.spans().count() * h];
             self.encoder
-                .forward_each(&batch, |sequences, first_row, hidden| {
-                    for i in sequences {
-                        let (start, len) = spans[i];
-                        if len > 0 {
-                            let at = start - first_row;
-                            firsts[i * h..(i + 1) * h]
-                                .copy_from_slice(&hidden[at * h..(at + 1) * h]);
-                        }
+                .forward_each(&batch, |i, states| {
+                    if let Some(first) = states.get(..h) {
+                        firsts[i * h..(i + 1) * h].copy_from_slice(first);
                     }
                 })
                 .map_err(|e| Error::Inference(boxed(e)))?;

@@ -766,15 +766,15 @@ impl Encoder {
     #[cfg(test)]
     pub(crate) fn forward(&self, batch: &Packed) -> Result<Vec<f32>, ForwardError> {
         let mut all = Vec::with_capacity(batch.tokens() * self.hidden);
-        self.forward_each(batch, |_, _, hidden| all.extend_from_slice(hidden))?;
+        self.forward_each(batch, |_, hidden| all.extend_from_slice(hidden))?;
         Ok(all)
     }
 
     /// Runs the batch through every layer a chunk of whole sequences at a
-    /// time and hands each chunk's last hidden states to `each` as
-    /// `(sequences, first_row, hidden)`: the indices of the chunk's
-    /// sequences in `batch`, the packed row its first token has, and its
-    /// `rows × hidden` states. Chunks come in packed order.
+    /// time and hands each sequence's last hidden states to `each` as
+    /// `(index, states)`: its index in `batch` and its `len × hidden`
+    /// states (empty for an empty sequence), every sequence once, in batch
+    /// order, as soon as its chunk has run.
     ///
     /// Chunks hold up to [`chunk_tokens`] tokens (a longer sequence is a
     /// chunk of its own), so every buffer of the pass (the hidden states,
@@ -788,7 +788,7 @@ impl Encoder {
     pub(crate) fn forward_each(
         &self,
         batch: &Packed,
-        each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
+        each: impl FnMut(usize, &[f32]),
     ) -> Result<(), ForwardError> {
         self.forward_chunked(batch, chunk_tokens(self.hidden, self.intermediate()), each)
     }
@@ -799,7 +799,7 @@ impl Encoder {
         &self,
         batch: &Packed,
         limit: usize,
-        mut each: impl FnMut(std::ops::Range<usize>, usize, &[f32]),
+        mut each: impl FnMut(usize, &[f32]),
     ) -> Result<(), ForwardError> {
         batch.check(
             self.vocab,
@@ -844,7 +844,16 @@ impl Encoder {
             let chunk = &mut x[..range.len() * h];
             self.embed(batch, &spans[group.clone()], range.start, chunk)?;
             self.layers_forward(chunk, &local, &mut work);
-            each(group, range.start, chunk);
+            for i in group {
+                // A non-empty sequence lies inside its chunk's rows.
+                let states = match spans[i] {
+                    (_, 0) => &[][..],
+                    (start, len) => {
+                        &chunk[(start - range.start) * h..(start - range.start + len) * h]
+                    }
+                };
+                each(i, states);
+            }
             work.x = x;
         }
         Ok(())
@@ -1026,17 +1035,20 @@ mod tests {
             let seqs: [&[u32]; 5] = [&[1, 2, 3], &[], &[4, 5, 6, 7, 8, 9], &[2], &[9, 8, 7, 6]];
             let batch = Packed::new(seqs);
             let mut whole = Vec::new();
-            e.forward_chunked(&batch, usize::MAX, |_, _, h| whole.extend_from_slice(h))
+            e.forward_chunked(&batch, usize::MAX, |_, h| whole.extend_from_slice(h))
                 .unwrap();
             assert_eq!(whole.len(), 14 * 64);
             let mut chunked = vec![f32::NAN; whole.len()];
             let mut seen = Vec::new();
-            e.forward_chunked(&batch, 4, |seqs, first_row, h| {
-                seen.push(seqs);
-                chunked[first_row * 64..first_row * 64 + h.len()].copy_from_slice(h);
+            let spans: Vec<_> = batch.spans().collect();
+            e.forward_chunked(&batch, 4, |i, h| {
+                seen.push(i);
+                let (start, len) = spans[i];
+                assert_eq!(h.len(), len * 64, "sequence {i} gets its own rows");
+                chunked[start * 64..start * 64 + h.len()].copy_from_slice(h);
             })
             .unwrap();
-            assert_eq!(seen, vec![0..2, 2..3, 3..4, 4..5]);
+            assert_eq!(seen, vec![0, 1, 2, 3, 4], "every sequence once, in order");
             // Every row written (the NaN sentinels gone) and equal.
             let close = whole
                 .iter()
