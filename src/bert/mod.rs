@@ -322,19 +322,41 @@ impl BertEmbedder {
         check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
         let width = self.encoder.hidden_size();
         let mut pooled = Vec::with_capacity(encodings.len());
-        self.encoder.forward_each(&batch, |_, states| {
-            let len = states.len() / width;
-            let skip = match self.settings.pooling {
-                Pooling::Cls => 0,
-                _ => skip.min(len),
-            };
-            let mut v = self.settings.pooling.apply(&states[skip * width..], width);
-            if self.settings.normalize {
-                pooling::l2_normalize(&mut v);
-            }
-            pooled.push(v);
-        })?;
+        self.encoder
+            .forward_each(&batch, &self.probe, |_, states| {
+                let len = states.len() / width;
+                let skip = match self.settings.pooling {
+                    Pooling::Cls => 0,
+                    _ => skip.min(len),
+                };
+                let mut v = self.settings.pooling.apply(&states[skip * width..], width);
+                if self.settings.normalize {
+                    pooling::l2_normalize(&mut v);
+                }
+                pooled.push(v);
+            })?;
         Ok(pooled)
+    }
+}
+
+/// A packed forward pass's error as the caller sees it: buffers the system
+/// refused (an anonymous mapping under `ulimit -v` or strict overcommit;
+/// under a cgroup limit the mapping succeeds and the limit acts as pages
+/// are written, which the last look below guards) are
+/// [`Error::MemoryPressure`], so the caller halves the batch and retries;
+/// anything else is [`Error::Inference`].
+fn forward_error(e: encoder::ForwardError, probe: &SystemProbe) -> Error {
+    match e {
+        encoder::ForwardError::NoMemory { bytes, reason } => {
+            let free = probe.snapshot().free_bytes();
+            tracing::warn!(bytes, free, %reason, "the system refused the batch's buffers");
+            Error::MemoryPressure {
+                needed: bytes,
+                available: free,
+                level: PressureLevel::Critical,
+            }
+        }
+        e => Error::Inference(boxed(e)),
     }
 }
 
@@ -472,11 +494,16 @@ impl Backbone {
     /// time as `(index, states)` in batch order (see
     /// [`Encoder::forward_each`]; candle's models run the whole batch
     /// first).
-    fn forward_each(&self, batch: &Packed, mut each: impl FnMut(usize, &[f32])) -> Result<()> {
+    fn forward_each(
+        &self,
+        batch: &Packed,
+        probe: &SystemProbe,
+        mut each: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
         match self {
             Backbone::Packed(e) => e
                 .forward_each(batch, each)
-                .map_err(|e| Error::Inference(boxed(e))),
+                .map_err(|e| forward_error(e, probe)),
             Backbone::Candle(e) => {
                 let hidden = e.forward(batch).map_err(|e| Error::Inference(boxed(e)))?;
                 let h = self.hidden_size();
@@ -649,5 +676,32 @@ impl TokenCounter {
             .encode_fast(text, false)
             .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
         Ok(encoding.get_ids().len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use encoder::ForwardError;
+
+    #[test]
+    fn refused_buffers_are_memory_pressure_and_other_failures_inference() {
+        let probe = SystemProbe::new();
+        let refused = ForwardError::NoMemory {
+            bytes: 12 << 20,
+            reason: "Cannot allocate memory (os error 12)".into(),
+        };
+        match forward_error(refused, &probe) {
+            Error::MemoryPressure { needed, level, .. } => {
+                assert_eq!(needed, 12 << 20);
+                assert_eq!(level, PressureLevel::Critical);
+            }
+            other => panic!("expected MemoryPressure, got {other:?}"),
+        }
+        let unreadable = ForwardError::WeightsUnreadable("truncated".into());
+        assert!(matches!(
+            forward_error(unreadable, &probe),
+            Error::Inference(_)
+        ));
     }
 }

@@ -6,9 +6,9 @@ use tokenizers::Tokenizer;
 use super::builder::BertEmbedderBuilder;
 use super::encoder::{ClassifierHead, Encoder, Packed};
 use super::load::read_tensors;
-use super::{check_room, run_on, BertEmbedder};
+use super::{check_room, forward_error, run_on, BertEmbedder};
 use crate::embedder::{CostPrior, ModelShape};
-use crate::error::{boxed, BoxError, Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::memory::SystemProbe;
 use crate::rerank::Reranker;
 use crate::source::ModelSource;
@@ -152,7 +152,7 @@ impl Reranker for BertReranker {
                         firsts[i * h..(i + 1) * h].copy_from_slice(first);
                     }
                 })
-                .map_err(|e| Error::Inference(boxed(e)))?;
+                .map_err(|e| forward_error(e, &self.probe))?;
             Ok(self.head.scores(firsts))
         })
     }

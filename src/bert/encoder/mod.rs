@@ -152,8 +152,13 @@ pub(crate) enum ForwardError {
     TokenTypeOutOfRange { id: u32, types: usize },
     #[error("the model file could not be read while running ({0}); was it changed or truncated after loading?")]
     WeightsUnreadable(String),
-    #[error("the system refused the batch's buffers ({0}); retry with a smaller batch")]
-    NoMemory(String),
+    #[error("the system refused {bytes} bytes of buffers for the batch ({reason}); retry with a smaller batch")]
+    NoMemory {
+        /// The bytes asked for.
+        bytes: u64,
+        /// What the system said.
+        reason: String,
+    },
 }
 
 /// Token sequences packed back to back.
@@ -822,7 +827,12 @@ impl Encoder {
         // instead of being accepted over untouched pages the batch then
         // needs. (Word-table rows the batch is first to use are still read
         // as it runs: a row each, 1.5 KiB for MiniLM.)
-        let buffer = |n| Buffer::touched(n).map_err(|e| ForwardError::NoMemory(e.to_string()));
+        let buffer = |n: usize| {
+            Buffer::touched(n).map_err(|e| ForwardError::NoMemory {
+                bytes: (n * std::mem::size_of::<f32>()) as u64,
+                reason: e.to_string(),
+            })
+        };
         let mut work = Workspace {
             x: buffer(rows * h)?,
             qkv: buffer(rows * 3 * h)?,
