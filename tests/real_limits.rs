@@ -263,8 +263,8 @@ fn vectors(out: &Output) -> Vec<Vec<f32>> {
 }
 
 /// The headline: a corpus of long texts (every one truncated at 256
-/// tokens) in a 128 MiB cgroup, the smallest whole number of 16 MiB the f32
-/// model loads in. The packed pass holds one chunk of tokens (16 MiB of
+/// tokens) in a 128 MiB cgroup, a little above the f32 model's own floor
+/// (it loads and runs in 112 MiB, measured by hand). The packed pass holds one chunk of tokens (16 MiB of
 /// buffers) however large the batch, and the embedder's last look before a
 /// batch charges it so (the cost prior is chunked): fixed batches of 64
 /// (16,384 tokens, ~232 MiB by a prior that counted every token) run there,
