@@ -218,7 +218,12 @@ fn int8_output_is_close_to_f32() {
     for ((i, a), (j, b)) in exact.iter().zip(&int8) {
         assert_eq!(i, j);
         let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        assert!(cos > 0.999, "text {i}: cosine {cos}");
+        // The tiny model's weights are random on every run (candle's CPU
+        // generator takes no seed): over 100 texts its int8 cosines ran
+        // 0.9992–0.9999, and one run saw 0.99889. 0.995 is int8's bar on
+        // real models (docs/benchmarks.md); a broken quantiser falls far
+        // below it.
+        assert!(cos > 0.995, "text {i}: cosine {cos}");
         assert_ne!(a, b, "int8 must change the numbers");
     }
 }
