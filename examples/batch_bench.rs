@@ -59,8 +59,9 @@ use membatch::{BertEmbedder, Embedder, ModelSource, Precision};
 /// and /proc/self/status, which every 2 ms took 1.6 % of the two cores
 /// the measured run competes for); elsewhere the probe's snapshot.
 struct Rss {
+    /// /proc/self/statm and the page size, read once.
     #[cfg(target_os = "linux")]
-    statm: Option<std::fs::File>,
+    statm: Option<(std::fs::File, u64)>,
     probe: SystemProbe,
 }
 
@@ -68,14 +69,17 @@ impl Rss {
     fn new() -> Self {
         Rss {
             #[cfg(target_os = "linux")]
-            statm: std::fs::File::open("/proc/self/statm").ok(),
+            // SAFETY: sysconf has no preconditions.
+            statm: u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+                .ok()
+                .and_then(|page| Some((std::fs::File::open("/proc/self/statm").ok()?, page))),
             probe: SystemProbe::new(),
         }
     }
 
     fn read(&self) -> u64 {
         #[cfg(target_os = "linux")]
-        if let Some(file) = &self.statm {
+        if let Some((file, page)) = &self.statm {
             use std::os::unix::fs::FileExt;
             let mut buf = [0u8; 128];
             // statm: "size resident shared ..." in pages.
@@ -87,9 +91,7 @@ impl Rss {
                     .parse::<u64>()
                     .ok()
             });
-            // SAFETY: sysconf has no preconditions.
-            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            if let (Some(pages), Ok(page)) = (pages, u64::try_from(page)) {
+            if let Some(pages) = pages {
                 return pages * page;
             }
         }

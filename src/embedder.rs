@@ -276,11 +276,16 @@ impl CostPrior {
     /// tokens holds at once: all `batch·length`, or at most a chunk (or
     /// one text, when it is longer than a chunk).
     pub fn tokens_held(&self, batch: usize, length: usize) -> u64 {
-        let (b, l) = (batch as u64, length as u64);
-        let all = b.saturating_mul(l);
+        let l = length as u64;
+        self.held((batch as u64).saturating_mul(l), l)
+    }
+
+    /// Of `tokens` tokens whose longest text has `longest`, those held at
+    /// once.
+    fn held(&self, tokens: u64, longest: u64) -> u64 {
         match self.chunk_tokens {
-            Some(chunk) => all.min(chunk.max(l)),
-            None => all,
+            Some(chunk) => tokens.min(chunk.max(longest)),
+            None => tokens,
         }
     }
 
@@ -308,10 +313,7 @@ impl CostPrior {
             longest = longest.max(len);
             pairs = pairs.saturating_add(len.saturating_mul(len));
         }
-        let held = match self.chunk_tokens {
-            Some(chunk) => tokens.min(chunk.max(longest)),
-            None => tokens,
-        };
+        let held = self.held(tokens, longest);
         // Σlen² scaled to the share of tokens held (u128: no overflow).
         let pairs = if tokens == 0 {
             0

@@ -304,16 +304,7 @@ fn fixed_batches_of_64_and_batch_embedder_both_finish_in_128_mib() {
             out.status
         );
         assert_eq!(cg.oom_kills(), 0, "{name}");
-        let got = vectors(&out);
-        assert_eq!(got.len(), reference.len(), "{name}");
-        for (i, (a, b)) in got.iter().zip(&reference).enumerate() {
-            let d = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(d <= 1e-5, "{name}: text {i} differs by {d}");
-        }
+        assert_same(name, &vectors(&out), &reference);
         let peak = cg.max_usage();
         eprintln!(
             "{name}: cgroup peak {} MiB of {} MiB; log:\n{stderr}",
@@ -452,15 +443,16 @@ fn unconstrained(texts: &[String]) -> Vec<Vec<f32>> {
     vectors(&out)
 }
 
-fn assert_same(got: &[Vec<f32>], want: &[Vec<f32>]) {
-    assert_eq!(got.len(), want.len());
+/// Every vector of the run `what` within 1e-5 of the reference's.
+fn assert_same(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert_eq!(got.len(), want.len(), "{what}");
     for (i, (a, b)) in got.iter().zip(want).enumerate() {
         let d = a
             .iter()
             .zip(b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0f32, f32::max);
-        assert!(d <= 1e-5, "text {i} differs by {d}");
+        assert!(d <= 1e-5, "{what}: text {i} differs by {d}");
     }
 }
 
@@ -509,7 +501,7 @@ fn a_limit_lowered_during_a_run_shrinks_its_batches_and_it_completes() {
             .join("\n")
     );
     assert_eq!(cg.oom_kills(), 0);
-    assert_same(&vectors(&out), &want);
+    assert_same("under the limit", &vectors(&out), &want);
     let after: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("processing batch"))
@@ -568,5 +560,5 @@ fn a_neighbour_grabbing_memory_mid_run_shrinks_the_batches_instead_of_killing_an
     );
     assert!(b_status.success(), "the balloon was killed: {b_status:?}");
     assert_eq!(cg.oom_kills(), 0);
-    assert_same(&vectors(&out), &want);
+    assert_same("under the limit", &vectors(&out), &want);
 }

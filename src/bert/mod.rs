@@ -89,7 +89,7 @@ pub mod bench_kernels {
         h: usize,
         gemm_crate: bool,
     ) {
-        use super::encoder::attention::{attend_with, Products};
+        use super::encoder::attention::{attend, Products};
         let mut start = 0;
         let spans: Vec<(usize, usize)> = lengths
             .iter()
@@ -101,9 +101,9 @@ pub mod bench_kernels {
         let products = if gemm_crate {
             Products::GemmCrate
         } else {
-            Products::Packed(super::encoder::dense::kernel_for_this_cpu())
+            Products::fastest()
         };
-        attend_with(qkv, context, &spans, heads, h, None, products)
+        attend(qkv, context, &spans, heads, h, None, products)
     }
 
     /// `out = x·Wᵀ + b` through the `gemm` crate on the unpacked weight,

@@ -12,11 +12,18 @@ use gemm::Parallelism;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Products {
     /// The dense layers' micro-kernel on the head's keys and values packed
-    /// per task (the forward pass's choice).
+    /// per task (the forward pass's choice: [`Products::fastest`]).
     Packed(dense::Kernel),
     /// The `gemm` crate on strided views, as attention ran before: the
     /// benches' baseline and the tests' second opinion.
     GemmCrate,
+}
+
+impl Products {
+    /// The packed products on the fastest kernel this CPU runs.
+    pub(crate) fn fastest() -> Products {
+        Products::Packed(dense::kernel_for_this_cpu())
+    }
 }
 
 /// `context[t, head] = softmax(q·kᵀ/√d + bias)·v` for every sequence and
@@ -34,20 +41,7 @@ pub(crate) enum Products {
 /// sides and dispatches per call, that measured 9% faster on short
 /// sequences and the same on mixed lengths up to 256 (criterion
 /// `attention_flops`, docs/benchmarks.md).
-pub(super) fn attend(
-    qkv: &[f32],
-    context: &mut [f32],
-    spans: &[(usize, usize)],
-    heads: usize,
-    h: usize,
-    bias: Option<&RelativeBias>,
-) {
-    let products = Products::Packed(dense::kernel_for_this_cpu());
-    attend_with(qkv, context, spans, heads, h, bias, products)
-}
-
-/// [`attend`] with a choice of [`Products`].
-pub(crate) fn attend_with(
+pub(crate) fn attend(
     qkv: &[f32],
     context: &mut [f32],
     spans: &[(usize, usize)],
@@ -249,7 +243,7 @@ mod tests {
             for bias in [None, Some(&bias)] {
                 for products in &kernels {
                     let mut context = vec![f32::NAN; tokens * h];
-                    attend_with(&qkv, &mut context, &spans, heads, h, bias, *products);
+                    attend(&qkv, &mut context, &spans, heads, h, bias, *products);
                     let d = h / heads;
                     for &(start, len) in &spans {
                         for head in 0..heads {

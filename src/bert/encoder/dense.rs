@@ -78,11 +78,7 @@ impl PackedWeights {
             let data = &mut buf[start..start + panels * NR * inputs];
             for j in 0..outputs {
                 row(j, &mut scratch);
-                let (panel, col) = (j / NR, j % NR);
-                let panel = &mut data[panel * NR * inputs..(panel + 1) * NR * inputs];
-                for (k, w) in scratch.iter().enumerate() {
-                    panel[k * NR + col] = *w;
-                }
+                put_row(data, inputs, j, &scratch, 1.0);
             }
         }
         let mut padded = bias.to_vec();
@@ -254,8 +250,15 @@ pub(super) unsafe fn pack_rows(
     out: &mut Vec<f32>,
     kernel: Kernel,
 ) {
-    out.clear();
+    // Every value of the first n columns is written below: only the last
+    // panel's padding columns need zeros (the buffer is reused per task).
     out.resize(n.div_ceil(NR) * k * NR, 0.0);
+    if !n.is_multiple_of(NR) {
+        let last = &mut out[(n / NR) * k * NR..];
+        for row in last.chunks_exact_mut(NR) {
+            row[n % NR..].fill(0.0);
+        }
+    }
     // Rows and columns the blocks below leave to the plain loop.
     let (n8, k8) = match kernel {
         #[cfg(target_arch = "x86_64")]
@@ -264,14 +267,22 @@ pub(super) unsafe fn pack_rows(
         Kernel::Generic => (0, 0),
     };
     for j in 0..n {
-        let (panel, col) = (j / NR, j % NR);
-        let panel = &mut out[panel * k * NR..(panel + 1) * k * NR];
-        // SAFETY: row j of `src` holds k values (caller).
-        let row = unsafe { std::slice::from_raw_parts(src.add(j * stride), k) };
         let from = if j < n8 { k8 } else { 0 };
-        for (kk, w) in row.iter().enumerate().skip(from) {
-            panel[kk * NR + col] = w * scale;
-        }
+        // SAFETY: row j of `src` holds k values (caller).
+        let row = unsafe { std::slice::from_raw_parts(src.add(j * stride + from), k - from) };
+        put_row(&mut out[from * NR..], k, j, row, scale);
+    }
+}
+
+/// Writes row `j` of an `n × k` matrix (its values `row`, from some input
+/// index on, times `scale`) into `panels` laid out as [`PackedWeights`]
+/// stores them: panel `j / NR`, column `j % NR`, one value per input.
+/// `panels` starts at the first value's input index of panel 0.
+fn put_row(panels: &mut [f32], k: usize, j: usize, row: &[f32], scale: f32) {
+    let (panel, col) = (j / NR, j % NR);
+    let panel = &mut panels[panel * k * NR..];
+    for (kk, w) in row.iter().enumerate() {
+        panel[kk * NR + col] = w * scale;
     }
 }
 

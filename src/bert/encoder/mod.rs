@@ -881,7 +881,9 @@ impl Encoder {
         let scratch = &mut work.scratch;
         for layer in &self.layers {
             layer.qkv.forward(x, qkv, scratch);
-            attention::attend(qkv, context, spans, self.heads, h, self.relative.as_ref());
+            let bias = self.relative.as_ref();
+            let products = attention::Products::fastest();
+            attention::attend(qkv, context, spans, self.heads, h, bias, products);
             // x ← LayerNorm(x + context·Woᵀ + bo)
             layer.attention_out.forward_add(context, x, scratch);
             layer.attention_norm.apply(x, self.eps);
