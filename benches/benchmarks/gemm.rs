@@ -1,10 +1,13 @@
 //! The forward pass's dense products on all-MiniLM-L6-v2's shapes: 2,048
 //! tokens × 384 inputs → 1,152 (Q, K, V), 384 (attention output) and 1,536
 //! (feed-forward), and 1,536 → 384 (feed-forward output). Throughput is in
-//! FLOP (2 per multiply-add), so criterion's "elem/s" reads as FLOP/s; this
-//! machine's peak is 2 cores × 2.45 GHz × 32 FLOP/cycle ≈ 157 GFLOP/s.
+//! FLOP (2 per multiply-add), so criterion's "elem/s" reads as FLOP/s; the
+//! peak is cores × clock × 32 FLOP/cycle (docs/benchmarks.md gives each
+//! host's: 234 GFLOP/s on the 2-core Zen 4 of 2026-11).
 //!
-//! `packed` is membatch's kernel on weights packed once at load;
+//! `packed` is membatch's kernel on weights packed once at load (the
+//! fastest this CPU runs; `packed_avx2` is the AVX2 tile on a CPU whose
+//! fastest is AVX-512);
 //! `gemm_crate` is the `gemm` crate on the unpacked weight (re-packed on
 //! every call), as the forward pass ran before; `int8_vnni` (on CPUs with
 //! VNNI only) quantises the activations per row and multiplies int8 weights
@@ -42,6 +45,16 @@ fn bench_gemm(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("packed", &shape), &(), |b, _| {
             b.iter(|| dense.forward(&x, &mut out))
         });
+        for kernel in Dense::slower_kernels() {
+            if kernel == "generic" {
+                continue;
+            }
+            group.bench_with_input(
+                BenchmarkId::new(format!("packed_{kernel}"), &shape),
+                &(),
+                |b, _| b.iter(|| assert!(dense.forward_on(kernel, &x, &mut out))),
+            );
+        }
         group.bench_with_input(BenchmarkId::new("gemm_crate", &shape), &(), |b, _| {
             b.iter(|| gemm_crate(&x, &weight, &bias, &mut out))
         });

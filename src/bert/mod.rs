@@ -45,9 +45,48 @@ pub mod bench_kernels {
             Dense(PackedWeights::new(weight, bias, inputs))
         }
 
-        /// `out = x·Wᵀ + b` with membatch's packed kernel.
+        /// `out = x·Wᵀ + b` with membatch's packed kernel (the fastest
+        /// this CPU runs).
         pub fn forward(&self, x: &[f32], out: &mut [f32]) {
             self.0.forward(x, out, false)
+        }
+
+        /// The kernels this CPU runs other than the fastest, by name
+        /// (`"generic"`, `"avx2"`): the benches' comparison rows.
+        pub fn slower_kernels() -> Vec<&'static str> {
+            let fastest = super::encoder::dense::kernel_for_this_cpu();
+            super::encoder::dense::Kernel::available()
+                .into_iter()
+                .filter(|k| *k != fastest)
+                .map(kernel_name)
+                .collect()
+        }
+
+        /// [`Dense::forward`] on the kernel named `kernel` (one of
+        /// [`Dense::slower_kernels`] or the fastest's name); `false`, with
+        /// `out` untouched, for a name this CPU does not run.
+        pub fn forward_on(&self, kernel: &str, x: &[f32], out: &mut [f32]) -> bool {
+            let found = super::encoder::dense::Kernel::available()
+                .into_iter()
+                .find(|k| kernel_name(*k) == kernel);
+            match found {
+                Some(k) => {
+                    self.0.forward_with(x, out, false, k);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    fn kernel_name(kernel: super::encoder::dense::Kernel) -> &'static str {
+        use super::encoder::dense::Kernel;
+        match kernel {
+            Kernel::Generic => "generic",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => "avx512",
         }
     }
 
