@@ -853,7 +853,11 @@ impl Encoder {
             let mut x = std::mem::replace(&mut work.x, Buffer(None));
             let chunk = &mut x[..range.len() * h];
             self.embed(batch, &spans[group.clone()], range.start, chunk)?;
-            self.layers_forward(chunk, &local, &mut work);
+            // The layers' steps run as tasks on the current rayon pool; from
+            // a thread outside it, each step would be handed over and waited
+            // for (two wake-ups per step, ~50 a layer), so the whole chunk
+            // runs on one of the pool's threads instead.
+            rayon::scope(|_| self.layers_forward(chunk, &local, &mut work));
             for i in group {
                 // A non-empty sequence lies inside its chunk's rows.
                 let states = match spans[i] {
