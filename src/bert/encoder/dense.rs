@@ -508,8 +508,9 @@ pub(crate) enum Kernel {
     /// 16-wide register holds a panel's row, so a tile keeps 8 rows in 8
     /// accumulators and loads the panel once per `k`: on Zen 4, which runs
     /// a 512-bit FMA as two 256-bit halves (the same FLOPs per cycle as
-    /// AVX2), that still measured 11–20% faster than the AVX2 tile, whose
-    /// loads and broadcasts crowd the FMAs (docs/benchmarks.md).
+    /// AVX2), the products still measured 2–8% faster than with the AVX2
+    /// tile, whose loads and broadcasts crowd the FMAs (criterion
+    /// `dense_product_flops`, docs/benchmarks.md).
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
