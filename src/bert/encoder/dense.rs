@@ -26,6 +26,8 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::kernels::Level;
 use super::Shared;
 
 /// Output columns per panel (two AVX registers of `f32`).
@@ -527,20 +529,17 @@ impl Kernel {
         }
     }
 
-    /// Whether this CPU has the instructions the kernel uses.
+    /// Whether this CPU has the instructions the kernel uses: the
+    /// element-wise steps' detection ([`Level`], read once), which asks for
+    /// the same features (AVX-512 with AVX2 and FMA, which the AVX2
+    /// transposition of `pack_rows` beside it needs).
     pub(crate) fn runs_here(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = || {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        };
         match self {
             Kernel::Generic => true,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2(),
-            // The AVX2 transposition of `pack_rows` runs beside it.
+            Kernel::Avx2 => Level::detected() >= Level::Avx2,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => avx2() && std::arch::is_x86_feature_detected!("avx512f"),
+            Kernel::Avx512 => Level::detected() >= Level::Avx512,
         }
     }
 

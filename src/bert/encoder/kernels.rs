@@ -14,6 +14,17 @@
 /// baseline [`MulAdd`]); and `$at`, the same on a given level (the tests run
 /// every copy this CPU has).
 macro_rules! dispatch {
+    // One copy of `$wide` compiled with `$features`, called; `$at` has
+    // asserted that the CPU runs it.
+    (@copy $features:literal, $wide:path, ($($arg:ident: $ty:ty),*)) => {{
+        #[target_feature(enable = $features)]
+        unsafe fn wide($($arg: $ty),*) {
+            $wide($($arg),*)
+        }
+        // SAFETY: the CPU supports the features `wide` was compiled for
+        // (asserted by the caller).
+        unsafe { wide($($arg),*) }
+    }};
     ($name:ident, $at:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
         dispatch!($name, $at($($arg: $ty),*) => $generic, $generic);
     };
@@ -27,24 +38,9 @@ macro_rules! dispatch {
             assert!(level <= Level::detected(), "{level:?} does not run on this CPU");
             match level {
                 #[cfg(target_arch = "x86_64")]
-                Level::Avx512 => {
-                    #[target_feature(enable = "avx512f,avx2,fma")]
-                    unsafe fn wide($($arg: $ty),*) {
-                        $wide($($arg),*)
-                    }
-                    // SAFETY: the CPU supports the features `wide` was
-                    // compiled for (asserted above).
-                    unsafe { wide($($arg),*) }
-                }
+                Level::Avx512 => dispatch!(@copy "avx512f,avx2,fma", $wide, ($($arg: $ty),*)),
                 #[cfg(target_arch = "x86_64")]
-                Level::Avx2 => {
-                    #[target_feature(enable = "avx2,fma")]
-                    unsafe fn wide($($arg: $ty),*) {
-                        $wide($($arg),*)
-                    }
-                    // SAFETY: as above.
-                    unsafe { wide($($arg),*) }
-                }
+                Level::Avx2 => dispatch!(@copy "avx2,fma", $wide, ($($arg: $ty),*)),
                 _ => $base($($arg),*),
             }
         }
