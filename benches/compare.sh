@@ -5,10 +5,13 @@
 # one after the other; prints tokens/s, texts/s, peak RSS, min/mean cosine
 # to sentence-transformers' vectors, and the ratios.
 #
-#   benches/compare.sh [TEXTS=256] [THREADS=2] [BATCH=64]
+#   benches/compare.sh [TEXTS=256] [THREADS=2] [BATCH=64] [ROUNDS=1]
 #
 # BATCH is the Python rows' batch size (length-sorted for ONNX Runtime);
-# membatch plans its own batches. Installs sentence-transformers (and
+# membatch plans its own batches. ROUNDS > 1 then runs ONNX Runtime f32 and
+# membatch f32 again, ROUNDS - 1 more times each, alternating which goes
+# first, and prints every round's speed ratio and their median: a host whose
+# speed drifts between two rows moves one ratio, not the median. Installs sentence-transformers (and
 # PyTorch), onnxruntime, onnx and onnxscript from PyPI into a virtualenv at
 # target/compare-venv the first time (a few GB, a few minutes); exports the
 # model to ONNX with torch once, into target/compare-onnx. The model is the
@@ -18,6 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 texts=${1:-256}
 threads=${2:-2}
 batch=${3:-64}
+rounds=${4:-1}
 
 scripts/fetch-model.sh >&2
 venv=target/compare-venv
@@ -34,4 +38,4 @@ print(os.path.join(home, "models", "sentence-transformers--all-MiniLM-L6-v2"))
 PY
 )}
 exec "$venv/bin/python" benches/compare/compare.py target/release/examples/batch_bench "$venv/bin/python" \
-    "$model_dir" "$texts" "$threads" "$batch"
+    "$model_dir" "$texts" "$threads" "$batch" "$rounds"
