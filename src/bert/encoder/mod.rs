@@ -81,9 +81,8 @@ impl<P: Copy> Shared<P> {
     }
 }
 
-/// `n` zeroed `f32`s in an anonymous memory mapping of their own, every
-/// page written at once (charged to the process from the start), unmapped
-/// when dropped.
+/// `n` zeroed `f32`s in an anonymous memory mapping of their own, unmapped
+/// when dropped; [`populate`] makes its pages resident.
 ///
 /// Why not a `Vec`: glibc serves allocations this large with `mmap` only
 /// until the first one is freed, then raises its threshold to that size
@@ -94,24 +93,82 @@ impl<P: Copy> Shared<P> {
 struct Buffer(Option<memmap2::MmapMut>);
 
 impl Buffer {
-    fn touched(n: usize) -> std::io::Result<Buffer> {
+    /// `n` zeroed `f32`s, mapped but not yet resident.
+    fn mapped(n: usize) -> std::io::Result<Buffer> {
         if n == 0 {
             return Ok(Buffer(None));
         }
-        // `populate` asks the kernel to make the pages resident in the call
-        // (MAP_POPULATE on Linux; ignored elsewhere): one system call, where
-        // a fault per page had cost the calling thread ~1% of a run while
-        // the pool's threads waited.
-        let mut map = memmap2::MmapOptions::new()
+        let map = memmap2::MmapOptions::new()
             .len(n * std::mem::size_of::<f32>())
-            .populate()
             .map_anon()?;
-        // Fresh anonymous pages read as zeros; writing one byte a page
-        // makes them resident now if `populate` did not (it is best-effort).
-        for page in map.chunks_mut(4096) {
-            page[0] = 0;
-        }
         Ok(Buffer(Some(map)))
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            Some(m) => &mut m[..],
+            None => &mut [],
+        }
+    }
+}
+
+/// Bytes a task of [`populate`] makes resident: a multiple of every page
+/// size, so each piece starts on a page of its mapping.
+const POPULATE_PIECE: usize = 1 << 20;
+
+/// Makes every page of `buffers` resident now (charged to the process, and
+/// its cgroup, from this call on), in pieces spread over the current rayon
+/// pool: the kernel zeroes each page as it maps it, and one thread doing
+/// that for a batch's 16 MiB of buffers had kept both of the pool's
+/// threads waiting for ~1% of a run (perf, docs/benchmarks.md).
+///
+/// # Errors
+///
+/// The kernel's `ENOMEM` when it cannot back the pages.
+fn populate(buffers: &mut [&mut Buffer]) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    let pieces: Vec<&mut [u8]> = buffers
+        .iter_mut()
+        .flat_map(|b| b.bytes_mut().chunks_mut(POPULATE_PIECE))
+        .collect();
+    pieces.into_par_iter().try_for_each(populate_piece)
+}
+
+/// Makes the pages of `piece` (page-aligned, inside one mapping) resident:
+/// `MADV_POPULATE_WRITE` on Linux (5.14 on; one call faults in a piece's
+/// pages), else, or where the kernel refuses it for another reason than
+/// memory, by writing a byte in every page.
+fn populate_piece(piece: &mut [u8]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `piece` is memory this call borrows mutably, starting on
+        // a page boundary (`POPULATE_PIECE`); populating faults its pages
+        // in writable and leaves their contents as they are.
+        let done = unsafe {
+            libc::madvise(
+                piece.as_mut_ptr().cast(),
+                piece.len(),
+                libc::MADV_POPULATE_WRITE,
+            )
+        } == 0;
+        if done {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::ENOMEM) {
+            return Err(error);
+        }
+        // EINVAL: a kernel before 5.14. Touch the pages instead.
+    }
+    touch(piece);
+    Ok(())
+}
+
+/// Writes a zero into every 4 KiB of `piece`: faults in each page (of 4 KiB
+/// or more) of fresh anonymous memory, which reads as zeros already.
+fn touch(piece: &mut [u8]) {
+    for page in piece.chunks_mut(4096) {
+        page[0] = 0;
     }
 }
 
@@ -834,12 +891,12 @@ impl Encoder {
         // instead of being accepted over untouched pages the batch then
         // needs. (Word-table rows the batch is first to use are still read
         // as it runs: a row each, 1.5 KiB for MiniLM.)
-        let buffer = |n: usize| {
-            Buffer::touched(n).map_err(|e| ForwardError::NoMemory {
-                bytes: (n * std::mem::size_of::<f32>()) as u64,
-                reason: e.to_string(),
-            })
+        let bytes = (rows * (5 * h + inter_width) * std::mem::size_of::<f32>()) as u64;
+        let no_memory = |e: std::io::Error| ForwardError::NoMemory {
+            bytes,
+            reason: e.to_string(),
         };
+        let buffer = |n: usize| Buffer::mapped(n).map_err(no_memory);
         let mut work = Workspace {
             x: buffer(rows * h)?,
             qkv: buffer(rows * 3 * h)?,
@@ -847,6 +904,13 @@ impl Encoder {
             inter: buffer(rows * inter_width)?,
             scratch: linear::Scratch::default(),
         };
+        populate(&mut [
+            &mut work.x,
+            &mut work.qkv,
+            &mut work.context,
+            &mut work.inter,
+        ])
+        .map_err(no_memory)?;
         let mut local = Vec::new();
         for group in groups {
             let range = chunk_rows(&spans[group.clone()]);
@@ -1022,14 +1086,59 @@ mod tests {
     }
 
     #[test]
-    fn buffers_are_zeroed_writable_and_as_long_as_asked() {
-        assert!(Buffer::touched(0).unwrap().is_empty());
-        let mut b = Buffer::touched(5000).unwrap();
-        assert_eq!(b.len(), 5000);
+    #[cfg(unix)]
+    fn buffers_are_zeroed_writable_resident_and_as_long_as_asked() {
+        // Empty, under a page, and longer than several populate pieces.
+        let sizes = [0, 5000, 3 * POPULATE_PIECE / 4 + 123];
+        let mut buffers: Vec<Buffer> = sizes.iter().map(|n| Buffer::mapped(*n).unwrap()).collect();
+        populate(&mut buffers.iter_mut().collect::<Vec<_>>()).unwrap();
+        for (b, n) in buffers.iter_mut().zip(sizes) {
+            assert_eq!(b.len(), n);
+            assert!(b.iter().all(|v| *v == 0.0));
+            assert_eq!(resident_pages(b.bytes_mut()), pages(b.len() * 4));
+            if n > 0 {
+                b[n - 1] = 1.5;
+                b[0] = -2.0;
+                assert_eq!((b[0], b[n - 1]), (-2.0, 1.5));
+            }
+        }
+        // The fallback where the kernel cannot populate: touching.
+        let mut b = Buffer::mapped(POPULATE_PIECE).unwrap();
+        assert_eq!(resident_pages(b.bytes_mut()), 0);
+        touch(b.bytes_mut());
+        assert_eq!(resident_pages(b.bytes_mut()), pages(POPULATE_PIECE * 4));
         assert!(b.iter().all(|v| *v == 0.0));
-        b[4999] = 1.5;
-        b[0] = -2.0;
-        assert_eq!((b[0], b[4999]), (-2.0, 1.5));
+    }
+
+    #[cfg(unix)]
+    fn pages(bytes: usize) -> usize {
+        bytes.div_ceil(page_size())
+    }
+
+    #[cfg(unix)]
+    fn page_size() -> usize {
+        // SAFETY: sysconf reads a constant of the system.
+        unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+    }
+
+    #[cfg(unix)]
+    /// The pages of `bytes` (a mapping's start) the kernel holds in memory.
+    fn resident_pages(bytes: &mut [u8]) -> usize {
+        if bytes.is_empty() {
+            return 0;
+        }
+        let mut flags = vec![0u8; pages(bytes.len())];
+        // SAFETY: `bytes` starts a mapping (page-aligned) and `flags` has a
+        // byte for each of its pages.
+        let r = unsafe {
+            libc::mincore(
+                bytes.as_mut_ptr().cast(),
+                bytes.len(),
+                flags.as_mut_ptr().cast(),
+            )
+        };
+        assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+        flags.iter().filter(|f| *f & 1 == 1).count()
     }
 
     #[test]
