@@ -591,35 +591,8 @@ unsafe fn tile(
     epilogue: Epilogue,
 ) {
     if cols < NR {
-        // A partial panel: run the full tile on a copy and keep `cols`.
-        let mut tmp = [0f32; MR_MAX * NR];
-        for r in 0..mr {
-            // SAFETY: row r of the tile has `cols` values (caller).
-            unsafe {
-                std::ptr::copy_nonoverlapping(c.add(r * ldc), tmp[r * NR..].as_mut_ptr(), cols)
-            };
-        }
-        // SAFETY: tmp is an mr × NR tile of stride NR.
-        unsafe {
-            tile(
-                kernel,
-                mr,
-                kc,
-                a,
-                lda,
-                b,
-                ldb,
-                tmp.as_mut_ptr(),
-                NR,
-                NR,
-                epilogue,
-            )
-        };
-        for r in 0..mr {
-            // SAFETY: as above.
-            unsafe { std::ptr::copy_nonoverlapping(tmp[r * NR..].as_ptr(), c.add(r * ldc), cols) };
-        }
-        return;
+        // SAFETY: forwarded from the caller.
+        return unsafe { partial_tile(kernel, mr, kc, a, lda, b, ldb, c, ldc, cols, epilogue) };
     }
     macro_rules! run {
         ($f:ident) => {
@@ -648,11 +621,65 @@ unsafe fn tile(
     }
 }
 
+/// [`tile`] on a partial panel (`cols < NR`): the whole tile runs on a
+/// copy and `cols` columns are kept. Out of line, so that `tile`, called
+/// for every tile of every product, needs no stack room for the copy (its
+/// frame had cost ~1% of an f32 run, perf).
+///
+/// # Safety
+///
+/// As [`tile`].
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn partial_tile(
+    kernel: Kernel,
+    mr: usize,
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    epilogue: Epilogue,
+) {
+    let mut tmp = [0f32; MR_MAX * NR];
+    for r in 0..mr {
+        // SAFETY: row r of the tile has `cols` values (caller).
+        unsafe { std::ptr::copy_nonoverlapping(c.add(r * ldc), tmp[r * NR..].as_mut_ptr(), cols) };
+    }
+    // SAFETY: tmp is an mr × NR tile of stride NR.
+    unsafe {
+        tile(
+            kernel,
+            mr,
+            kc,
+            a,
+            lda,
+            b,
+            ldb,
+            tmp.as_mut_ptr(),
+            NR,
+            NR,
+            epilogue,
+        )
+    };
+    for r in 0..mr {
+        // SAFETY: as above.
+        unsafe { std::ptr::copy_nonoverlapping(tmp[r * NR..].as_ptr(), c.add(r * ldc), cols) };
+    }
+}
+
 /// The portable kernel: the same tile in plain loops.
 ///
 /// # Safety
 ///
 /// As [`tile`], with `cols == NR`.
+// Not inlined into `tile`: its accumulators would give `tile` a stack
+// frame on every call, whichever kernel it dispatches to.
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn generic<const R: usize>(
     kc: usize,
