@@ -75,6 +75,7 @@ pub(crate) fn attend(
                 scores,
                 keys,
                 values,
+                inv_sums,
             } = scratch;
             // The buffer only grows: a product writes every score it
             // keeps, so stale values past a shorter sequence's are harmless.
@@ -117,7 +118,10 @@ pub(crate) fn attend(
                             bias.is_some(),
                             kernel,
                         );
-                        kernels::softmax_rows(scores, len);
+                        // The rows' division by their sums is left to the
+                        // context below (d values a row instead of len).
+                        inv_sums.resize(len, 0.0);
+                        kernels::softmax_numerators(scores, len, inv_sums);
                         // The values' rows hold a head's columns side by side:
                         // read in place when they fill whole panels (every
                         // model seen: d = 32 or 64), else packed with zeros.
@@ -131,16 +135,25 @@ pub(crate) fn attend(
                             dense::pack_columns(base.add(2 * h), len, d, row, values);
                             dense::Rhs::packed(values, len)
                         };
+                        let context = out.get().add(start * h + head * d);
                         dense::product(
                             scores.as_ptr(),
                             len,
                             (len, d, len),
                             values,
-                            out.get().add(start * h + head * d),
+                            context,
                             h,
                             false,
                             kernel,
                         );
+                        // Each context row divided by its scores' sum, in
+                        // the task's own block (see above).
+                        for (i, inv) in inv_sums.iter().enumerate() {
+                            let row = std::slice::from_raw_parts_mut(context.add(i * h), d);
+                            for v in row {
+                                *v *= inv;
+                            }
+                        }
                     }
                     Products::GemmCrate => {
                         let stride = row as isize;
@@ -179,6 +192,8 @@ struct Scratch {
     /// The head's values, packed (when its width is not a whole number
     /// of panels).
     values: Vec<f32>,
+    /// 1 / each score row's sum of exponentials.
+    inv_sums: Vec<f32>,
 }
 
 #[cfg(test)]

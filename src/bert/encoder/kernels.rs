@@ -211,8 +211,9 @@ fn relu_generic(x: &mut [f32]) {
 
 dispatch!(relu, relu_at(x: &mut [f32]) => relu_generic);
 
+/// e^(v − max) of every value of `row`, in place; returns their sum.
 #[inline(always)]
-fn softmax_generic<M: MulAdd>(row: &mut [f32]) {
+fn exp_row<M: MulAdd>(row: &mut [f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
@@ -246,10 +247,7 @@ fn softmax_generic<M: MulAdd>(row: &mut [f32]) {
         }
         tail.copy_from_slice(&group[..tail.len()]);
     }
-    let inv = 1.0 / sums.iter().sum::<f32>();
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
+    sums.iter().sum::<f32>()
 }
 
 /// Softmax of each row of `width` values, in place. Rows hold only real
@@ -257,11 +255,27 @@ fn softmax_generic<M: MulAdd>(row: &mut [f32]) {
 #[inline(always)]
 fn softmax_rows_generic<M: MulAdd>(x: &mut [f32], width: usize) {
     for row in x.chunks_exact_mut(width) {
-        softmax_generic::<M>(row);
+        let inv = 1.0 / exp_row::<M>(row);
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
     }
 }
 
 dispatch!(softmax_rows, softmax_rows_at(x: &mut [f32], width: usize) => softmax_rows_generic::<Fused>, softmax_rows_generic::<Baseline>);
+
+/// Softmax of each row of `width` values but for the division: the row's
+/// e^(v − max) in place, and 1 / their sum into `inv_sums` (a value a row).
+/// Attention divides the product of these rows with the values instead
+/// (`len × d` multiplications where the rows have `len × len`).
+#[inline(always)]
+fn softmax_numerators_generic<M: MulAdd>(x: &mut [f32], width: usize, inv_sums: &mut [f32]) {
+    for (row, inv) in x.chunks_exact_mut(width).zip(inv_sums) {
+        *inv = 1.0 / exp_row::<M>(row);
+    }
+}
+
+dispatch!(softmax_numerators, softmax_numerators_at(x: &mut [f32], width: usize, inv_sums: &mut [f32]) => softmax_numerators_generic::<Fused>, softmax_numerators_generic::<Baseline>);
 
 #[inline(always)]
 fn sum_lanes(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -492,12 +506,27 @@ mod tests {
             .collect();
         let orig = x.clone();
         softmax_rows(&mut x, width);
-        for (row, orig) in x.chunks(width).zip(orig.chunks(width)) {
+        // The numerators and 1/sums, multiplied back, are the same softmax.
+        let mut numerators = orig.clone();
+        let mut inv = vec![f32::NAN; 3];
+        softmax_numerators(&mut numerators, width, &mut inv);
+        for ((row, orig), (top, inv)) in x
+            .chunks(width)
+            .zip(orig.chunks(width))
+            .zip(numerators.chunks(width).zip(&inv))
+        {
             let max = orig.iter().cloned().fold(f32::MIN, f32::max) as f64;
             let denom: f64 = orig.iter().map(|v| (*v as f64 - max).exp()).sum();
-            for (got, o) in row.iter().zip(orig) {
+            assert!(
+                (*inv as f64 * denom - 1.0).abs() < 1e-6,
+                "{inv} vs 1/{denom}"
+            );
+            for ((got, o), top) in row.iter().zip(orig).zip(top) {
                 let want = (*o as f64 - max).exp() / denom;
                 assert!((*got as f64 - want).abs() < 1e-7, "{got} vs {want}");
+                // e^(o − max) of the f32 difference, as the kernel takes it.
+                let e = ((*o - max as f32) as f64).exp();
+                assert!((*top as f64 / e - 1.0).abs() < 4e-7, "{top} vs {e}");
             }
         }
     }
@@ -576,6 +605,12 @@ mod tests {
             softmax_rows_at(level, &mut a, width);
             softmax_rows_generic::<Separate>(&mut b, width);
             close(&a, &b, &format!("{level:?} softmax_rows"));
+            let (mut a, mut b) = (rows.clone(), rows.clone());
+            let (mut ia, mut ib) = (vec![0f32; 11], vec![0f32; 11]);
+            softmax_numerators_at(level, &mut a, width, &mut ia);
+            softmax_numerators_generic::<Separate>(&mut b, width, &mut ib);
+            close(&a, &b, &format!("{level:?} softmax_numerators"));
+            close(&ia, &ib, &format!("{level:?} softmax_numerators' sums"));
 
             let width = 387;
             let rows: Vec<f32> = (0..width * 5)
