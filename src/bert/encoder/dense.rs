@@ -191,45 +191,40 @@ impl PackedWeights {
     ) {
         let (k, n) = (self.inputs, self.outputs);
         let data = self.data();
-        let tile_rows = kernel.rows();
+        assert!(rows.end * k <= x.len() && panels.end * NR * k <= data.len());
         let mut kc0 = 0;
         while kc0 < k {
             let kc = KC.min(k - kc0);
             let first = kc0 == 0;
-            for p in panels.clone() {
-                let panel = &data[p * NR * k + kc0 * NR..p * NR * k + (kc0 + kc) * NR];
-                let cols = NR.min(n - p * NR);
-                let mut r = rows.start;
-                while r < rows.end {
-                    let mr = tile_rows.min(rows.end - r);
-                    let a = &x[r * k + kc0..];
-                    let epilogue = Epilogue {
-                        bias: first.then(|| self.bias[p * NR..].as_ptr()),
-                        add_existing: !first || accumulate,
-                    };
-                    // SAFETY: `a` holds mr rows of stride k from column
-                    // kc0 with kc valid values each (r + mr <= rows ≤ the
-                    // rows of x); `panel` holds kc × NR values; the output
-                    // tile (rows r..r+mr, columns p·NR..p·NR+cols) lies in
-                    // `out` and in this task's block (the caller's promise).
-                    unsafe {
-                        tile(
-                            kernel,
-                            mr,
-                            kc,
-                            a.as_ptr(),
-                            k,
-                            panel.as_ptr(),
-                            NR,
-                            out.add(r * n + p * NR),
-                            n,
-                            cols,
-                            epilogue,
-                        )
-                    };
-                    r += mr;
-                }
-            }
+            let epilogue = Epilogue {
+                bias: first.then_some(self.bias.as_ptr()),
+                add_existing: !first || accumulate,
+            };
+            // Inputs kc0..kc0+kc of every panel.
+            let w = Rhs {
+                ptr: data[kc0 * NR..].as_ptr(),
+                panel_stride: NR * k,
+                ldb: NR,
+            };
+            // SAFETY: `x` holds rows `rows` of k values (asserted), read from
+            // column kc0 for kc values; the panels hold k × NR values each
+            // (asserted) and the padded bias NR a panel; the output block
+            // (rows `rows` × the panels' columns) lies in `out` and is this
+            // task's alone (the caller's promise).
+            unsafe {
+                tiles(
+                    x[rows.start * k + kc0..].as_ptr(),
+                    k,
+                    rows.len(),
+                    (n, panels.clone()),
+                    kc,
+                    w,
+                    out.add(rows.start * n),
+                    n,
+                    epilogue,
+                    kernel,
+                )
+            };
             kc0 += kc;
         }
     }
@@ -438,9 +433,56 @@ pub(super) unsafe fn product(
         bias: None,
         add_existing: accumulate,
     };
+    // SAFETY: the caller's promise, for every panel of `w`.
+    unsafe {
+        tiles(
+            a,
+            lda,
+            m,
+            (n, 0..n.div_ceil(NR)),
+            k,
+            w,
+            c,
+            ldc,
+            epilogue,
+            kernel,
+        )
+    }
+}
+
+/// The tiles of `m` rows × `panels` (of an `n`-column output) over `kc`
+/// inputs: rows of `a` (stride `lda`) against `w`'s panels into `c`
+/// (stride `ldc`, column 0 of the output). `epilogue.bias`, if any, points
+/// to panel 0's `NR` bias values (panel p's are `p·NR` further).
+///
+/// # Safety
+///
+/// `a` is valid for reads of `m` rows of stride `lda` with `kc` values
+/// each; `w` for reads of `kc` rows of each panel in `panels`; `c` for
+/// reads and writes of `m` rows of stride `ldc` in the panels' columns
+/// (below `n`), written by nobody else during the call; the bias for
+/// `NR` values from each panel's; `kernel` one this CPU runs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tiles(
+    a: *const f32,
+    lda: usize,
+    m: usize,
+    (n, panels): (usize, std::ops::Range<usize>),
+    kc: usize,
+    w: Rhs,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+    kernel: Kernel,
+) {
     let tile_rows = kernel.rows();
-    for p in 0..n.div_ceil(NR) {
+    for p in panels {
         let cols = NR.min(n - p * NR);
+        let epilogue = Epilogue {
+            // SAFETY: inside the bias (the caller's promise).
+            bias: epilogue.bias.map(|b| unsafe { b.add(p * NR) }),
+            ..epilogue
+        };
         let mut r = 0;
         while r < m {
             let mr = tile_rows.min(m - r);
@@ -450,7 +492,7 @@ pub(super) unsafe fn product(
                 tile(
                     kernel,
                     mr,
-                    k,
+                    kc,
                     a.add(r * lda),
                     lda,
                     w.ptr.add(p * w.panel_stride),
