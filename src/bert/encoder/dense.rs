@@ -665,8 +665,8 @@ unsafe fn tile(
 
 /// [`tile`] on a partial panel (`cols < NR`): the whole tile runs on a
 /// copy and `cols` columns are kept. Out of line, so that `tile`, called
-/// for every tile of every product, needs no stack room for the copy (its
-/// frame had cost ~1% of an f32 run, perf).
+/// for every tile of every product, needs no stack room for the copy
+/// (with it, `tile`'s own time was 0.85% of an f32 run; without, 0.43%).
 ///
 /// # Safety
 ///

@@ -118,9 +118,10 @@ const POPULATE_PIECE: usize = 1 << 20;
 
 /// Makes every page of `buffers` resident now (charged to the process, and
 /// its cgroup, from this call on), in pieces spread over the current rayon
-/// pool: the kernel zeroes each page as it maps it, and one thread doing
-/// that for a batch's 16 MiB of buffers had kept both of the pool's
-/// threads waiting for ~1% of a run (perf, docs/benchmarks.md).
+/// pool: the kernel zeroes each page as it maps it, and the calling thread
+/// doing that alone for a batch's 16 MiB of buffers had kept both of the
+/// pool's threads waiting for ~2% of a run's wall time (perf,
+/// docs/benchmarks.md).
 ///
 /// # Errors
 ///
