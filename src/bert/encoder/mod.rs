@@ -128,11 +128,10 @@ const POPULATE_PIECE: usize = 1 << 20;
 /// The kernel's `ENOMEM` when it cannot back the pages.
 fn populate(buffers: &mut [&mut Buffer]) -> std::io::Result<()> {
     use rayon::prelude::*;
-    let pieces: Vec<&mut [u8]> = buffers
-        .iter_mut()
-        .flat_map(|b| b.bytes_mut().chunks_mut(POPULATE_PIECE))
-        .collect();
-    pieces.into_par_iter().try_for_each(populate_piece)
+    buffers
+        .par_iter_mut()
+        .flat_map(|b| b.bytes_mut().par_chunks_mut(POPULATE_PIECE))
+        .try_for_each(populate_piece)
 }
 
 /// Makes the pages of `piece` (page-aligned, inside one mapping) resident:
