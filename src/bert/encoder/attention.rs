@@ -8,6 +8,10 @@ use super::linear::{matmul, Mat, MatMut};
 use super::{RelativeBias, Shared};
 use gemm::Parallelism;
 
+// The packed products pad score rows to whole panels, which the softmax
+// walks in whole groups of lanes.
+const _: () = assert!(dense::NR % kernels::SOFTMAX_LANES == 0);
+
 /// What runs a head's two products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Products {
@@ -77,17 +81,27 @@ pub(crate) fn attend(
                 values,
                 inv_sums,
             } = scratch;
+            // The packed products' score rows are padded to whole panels:
+            // the product writes every panel whole (no partial panel's copy
+            // out and back) and the softmax reads and writes whole groups
+            // of lanes (`kernels::SOFTMAX_LANES`, the panels' width), its
+            // padding masked (zeros from the padded keys, or stale values
+            // past a bias row).
+            let ld = match products {
+                Products::Packed(_) => len.next_multiple_of(dense::NR),
+                Products::GemmCrate => len,
+            };
             // The buffer only grows: a product writes every score it
             // keeps, so stale values past a shorter sequence's are harmless.
-            if scores.len() < len * len {
-                scores.resize(len * len, 0.0);
+            if scores.len() < len * ld {
+                scores.resize(len * ld, 0.0);
             }
-            let scores = &mut scores[..len * len];
+            let scores = &mut scores[..len * ld];
             match bias {
                 // The scores start as the bias and the product adds to it.
                 Some(bias) => {
-                    for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                        row.copy_from_slice(bias.row(head, i, len));
+                    for (i, row) in scores.chunks_exact_mut(ld).enumerate() {
+                        row[..len].copy_from_slice(bias.row(head, i, len));
                     }
                 }
                 // The `gemm` crate is told to add to zeros; the packed
@@ -100,28 +114,29 @@ pub(crate) fn attend(
             // SAFETY: q, k and v are `len × d` blocks of rows start..start+len
             // of the `tokens × 3h` buffer (columns head·d, h + head·d and
             // 2h + head·d), inside it by the asserts above; `scores` is
-            // len × len. The context block (rows start..start+len, columns
+            // len × ld (ld ≥ len). The context block (rows start..start+len, columns
             // head·d..head·d+d) belongs to this task alone: spans are disjoint
             // and each (span, head) pair is one task.
             unsafe {
                 match products {
                     Products::Packed(kernel) => {
-                        // The keys packed with the scale folded in: q·(k/√d).
+                        // The keys packed with the scale folded in: q·(k/√d),
+                        // in ld / NR panels (the last padded with zeros).
                         dense::pack_rows(base.add(h), (len, d), row, scale, keys, kernel);
                         dense::product(
                             base,
                             row,
-                            (len, len, d),
+                            (len, ld, d),
                             dense::Rhs::packed(keys, d),
                             scores.as_mut_ptr(),
-                            len,
+                            ld,
                             bias.is_some(),
                             kernel,
                         );
                         // The rows' division by their sums is left to the
                         // context below (d values a row instead of len).
                         inv_sums.resize(len, 0.0);
-                        kernels::softmax_numerators(scores, len, inv_sums);
+                        kernels::softmax_numerators(scores, len, ld, inv_sums);
                         // The values' rows hold a head's columns side by side:
                         // read in place when they fill whole panels (every
                         // model seen: d = 32 or 64), else packed with zeros.
@@ -138,7 +153,7 @@ pub(crate) fn attend(
                         let context = out.get().add(start * h + head * d);
                         dense::product(
                             scores.as_ptr(),
-                            len,
+                            ld,
                             (len, d, len),
                             values,
                             context,

@@ -264,18 +264,89 @@ fn softmax_rows_generic<M: MulAdd>(x: &mut [f32], width: usize) {
 
 dispatch!(softmax_rows, softmax_rows_at(x: &mut [f32], width: usize) => softmax_rows_generic::<Fused>, softmax_rows_generic::<Baseline>);
 
-/// Softmax of each row of `width` values but for the division: the row's
-/// e^(v − max) in place, and 1 / their sum into `inv_sums` (a value a row).
-/// Attention divides the product of these rows with the values instead
-/// (`len × d` multiplications where the rows have `len × len`).
+/// Lanes of the groups [`softmax_numerators`] walks its rows in: rows
+/// padded to whole groups are read and written a whole group at a time, the
+/// values past a row's end masked, where a row's last partial group had
+/// been copied out and back (two `memcpy` calls and a narrower copy of the
+/// code a row) and `f32::max`'s NaN checks ran in every group.
+pub(crate) const SOFTMAX_LANES: usize = 16;
+
+/// The larger of two values: `maxps`'s own semantics (the second when
+/// either is NaN), which vectorises to one instruction where `f32::max`
+/// adds a NaN check and a blend.
 #[inline(always)]
-fn softmax_numerators_generic<M: MulAdd>(x: &mut [f32], width: usize, inv_sums: &mut [f32]) {
-    for (row, inv) in x.chunks_exact_mut(width).zip(inv_sums) {
-        *inv = 1.0 / exp_row::<M>(row);
+fn larger(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
     }
 }
 
-dispatch!(softmax_numerators, softmax_numerators_at(x: &mut [f32], width: usize, inv_sums: &mut [f32]) => softmax_numerators_generic::<Fused>, softmax_numerators_generic::<Baseline>);
+/// e^(v − max) of the first `len` values of `row` (a whole number of
+/// [`SOFTMAX_LANES`] groups), in place, and zeros after them; returns their
+/// sum.
+#[inline(always)]
+fn exp_row_padded<M: MulAdd>(row: &mut [f32], len: usize) -> f32 {
+    const L: usize = SOFTMAX_LANES;
+    let (full, tail) = (len / L, len % L);
+    let mut lanes = [f32::NEG_INFINITY; L];
+    for c in row[..full * L].chunks_exact(L) {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = larger(*v, *m);
+        }
+    }
+    if tail > 0 {
+        let c = &row[full * L..(full + 1) * L];
+        for (i, (m, v)) in lanes.iter_mut().zip(c).enumerate() {
+            *m = if i < tail { larger(*v, *m) } else { *m };
+        }
+    }
+    let max = lanes.iter().fold(f32::NEG_INFINITY, |m, v| larger(*v, m));
+    let mut sums = [0f32; L];
+    for c in row[..full * L].chunks_exact_mut(L) {
+        for (s, v) in sums.iter_mut().zip(c) {
+            *v = exp::<M>(*v - max);
+            *s += *v;
+        }
+    }
+    let mut padding = full * L;
+    if tail > 0 {
+        let c = &mut row[full * L..(full + 1) * L];
+        for (i, (s, v)) in sums.iter_mut().zip(c).enumerate() {
+            let e = exp::<M>(*v - max);
+            *v = if i < tail { e } else { 0.0 };
+            *s += *v;
+        }
+        padding += L;
+    }
+    row[padding..].fill(0.0);
+    sums.iter().sum::<f32>()
+}
+
+/// Softmax of each row's first `len` values but for the division, rows
+/// `stride` apart (`stride` a multiple of [`SOFTMAX_LANES`], at least
+/// `len`): the row's e^(v − max) in place (zeros in its padding), and 1 /
+/// their sum into `inv_sums` (a value a row). Attention divides the product
+/// of these rows with the values instead (`len × d` multiplications where
+/// the rows have `len × len`).
+#[inline(always)]
+fn softmax_numerators_generic<M: MulAdd>(
+    x: &mut [f32],
+    len: usize,
+    stride: usize,
+    inv_sums: &mut [f32],
+) {
+    assert!(
+        stride >= len && stride.is_multiple_of(SOFTMAX_LANES),
+        "rows of {len} values {stride} apart"
+    );
+    for (row, inv) in x.chunks_exact_mut(stride).zip(inv_sums) {
+        *inv = 1.0 / exp_row_padded::<M>(row, len);
+    }
+}
+
+dispatch!(softmax_numerators, softmax_numerators_at(x: &mut [f32], len: usize, stride: usize, inv_sums: &mut [f32]) => softmax_numerators_generic::<Fused>, softmax_numerators_generic::<Baseline>);
 
 #[inline(always)]
 fn sum_lanes(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -507,14 +578,21 @@ mod tests {
         let orig = x.clone();
         softmax_rows(&mut x, width);
         // The numerators and 1/sums, multiplied back, are the same softmax.
-        let mut numerators = orig.clone();
+        // Rows padded to 16 values with stale ones (NaN and a large value
+        // that would win the max) the numerators must ignore and zero.
+        let stride = 16;
+        let mut numerators: Vec<f32> = orig
+            .chunks(width)
+            .flat_map(|r| r.iter().copied().chain([f32::NAN, 1e30, -1.0]))
+            .collect();
         let mut inv = vec![f32::NAN; 3];
-        softmax_numerators(&mut numerators, width, &mut inv);
+        softmax_numerators(&mut numerators, width, stride, &mut inv);
         for ((row, orig), (top, inv)) in x
             .chunks(width)
             .zip(orig.chunks(width))
-            .zip(numerators.chunks(width).zip(&inv))
+            .zip(numerators.chunks(stride).zip(&inv))
         {
+            assert_eq!(top[width..], [0.0; 3], "padding");
             let max = orig.iter().cloned().fold(f32::MIN, f32::max) as f64;
             let denom: f64 = orig.iter().map(|v| (*v as f64 - max).exp()).sum();
             assert!(
@@ -605,12 +683,18 @@ mod tests {
             softmax_rows_at(level, &mut a, width);
             softmax_rows_generic::<Separate>(&mut b, width);
             close(&a, &b, &format!("{level:?} softmax_rows"));
-            let (mut a, mut b) = (rows.clone(), rows.clone());
-            let (mut ia, mut ib) = (vec![0f32; 11], vec![0f32; 11]);
-            softmax_numerators_at(level, &mut a, width, &mut ia);
-            softmax_numerators_generic::<Separate>(&mut b, width, &mut ib);
-            close(&a, &b, &format!("{level:?} softmax_numerators"));
-            close(&ia, &ib, &format!("{level:?} softmax_numerators' sums"));
+            // Rows of 37 in strides of 48: whole groups, a partial one and
+            // padding; of 32 (whole groups only) in strides of 32 and 64
+            // (a whole group of padding); of 5 (a partial group alone).
+            for (len, stride) in [(37, 48), (32, 32), (32, 64), (5, 16)] {
+                let rows = grid(-9.0, 9.0, stride * 11);
+                let (mut a, mut b) = (rows.clone(), rows);
+                let (mut ia, mut ib) = (vec![0f32; 11], vec![0f32; 11]);
+                softmax_numerators_at(level, &mut a, len, stride, &mut ia);
+                softmax_numerators_generic::<Separate>(&mut b, len, stride, &mut ib);
+                close(&a, &b, &format!("{level:?} softmax_numerators"));
+                close(&ia, &ib, &format!("{level:?} softmax_numerators' sums"));
+            }
 
             let width = 387;
             let rows: Vec<f32> = (0..width * 5)
