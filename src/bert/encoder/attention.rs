@@ -10,7 +10,7 @@ use gemm::Parallelism;
 
 // The packed products pad score rows to whole panels, which the softmax
 // walks in whole groups of lanes.
-const _: () = assert!(dense::NR % kernels::SOFTMAX_LANES == 0);
+const _: () = assert!(dense::NR.is_multiple_of(kernels::SOFTMAX_LANES));
 
 /// What runs a head's two products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

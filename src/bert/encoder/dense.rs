@@ -13,8 +13,10 @@
 //! a panel stores, for each input index `k`, its 16 weights side by side, so
 //! the kernel reads one contiguous stream per panel. The kernel computes a
 //! tile of [`Kernel::rows`] × [`NR`] outputs in registers (AVX2: 6 rows in
-//! 12 accumulators, two loads of the panel per `k`; AVX-512: 8 rows in 8
-//! accumulators, one load), one broadcast of `x` per row and `k`, and adds
+//! 12 accumulators, two loads of the panel per `k`; AVX-512: 8 rows of two
+//! panels side by side in 16 accumulators, one load from each panel, or of
+//! one panel where a single one is left), one broadcast of `x` per row and
+//! `k`, and adds
 //! the bias (and the residual already in the output) as it stores. K is walked in
 //! blocks of [`KC`] so that one panel's block stays in the L1 cache while
 //! the rows of a task stream past it; the rows of a task ([`row_block`])
@@ -236,9 +238,9 @@ impl PackedWeights {
         // measured 1–3% faster on Q, K, V and the feed-forward's first
         // product, and the same on the two others (docs/benchmarks.md).
         if k <= n {
-            for p in panels {
+            for p in panels.clone().step_by(2) {
                 for kc0 in (0..k).step_by(KC) {
-                    run(kc0, p..p + 1);
+                    run(kc0, p..(p + 2).min(panels.end));
                 }
             }
         } else {
@@ -495,7 +497,10 @@ unsafe fn tiles(
     kernel: Kernel,
 ) {
     let tile_rows = kernel.rows();
-    for p in panels {
+    let mut p = panels.start;
+    while p < panels.end {
+        // Two whole panels in one tile where the kernel has such a tile.
+        let pair = kernel.pairs() && p + 1 < panels.end && (p + 2) * NR <= n;
         let cols = NR.min(n - p * NR);
         let epilogue = Epilogue {
             // SAFETY: inside the bias (the caller's promise).
@@ -506,24 +511,27 @@ unsafe fn tiles(
         while r < m {
             let mr = tile_rows.min(m - r);
             // SAFETY: rows r..r+mr of `a` and of `c`, columns p·NR..p·NR+cols
-            // of `c` and panel p lie inside the extents the caller promised.
-            unsafe {
-                tile(
-                    kernel,
-                    mr,
-                    kc,
+            // (p·NR..(p+2)·NR for a pair) of `c` and panel p (and p + 1) lie
+            // inside the extents the caller promised.
+            let (a, b, c) = unsafe {
+                (
                     a.add(r * lda),
-                    lda,
                     w.ptr.add(p * w.panel_stride),
-                    w.ldb,
                     c.add(r * ldc + p * NR),
-                    ldc,
-                    cols,
-                    epilogue,
                 )
             };
+            #[cfg(target_arch = "x86_64")]
+            if pair {
+                // SAFETY: as above; `pairs` holds for AVX-512 alone.
+                unsafe { tile_pair(mr, kc, a, lda, (b, w.panel_stride, w.ldb), c, ldc, epilogue) };
+                r += mr;
+                continue;
+            }
+            // SAFETY: as above.
+            unsafe { tile(kernel, mr, kc, a, lda, b, w.ldb, c, ldc, cols, epilogue) };
             r += mr;
         }
+        p += if pair { 2 } else { 1 };
     }
 }
 
@@ -568,12 +576,14 @@ pub(crate) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Avx2,
     /// AVX-512F intrinsics (Intel from Skylake-SP, AMD from Zen 4). One
-    /// 16-wide register holds a panel's row, so a tile keeps 8 rows in 8
-    /// accumulators and loads the panel once per `k`: on Zen 4, which runs
-    /// a 512-bit FMA as two 256-bit halves (the same FLOPs per cycle as
-    /// AVX2), the products still measured 2–8% faster than with the AVX2
-    /// tile, whose loads and broadcasts crowd the FMAs (criterion
-    /// `dense_product_flops`, docs/benchmarks.md).
+    /// 16-wide register holds a panel's row, so a tile keeps 8 rows of two
+    /// panels in 16 accumulators and loads each panel once per `k`
+    /// ([`Kernel::pairs`]): on Zen 4, which runs a 512-bit FMA as two
+    /// 256-bit halves (the same FLOPs per cycle as AVX2), one panel's tile
+    /// measured 2–8% faster than the AVX2 tile, whose loads and broadcasts
+    /// crowd the FMAs; on Intel's server cores, with two 512-bit FMA
+    /// units, the pair ran whole f32 passes 1.34× faster than one panel's
+    /// tile (docs/benchmarks.md).
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -588,6 +598,19 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => MR_MAX,
         }
+    }
+
+    /// Whether the kernel has a tile of two whole panels (32 columns):
+    /// AVX-512, whose 32 registers hold its 2 × 8 accumulators. One panel
+    /// at a time, each `k` loads 9 values for 8 multiply-adds, which keeps
+    /// a core with two 512-bit FMA units (Intel's server cores) at half its
+    /// peak; a pair loads 10 for 16.
+    pub(crate) fn pairs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512 {
+            return true;
+        }
+        false
     }
 
     /// Whether this CPU has the instructions the kernel uses: the
@@ -873,6 +896,99 @@ unsafe fn avx512<const R: usize>(
     }
 }
 
+/// One `mr × 2·NR` tile (`mr` ≤ the AVX-512 kernel's rows) of two whole
+/// panels, `b` and `b + panel_stride`, over `kc` input indices, on the
+/// AVX-512 kernel.
+///
+/// # Safety
+///
+/// As [`tile`] for both panels, with `cols == NR` each, the bias pointer
+/// valid for `2·NR` values, on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_pair(
+    mr: usize,
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    (b, panel_stride, ldb): (*const f32, usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    debug_assert!(mr <= MR_MAX);
+    let b = (b, panel_stride, ldb);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match mr {
+            1 => avx512_pair::<1>(kc, a, lda, b, c, ldc, epilogue),
+            2 => avx512_pair::<2>(kc, a, lda, b, c, ldc, epilogue),
+            3 => avx512_pair::<3>(kc, a, lda, b, c, ldc, epilogue),
+            4 => avx512_pair::<4>(kc, a, lda, b, c, ldc, epilogue),
+            5 => avx512_pair::<5>(kc, a, lda, b, c, ldc, epilogue),
+            6 => avx512_pair::<6>(kc, a, lda, b, c, ldc, epilogue),
+            7 => avx512_pair::<7>(kc, a, lda, b, c, ldc, epilogue),
+            _ => avx512_pair::<MR_MAX>(kc, a, lda, b, c, ldc, epilogue),
+        }
+    }
+}
+
+/// The AVX-512F kernel on two panels: `R` × 32 accumulators in `2R`
+/// registers, the same multiply-adds in the same order per output as
+/// [`avx512`] (so the same results, bit for bit).
+///
+/// # Safety
+///
+/// As [`tile_pair`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn avx512_pair<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    (b, panel_stride, ldb): (*const f32, usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: every pointer stays within the extents the caller
+    // promised (whole body); loads and stores are unaligned-tolerant.
+    unsafe {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let mut bp = b;
+        let mut ap = a;
+        for _ in 0..kc {
+            let w0 = _mm512_loadu_ps(bp);
+            let w1 = _mm512_loadu_ps(bp.add(panel_stride));
+            for r in 0..R {
+                let v = _mm512_set1_ps(*ap.add(r * lda));
+                lo[r] = _mm512_fmadd_ps(v, w0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(v, w1, hi[r]);
+            }
+            bp = bp.add(ldb);
+            ap = ap.add(1);
+        }
+        if let Some(bias) = epilogue.bias {
+            let (b0, b1) = (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(NR)));
+            for r in 0..R {
+                lo[r] = _mm512_add_ps(lo[r], b0);
+                hi[r] = _mm512_add_ps(hi[r], b1);
+            }
+        }
+        for r in 0..R {
+            let row = c.add(r * ldc);
+            if epilogue.add_existing {
+                lo[r] = _mm512_add_ps(lo[r], _mm512_loadu_ps(row));
+                hi[r] = _mm512_add_ps(hi[r], _mm512_loadu_ps(row.add(NR)));
+            }
+            _mm512_storeu_ps(row, lo[r]);
+            _mm512_storeu_ps(row.add(NR), hi[r]);
+        }
+    }
+}
+
 /// Rows of block `rb` of `blocks` over `rows` rows in tiles of `mr`:
 /// tiles `rb·tiles/blocks..(rb+1)·tiles/blocks`, so blocks differ by one
 /// tile at most and only the last may end in a partial tile.
@@ -991,14 +1107,14 @@ mod tests {
     #[test]
     fn vector_kernels_agree_bit_for_bit() {
         // One fused multiply-add per input in the same order, bias and
-        // residual added after: the AVX2 and AVX-512 tiles differ only in
-        // how many rows they hold, so a model's vectors do not depend on
-        // which one this CPU picks.
+        // residual added after: the AVX2 and AVX-512 tiles (of one panel
+        // or two) differ only in how many rows and columns they hold, so a
+        // model's vectors do not depend on which one this CPU picks.
         let vector: Vec<Kernel> = kernels()
             .into_iter()
             .filter(|k| *k != Kernel::Generic)
             .collect();
-        for (rows, k, n) in [(37, 384, 64), (9, 1536, 48), (100, 300, 40)] {
+        for (rows, k, n) in [(37, 384, 64), (9, 1536, 48), (100, 300, 40), (21, 300, 336)] {
             let (x, w, b) = (values(rows * k, 11), values(n * k, 12), values(n, 13));
             let packed = PackedWeights::new(&w, &b, k);
             let outs: Vec<Vec<f32>> = vector
