@@ -172,21 +172,31 @@ impl Int8Panels {
             let r1 = (r0 + block).min(rows);
             let p0 = group * per_group;
             let p1 = (p0 + per_group).min(panels);
-            for p in p0..p1 {
+            let mut p = p0;
+            while p < p1 {
+                // Two whole panels in one tile where the kernel has such a
+                // tile.
+                let pair = kernel.pairs() && p + 1 < p1 && (p + 2) * NR <= n;
                 let cols = NR.min(n - p * NR);
                 let mut r = r0;
                 while r < r1 {
                     let mr = MR.min(r1 - r);
                     // SAFETY: rows r..r+mr of the quantised activations
-                    // (stride `padded`) and panel p (padded × NR bytes)
-                    // exist; the output tile (rows r..r+mr, columns
-                    // p·NR..p·NR+cols of the rows × n buffer) belongs to
-                    // this task alone (tasks cover disjoint blocks).
+                    // (stride `padded`) and panel p (padded × NR bytes; and
+                    // p + 1 for a pair) exist; the output tile (rows
+                    // r..r+mr, columns p·NR..p·NR+cols, or two whole panels'
+                    // columns, of the rows × n buffer) belongs to this task
+                    // alone (tasks cover disjoint blocks).
                     unsafe {
-                        self.tile(kernel, q, blocks, r, mr, p, cols, out_ptr.get(), accumulate)
+                        if pair {
+                            self.tile_pair(q, blocks, r, mr, p, out_ptr.get(), accumulate)
+                        } else {
+                            self.tile(kernel, q, blocks, r, mr, p, cols, out_ptr.get(), accumulate)
+                        }
                     };
                     r += mr;
                 }
+                p += if pair { 2 } else { 1 };
             }
         };
         let tasks = row_blocks * groups;
@@ -194,6 +204,89 @@ impl Int8Panels {
             run(0);
         } else {
             (0..tasks).into_par_iter().for_each(run);
+        }
+    }
+
+    /// The operands of a tile at rows `rows` and panels `panels` (their
+    /// data checked to exist; the kernel reads panel p + 1's at fixed
+    /// distances from panel p's).
+    ///
+    /// # Safety
+    ///
+    /// Row `rows.start`, column `panels.start · NR` lies in `out`, a
+    /// `rows × outputs` buffer.
+    unsafe fn operands(
+        &self,
+        q: &Quantized,
+        blocks: usize,
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        out: *mut f32,
+        accumulate: bool,
+    ) -> Operands {
+        let a = &q.values[rows.start * self.padded..rows.end * self.padded];
+        let x_scales = &q.scales[rows.start * blocks..rows.end * blocks];
+        let (p0, p1) = (panels.start, panels.end);
+        let panel = &self.data()[p0 * NR * self.padded..p1 * NR * self.padded];
+        let w_scales = &self.scales[p0 * blocks * NR..p1 * blocks * NR];
+        let offsets = &self.offsets[p0 * blocks * NR..p1 * blocks * NR];
+        let n = self.outputs;
+        Operands {
+            a: a.as_ptr(),
+            lda: self.padded,
+            x_scales: x_scales.as_ptr(),
+            b: panel.as_ptr(),
+            w_scales: w_scales.as_ptr(),
+            offsets: offsets.as_ptr(),
+            bias: self.bias[p0 * NR..p1 * NR].as_ptr(),
+            // SAFETY: row rows.start, column p0·NR lies in out (caller).
+            c: unsafe { out.add(rows.start * n + p0 * NR) },
+            ldc: n,
+            accumulate,
+        }
+    }
+
+    /// One `mr × 2·NR` tile at rows `r..`, panels `p` and `p + 1` (both
+    /// whole), on the AVX-512 VNNI kernel.
+    ///
+    /// # Safety
+    ///
+    /// As [`tile`](Self::tile), for both panels; the CPU runs
+    /// [`Int8Kernel::Avx512Vnni`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_pair(
+        &self,
+        q: &Quantized,
+        blocks: usize,
+        r: usize,
+        mr: usize,
+        p: usize,
+        out: *mut f32,
+        accumulate: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: forwarded from the caller.
+            let ops = unsafe { self.operands(q, blocks, r..r + mr, p..p + 2, out, accumulate) };
+            let next = NR * self.padded;
+            // SAFETY: a holds mr rows and the two panels' weights, scales,
+            // offsets and bias lie where `operands` checked; the output
+            // tile is this task's alone (caller).
+            unsafe {
+                match mr {
+                    1 => avx512_vnni_pair::<1>(blocks, ops, next),
+                    2 => avx512_vnni_pair::<2>(blocks, ops, next),
+                    3 => avx512_vnni_pair::<3>(blocks, ops, next),
+                    4 => avx512_vnni_pair::<4>(blocks, ops, next),
+                    5 => avx512_vnni_pair::<5>(blocks, ops, next),
+                    _ => avx512_vnni_pair::<MR>(blocks, ops, next),
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (q, blocks, r, mr, p, out, accumulate);
+            unreachable!("pairs run on x86-64 alone");
         }
     }
 
@@ -216,25 +309,9 @@ impl Int8Panels {
         out: *mut f32,
         accumulate: bool,
     ) {
-        let a = &q.values[r * self.padded..(r + mr) * self.padded];
-        let x_scales = &q.scales[r * blocks..(r + mr) * blocks];
-        let panel = &self.data()[p * NR * self.padded..(p + 1) * NR * self.padded];
-        let w_scales = &self.scales[p * blocks * NR..(p + 1) * blocks * NR];
-        let offsets = &self.offsets[p * blocks * NR..(p + 1) * blocks * NR];
+        // SAFETY: forwarded from the caller.
+        let mut ops = unsafe { self.operands(q, blocks, r..r + mr, p..p + 1, out, accumulate) };
         let n = self.outputs;
-        let mut ops = Operands {
-            a: a.as_ptr(),
-            lda: self.padded,
-            x_scales: x_scales.as_ptr(),
-            b: panel.as_ptr(),
-            w_scales: w_scales.as_ptr(),
-            offsets: offsets.as_ptr(),
-            bias: self.bias[p * NR..].as_ptr(),
-            // SAFETY: row r, column p·NR lies in out (caller).
-            c: unsafe { out.add(r * n + p * NR) },
-            ldc: n,
-            accumulate,
-        };
         if cols < NR {
             // A partial panel: run the full tile on a copy, keep `cols`.
             let mut tmp = [0f32; MR * NR];
@@ -328,7 +405,7 @@ pub(crate) enum Int8Kernel {
     /// one would be slower than that).
     #[cfg_attr(not(test), allow(dead_code))]
     Generic,
-    /// AVX-512 VNNI on 256-bit registers (Ice Lake and later, Zen 4 and later).
+    /// AVX-512 VNNI on 512-bit registers (Ice Lake and later, Zen 4 and later).
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
     /// AVX-VNNI (Alder Lake and later, Zen 5 and later).
@@ -350,6 +427,7 @@ impl Int8Kernel {
                 if std::env::var_os("MEMBATCH_NO_VNNI").is_some() || !base {
                     None
                 } else if std::arch::is_x86_feature_detected!("avx512vnni")
+                    && std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                 {
                     Some(Int8Kernel::Avx512Vnni)
@@ -362,6 +440,19 @@ impl Int8Kernel {
         }
         #[cfg(not(target_arch = "x86_64"))]
         None
+    }
+
+    /// Whether the kernel has a tile of two whole panels: AVX-512 VNNI,
+    /// whose 32 registers hold 6 rows × 2 panels of integer sums and of
+    /// `f32` accumulators. One panel at a time, each row's `vpdpbusd`
+    /// chain (8 a block, each waiting for the one before) kept 6 chains
+    /// in flight, under what two VNNI units need.
+    pub(crate) fn pairs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Int8Kernel::Avx512Vnni {
+            return true;
+        }
+        false
     }
 
     /// Whether this CPU runs the kernel.
@@ -452,7 +543,8 @@ unsafe fn generic<const R: usize>(blocks: usize, ops: Operands) {
     }
 }
 
-/// The VNNI kernel body, for either encoding of `vpdpbusd`.
+/// The 256-bit VNNI kernel body (AVX-VNNI's encoding of `vpdpbusd`):
+/// two registers a panel's group of inputs.
 #[cfg(target_arch = "x86_64")]
 macro_rules! vnni_kernel {
     ($name:ident, $features:literal, $dp:ident) => {
@@ -516,9 +608,118 @@ macro_rules! vnni_kernel {
 }
 
 #[cfg(target_arch = "x86_64")]
-vnni_kernel!(avx512_vnni, "avx512vnni,avx512vl,fma", _mm256_dpbusd_epi32);
-#[cfg(target_arch = "x86_64")]
 vnni_kernel!(avx_vnni, "avxvnni,fma", _mm256_dpbusd_avx_epi32);
+
+/// The AVX-512 VNNI kernel on 512-bit registers: a group of four inputs of
+/// a panel's 16 columns is one register (one load, where the 256-bit
+/// kernel makes two) and each `vpdpbusd` does 64 multiply-adds (the
+/// 256-bit one, 32). The same integer sums and the same `f32` steps per
+/// output as [`avx_vnni`], so the same results bit for bit.
+///
+/// # Safety
+///
+/// As [`Int8Kernel::run`], on a CPU with AVX-512F, VL and VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512vnni,avx512f,avx512vl,fma")]
+unsafe fn avx512_vnni<const R: usize>(blocks: usize, ops: Operands) {
+    use std::arch::x86_64::*;
+    // SAFETY: within the extents the caller promised (whole body); loads
+    // and stores are unaligned-tolerant.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut bp = ops.b;
+        let mut ap = ops.a;
+        for blk in 0..blocks {
+            let mut sums = [_mm512_setzero_si512(); R];
+            for _ in 0..BLOCK / GROUP {
+                let w = _mm512_loadu_si512(bp.cast());
+                for (r, sums) in sums.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32((ap.add(r * ops.lda) as *const i32).read_unaligned());
+                    *sums = _mm512_dpbusd_epi32(*sums, x, w);
+                }
+                bp = bp.add(NR * GROUP);
+                ap = ap.add(GROUP);
+            }
+            let off = _mm512_loadu_si512(ops.offsets.add(blk * NR).cast());
+            let sw = _mm512_loadu_ps(ops.w_scales.add(blk * NR));
+            for (r, (acc, sums)) in acc.iter_mut().zip(sums).enumerate() {
+                let sx = _mm512_set1_ps(*ops.x_scales.add(r * blocks + blk));
+                let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums, off));
+                *acc = _mm512_fmadd_ps(f, _mm512_mul_ps(sx, sw), *acc);
+            }
+        }
+        let bias = _mm512_loadu_ps(ops.bias);
+        for (r, acc) in acc.iter().enumerate() {
+            let row = ops.c.add(r * ops.ldc);
+            let mut v = _mm512_add_ps(*acc, bias);
+            if ops.accumulate {
+                v = _mm512_add_ps(v, _mm512_loadu_ps(row));
+            }
+            _mm512_storeu_ps(row, v);
+        }
+    }
+}
+
+/// [`avx512_vnni`] on two whole panels, `panel` bytes of weights apart
+/// (their scales and offsets `blocks × NR` apart, their bias `NR`): the
+/// same steps per output, so the same results bit for bit.
+///
+/// # Safety
+///
+/// As [`Int8Kernel::run`] for both panels, on a CPU with AVX-512F, VL and
+/// VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512vnni,avx512f,avx512vl,fma")]
+unsafe fn avx512_vnni_pair<const R: usize>(blocks: usize, ops: Operands, panel: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: within the extents the caller promised (whole body); loads
+    // and stores are unaligned-tolerant.
+    unsafe {
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        let mut bp = ops.b;
+        let mut ap = ops.a;
+        let meta = blocks * NR;
+        for blk in 0..blocks {
+            let mut s0 = [_mm512_setzero_si512(); R];
+            let mut s1 = [_mm512_setzero_si512(); R];
+            for _ in 0..BLOCK / GROUP {
+                let w0 = _mm512_loadu_si512(bp.cast());
+                let w1 = _mm512_loadu_si512(bp.add(panel).cast());
+                for r in 0..R {
+                    let x = _mm512_set1_epi32((ap.add(r * ops.lda) as *const i32).read_unaligned());
+                    s0[r] = _mm512_dpbusd_epi32(s0[r], x, w0);
+                    s1[r] = _mm512_dpbusd_epi32(s1[r], x, w1);
+                }
+                bp = bp.add(NR * GROUP);
+                ap = ap.add(GROUP);
+            }
+            let off0 = _mm512_loadu_si512(ops.offsets.add(blk * NR).cast());
+            let off1 = _mm512_loadu_si512(ops.offsets.add(meta + blk * NR).cast());
+            let sw0 = _mm512_loadu_ps(ops.w_scales.add(blk * NR));
+            let sw1 = _mm512_loadu_ps(ops.w_scales.add(meta + blk * NR));
+            for r in 0..R {
+                let sx = _mm512_set1_ps(*ops.x_scales.add(r * blocks + blk));
+                let f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s0[r], off0));
+                let f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s1[r], off1));
+                acc0[r] = _mm512_fmadd_ps(f0, _mm512_mul_ps(sx, sw0), acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(f1, _mm512_mul_ps(sx, sw1), acc1[r]);
+            }
+        }
+        let (bias0, bias1) = (_mm512_loadu_ps(ops.bias), _mm512_loadu_ps(ops.bias.add(NR)));
+        for r in 0..R {
+            let row = ops.c.add(r * ops.ldc);
+            let mut v0 = _mm512_add_ps(acc0[r], bias0);
+            let mut v1 = _mm512_add_ps(acc1[r], bias1);
+            if ops.accumulate {
+                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(row));
+                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(row.add(NR)));
+            }
+            _mm512_storeu_ps(row, v0);
+            _mm512_storeu_ps(row.add(NR), v1);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -582,6 +783,7 @@ mod tests {
                 (13, 384, 40),
                 (6, 256, 16),
                 (25, 1538, 33),
+                (9, 64, 96),
             ] {
                 let (x, w, b) = (values(rows * k, 1), values(n * k, 2), values(n, 3));
                 let packed = Int8Panels::new(&w, &b, k);
