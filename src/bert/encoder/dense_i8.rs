@@ -405,7 +405,8 @@ pub(crate) enum Int8Kernel {
     /// one would be slower than that).
     #[cfg_attr(not(test), allow(dead_code))]
     Generic,
-    /// AVX-512 VNNI on 512-bit registers (Ice Lake and later, Zen 4 and later).
+    /// AVX-512 VNNI (Ice Lake and later, Zen 4 and later): two panels at a
+    /// time on 512-bit registers, a single panel on 256-bit ones.
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
     /// AVX-VNNI (Alder Lake and later, Zen 5 and later).
@@ -543,8 +544,8 @@ unsafe fn generic<const R: usize>(blocks: usize, ops: Operands) {
     }
 }
 
-/// The 256-bit VNNI kernel body (AVX-VNNI's encoding of `vpdpbusd`):
-/// two registers a panel's group of inputs.
+/// The VNNI kernel body on 256-bit registers, for either encoding of
+/// `vpdpbusd`: one panel (a single one left after the pairs, on AVX-512).
 #[cfg(target_arch = "x86_64")]
 macro_rules! vnni_kernel {
     ($name:ident, $features:literal, $dp:ident) => {
@@ -608,61 +609,15 @@ macro_rules! vnni_kernel {
 }
 
 #[cfg(target_arch = "x86_64")]
+vnni_kernel!(avx512_vnni, "avx512vnni,avx512vl,fma", _mm256_dpbusd_epi32);
+#[cfg(target_arch = "x86_64")]
 vnni_kernel!(avx_vnni, "avxvnni,fma", _mm256_dpbusd_avx_epi32);
 
-/// The AVX-512 VNNI kernel on 512-bit registers: a group of four inputs of
-/// a panel's 16 columns is one register (one load, where the 256-bit
-/// kernel makes two) and each `vpdpbusd` does 64 multiply-adds (the
-/// 256-bit one, 32). The same integer sums and the same `f32` steps per
-/// output as [`avx_vnni`], so the same results bit for bit.
-///
-/// # Safety
-///
-/// As [`Int8Kernel::run`], on a CPU with AVX-512F, VL and VNNI.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512vnni,avx512f,avx512vl,fma")]
-unsafe fn avx512_vnni<const R: usize>(blocks: usize, ops: Operands) {
-    use std::arch::x86_64::*;
-    // SAFETY: within the extents the caller promised (whole body); loads
-    // and stores are unaligned-tolerant.
-    unsafe {
-        let mut acc = [_mm512_setzero_ps(); R];
-        let mut bp = ops.b;
-        let mut ap = ops.a;
-        for blk in 0..blocks {
-            let mut sums = [_mm512_setzero_si512(); R];
-            for _ in 0..BLOCK / GROUP {
-                let w = _mm512_loadu_si512(bp.cast());
-                for (r, sums) in sums.iter_mut().enumerate() {
-                    let x = _mm512_set1_epi32((ap.add(r * ops.lda) as *const i32).read_unaligned());
-                    *sums = _mm512_dpbusd_epi32(*sums, x, w);
-                }
-                bp = bp.add(NR * GROUP);
-                ap = ap.add(GROUP);
-            }
-            let off = _mm512_loadu_si512(ops.offsets.add(blk * NR).cast());
-            let sw = _mm512_loadu_ps(ops.w_scales.add(blk * NR));
-            for (r, (acc, sums)) in acc.iter_mut().zip(sums).enumerate() {
-                let sx = _mm512_set1_ps(*ops.x_scales.add(r * blocks + blk));
-                let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums, off));
-                *acc = _mm512_fmadd_ps(f, _mm512_mul_ps(sx, sw), *acc);
-            }
-        }
-        let bias = _mm512_loadu_ps(ops.bias);
-        for (r, acc) in acc.iter().enumerate() {
-            let row = ops.c.add(r * ops.ldc);
-            let mut v = _mm512_add_ps(*acc, bias);
-            if ops.accumulate {
-                v = _mm512_add_ps(v, _mm512_loadu_ps(row));
-            }
-            _mm512_storeu_ps(row, v);
-        }
-    }
-}
-
-/// [`avx512_vnni`] on two whole panels, `panel` bytes of weights apart
-/// (their scales and offsets `blocks × NR` apart, their bias `NR`): the
-/// same steps per output, so the same results bit for bit.
+/// The AVX-512 VNNI kernel on two whole panels, `panel` bytes of weights
+/// apart (their scales and offsets `blocks × NR` apart, their bias `NR`),
+/// on 512-bit registers: a group of four inputs of a panel's 16 columns is
+/// one register and each `vpdpbusd` does 64 multiply-adds. The same steps
+/// per output as the one-panel kernel, so the same results bit for bit.
 ///
 /// # Safety
 ///
