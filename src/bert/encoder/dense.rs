@@ -651,6 +651,23 @@ pub(crate) fn kernel_for_this_cpu() -> Kernel {
     })
 }
 
+/// Calls kernel `$f` instantiated for `$mr` rows (1 to [`MR_MAX`]), and
+/// for `$panels` panels where the kernel takes a panel count.
+macro_rules! by_rows {
+    ($mr:expr, $f:ident $(, $panels:literal)?; $($arg:expr),*) => {
+        match $mr {
+            1 => $f::<1 $(, $panels)?>($($arg),*),
+            2 => $f::<2 $(, $panels)?>($($arg),*),
+            3 => $f::<3 $(, $panels)?>($($arg),*),
+            4 => $f::<4 $(, $panels)?>($($arg),*),
+            5 => $f::<5 $(, $panels)?>($($arg),*),
+            6 => $f::<6 $(, $panels)?>($($arg),*),
+            7 => $f::<7 $(, $panels)?>($($arg),*),
+            _ => $f::<MR_MAX $(, $panels)?>($($arg),*),
+        }
+    };
+}
+
 /// One `mr × cols` tile (`mr` ≤ the kernel's rows, `cols` ≤ NR) over `kc`
 /// input indices.
 ///
@@ -684,30 +701,16 @@ unsafe fn tile(
             })
         };
     }
-    macro_rules! run {
-        ($f:ident) => {
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                match mr {
-                    1 => $f::<1>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                    2 => $f::<2>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                    3 => $f::<3>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                    4 => $f::<4>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                    5 => $f::<5>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                    6 => $f::<6>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                    7 => $f::<7>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                    _ => $f::<MR_MAX>(kc, a, lda, b, ldb, c, ldc, epilogue),
-                }
-            }
-        };
-    }
     debug_assert!(mr <= kernel.rows(), "{mr} rows for {kernel:?}");
-    match kernel {
-        Kernel::Generic => run!(generic),
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => run!(avx2),
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => run!(avx512),
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match kernel {
+            Kernel::Generic => by_rows!(mr, generic; kc, a, lda, b, ldb, c, ldc, epilogue),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => by_rows!(mr, avx2; kc, a, lda, b, ldb, c, ldc, epilogue),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => by_rows!(mr, avx512, 1; kc, a, lda, (b, 0, ldb), c, ldc, epilogue),
+        }
     }
 }
 
@@ -844,58 +847,6 @@ unsafe fn avx2<const R: usize>(
     }
 }
 
-/// The AVX-512F kernel: `R` × 16 accumulators in `R` registers.
-///
-/// # Safety
-///
-/// As [`tile`], with `cols == NR`, on a CPU with AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx512<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    use std::arch::x86_64::*;
-    // SAFETY: every pointer stays within the extents the caller
-    // promised (whole body); loads and stores are unaligned-tolerant.
-    unsafe {
-        let mut acc = [_mm512_setzero_ps(); R];
-        let mut bp = b;
-        let mut ap = a;
-        for _ in 0..kc {
-            let w = _mm512_loadu_ps(bp);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let v = _mm512_set1_ps(*ap.add(r * lda));
-                *acc = _mm512_fmadd_ps(v, w, *acc);
-            }
-            bp = bp.add(ldb);
-            ap = ap.add(1);
-        }
-        if let Some(bias) = epilogue.bias {
-            let bias = _mm512_loadu_ps(bias);
-            for acc in acc.iter_mut() {
-                *acc = _mm512_add_ps(*acc, bias);
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            let row = c.add(r * ldc);
-            let v = if epilogue.add_existing {
-                _mm512_add_ps(*acc, _mm512_loadu_ps(row))
-            } else {
-                *acc
-            };
-            _mm512_storeu_ps(row, v);
-        }
-    }
-}
-
 /// One `mr × 2·NR` tile (`mr` ≤ the AVX-512 kernel's rows) of two whole
 /// panels, `b` and `b + panel_stride`, over `kc` input indices, on the
 /// AVX-512 kernel.
@@ -911,38 +862,29 @@ unsafe fn tile_pair(
     kc: usize,
     a: *const f32,
     lda: usize,
-    (b, panel_stride, ldb): (*const f32, usize, usize),
+    b: (*const f32, usize, usize),
     c: *mut f32,
     ldc: usize,
     epilogue: Epilogue,
 ) {
     debug_assert!(mr <= MR_MAX);
-    let b = (b, panel_stride, ldb);
     // SAFETY: forwarded from the caller.
-    unsafe {
-        match mr {
-            1 => avx512_pair::<1>(kc, a, lda, b, c, ldc, epilogue),
-            2 => avx512_pair::<2>(kc, a, lda, b, c, ldc, epilogue),
-            3 => avx512_pair::<3>(kc, a, lda, b, c, ldc, epilogue),
-            4 => avx512_pair::<4>(kc, a, lda, b, c, ldc, epilogue),
-            5 => avx512_pair::<5>(kc, a, lda, b, c, ldc, epilogue),
-            6 => avx512_pair::<6>(kc, a, lda, b, c, ldc, epilogue),
-            7 => avx512_pair::<7>(kc, a, lda, b, c, ldc, epilogue),
-            _ => avx512_pair::<MR_MAX>(kc, a, lda, b, c, ldc, epilogue),
-        }
-    }
+    unsafe { by_rows!(mr, avx512, 2; kc, a, lda, b, c, ldc, epilogue) }
 }
 
-/// The AVX-512F kernel on two panels: `R` × 32 accumulators in `2R`
-/// registers, the same multiply-adds in the same order per output as
-/// [`avx512`] (so the same results, bit for bit).
+/// The AVX-512F kernel on `P` panels side by side (`panel_stride` apart):
+/// `R` × `P`·16 accumulators in `R·P` registers, one load from each panel
+/// and one broadcast per row for `R·P` multiply-adds. One panel (P = 1)
+/// and two (P = 2, [`tile_pair`]) do the same multiply-adds in the same
+/// order per output, so the same results bit for bit.
 ///
 /// # Safety
 ///
-/// As [`tile_pair`].
+/// As [`tile`] for each of the `P` panels, with `cols == NR` each, the bias
+/// pointer valid for `P·NR` values, on a CPU with AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn avx512_pair<const R: usize>(
+unsafe fn avx512<const R: usize, const P: usize>(
     kc: usize,
     a: *const f32,
     lda: usize,
@@ -955,36 +897,41 @@ unsafe fn avx512_pair<const R: usize>(
     // SAFETY: every pointer stays within the extents the caller
     // promised (whole body); loads and stores are unaligned-tolerant.
     unsafe {
-        let mut lo = [_mm512_setzero_ps(); R];
-        let mut hi = [_mm512_setzero_ps(); R];
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
         let mut bp = b;
         let mut ap = a;
         for _ in 0..kc {
-            let w0 = _mm512_loadu_ps(bp);
-            let w1 = _mm512_loadu_ps(bp.add(panel_stride));
-            for r in 0..R {
+            let mut w = [_mm512_setzero_ps(); P];
+            for (p, w) in w.iter_mut().enumerate() {
+                *w = _mm512_loadu_ps(bp.add(p * panel_stride));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
                 let v = _mm512_set1_ps(*ap.add(r * lda));
-                lo[r] = _mm512_fmadd_ps(v, w0, lo[r]);
-                hi[r] = _mm512_fmadd_ps(v, w1, hi[r]);
+                for (acc, w) in acc.iter_mut().zip(&w) {
+                    *acc = _mm512_fmadd_ps(v, *w, *acc);
+                }
             }
             bp = bp.add(ldb);
             ap = ap.add(1);
         }
         if let Some(bias) = epilogue.bias {
-            let (b0, b1) = (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(NR)));
-            for r in 0..R {
-                lo[r] = _mm512_add_ps(lo[r], b0);
-                hi[r] = _mm512_add_ps(hi[r], b1);
+            for p in 0..P {
+                let bias = _mm512_loadu_ps(bias.add(p * NR));
+                for acc in acc.iter_mut() {
+                    acc[p] = _mm512_add_ps(acc[p], bias);
+                }
             }
         }
-        for r in 0..R {
-            let row = c.add(r * ldc);
-            if epilogue.add_existing {
-                lo[r] = _mm512_add_ps(lo[r], _mm512_loadu_ps(row));
-                hi[r] = _mm512_add_ps(hi[r], _mm512_loadu_ps(row.add(NR)));
+        for (r, acc) in acc.iter().enumerate() {
+            for (p, acc) in acc.iter().enumerate() {
+                let out = c.add(r * ldc + p * NR);
+                let v = if epilogue.add_existing {
+                    _mm512_add_ps(*acc, _mm512_loadu_ps(out))
+                } else {
+                    *acc
+                };
+                _mm512_storeu_ps(out, v);
             }
-            _mm512_storeu_ps(row, lo[r]);
-            _mm512_storeu_ps(row.add(NR), hi[r]);
         }
     }
 }
