@@ -85,7 +85,7 @@
 struct ReadmeDoctests;
 
 // The core, leaves first: each module uses only those above it (checked by
-// tests/layering.rs).
+// tests/it/layering.rs).
 pub mod batch;
 mod config;
 mod embedder;
@@ -106,17 +106,12 @@ pub mod bert;
 #[cfg(test)]
 mod test_util;
 
-/// Entry points for the fuzz targets in `fuzz/`, compiled only under
-/// `--cfg fuzzing` (which `cargo fuzz` sets): parsers that are not public
-/// API. Not part of membatch's interface.
-#[cfg(fuzzing)]
+/// The fuzz targets' bodies (`fuzz/`), compiled under `--cfg fuzzing`
+/// (which `cargo fuzz` sets) and for the crate's own tests. Not part of
+/// membatch's interface.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
-pub mod fuzzing {
-    /// Runs every parser of the files memory is read from on these texts.
-    pub fn memory_files(proc_cgroup: &str, mountinfo: &str, stat: &str, limit: &str, status: &str) {
-        crate::memory::parse_any(proc_cgroup, mountinfo, stat, limit, status);
-    }
-}
+pub mod fuzzing;
 
 pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
 pub use config::{Config, ConfigBuilder, ModelConfig};

@@ -1,12 +1,13 @@
 //! Arbitrary texts (split at 0xFF bytes, decoded lossily) through
 //! tokenisation, planning and `BatchEmbedder` on a tiny model: one vector
-//! per text, in order, or a typed error; never a panic.
+//! per text, in order, or a typed error; never a panic
+//! (`membatch::fuzzing::texts`).
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, ModelSource};
+use membatch::{BatchEmbedder, BertEmbedder, Config, ModelSource};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -27,23 +28,4 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
-    let texts: Vec<String> = data
-        .split(|b| *b == 0xFF)
-        .map(|t| String::from_utf8_lossy(t).into_owned())
-        .collect();
-    let f = fixture();
-    match f.batcher.embed(&texts) {
-        Ok(vectors) => {
-            assert_eq!(vectors.len(), texts.len());
-            let dim = f.batcher.embedder().dimension();
-            assert!(vectors
-                .iter()
-                .all(|v| v.len() == dim && v.iter().all(|x| x.is_finite())));
-        }
-        Err(e) => {
-            // Typed, and printable on one line.
-            let _ = e.report().to_string();
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| membatch::fuzzing::texts(&fixture().batcher, data));

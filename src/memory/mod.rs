@@ -36,7 +36,7 @@ pub use crate::pressure::{PressureLevel, PressureThresholds};
 
 /// Every parser of memory files on `text`s of a fuzzer's choosing (see
 /// `crate::fuzzing`).
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 pub(crate) fn parse_any(proc_cgroup: &str, mountinfo: &str, stat: &str, limit: &str, status: &str) {
     let _ = cgroup::parse_proc_cgroup(proc_cgroup);
     let _ = cgroup::parse_mountinfo(mountinfo);

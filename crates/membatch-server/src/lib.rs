@@ -59,9 +59,10 @@ use membatch::TokenCounter;
 pub use error::ApiError;
 pub use rerank::{RerankState, MAX_RERANK_TEXTS};
 
-/// Entry points for the fuzz targets in `fuzz/`, compiled only under
-/// `--cfg fuzzing` (which `cargo fuzz` sets). Not part of the API.
-#[cfg(fuzzing)]
+/// The body of the fuzz target in `fuzz/`, compiled under `--cfg fuzzing`
+/// (which `cargo fuzz` sets) and for this crate's tests, which run it over
+/// its seeds and generated inputs in every `cargo test`. Not part of the API.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing {
     use axum::response::IntoResponse;
@@ -73,20 +74,27 @@ pub mod fuzzing {
             assert!(e.status.is_client_error(), "{e:?}");
             let _ = e.into_response();
         };
-        match serde_json::from_slice::<crate::embed::EmbeddingsRequest>(body) {
-            Ok(req) => match crate::embed::validate_openai(req, dimension) {
+        if let Ok(req) = serde_json::from_slice::<crate::embed::EmbeddingsRequest>(body) {
+            match crate::embed::validate_openai(req, dimension) {
                 Ok(job) => {
                     assert!(!job.texts.is_empty() && job.texts.iter().all(|t| !t.is_empty()))
                 }
                 Err(e) => check(e),
-            },
-            Err(_) => {}
+            }
         }
         if let Ok(req) = serde_json::from_slice::<crate::embed::EmbedRequest>(body) {
             match crate::embed::native_texts(req.inputs) {
                 Ok(texts) => assert!(!texts.is_empty()),
                 Err(e) => check(e),
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn request_bodies_are_texts_or_a_4xx() {
+            membatch_testkit::fuzz::run("server_request", 5_000, |body| super::requests(body, 384));
         }
     }
 }
