@@ -1,41 +1,88 @@
 #!/usr/bin/env bash
-# The whole membatch test suite, on a fresh machine or an old one:
-# fetches the real model weights (idempotent), then runs every test of the
-# workspace (the library, the membatch CLI, the test kit).
+# The whole membatch test suite, on a fresh machine or an old one. Fetches
+# the real model weights (idempotent) while the workspace builds, then runs
+# every test of the workspace once: the integration tests, offline ones and
+# those that need the real weights (#[ignore]d in a plain `cargo test`, run
+# here by --include-ignored; without the weights they fail, never skip) and,
+# as root, those that need root (their paths hold `as_root::`; anyone else
+# is told they were not run); the doctests; and the unit tests, with the
+# library's debug assertions and overflow checks on (the dev profile builds
+# it without them, at release speed: Cargo.toml). Prints each phase's time
+# and the total at the end (docs/testing.md has a fresh clone's figures and
+# the budget).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/fetch-model.sh
-# all-mpnet-base-v2 (438 MB) for the MPNet parity tests, run below; two
-# MiniLM fine-tunes whose files are the real cases of a missing pooling
-# config and of a prompts block (tests/model_variants.rs).
-scripts/fetch-model.sh all-mpnet-base-v2
-scripts/fetch-model.sh rohan-pristine
-scripts/fetch-model.sh sre-embedding-model
+start=$SECONDS
+phase_start=$SECONDS
+phases=()
+# Ends the running phase, named $1.
+phase() {
+    phases+=("$(printf '%-44s %4d s' "$1" $((SECONDS - phase_start)))")
+    phase_start=$SECONDS
+}
+report() {
+    local status=$?
+    echo
+    echo "== scripts/test.sh: phase times"
+    local p
+    for p in "${phases[@]}"; do echo "  $p"; done
+    printf '  %-44s %4d s (%d min %02d s)%s\n' total $((SECONDS - start)) \
+        $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) \
+        "$([ "$status" -eq 0 ] || echo ", FAILED")"
+}
+trap report EXIT
 
-# The backend-free core must build and pass every test that does not need
-# the BERT backend (the others are compiled out without `candle`).
-cargo test --no-default-features
+logs=target/test-logs
+mkdir -p "$logs"
 
-# Everything: unit tests, integration tests (real weights and golden file),
-# doctests (README included), the CLI's and the server's tests; examples are
-# built too, which the CLI tests run.
-cargo test --workspace --exclude membatch-datafusion
+# Every model the tests read, fetched in the background while cargo
+# builds: all-MiniLM-L6-v2 (the default model); all-mpnet-base-v2 (438 MB)
+# for the MPNet parity tests; two MiniLM fine-tunes whose files are the
+# real cases of a missing pooling config and of a prompts block.
+(
+    for model in all-MiniLM-L6-v2 all-mpnet-base-v2 rohan-pristine sre-embedding-model; do
+        scripts/fetch-model.sh "$model"
+    done
+) >"$logs/fetch-model.log" 2>&1 &
+fetch=$!
 
-# MPNet parity with sentence-transformers on the real all-mpnet-base-v2
-# (#[ignore]d above so that a plain `cargo test` does not need 438 MB).
-cargo test --test mpnet -- --ignored
-
-# The DataFusion/Ballista crate, once, in its own profile (DataFusion's
-# hundreds of crates unoptimised, the model's path optimised; Cargo.toml).
-cargo test -p membatch-datafusion --profile df
-
-# Behaviour under a real memory cgroup limit, and the codebase index on a
-# full disk: these need root (to create cgroups, to mount a small tmpfs),
-# so they are #[ignore]d in the runs above.
-if [ "$(id -u)" -eq 0 ]; then
-    cargo test --test real_limits -- --ignored
-    cargo test -p membatch-cli --test faults -- --ignored
-else
-    echo "NOT RUN: tests/real_limits.rs and the CLI's full-disk test need root (you are uid $(id -u)); CI runs them as root." >&2
+# One build of every integration test and binary of the workspace, and of
+# the examples the tests run (the other examples are compiled by clippy in CI). Every
+# cargo command here selects the whole workspace: dependencies are then
+# built once, with one set of features (a command that selected the root
+# package alone would resolve other features and rebuild most of them).
+if [ ! -d target/debug/deps ]; then
+    echo "building the workspace's tests (about 9 minutes the first time on 2 cores)"
 fi
+cargo test --workspace --test '*' --no-run
+cargo build --workspace --example embed --example memory_report --example service_load
+phase "build: integration tests, binaries, examples"
+
+if ! wait "$fetch"; then
+    cat "$logs/fetch-model.log" >&2
+    echo "scripts/test.sh: could not fetch the model weights the tests need (above)" >&2
+    exit 1
+fi
+phase "model weights (waited for, beyond the build)"
+
+skip=()
+if [ "$(id -u)" -ne 0 ]; then
+    skip=(--skip as_root::)
+    echo "NOT RUN: the as_root:: tests (real memory cgroups: tests/real_limits.rs; a full disk: the CLI's faults) need root (you are uid $(id -u)); CI runs them as root." >&2
+fi
+cargo test --workspace --test '*' -- --include-ignored "${skip[@]}"
+phase "tests: integration${skip:+ (no root)}"
+
+cargo test --workspace --doc
+phase "tests: doctests (README included)"
+
+# The unit tests of every crate (every kernel against its reference, the
+# fuzz targets' bodies) run with the library's debug assertions and
+# overflow checks on: the dev profile builds it without them, at release
+# speed, for everything else (they made its kernels 1.6x slower; Cargo.toml).
+cargo test --workspace --lib \
+    --config 'profile.dev.package.membatch.debug-assertions=true' \
+    --config 'profile.dev.package.membatch.overflow-checks=true' \
+    -- --include-ignored "${skip[@]}"
+phase "tests: units, with debug assertions"

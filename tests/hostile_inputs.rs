@@ -2,7 +2,9 @@
 //! model: empty, whitespace, NUL bytes, a 100 MB line, a million tiny
 //! lines, one word repeated two million times. Each gives a correct result
 //! or a one-line typed error, in bounded memory (the child's peak RSS, read
-//! with `wait4`).
+//! with `wait4`). Alone in its test binary: the kernel counts in a child's
+//! peak the memory of the process that started it, so the tests that load
+//! the real model beside these would raise every figure.
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 

@@ -1,7 +1,9 @@
 //! Parity with sentence-transformers on the real all-mpnet-base-v2 weights
 //! (438 MB). Ignored in a plain `cargo test`; `scripts/test.sh` fetches the
 //! weights (`scripts/fetch-model.sh all-mpnet-base-v2`) and runs them with
-//! `--ignored`, and they fail, never skip, when the weights are missing.
+//! `--include-ignored`, and they fail, never skip, when the weights are
+//! missing. Alone in its test binary: it holds hundreds of MiB, and one
+//! test reads the process's memory, which others would move under it.
 #![cfg(feature = "candle")]
 
 mod common;

@@ -5,11 +5,9 @@
 //! in every `cargo test`.
 #![cfg(feature = "candle")]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, copy_dir, max_abs_diff};
+use crate::common::{assert_close, copy_dir, max_abs_diff};
 
 use membatch::memory::{MemoryBudget, MemoryConfig};
 use membatch::rerank::rerank_in_batches;

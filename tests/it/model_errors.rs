@@ -2,12 +2,10 @@
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{tiny_model_dir, write, Tiny};
+use crate::common::{tiny_model_dir, write, Tiny};
 use membatch::{BertEmbedder, Error, ModelFileError, ModelSource, Precision};
 
 fn load(dir: &Path) -> Error {
@@ -37,7 +35,7 @@ fn a_missing_directory_says_how_to_get_the_model() {
     let kind = file_error(err, "membatch-model");
     assert!(matches!(kind, ModelFileError::Missing { .. }));
     // The library names its own ways to a model (the repository's fetch
-    // script is the example binaries' hint, tested in tests/embed_cli.rs).
+    // script is the example binaries' hint, tested in tests/it/embed_cli.rs).
     assert!(msg.contains("MEMBATCH_MODEL"), "{msg}");
     assert!(!msg.contains("scripts/"), "{msg}");
 }

@@ -175,36 +175,42 @@ impl Drop for Tmpfs {
     }
 }
 
-#[test]
-#[ignore = "needs root to mount a tmpfs: scripts/test.sh runs it with --ignored as root"]
-fn a_full_disk_keeps_the_old_index_current_and_the_next_run_with_space_completes() {
-    let model = tiny_model_dir(&Tiny::default());
-    let src = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::new("3m");
-    let out = disk.dir.path().join("index");
-    tree(src.path(), "small", 2, 10);
-    let o = index(model.path(), src.path(), &out, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let before = current(&out);
-    let old_hits = query(model.path(), &out, "small file 1");
+/// Tests that need root; `scripts/test.sh` runs them as root and skips the
+/// `as_root` tests by name (saying so) for anyone else.
+mod as_root {
+    use super::*;
 
-    // Far more than 3 MiB of chunks, vectors and cache.
-    tree(src.path(), "big", 300, 150);
-    let o = index(model.path(), src.path(), &out, &[]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(
-        stderr.contains("No space left on device") || stderr.contains("space"),
-        "{stderr}"
-    );
-    assert_eq!(current(&out), before, "the old index is still current");
-    assert_eq!(query(model.path(), &out, "small file 1"), old_hits);
+    #[test]
+    #[ignore = "needs root to mount a tmpfs: scripts/test.sh runs it as root"]
+    fn a_full_disk_keeps_the_old_index_current_and_the_next_run_with_space_completes() {
+        let model = tiny_model_dir(&Tiny::default());
+        let src = tempfile::tempdir().unwrap();
+        let disk = Tmpfs::new("3m");
+        let out = disk.dir.path().join("index");
+        tree(src.path(), "small", 2, 10);
+        let o = index(model.path(), src.path(), &out, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let before = current(&out);
+        let old_hits = query(model.path(), &out, "small file 1");
 
-    disk.resize("256m");
-    let o = index(model.path(), src.path(), &out, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(summary["files"], 302);
-    assert_eq!(query(model.path(), &out, "big file 12 line 3").len(), 3);
+        // Far more than 3 MiB of chunks, vectors and cache.
+        tree(src.path(), "big", 300, 150);
+        let o = index(model.path(), src.path(), &out, &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains("No space left on device") || stderr.contains("space"),
+            "{stderr}"
+        );
+        assert_eq!(current(&out), before, "the old index is still current");
+        assert_eq!(query(model.path(), &out, "small file 1"), old_hits);
+
+        disk.resize("256m");
+        let o = index(model.path(), src.path(), &out, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(summary["files"], 302);
+        assert_eq!(query(model.path(), &out, "big file 12 line 3").len(), 3);
+    }
 }

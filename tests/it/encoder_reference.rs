@@ -4,12 +4,10 @@
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 
-mod common;
-
+use crate::common::{max_abs_diff, tiny_config, tiny_model_dir, Tiny};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
-use common::{max_abs_diff, tiny_config, tiny_model_dir, Tiny};
 use membatch::{BertEmbedder, Embedder, ModelSource};
 
 /// Mean-pooled, normalised vectors from candle-transformers, texts padded to

@@ -2,9 +2,7 @@
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 
-mod common;
-
-use common::{max_abs_diff, norm, tiny, Tiny, TINY_HIDDEN};
+use crate::common::{max_abs_diff, norm, tiny, Tiny, TINY_HIDDEN};
 use membatch::{BertEmbedder, Embedder, Error, ModelSource, Pooling};
 
 #[test]
@@ -67,7 +65,7 @@ fn a_text_embeds_the_same_alone_and_batched_with_longer_texts() {
 #[test]
 fn pooling_follows_the_models_config() {
     // One set of weights; only 1_Pooling/config.json changes between loads.
-    let dir = common::tiny_model_dir(&Tiny::default());
+    let dir = crate::common::tiny_model_dir(&Tiny::default());
     let text = ["the quick brown fox"];
     let mut outs = Vec::new();
     for (flag, want) in [
@@ -75,7 +73,7 @@ fn pooling_follows_the_models_config() {
         ("pooling_mode_cls_token", Pooling::Cls),
         ("pooling_mode_max_tokens", Pooling::Max),
     ] {
-        common::write(
+        crate::common::write(
             dir.path(),
             "1_Pooling/config.json",
             &format!(r#"{{"{flag}": true}}"#),
@@ -98,7 +96,7 @@ fn pooling_follows_the_models_config() {
 
 #[test]
 fn normalisation_follows_modules_json_and_can_be_overridden() {
-    let dir = common::tiny_model_dir(&Tiny {
+    let dir = crate::common::tiny_model_dir(&Tiny {
         normalize: false,
         ..Tiny::default()
     });
@@ -142,7 +140,7 @@ fn cjk_emoji_and_control_characters_work() {
 
 #[test]
 fn a_dedicated_thread_pool_gives_the_same_vectors() {
-    let dir = common::tiny_model_dir(&Tiny::default());
+    let dir = crate::common::tiny_model_dir(&Tiny::default());
     let default = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
     let one = BertEmbedder::builder()
         .source(ModelSource::dir(dir.path()))
@@ -161,7 +159,7 @@ fn a_dedicated_thread_pool_gives_the_same_vectors() {
 
 #[test]
 fn invalid_settings_are_typed_errors() {
-    let dir = common::tiny_model_dir(&Tiny::default());
+    let dir = crate::common::tiny_model_dir(&Tiny::default());
     let build = |b: membatch::BertEmbedderBuilder| b.source(ModelSource::dir(dir.path())).build();
     for (builder, name) in [
         (BertEmbedder::builder().threads(0), "threads"),
@@ -183,7 +181,7 @@ fn invalid_settings_are_typed_errors() {
 
 #[test]
 fn weight_bytes_are_the_resident_weights_and_int8_holds_fewer() {
-    let dir = common::tiny_model_dir(&Tiny::default());
+    let dir = crate::common::tiny_model_dir(&Tiny::default());
     let file = std::fs::metadata(dir.path().join("model.safetensors"))
         .unwrap()
         .len();

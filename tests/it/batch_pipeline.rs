@@ -2,12 +2,10 @@
 //! trace, retries, planning under a budget, order, streaming, progress,
 //! metrics and typed errors.
 
-mod fakes;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fakes::{text, Fake, Machine, Scripted, MIB};
+use crate::fakes::{text, Fake, Machine, Scripted, MIB};
 use membatch::batch::{BatchConfig, BatchEmbedder, Progress, RetryPolicy};
 use membatch::Error;
 use parking_lot::Mutex;

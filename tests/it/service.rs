@@ -3,13 +3,11 @@
 //! admission refuses at once, the model loads lazily and unloads, and
 //! shutdown answers everyone. Every wait is bounded: a hang fails.
 
-mod fakes;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fakes::{text, Fake, Machine, Scripted, MIB};
+use crate::fakes::{text, Fake, Machine, Scripted, MIB};
 use membatch::service::{EmbedService, LazyEmbedder, ModelLoader, ServiceConfig};
 use membatch::{Embedder, Error, ModelState, Result};
 

@@ -3,9 +3,7 @@
 //! output has the input's count and order, every text runs once, and every
 //! batch respects the size and token limits and the budget.
 
-mod fakes;
-
-use fakes::{text, Fake, Machine, MIB};
+use crate::fakes::{text, Fake, Machine, MIB};
 use membatch::batch::{BatchConfig, BatchEmbedder};
 use membatch::Error;
 use proptest::collection::{btree_set, vec};

@@ -2,11 +2,9 @@
 // Loads through the BERT backend and the hub cache: built only with both features.
 #![cfg(all(feature = "candle", feature = "hub"))]
 
-mod common;
-
 use std::path::Path;
 
-use common::{max_abs_diff, write_tiny_model, Tiny};
+use crate::common::{max_abs_diff, write_tiny_model, Tiny};
 use membatch::{BertEmbedder, Embedder, Error, HubModel, ModelSource};
 
 /// Lays out `repo` in `cache` the way hf-hub stores a download: the files
