@@ -1,5 +1,7 @@
 //! Unloading the real model gives its memory back (alone in its test
-//! binary, so no other test's allocations blur the RSS figures).
+//! binary, so no other test's allocations blur the RSS figures). Needs the
+//! real weights: `#[ignore]`d in a plain `cargo test`, run by
+//! `scripts/test.sh`.
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 
@@ -19,6 +21,7 @@ fn rss() -> u64 {
 }
 
 #[test]
+#[ignore = "needs the real weights: scripts/test.sh fetches them and runs this"]
 fn a_lazy_real_model_loads_on_first_use_and_unload_frees_its_weights() {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let lazy = BertEmbedder::builder()
