@@ -20,10 +20,17 @@ limit_mib=${2:-512}
 [ "$(id -u)" -eq 0 ] || { echo "cluster: needs root to make memory cgroups" >&2; exit 1; }
 
 scripts/fetch-model.sh >/dev/null
-# PROFILE=df reuses the test build (DataFusion unoptimised) for a quick check.
+# PROFILE=dev reuses the test build (DataFusion unoptimised, the model's
+# path optimised: Cargo.toml) for a quick check; it selects the workspace,
+# as scripts/test.sh does, so that no dependency is built again.
 profile=${PROFILE:-release}
-cargo build --profile "$profile" --quiet -p membatch-datafusion --bins
-bin=target/$profile
+if [ "$profile" = dev ]; then
+    cargo build --quiet --workspace --bins
+    bin=target/debug
+else
+    cargo build --profile "$profile" --quiet -p membatch-datafusion --bins
+    bin=target/$profile
+fi
 work=$(mktemp -d)
 pids=()
 cgroups=()

@@ -9,7 +9,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch-model.sh
 input=examples/data/sample.txt
 output=target/sample-embeddings.jsonl
-cargo build --quiet --example embed
+# `--workspace`: the same features, so the same build, as scripts/test.sh.
+if [ ! -x target/debug/examples/embed ]; then
+    echo "building the embed example (about 5 minutes the first time on 2 cores)"
+fi
+cargo build --quiet --workspace --example embed
 start=$(date +%s%N)
 target/debug/examples/embed "$@" <"$input" >"$output"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))

@@ -17,9 +17,14 @@ query=${2:-"how is the memory budget computed inside a container"}
 out=${MEMBATCH_INDEX:-target/codebase-index}
 
 scripts/fetch-model.sh
-# The dev profile builds every dependency optimised (Cargo.toml), so this
-# shares the test build instead of compiling a release one.
-cargo build --quiet -p membatch-cli
+# The dev profile builds membatch and the crates on the model's hot path
+# optimised (Cargo.toml; it indexes src/ 1.10x slower than a release build,
+# docs/testing.md), so this shares the test build instead of compiling a
+# release one. `--workspace` resolves the same features as scripts/test.sh.
+if [ ! -x target/debug/membatch ]; then
+    echo "building membatch (about 6 minutes the first time on 2 cores)"
+fi
+cargo build --quiet --workspace --bin membatch
 bin=target/debug/membatch
 "$bin" codebase index "$dir" --out "$out"
 echo
