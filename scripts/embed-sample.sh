@@ -11,7 +11,7 @@ input=examples/data/sample.txt
 output=target/sample-embeddings.jsonl
 # `--workspace`: the same features, so the same build, as scripts/test.sh.
 if [ ! -x target/debug/examples/embed ]; then
-    echo "building the embed example (about 5 minutes the first time on 2 cores)"
+    echo "building the embed example (about 3 minutes the first time on 2 cores)"
 fi
 cargo build --quiet --workspace --example embed
 start=$(date +%s%N)

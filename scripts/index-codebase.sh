@@ -22,7 +22,7 @@ scripts/fetch-model.sh
 # docs/testing.md), so this shares the test build instead of compiling a
 # release one. `--workspace` resolves the same features as scripts/test.sh.
 if [ ! -x target/debug/membatch ]; then
-    echo "building membatch (about 6 minutes the first time on 2 cores)"
+    echo "building membatch (about 3 minutes the first time on 2 cores)"
 fi
 cargo build --quiet --workspace --bin membatch
 bin=target/debug/membatch
