@@ -1,7 +1,7 @@
 //! A directory of text files as a table: `read_text_files` (one row per
 //! file) and `read_chunks` (one row per chunk of a file, cut to fit the
 //! model in its own tokens), with the walk and ignore rules of
-//! `membatch codebase` ([`membatch_cli::corpus`]).
+//! `membatch codebase` ([`membatch_corpus`]).
 //!
 //! Both stream: files are read while the query runs, a few MiB of text per
 //! record batch, so a corpus larger than memory goes through.
@@ -20,7 +20,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use membatch::TokenCounter;
-use membatch_cli::corpus::{read_text, relative, walk, Chunker, WalkOptions};
+use membatch_corpus::{read_text, relative, walk, Chunker, WalkOptions};
 
 /// Files larger than this are skipped (with a warning) unless a call says
 /// otherwise.

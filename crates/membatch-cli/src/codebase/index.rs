@@ -1,22 +1,19 @@
 //! Writing an index: one generation directory per run, streamed window by
 //! window, made current atomically once complete.
 
-use std::fs::File;
-use std::io::{BufWriter, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use membatch::memory::{MemoryLimit, MemoryProbe, SystemProbe};
 use membatch::{BatchEmbedder, BertEmbedder, Embedder};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::cache::{self, to_le_bytes};
+use super::cache::{Key, VectorCache};
+use super::writer::{remove_stale_generations, switch_current, ChunkMeta, IndexWriter, Meta};
 use super::{memory_limit, model_config, model_id, size, Args, WINDOW};
 use crate::support::{fail, positive, Failure};
-use membatch_cli::corpus::{
-    read_text, relative, walk, Chunk, Chunker, Skipped, Unreadable, WalkOptions,
-};
+use membatch_corpus::{read_text, relative, walk, Chunker, Skipped, Unreadable, WalkOptions};
 
 /// `membatch codebase index`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -47,15 +44,6 @@ pub(super) struct IndexArgs {
     /// (for testing that an interrupted run leaves a usable index).
     #[arg(long, hide = true)]
     fail_after_windows: Option<usize>,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub(super) struct Meta {
-    pub(super) model: String,
-    pub(super) dimension: usize,
-    root: PathBuf,
-    files: usize,
-    chunks: usize,
 }
 
 #[derive(Serialize, Debug)]
@@ -104,7 +92,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     .map_err(|e| fail(settings_message(&e)))?;
 
     std::fs::create_dir_all(out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
-    let db = cache::open(out)?;
+    let cache = VectorCache::open(out)?;
     remove_stale_generations(out)?;
 
     let out_abs = out.canonicalize()?;
@@ -139,7 +127,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
                      writer: &mut IndexWriter,
                      windows: &mut usize|
      -> Result<(), Failure> {
-        let (e, r) = cache::embed_window(&batcher, &db, &model_id, pending, writer)?;
+        let (e, r) = embed_window(&batcher, &cache, &model_id, pending, writer)?;
         embedded += e;
         reused += r;
         *windows += 1;
@@ -182,7 +170,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     }
     bar.finish_and_clear();
 
-    let chunks = writer.rows;
+    let chunks = writer.rows();
     writer.finish(&Meta {
         model: model_id.clone(),
         dimension,
@@ -193,7 +181,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     switch_current(out, &tmp, &generation)?;
     // The index is complete and current: a failure to shrink the cache
     // is not worth failing the run for.
-    if let Err(Failure(e)) = cache::forget_unused(&db) {
+    if let Err(Failure(e)) = cache.forget_unused() {
         eprintln!("membatch: warning: cannot drop unused cache entries: {e}");
     }
 
@@ -230,42 +218,52 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One chunk of one file, as stored in `chunks.jsonl`.
-#[derive(Serialize, Deserialize, Debug)]
-pub(super) struct ChunkMeta {
-    pub(super) path: String,
-    pub(super) start_byte: usize,
-    pub(super) end_byte: usize,
-    pub(super) start_line: usize,
-    pub(super) end_line: usize,
-    /// The chunk's first lines, for showing hits.
-    pub(super) text: String,
-}
-
-/// Lines of each chunk kept in `chunks.jsonl` for showing hits.
-const PREVIEW_LINES: usize = 4;
-
-impl ChunkMeta {
-    fn new(path: &str, chunk: &Chunk<'_>) -> Self {
-        ChunkMeta {
-            path: path.to_string(),
-            start_byte: chunk.start_byte,
-            end_byte: chunk.end_byte,
-            start_line: chunk.start_line,
-            end_line: chunk.end_line,
-            text: chunk
-                .text
-                .lines()
-                .take(PREVIEW_LINES)
-                .collect::<Vec<_>>()
-                .join("\n"),
+/// Embeds the chunks of one window that the cache does not hold, stores
+/// them (marking every key of the window seen), and writes every chunk of
+/// the window, reused or new, to the index in order. Returns (embedded,
+/// reused).
+fn embed_window(
+    batcher: &BatchEmbedder<BertEmbedder>,
+    cache: &VectorCache,
+    model_id: &str,
+    pending: &mut Vec<(ChunkMeta, String)>,
+    writer: &mut IndexWriter,
+) -> Result<(usize, usize), Failure> {
+    let keys: Vec<Key> = pending
+        .iter()
+        .map(|(_, text)| VectorCache::key(model_id, text))
+        .collect();
+    let mut vectors = cache.lookup(&keys, batcher.embedder().dimension())?;
+    let missing: Vec<usize> = (0..pending.len())
+        .filter(|&i| vectors[i].is_none())
+        .collect();
+    if !missing.is_empty() {
+        let texts: Vec<&str> = missing.iter().map(|&i| pending[i].1.as_str()).collect();
+        for (&i, v) in missing.iter().zip(batcher.embed(&texts)?) {
+            vectors[i] = Some(v);
         }
     }
+    let new: Vec<(&Key, &[f32])> = missing
+        .iter()
+        .filter_map(|&i| Some((&keys[i], vectors[i].as_deref()?)))
+        .collect();
+    // Stored per window: an interrupted run keeps what it embedded.
+    cache.store(&keys, &new)?;
+    for ((meta, _), v) in pending.iter().zip(&vectors) {
+        let v = v
+            .as_deref()
+            .ok_or_else(|| fail("a chunk has no vector (cache and embedder disagree)"))?;
+        writer.push(meta, v)?;
+    }
+    let embedded = missing.len();
+    let reused = pending.len() - embedded;
+    pending.clear();
+    Ok((embedded, reused))
 }
 
 /// A chunk-settings error in this command's flags.
-fn settings_message(e: &membatch_cli::corpus::ChunkSettingsError) -> String {
-    use membatch_cli::corpus::ChunkSettingsError as E;
+fn settings_message(e: &membatch_corpus::ChunkSettingsError) -> String {
+    use membatch_corpus::ChunkSettingsError as E;
     match e {
         E::TooFewTokens(_) => "--chunk-tokens must be above 2 ([CLS] and [SEP] take two)".into(),
         E::OverlapTooLarge { overlap, capacity } => format!(
@@ -285,160 +283,6 @@ fn unreadable_message(e: &Unreadable) -> String {
         ),
         other => other.to_string(),
     }
-}
-
-/// Writes `chunks.jsonl` and the rows of the embedding matrix as they come;
-/// `finish` wraps the rows into `embeddings.safetensors`.
-pub(super) struct IndexWriter {
-    dir: PathBuf,
-    chunks: BufWriter<File>,
-    rows_file: BufWriter<File>,
-    dimension: usize,
-    rows: usize,
-}
-
-impl IndexWriter {
-    fn create(dir: &Path, dimension: usize) -> std::io::Result<Self> {
-        Ok(IndexWriter {
-            dir: dir.to_path_buf(),
-            chunks: BufWriter::new(File::create(dir.join("chunks.jsonl"))?),
-            // Read back in `finish`, so opened for both.
-            rows_file: BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(dir.join("rows.f32"))?,
-            ),
-            dimension,
-            rows: 0,
-        })
-    }
-
-    pub(super) fn push(&mut self, meta: &ChunkMeta, vector: &[f32]) -> Result<(), Failure> {
-        if vector.len() != self.dimension {
-            return Err(fail(format!(
-                "a cached vector has {} dimensions, the model {}",
-                vector.len(),
-                self.dimension
-            )));
-        }
-        serde_json::to_writer(&mut self.chunks, meta)?;
-        self.chunks.write_all(b"\n")?;
-        self.rows_file.write_all(&to_le_bytes(vector))?;
-        self.rows += 1;
-        Ok(())
-    }
-
-    /// Writes the safetensors file by streaming the rows after its header,
-    /// then `meta.json`, and syncs everything to disk.
-    ///
-    /// The header is written by hand because the `safetensors` crate
-    /// serialises only tensors held in memory, and the point here is never
-    /// to hold the whole matrix.
-    fn finish(mut self, meta: &Meta) -> Result<(), Failure> {
-        self.chunks.flush()?;
-        self.chunks.get_ref().sync_all()?;
-        let mut rows = self
-            .rows_file
-            .into_inner()
-            .map_err(|e| fail(e.to_string()))?;
-        let bytes = (self.rows * self.dimension * 4) as u64;
-        let header = serde_json::json!({
-            "__metadata__": { "model": meta.model },
-            "embeddings": {
-                "dtype": "F32",
-                "shape": [self.rows, self.dimension],
-                "data_offsets": [0, bytes],
-            }
-        })
-        .to_string();
-        // The data must start 8-byte aligned: pad the header with spaces.
-        let mut header = header.into_bytes();
-        while !header.len().is_multiple_of(8) {
-            header.push(b' ');
-        }
-        let path = self.dir.join("embeddings.safetensors");
-        let mut out = BufWriter::new(File::create(&path)?);
-        out.write_all(&(header.len() as u64).to_le_bytes())?;
-        out.write_all(&header)?;
-        rows.rewind()?;
-        let copied = std::io::copy(&mut rows, &mut out)?;
-        if copied != bytes {
-            return Err(fail(format!(
-                "wrote {copied} bytes of embeddings, expected {bytes}"
-            )));
-        }
-        out.flush()?;
-        out.get_ref().sync_all()?;
-        drop(rows);
-        std::fs::remove_file(self.dir.join("rows.f32"))?;
-        let mut m = File::create(self.dir.join("meta.json"))?;
-        serde_json::to_writer_pretty(&mut m, meta)?;
-        m.sync_all()?;
-        Ok(())
-    }
-}
-
-/// Renames the finished generation into place and points `CURRENT` at it
-/// (write to a temporary file, then rename: atomic on POSIX), then removes
-/// the generation it replaces.
-fn switch_current(out: &Path, tmp: &Path, generation: &str) -> Result<(), Failure> {
-    let previous = read_current(out)?;
-    std::fs::rename(tmp, out.join(generation))?;
-    let pointer = out.join("CURRENT.tmp");
-    let mut f = File::create(&pointer)?;
-    f.write_all(generation.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&pointer, out.join("CURRENT"))?;
-    if let Ok(dir) = File::open(out) {
-        let _ = dir.sync_all();
-    }
-    if let Some(prev) = previous.filter(|p| p != generation) {
-        let _ = std::fs::remove_dir_all(out.join(prev));
-    }
-    Ok(())
-}
-
-/// Whether `name` is a generation directory this program writes:
-/// `gen-<pid>-<nanos>`, with `.tmp` while unfinished.
-fn is_generation(name: &str) -> bool {
-    let name = name.strip_suffix(".tmp").unwrap_or(name);
-    let mut parts = name.split('-');
-    parts.next() == Some("gen")
-        && parts.clone().count() == 2
-        && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The generation `CURRENT` names, `None` when there is no index yet.
-pub(super) fn read_current(out: &Path) -> Result<Option<String>, Failure> {
-    match std::fs::read_to_string(out.join("CURRENT")) {
-        Ok(s) if is_generation(s.trim()) && !s.trim().ends_with(".tmp") => {
-            Ok(Some(s.trim().to_string()))
-        }
-        Ok(s) => Err(fail(format!(
-            "{}: names {:?}, not an index generation; remove the file to start afresh",
-            out.join("CURRENT").display(),
-            s.trim()
-        ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(fail(format!("{}: {e}", out.join("CURRENT").display()))),
-    }
-}
-
-/// Removes what an interrupted run left behind: unfinished generations and
-/// complete ones that `CURRENT` no longer names. Only called with the
-/// cache's lock held, so no other run is writing a generation.
-fn remove_stale_generations(out: &Path) -> Result<(), Failure> {
-    let current = read_current(out)?;
-    for entry in std::fs::read_dir(out)?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_generation(&name) && Some(&name) != current.as_ref() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-    Ok(())
 }
 
 fn unique_suffix() -> u128 {

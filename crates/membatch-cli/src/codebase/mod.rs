@@ -2,12 +2,13 @@
 //! incrementally, and search it.
 //!
 //! `index` walks `DIR` honouring `.gitignore`, splits every file into chunks
-//! that fit the model in tokens (both from [`membatch_cli::corpus`]), embeds what the
-//! cache does not hold through `BatchEmbedder` within the memory budget
-//! ([`cache`]), and streams the results to a new index generation that
-//! replaces the old one atomically when complete ([`index`]). `query`
-//! scores every row of the current generation against a question
-//! ([`query`]).
+//! that fit the model in tokens (both from [`membatch_corpus`]), looks
+//! each window of chunks up in the cache ([`cache`], a key → vector store),
+//! embeds the misses through `BatchEmbedder` within the memory budget and
+//! stores them, and streams every chunk's row to a new index generation
+//! ([`writer`]) that replaces the old one atomically when complete
+//! ([`index`], the loop). `query` scores every row of the current
+//! generation against a question ([`query`]).
 //!
 //! `INDEX_DIR` holds:
 //! - `cache.redb`: blake3(model id, chunk text) → vector, committed after
@@ -26,8 +27,10 @@
 //! `path` relative to the indexed root, `start_line`, `end_line`, `text`).
 
 mod cache;
+mod codec;
 mod index;
 mod query;
+mod writer;
 
 use std::path::PathBuf;
 

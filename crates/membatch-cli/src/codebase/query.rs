@@ -8,8 +8,7 @@ use std::path::Path;
 use membatch::{BertEmbedder, Embedder};
 use serde::Serialize;
 
-use super::index::ChunkMeta;
-use super::index::{read_current, Meta};
+use super::writer::{read_current, ChunkMeta, Meta};
 use super::{model_config, model_id, Args};
 use crate::support::{fail, Failure};
 
