@@ -6,9 +6,19 @@ use criterion::criterion_main;
 
 mod benchmarks;
 
+// The kernels' group reads the forward pass's internals, compiled with
+// the `bench-internals` feature only:
+// `cargo bench --features bench-internals -- dense_product`.
+#[cfg(feature = "bench-internals")]
 criterion_main!(
     benchmarks::memory::benches,
     benchmarks::batching::benches,
     benchmarks::embedder::benches,
     benchmarks::gemm::benches
+);
+#[cfg(not(feature = "bench-internals"))]
+criterion_main!(
+    benchmarks::memory::benches,
+    benchmarks::batching::benches,
+    benchmarks::embedder::benches
 );

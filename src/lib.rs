@@ -92,6 +92,7 @@ mod embedder;
 pub mod env;
 mod error;
 pub mod memory;
+mod model_config;
 mod precision;
 mod pressure;
 pub mod rerank;
@@ -114,14 +115,16 @@ mod test_util;
 pub mod fuzzing;
 
 pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
-pub use config::{Config, ConfigBuilder, ModelConfig};
-pub use embedder::{CostPrior, Embedder, ModelShape, ModelState};
+pub use config::{Config, ConfigBuilder};
+pub use embedder::{
+    CostPrior, Embedder, LazyEmbedder, ModelLoader, ModelShape, ModelState, Reranker,
+};
 pub use error::{BoxError, Error, ErrorReport, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard};
+pub use model_config::ModelConfig;
 pub use precision::{ParsePrecisionError, Precision};
 pub use pressure::{PressureLevel, PressureThresholds};
-pub use rerank::Reranker;
-pub use service::{EmbedService, LazyEmbedder};
+pub use service::EmbedService;
 pub use source::{HubModel, ModelSource};
 
 #[cfg(feature = "candle")]

@@ -100,20 +100,20 @@ impl CostModel {
         usize::try_from(bytes / one).unwrap_or(usize::MAX)
     }
 
-    /// Learns from a batch that really cost `peak_bytes` at its peak.
-    pub fn observe(&mut self, batch: usize, length: usize, peak_bytes: u64) {
+    /// Learns from a batch that raised memory by `rise_bytes` at its peak.
+    pub fn observe(&mut self, batch: usize, length: usize, rise_bytes: u64) {
         let raw = self.raw_bytes(batch, length);
         if raw < MIN_CALIBRATION_BYTES {
             return;
         }
-        let measured = peak_bytes as f64 / raw as f64;
+        let measured = rise_bytes as f64 / raw as f64;
         self.ratio = if measured > self.ratio {
             measured
         } else {
             (0.8 * self.ratio + 0.2 * measured).max(MIN_RATIO)
         };
         self.measured += 1;
-        tracing::trace!(batch, length, peak_bytes, raw, ratio = ?self.ratio, "cost model calibrated");
+        tracing::trace!(batch, length, rise_bytes, raw, ratio = ?self.ratio, "cost model calibrated");
     }
 }
 

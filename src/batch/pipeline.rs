@@ -262,7 +262,7 @@ impl<E: Embedder> BatchEmbedder<E> {
         // With other work running at the same time the peak is not this
         // batch's alone: do not learn from it.
         if !report.overlapped {
-            s.cost.observe(n, padded, report.peak_bytes);
+            s.cost.observe(n, padded, report.rise_bytes);
         }
         let before = s.rule.size();
         let after = match peak_level {

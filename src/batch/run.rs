@@ -91,7 +91,7 @@ impl<E: Embedder> BatchEmbedder<E> {
                 }
                 Ok(Err(e)) => return Err(fail(n, e)),
             };
-            let peak_figure = report.figure_before_bytes.saturating_add(report.peak_bytes);
+            let peak_figure = report.figure_before_bytes.saturating_add(report.rise_bytes);
             let peak_level = PressureLevel::for_fraction(
                 peak_figure as f64 / report.budget_bytes.max(1) as f64,
                 &self.budget.config().thresholds(),

@@ -1,17 +1,19 @@
 //! [`BertEmbedderBuilder`]: the model settings, checked, then loaded.
 
+use std::sync::Arc;
+
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::encoder::{Activation, BertConfig};
 use super::load::{check_room_to_load, load_bert_config, load_tokenizer, load_weights};
 use super::metadata::SentenceConfig;
 use super::pooling::Pooling;
-use super::{ActivePrompt, Prompts};
+use super::prompts::{ActivePrompt, Prompts};
 use super::{BertEmbedder, OutputSettings};
-use crate::config::ModelConfig;
 use crate::embedder::ModelShape;
 use crate::error::{boxed, BoxError, Error, Result};
-use crate::memory::{MemoryBudget, SystemProbe};
+use crate::memory::{MemoryBudget, MemoryProbe};
+use crate::model_config::ModelConfig;
 use crate::precision::Precision;
 use crate::source::{ModelFiles, ModelSource};
 
@@ -234,7 +236,7 @@ impl BertEmbedderBuilder {
             prompt: p.prompt,
             shape,
             pool: None,
-            probe: SystemProbe::new(),
+            probe: self.memory_probe(),
             name: p.source.id(),
         };
         embedder.pool = self.thread_pool()?;
@@ -258,12 +260,26 @@ impl BertEmbedderBuilder {
         read: impl FnOnce(&Prepared, bool) -> Result<T>,
     ) -> Result<T> {
         let precision = p.settings.precision;
-        check_room_to_load(&p.config, precision, self.budget.as_ref())?;
+        check_room_to_load(
+            &p.config,
+            precision,
+            &*self.memory_probe(),
+            self.budget.as_ref(),
+        )?;
         let loaded = read(p, precision == Precision::Int8)?;
         // Loading went through temporary tensors (and, for int8, the f32
         // weights): hand that memory back before the first batch measures.
         crate::memory::trim();
         Ok(loaded)
+    }
+
+    /// What the model's memory checks read: the budget's probe when one
+    /// was given, else the system's.
+    pub(super) fn memory_probe(&self) -> Arc<dyn MemoryProbe> {
+        match &self.budget {
+            Some(budget) => budget.probe().clone(),
+            None => crate::memory::system_probe(),
+        }
     }
 
     /// The dedicated compute pool, when threads were requested.

@@ -1,14 +1,15 @@
 //! [`BertLoader`]: a BERT model read up to its weights, which it loads on
-//! demand for a [`LazyEmbedder`](crate::service::LazyEmbedder).
+//! demand for a [`LazyEmbedder`](crate::LazyEmbedder).
 
 use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
+use super::prompts::ActivePrompt;
 use super::{cost_prior_of, encode, word_by_word};
-use super::{ActivePrompt, BertEmbedder, TokenCounter};
+use super::{BertEmbedder, TokenCounter};
 use crate::embedder::{CostPrior, ModelShape};
+use crate::embedder::{LazyEmbedder, ModelLoader};
 use crate::error::Result;
-use crate::service::{LazyEmbedder, ModelLoader};
 
 // Here rather than in `builder`, so the dependency runs lazy → builder.
 impl BertEmbedderBuilder {

@@ -11,7 +11,7 @@ use super::encoder::{Activation, BertConfig, Encoder, Family, SafetensorsFile, T
 use super::metadata::read_json;
 use super::Backbone;
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
-use crate::memory::{MemoryBudget, MemoryProbe, SystemProbe};
+use crate::memory::{MemoryBudget, MemoryProbe};
 use crate::precision::Precision;
 use crate::source::ModelFiles;
 
@@ -274,9 +274,10 @@ fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
 pub(super) fn check_room_to_load(
     config: &BertConfig,
     precision: Precision,
+    probe: &dyn MemoryProbe,
     budget: Option<&MemoryBudget>,
 ) -> Result<()> {
-    let mut available = SystemProbe::new().snapshot().free_bytes();
+    let mut available = probe.snapshot().free_bytes();
     if let Some(budget) = budget {
         available = available.min(budget.read().headroom_bytes());
     }

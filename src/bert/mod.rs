@@ -2,9 +2,11 @@
 //!
 //! It reproduces sentence-transformers' output for models such as
 //! all-MiniLM-L6-v2: the same tokenisation (truncated at the model's
-//! `max_seq_length`, padded to the longest text of the batch), the same
-//! pooling over the attention mask and the same normalisation, as the model's
-//! own sentence-transformers files configure them.
+//! `max_seq_length`), the same pooling over each text's own tokens and the
+//! same normalisation, as the model's own sentence-transformers files
+//! configure them. A batch's texts are packed one after another without
+//! padding (`encoder`); families membatch's pass does not implement run on
+//! candle-transformers' models.
 
 mod builder;
 mod candle_models;
@@ -13,148 +15,36 @@ mod lazy;
 mod load;
 mod metadata;
 mod pooling;
+mod prompts;
 mod rerank;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
-use crate::config::ModelConfig;
 use crate::embedder::{CostPrior, Embedder, ModelShape};
 use crate::error::{boxed, BoxError, Error, Result};
-use crate::memory::{MemoryProbe, SystemProbe};
+use crate::memory::MemoryProbe;
+use crate::model_config::ModelConfig;
 use crate::precision::Precision;
 use crate::pressure::PressureLevel;
 use crate::source::ModelSource;
 pub use builder::BertEmbedderBuilder;
 
-/// The forward pass's dense product, for membatch's own criterion benches
-/// (`benches/benchmarks/gemm.rs`). Not part of the API: it may change or go
-/// in any release.
+/// The forward pass's kernels and their baselines, for membatch's own
+/// criterion benches (`benches/benchmarks/gemm.rs`, feature
+/// `bench-internals`). Not part of the API: it may change or go in any
+/// release.
+#[cfg(feature = "bench-internals")]
 #[doc(hidden)]
-pub mod bench_kernels {
-    use super::encoder::dense::PackedWeights;
-
-    /// An `outputs × inputs` weight with its bias, packed once.
-    #[derive(Debug)]
-    pub struct Dense(PackedWeights);
-
-    impl Dense {
-        /// Packs `weight` (`outputs × inputs`, row-major) and `bias`.
-        pub fn new(weight: &[f32], bias: &[f32], inputs: usize) -> Self {
-            Dense(PackedWeights::new(weight, bias, inputs))
-        }
-
-        /// `out = x·Wᵀ + b` with membatch's packed kernel (the fastest
-        /// this CPU runs).
-        pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-            self.0.forward(x, out, false)
-        }
-
-        /// The kernels this CPU runs other than the fastest, by name
-        /// (`"generic"`, `"avx2"`): the benches' comparison rows.
-        pub fn slower_kernels() -> Vec<&'static str> {
-            let fastest = super::encoder::dense::kernel_for_this_cpu();
-            super::encoder::dense::Kernel::available()
-                .into_iter()
-                .filter(|k| *k != fastest)
-                .map(kernel_name)
-                .collect()
-        }
-
-        /// [`Dense::forward`] on the kernel named `kernel` (one of
-        /// [`Dense::slower_kernels`] or the fastest's name); `false`, with
-        /// `out` untouched, for a name this CPU does not run.
-        pub fn forward_on(&self, kernel: &str, x: &[f32], out: &mut [f32]) -> bool {
-            let found = super::encoder::dense::Kernel::available()
-                .into_iter()
-                .find(|k| kernel_name(*k) == kernel);
-            match found {
-                Some(k) => {
-                    self.0.forward_with(x, out, false, k);
-                    true
-                }
-                None => false,
-            }
-        }
-    }
-
-    fn kernel_name(kernel: super::encoder::dense::Kernel) -> &'static str {
-        use super::encoder::dense::Kernel;
-        match kernel {
-            Kernel::Generic => "generic",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => "avx2",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => "avx512",
-        }
-    }
-
-    /// The same product with int8 weights (per output column) and 8-bit
-    /// activations (per row) on a VNNI kernel.
-    #[derive(Debug)]
-    pub struct DenseInt8(
-        super::encoder::dense_i8::Int8Panels,
-        super::encoder::dense_i8::Int8Kernel,
-    );
-
-    impl DenseInt8 {
-        /// Quantises and packs `weight` and `bias`; `None` where the CPU
-        /// has no VNNI.
-        pub fn new(weight: &[f32], bias: &[f32], inputs: usize) -> Option<Self> {
-            let kernel = super::encoder::dense_i8::Int8Kernel::vnni()?;
-            Some(DenseInt8(
-                super::encoder::dense_i8::Int8Panels::new(weight, bias, inputs),
-                kernel,
-            ))
-        }
-
-        /// `out = x·Wᵀ + b`, `x` quantised per row as it starts.
-        pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-            let mut scratch = Default::default();
-            self.0.forward(x, out, false, &mut scratch, self.1)
-        }
-    }
-
-    /// Self-attention of packed sequences (`lengths` one after another):
-    /// `qkv` is `tokens × 3h`, `context` receives `tokens × h`. With
-    /// `gemm_crate`, the products run through the `gemm` crate as they did
-    /// before membatch's own kernel ran them (the baseline).
-    pub fn attention(
-        qkv: &[f32],
-        context: &mut [f32],
-        lengths: &[usize],
-        heads: usize,
-        h: usize,
-        gemm_crate: bool,
-    ) {
-        use super::encoder::attention::{attend, Products};
-        let mut start = 0;
-        let spans: Vec<(usize, usize)> = lengths
-            .iter()
-            .map(|&len| {
-                start += len;
-                (start - len, len)
-            })
-            .collect();
-        let products = if gemm_crate {
-            Products::GemmCrate
-        } else {
-            Products::fastest()
-        };
-        attend(qkv, context, &spans, heads, h, None, products)
-    }
-
-    /// `out = x·Wᵀ + b` through the `gemm` crate on the unpacked weight,
-    /// as the forward pass ran before its own kernel (the baseline).
-    pub fn gemm_crate(x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
-        super::encoder::gemm_crate_product(x, weight, bias, out)
-    }
-}
+pub mod bench_kernels;
 use candle_models::CandleEncoder;
 use encoder::{BertConfig, Encoder, Packed};
 pub use lazy::BertLoader;
 pub use pooling::Pooling;
+pub use prompts::Prompted;
+use prompts::{ActivePrompt, Prompts};
 pub use rerank::BertReranker;
 
 /// How pooled token states become the output vector.
@@ -202,8 +92,9 @@ pub struct BertEmbedder {
     dimension: usize,
     shape: ModelShape,
     pool: Option<rayon::ThreadPool>,
-    /// Reads the memory free under the limit before each batch.
-    probe: SystemProbe,
+    /// Reads the memory free under the limit before each batch: the
+    /// budget's probe when the builder was given one.
+    probe: Arc<dyn MemoryProbe>,
     name: String,
 }
 
@@ -358,11 +249,11 @@ impl BertEmbedder {
     /// tokens (a prompt the model pools without) from every pooling but CLS.
     fn forward(&self, encodings: &[tokenizers::Encoding], skip: usize) -> Result<Vec<Vec<f32>>> {
         let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
-        check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
+        check_room(&*self.probe, self.encoder.cost_prior(), &batch)?;
         let width = self.encoder.hidden_size();
         let mut pooled = Vec::with_capacity(encodings.len());
         self.encoder
-            .forward_each(&batch, &self.probe, |_, states| {
+            .forward_each(&batch, &*self.probe, |_, states| {
                 let len = states.len() / width;
                 let skip = match self.settings.pooling {
                     Pooling::Cls => 0,
@@ -384,7 +275,7 @@ impl BertEmbedder {
 /// are written, which the last look below guards) are
 /// [`Error::MemoryPressure`], so the caller halves the batch and retries;
 /// anything else is [`Error::Inference`].
-fn forward_error(e: encoder::ForwardError, probe: &SystemProbe) -> Error {
+fn forward_error(e: encoder::ForwardError, probe: &dyn MemoryProbe) -> Error {
     match e {
         encoder::ForwardError::NoMemory { bytes, reason } => {
             let free = probe.snapshot().free_bytes();
@@ -406,7 +297,7 @@ fn forward_error(e: encoder::ForwardError, probe: &SystemProbe) -> Error {
 /// operator lowering a container's limit, a neighbour in the same cgroup):
 /// this is the last look before the buffers are written, a few microseconds
 /// later.
-fn check_room(probe: &SystemProbe, prior: CostPrior, batch: &Packed) -> Result<()> {
+fn check_room(probe: &dyn MemoryProbe, prior: CostPrior, batch: &Packed) -> Result<()> {
     let needed = prior.bytes_for_lengths(batch.spans().map(|(_, len)| len));
     let free = probe.snapshot().free_bytes();
     if needed > free {
@@ -536,7 +427,7 @@ impl Backbone {
     fn forward_each(
         &self,
         batch: &Packed,
-        probe: &SystemProbe,
+        probe: &dyn MemoryProbe,
         mut each: impl FnMut(usize, &[f32]),
     ) -> Result<()> {
         match self {
@@ -585,101 +476,6 @@ fn cost_prior_of(config: &BertConfig) -> CostPrior {
     }
 }
 
-/// A model's named prompts and how they are pooled.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Prompts {
-    texts: BTreeMap<String, String>,
-    /// The pooling config's `include_prompt`.
-    include_prompt: bool,
-}
-
-impl Prompts {
-    /// The prompt `name`, ready to put before texts.
-    fn active(&self, name: &str, tokenizer: &Tokenizer) -> Result<ActivePrompt> {
-        let Some(text) = self.texts.get(name) else {
-            let known: Vec<&str> = self.texts.keys().map(String::as_str).collect();
-            return Err(Error::invalid_config(
-                "prompt_name",
-                name,
-                if known.is_empty() {
-                    "the model defines no prompts (config_sentence_transformers.json)".to_string()
-                } else {
-                    format!("the model's prompts are: {}", known.join(", "))
-                },
-            ));
-        };
-        // Without include_prompt, sentence-transformers leaves the prompt's
-        // tokens out of pooling: as many leading tokens as the prompt alone
-        // has, less its end token.
-        let skip = if self.include_prompt || text.is_empty() {
-            0
-        } else {
-            let alone = tokenizer
-                .encode(text.as_str(), true)
-                .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
-            alone.len().saturating_sub(1)
-        };
-        Ok(ActivePrompt {
-            name: name.to_string(),
-            text: text.clone(),
-            skip,
-        })
-    }
-}
-
-/// A prompt in force.
-#[derive(Debug, Clone)]
-pub(crate) struct ActivePrompt {
-    name: String,
-    text: String,
-    /// Leading tokens left out of pooling.
-    skip: usize,
-}
-
-/// A [`BertEmbedder`] behind one of its model's prompts, from
-/// [`BertEmbedder::with_prompt`]: every text is embedded and counted with
-/// the prompt before it.
-#[derive(Debug, Clone)]
-pub struct Prompted<'a> {
-    embedder: &'a BertEmbedder,
-    prompt: ActivePrompt,
-}
-
-impl Embedder for Prompted<'_> {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.embedder.embed_prompted(texts, Some(&self.prompt))
-    }
-
-    fn dimension(&self) -> usize {
-        self.embedder.dimension
-    }
-
-    fn max_seq_length(&self) -> usize {
-        self.embedder.settings.max_seq_length
-    }
-
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        self.embedder
-            .token_counts_prompted(texts, Some(&self.prompt))
-    }
-
-    fn shape(&self) -> Option<ModelShape> {
-        self.embedder.shape()
-    }
-
-    fn cost_prior(&self) -> Option<CostPrior> {
-        self.embedder.cost_prior()
-    }
-
-    fn weight_bytes(&self) -> Option<u64> {
-        self.embedder.weight_bytes()
-    }
-
-    fn tokenizes_word_by_word(&self) -> bool {
-        self.embedder.tokenizes_word_by_word()
-    }
-}
-
 /// Counts a text's content tokens as a model's tokenizer splits it: no
 /// special tokens, no truncation. From [`BertEmbedder::token_counter`].
 #[derive(Clone)]
@@ -725,7 +521,7 @@ mod tests {
 
     #[test]
     fn refused_buffers_are_memory_pressure_and_other_failures_inference() {
-        let probe = SystemProbe::new();
+        let probe = crate::memory::SystemProbe::new();
         let refused = ForwardError::NoMemory {
             bytes: 12 << 20,
             reason: "Cannot allocate memory (os error 12)".into(),

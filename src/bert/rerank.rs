@@ -7,10 +7,9 @@ use super::builder::BertEmbedderBuilder;
 use super::encoder::{ClassifierHead, Encoder, Packed};
 use super::load::read_tensors;
 use super::{check_room, forward_error, run_on, BertEmbedder};
-use crate::embedder::{CostPrior, ModelShape};
+use crate::embedder::{CostPrior, ModelShape, Reranker};
 use crate::error::{BoxError, Error, Result};
-use crate::memory::SystemProbe;
-use crate::rerank::Reranker;
+use crate::memory::MemoryProbe;
 use crate::source::ModelSource;
 
 /// A cross-encoder on the CPU: `BertForSequenceClassification` (a pooler
@@ -35,7 +34,7 @@ pub struct BertReranker {
     max_seq_length: usize,
     shape: ModelShape,
     pool: Option<rayon::ThreadPool>,
-    probe: SystemProbe,
+    probe: std::sync::Arc<dyn MemoryProbe>,
     name: String,
 }
 
@@ -91,7 +90,7 @@ impl BertReranker {
             tokenizer: p.tokenizer,
             max_seq_length: p.settings.max_seq_length,
             pool: builder.thread_pool()?,
-            probe: SystemProbe::new(),
+            probe: builder.memory_probe(),
             name: p.source.id(),
         };
         tracing::info!(
@@ -141,7 +140,7 @@ impl Reranker for BertReranker {
             let encodings = self.encode(query, documents)?;
             let batch =
                 Packed::with_types(encodings.iter().map(|e| (e.get_ids(), e.get_type_ids())));
-            check_room(&self.probe, self.encoder.cost_prior(), &batch)?;
+            check_room(&*self.probe, self.encoder.cost_prior(), &batch)?;
             // Each pair's first token's state, gathered chunk by chunk (an
             // empty sequence has none: its state is zeros).
             let h = self.encoder.hidden_size();
@@ -152,7 +151,7 @@ impl Reranker for BertReranker {
                         firsts[i * h..(i + 1) * h].copy_from_slice(first);
                     }
                 })
-                .map_err(|e| forward_error(e, &self.probe))?;
+                .map_err(|e| forward_error(e, &*self.probe))?;
             Ok(self.head.scores(firsts))
         })
     }

@@ -58,8 +58,9 @@ pub struct MemoryMetrics {
     /// guarded work (the process's own `VmHWM` is reset by every guard, so
     /// this is the figure to report as the run's peak RSS).
     pub peak_rss_bytes: u64,
-    /// How far the last guarded work raised the process's memory at its peak.
-    pub last_work_peak_bytes: Option<u64>,
+    /// How far the last guarded work raised the process's memory at its
+    /// peak (a rise above where it started, not a peak figure).
+    pub last_work_rise_bytes: Option<u64>,
     /// Bytes reserved by guards that are still alive.
     pub reserved_bytes: u64,
 }
@@ -184,6 +185,14 @@ impl MemoryBudget {
     /// The settings in force.
     pub fn config(&self) -> &MemoryConfig {
         &self.inner.config
+    }
+
+    /// The probe this budget reads memory through: what anything that
+    /// works under this budget (a backend's load and per-batch checks, a
+    /// service measuring an unload) reads too, so a test's fake reaches
+    /// every check.
+    pub fn probe(&self) -> &Arc<dyn MemoryProbe> {
+        &self.inner.probe
     }
 
     /// Reads memory now and updates the pressure level.
@@ -409,9 +418,10 @@ pub struct WorkReport {
     pub estimated_bytes: u64,
     /// The figure when the guard was granted.
     pub figure_before_bytes: u64,
-    /// How far the work raised the process's memory at its peak (peak RSS
-    /// minus RSS at the start; the end RSS where peaks cannot be reset).
-    pub peak_bytes: u64,
+    /// How far the work raised the process's memory at its peak: peak RSS
+    /// minus RSS at the start (the end RSS where peaks cannot be reset). A
+    /// rise, not a peak: the peak figure is `figure_before_bytes` plus this.
+    pub rise_bytes: u64,
     /// The figure after the work.
     pub figure_after_bytes: u64,
     /// Whether a cleanup ran after the work.
@@ -419,7 +429,7 @@ pub struct WorkReport {
     /// The budget in bytes at the end of the work.
     pub budget_bytes: u64,
     /// Other guarded work ran at some point during this work: the peak is
-    /// process-wide, so `peak_bytes` may include that work's memory, or
+    /// process-wide, so `rise_bytes` may include that work's memory, or
     /// miss part of this work's peak (another guard reset it).
     pub overlapped: bool,
 }
@@ -465,8 +475,8 @@ impl MemoryGuard {
         } else {
             end_rss
         };
-        let peak_bytes = top.saturating_sub(self.start_rss.unwrap_or(top));
-        let peak_figure = self.start_figure.saturating_add(peak_bytes);
+        let rise_bytes = top.saturating_sub(self.start_rss.unwrap_or(top));
+        let peak_figure = self.start_figure.saturating_add(rise_bytes);
         let reading = self.budget.judge(snapshot, Some(peak_figure), Some(top));
 
         let config = &inner.config;
@@ -485,7 +495,7 @@ impl MemoryGuard {
             if let Some(pool) = &inner.pool {
                 pool.release(self.estimated_bytes);
             }
-            state.metrics.last_work_peak_bytes = Some(peak_bytes);
+            state.metrics.last_work_rise_bytes = Some(rise_bytes);
             state.since_cleanup += 1;
             state.releases += 1;
             let every = config.cleanup_every();
@@ -502,7 +512,7 @@ impl MemoryGuard {
         WorkReport {
             estimated_bytes: self.estimated_bytes,
             figure_before_bytes: self.start_figure,
-            peak_bytes,
+            rise_bytes,
             figure_after_bytes,
             cleaned_up: pressed || due,
             budget_bytes: reading.budget_bytes,

@@ -18,7 +18,6 @@
 
 mod config;
 mod handle;
-mod lazy;
 mod metrics;
 mod pending;
 mod queue;
@@ -26,7 +25,8 @@ mod worker;
 
 pub use config::{ServiceConfig, ServiceConfigBuilder};
 pub use handle::{EmbedService, EmbedServiceBuilder};
-pub use lazy::{LazyEmbedder, ModelLoader};
+// Beside the trait it decorates; named here too, where it is used.
+pub use crate::embedder::{LazyEmbedder, ModelLoader};
 pub use metrics::{Histogram, Refusals, ServiceMetrics, UnloadReport};
 pub use pending::Pending;
 pub use worker::Worker;

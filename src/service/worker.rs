@@ -15,7 +15,6 @@ use super::pending::Answer;
 use super::queue::{Queue, Request, Shared, Status};
 use crate::batch::{panic_message, Failed};
 use crate::error::Error;
-use crate::memory::MemoryProbe;
 
 /// The service's worker, handed back by
 /// [`EmbedServiceBuilder::build`](super::EmbedServiceBuilder::build) so the
@@ -369,7 +368,7 @@ fn answer_if_complete(shared: &Shared, slot: &mut Slot) {
 /// Unloads the model, measuring what it gave back.
 pub(crate) fn unload(shared: &Shared) {
     let budget = shared.batcher.budget();
-    let probe = crate::memory::SystemProbe::new();
+    let probe = budget.probe();
     let before = probe.snapshot();
     let figure_before = budget.read().figure_bytes;
     let freed = shared.embedder.unload();

@@ -28,6 +28,7 @@ mod memory_budget;
 mod service;
 
 // The BERT backend (each module is empty without the `candle` feature).
+mod bert_memory;
 mod bert_tiny;
 mod embed_cli;
 mod encoder_reference;

@@ -142,9 +142,9 @@ fn the_guard_records_the_peak_of_its_work() {
     let g = b.acquire(100 * MIB).unwrap();
     fake.spike(150);
     let report = g.finish();
-    assert_eq!(report.peak_bytes, 150 * MIB);
+    assert_eq!(report.rise_bytes, 150 * MIB);
     assert_eq!(report.figure_before_bytes, 100 * MIB);
-    assert_eq!(b.metrics().last_work_peak_bytes, Some(150 * MIB));
+    assert_eq!(b.metrics().last_work_rise_bytes, Some(150 * MIB));
     assert_eq!(b.metrics().peak_figure_bytes, 250 * MIB);
 }
 

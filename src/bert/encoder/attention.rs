@@ -4,8 +4,10 @@ use rayon::prelude::*;
 
 use super::dense;
 use super::kernels;
+#[cfg(any(test, feature = "bench-internals"))]
 use super::linear::{matmul, Mat, MatMut};
-use super::{RelativeBias, Shared};
+use super::{RelativeBias, TaskPtr};
+#[cfg(any(test, feature = "bench-internals"))]
 use gemm::Parallelism;
 
 // The packed products pad score rows to whole panels, which the softmax
@@ -19,7 +21,9 @@ pub(crate) enum Products {
     /// per task (the forward pass's choice: [`Products::fastest`]).
     Packed(dense::Kernel),
     /// The `gemm` crate on strided views, as attention ran before: the
-    /// benches' baseline and the tests' second opinion.
+    /// benches' baseline and the tests' second opinion (feature
+    /// `bench-internals`).
+    #[cfg(any(test, feature = "bench-internals"))]
     GemmCrate,
 }
 
@@ -67,8 +71,8 @@ pub(crate) fn attend(
     // views below.
     assert!(spans.iter().all(|(s, l)| *l > 0 && s + l <= tokens));
     assert!(bias.is_none_or(|b| spans.iter().all(|(_, l)| *l <= b.span)));
-    let out = Shared(context.as_mut_ptr());
-    let qkv = Shared(qkv.as_ptr());
+    let out = TaskPtr(context.as_mut_ptr());
+    let qkv = TaskPtr(qkv.as_ptr());
     let tasks = spans.len() * heads;
     (0..tasks)
         .into_par_iter()
@@ -89,6 +93,7 @@ pub(crate) fn attend(
             // past a bias row).
             let ld = match products {
                 Products::Packed(_) => len.next_multiple_of(dense::NR),
+                #[cfg(any(test, feature = "bench-internals"))]
                 Products::GemmCrate => len,
             };
             // The buffer only grows: a product writes every score it
@@ -106,6 +111,7 @@ pub(crate) fn attend(
                 }
                 // The `gemm` crate is told to add to zeros; the packed
                 // product writes every score.
+                #[cfg(any(test, feature = "bench-internals"))]
                 None if products == Products::GemmCrate => scores.fill(0.0),
                 None => {}
             }
@@ -170,6 +176,7 @@ pub(crate) fn attend(
                             }
                         }
                     }
+                    #[cfg(any(test, feature = "bench-internals"))]
                     Products::GemmCrate => {
                         let stride = row as isize;
                         matmul(

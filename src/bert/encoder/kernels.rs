@@ -212,6 +212,7 @@ fn relu_generic(x: &mut [f32]) {
 dispatch!(relu, relu_at(x: &mut [f32]) => relu_generic);
 
 /// e^(v − max) of every value of `row`, in place; returns their sum.
+#[cfg(any(test, feature = "bench-internals"))]
 #[inline(always)]
 fn exp_row<M: MulAdd>(row: &mut [f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
@@ -251,7 +252,10 @@ fn exp_row<M: MulAdd>(row: &mut [f32]) -> f32 {
 }
 
 /// Softmax of each row of `width` values, in place. Rows hold only real
-/// tokens (sequences are packed), so no mask is needed.
+/// tokens (sequences are packed), so no mask is needed. The `gemm`
+/// crate's attention baseline uses it (the forward pass runs
+/// [`softmax_numerators`] on padded rows).
+#[cfg(any(test, feature = "bench-internals"))]
 #[inline(always)]
 fn softmax_rows_generic<M: MulAdd>(x: &mut [f32], width: usize) {
     for row in x.chunks_exact_mut(width) {
@@ -262,6 +266,7 @@ fn softmax_rows_generic<M: MulAdd>(x: &mut [f32], width: usize) {
     }
 }
 
+#[cfg(any(test, feature = "bench-internals"))]
 dispatch!(softmax_rows, softmax_rows_at(x: &mut [f32], width: usize) => softmax_rows_generic::<Fused>, softmax_rows_generic::<Baseline>);
 
 /// Lanes of the groups [`softmax_numerators`] walks its rows in: rows

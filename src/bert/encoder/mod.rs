@@ -11,13 +11,18 @@
 //! tensor-per-op forward, and `docs/memory.md` for the chunks.
 
 pub(crate) mod attention;
+mod buffer;
 mod config;
 pub(crate) mod dense;
 pub(crate) mod dense_i8;
+mod head;
 mod int8;
 pub(crate) mod kernels;
 mod linear;
+mod load;
+mod relative;
 pub(crate) mod tensors;
+mod words;
 
 use candle_core::Result as CandleResult;
 
@@ -25,13 +30,18 @@ use crate::embedder::CostPrior;
 
 pub(crate) use config::{Activation, BertConfig, Family};
 
-use int8::Int8Weights;
+use buffer::{populate, Buffer};
+pub(crate) use head::ClassifierHead;
 use linear::Linear;
-pub(crate) use tensors::{RowSource, SafetensorsFile, Tensors};
+use load::vector;
+pub(crate) use relative::RelativeBias;
+pub(crate) use tensors::{SafetensorsFile, Tensors};
+use words::WordTable;
 
 /// `out = x·Wᵀ + b` through the `gemm` crate on an unpacked `out × in`
 /// weight: the dense product as it ran before the packed kernel, kept for
 /// the benches' baseline.
+#[cfg(feature = "bench-internals")]
 pub(crate) fn gemm_crate_product(x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
     let n = bias.len();
     let k = weight.len() / n.max(1);
@@ -66,134 +76,25 @@ pub(crate) fn gemm_crate_product(x: &[f32], weight: &[f32], bias: &[f32], out: &
 /// the buffer for the whole loop, and each says why its tasks' blocks are
 /// disjoint.
 #[derive(Clone, Copy)]
-pub(super) struct Shared<P>(pub(super) P);
-// SAFETY: every user writes only disjoint blocks through the pointer, and
-// only reads what no task writes, while the buffer is borrowed by the loop.
-unsafe impl<P> Send for Shared<P> {}
+pub(super) struct TaskPtr<P>(pub(super) P);
+// SAFETY: for raw pointers to buffers only. Every user writes only
+// disjoint blocks through a `*mut` pointer, and only reads through a
+// `*const` one what no task writes, while the buffer is borrowed by the
+// loop; the elements themselves must be safe to send (written from
+// another thread) or share (read from several).
+unsafe impl<T: Send> Send for TaskPtr<*mut T> {}
 // SAFETY: as above.
-unsafe impl<P> Sync for Shared<P> {}
+unsafe impl<T: Send + Sync> Sync for TaskPtr<*mut T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Send for TaskPtr<*const T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for TaskPtr<*const T> {}
 
-impl<P: Copy> Shared<P> {
+impl<P: Copy> TaskPtr<P> {
     /// Taken through a method so closures capture the `Sync` wrapper, not
     /// the bare pointer field.
     pub(super) fn get(self) -> P {
         self.0
-    }
-}
-
-/// `n` zeroed `f32`s in an anonymous memory mapping of their own, unmapped
-/// when dropped; [`populate`] makes its pages resident.
-///
-/// Why not a `Vec`: glibc serves allocations this large with `mmap` only
-/// until the first one is freed, then raises its threshold to that size
-/// and serves the next batch's buffers from the heap, where the word-table
-/// rows a batch reads get placed between them and keep the heap from
-/// shrinking: a run's peak grew by 2–5 MiB with the allocation order
-/// (docs/benchmarks.md).
-struct Buffer(Option<memmap2::MmapMut>);
-
-impl Buffer {
-    /// `n` zeroed `f32`s, mapped but not yet resident.
-    fn mapped(n: usize) -> std::io::Result<Buffer> {
-        if n == 0 {
-            return Ok(Buffer(None));
-        }
-        let map = memmap2::MmapOptions::new()
-            .len(n * std::mem::size_of::<f32>())
-            .map_anon()?;
-        Ok(Buffer(Some(map)))
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        match &mut self.0 {
-            Some(m) => &mut m[..],
-            None => &mut [],
-        }
-    }
-}
-
-/// Bytes a task of [`populate`] makes resident: a multiple of every page
-/// size, so each piece starts on a page of its mapping.
-const POPULATE_PIECE: usize = 1 << 20;
-
-/// Makes every page of `buffers` resident now (charged to the process, and
-/// its cgroup, from this call on), in pieces spread over the current rayon
-/// pool: the kernel zeroes each page as it maps it, and the calling thread
-/// doing that alone for a batch's 16 MiB of buffers had kept both of the
-/// pool's threads waiting for ~2% of a run's wall time (perf,
-/// docs/benchmarks.md).
-///
-/// # Errors
-///
-/// The kernel's `ENOMEM` when it cannot back the pages.
-fn populate(buffers: &mut [&mut Buffer]) -> std::io::Result<()> {
-    use rayon::prelude::*;
-    buffers
-        .par_iter_mut()
-        .flat_map(|b| b.bytes_mut().par_chunks_mut(POPULATE_PIECE))
-        .try_for_each(populate_piece)
-}
-
-/// Makes the pages of `piece` (page-aligned, inside one mapping) resident:
-/// `MADV_POPULATE_WRITE` on Linux (5.14 on; one call faults in a piece's
-/// pages), else, or where the kernel refuses it for another reason than
-/// memory, by writing a byte in every page.
-fn populate_piece(piece: &mut [u8]) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `piece` is memory this call borrows mutably, starting on
-        // a page boundary (`POPULATE_PIECE`); populating faults its pages
-        // in writable and leaves their contents as they are.
-        let done = unsafe {
-            libc::madvise(
-                piece.as_mut_ptr().cast(),
-                piece.len(),
-                libc::MADV_POPULATE_WRITE,
-            )
-        } == 0;
-        if done {
-            return Ok(());
-        }
-        let error = std::io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::ENOMEM) {
-            return Err(error);
-        }
-        // EINVAL: a kernel before 5.14. Touch the pages instead.
-    }
-    touch(piece);
-    Ok(())
-}
-
-/// Writes a zero into every 4 KiB of `piece`: faults in each page (of 4 KiB
-/// or more) of fresh anonymous memory, which reads as zeros already.
-fn touch(piece: &mut [u8]) {
-    for page in piece.chunks_mut(4096) {
-        page[0] = 0;
-    }
-}
-
-impl std::ops::Deref for Buffer {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        match &self.0 {
-            // SAFETY: the mapping is page-aligned and its length a multiple
-            // of 4 bytes (`touched`); every bit pattern is a valid f32, and
-            // the slice borrows the mapping.
-            Some(m) => unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<f32>(), m.len() / 4) },
-            None => &[],
-        }
-    }
-}
-
-impl std::ops::DerefMut for Buffer {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        match &mut self.0 {
-            // SAFETY: as in `deref`, borrowed mutably.
-            Some(m) => unsafe {
-                std::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<f32>(), m.len() / 4)
-            },
-            None => &mut [],
-        }
     }
 }
 
@@ -385,148 +286,6 @@ fn chunk_rows(group: &[(usize, usize)]) -> std::ops::Range<usize> {
     }
 }
 
-/// The word embedding table, `vocab × hidden`.
-#[derive(Debug, Clone)]
-enum WordTable {
-    F32(Vec<f32>),
-    Int8(Int8Weights),
-    /// Read from the model file a row at a time, when a batch first uses
-    /// it.
-    OnDemand(std::sync::Arc<OnDemandWords>),
-}
-
-impl WordTable {
-    /// Writes row `id` into `out` (`hidden` values).
-    fn row(&self, id: usize, hidden: usize, out: &mut [f32]) -> Result<(), ForwardError> {
-        match self {
-            WordTable::F32(t) => out.copy_from_slice(&t[id * hidden..(id + 1) * hidden]),
-            WordTable::Int8(t) => t.expand_rows(id..id + 1, out),
-            WordTable::OnDemand(t) => t.row(id, out)?,
-        }
-        Ok(())
-    }
-
-    /// Bytes held; for a table read on demand, what it holds once every row
-    /// has been used (its upper bound).
-    fn bytes(&self) -> usize {
-        match self {
-            WordTable::F32(t) => 4 * t.len(),
-            WordTable::Int8(t) => t.bytes(),
-            WordTable::OnDemand(t) => t.bytes(),
-        }
-    }
-}
-
-/// A word table whose rows are read from the model file when first used
-/// and kept (in `f32`, or quantised for int8).
-///
-/// A batch uses a few thousand of a vocabulary's rows (all-MiniLM-L6-v2:
-/// 30,522 rows, 45 MiB in `f32`), so keeping only the rows used keeps most
-/// of the model's largest tensor out of memory (docs/memory.md). Written
-/// by hand rather than memory-mapping the file: a mapped file that shrinks
-/// under the process kills it with `SIGBUS` on the next read, where a read
-/// here fails with a typed error.
-#[derive(Debug)]
-struct OnDemandWords {
-    source: RowSource,
-    hidden: usize,
-    rows: WordRows,
-}
-
-/// One cell per row, each row one allocation once read.
-#[derive(Debug)]
-enum WordRows {
-    F32(Vec<std::sync::OnceLock<Box<[f32]>>>),
-    /// Rows in [`Int8Weights::quantize_row_packed`]'s form.
-    Int8(Vec<std::sync::OnceLock<Box<[u8]>>>),
-}
-
-/// The row in `cells[id]`, made by `make` when no batch has read it yet
-/// (two batches may make it at once; the first one stored is kept).
-fn word_row<T>(
-    cells: &[std::sync::OnceLock<Box<[T]>>],
-    id: usize,
-    make: impl FnOnce() -> Result<Box<[T]>, ForwardError>,
-) -> Result<&[T], ForwardError> {
-    let cell = &cells[id];
-    match cell.get() {
-        Some(row) => Ok(row),
-        None => {
-            let row = make()?;
-            Ok(cell.get_or_init(|| row))
-        }
-    }
-}
-
-impl OnDemandWords {
-    fn new(source: RowSource, vocab: usize, hidden: usize, int8: bool) -> Self {
-        fn cells<T>(vocab: usize) -> Vec<std::sync::OnceLock<Box<[T]>>> {
-            (0..vocab).map(|_| std::sync::OnceLock::new()).collect()
-        }
-        OnDemandWords {
-            source,
-            hidden,
-            rows: if int8 {
-                WordRows::Int8(cells(vocab))
-            } else {
-                WordRows::F32(cells(vocab))
-            },
-        }
-    }
-
-    /// Row `id` as read from the file, in `f32`.
-    fn read(&self, id: usize) -> Result<Vec<f32>, ForwardError> {
-        let mut values = vec![0f32; self.hidden];
-        self.source
-            .read(id..id + 1, &mut values)
-            .map_err(|e| ForwardError::WeightsUnreadable(e.to_string()))?;
-        Ok(values)
-    }
-
-    fn row(&self, id: usize, out: &mut [f32]) -> Result<(), ForwardError> {
-        match &self.rows {
-            WordRows::F32(cells) => {
-                out.copy_from_slice(word_row(cells, id, || Ok(self.read(id)?.into()))?)
-            }
-            WordRows::Int8(cells) => {
-                let row = word_row(cells, id, || {
-                    Ok(Int8Weights::quantize_row_packed(&self.read(id)?))
-                })?;
-                Int8Weights::expand_row_packed(row, out)
-            }
-        }
-        Ok(())
-    }
-
-    /// What the table holds once every row has been read: each row's
-    /// allocation (rounded up to malloc's 16 bytes, plus its header) and
-    /// its cell.
-    fn bytes(&self) -> usize {
-        let (rows, payload, cell) = match &self.rows {
-            WordRows::F32(c) => (
-                c.len(),
-                4 * self.hidden,
-                std::mem::size_of::<std::sync::OnceLock<Box<[f32]>>>(),
-            ),
-            WordRows::Int8(c) => (
-                c.len(),
-                Int8Weights::packed_row_bytes(self.hidden),
-                std::mem::size_of::<std::sync::OnceLock<Box<[u8]>>>(),
-            ),
-        };
-        rows * (payload.next_multiple_of(16) + 16 + cell)
-    }
-
-    /// Rows read so far.
-    #[cfg(test)]
-    fn rows_read(&self) -> usize {
-        match &self.rows {
-            WordRows::F32(c) => c.iter().filter(|r| r.get().is_some()).count(),
-            WordRows::Int8(c) => c.iter().filter(|r| r.get().is_some()).count(),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Layer {
     /// Query, key and value stacked into one `3h × h` product.
@@ -536,63 +295,6 @@ struct Layer {
     intermediate: Linear,
     output: Linear,
     output_norm: Norm,
-}
-
-/// MPNet's attention bias: one learned value per head and relative-position
-/// bucket, expanded at load to one value per head and relative position
-/// `j - i` of key `j` to query `i`, so a sequence's scores start as a copy.
-#[derive(Debug, Clone)]
-pub(crate) struct RelativeBias {
-    /// `heads × (2·span − 1)`: row `head`, column `j − i + span − 1`.
-    table: Vec<f32>,
-    /// The longest sequence covered.
-    pub(super) span: usize,
-}
-
-impl RelativeBias {
-    /// Reads `encoder.relative_attention_bias.weight` (`buckets × heads`).
-    fn load(vb: &Tensors, buckets: usize, heads: usize, span: usize) -> CandleResult<Self> {
-        let weight = matrix(vb, "relative_attention_bias.weight", buckets, heads)?;
-        let width = 2 * span.max(1) - 1;
-        let mut table = vec![0f32; heads * width];
-        for col in 0..width {
-            let relative = col as i64 - (span as i64 - 1);
-            let bucket = relative_bucket(relative, buckets, 128);
-            for head in 0..heads {
-                table[head * width + col] = weight[bucket * heads + head];
-            }
-        }
-        Ok(RelativeBias { table, span })
-    }
-
-    /// The biases of query `i` against keys `0..len` for `head`.
-    pub(crate) fn row(&self, head: usize, i: usize, len: usize) -> &[f32] {
-        let width = 2 * self.span - 1;
-        let start = head * width + self.span - 1 - i;
-        &self.table[start..start + len]
-    }
-}
-
-/// MPNet's bucket (T5's scheme) for key position minus query position:
-/// half the buckets for keys before the query, half for keys after; within
-/// each half, exact distances below a quarter of the buckets, then
-/// logarithmically wider buckets up to `max_distance`. The logarithm runs
-/// in `f32` as transformers' does, so the bucket edges agree.
-pub(crate) fn relative_bucket(relative: i64, buckets: usize, max_distance: usize) -> usize {
-    let half = (buckets / 2) as i64;
-    let n = -relative;
-    let mut bucket = if n < 0 { half } else { 0 };
-    let n = n.abs();
-    let exact = half / 2;
-    if n < exact {
-        bucket += n;
-    } else {
-        let scaled = (n as f32 / exact as f32).ln()
-            / (max_distance as f64 / exact as f64).ln() as f32
-            * (half - exact) as f32;
-        bucket += (exact + scaled as i64).min(half - 1);
-    }
-    bucket as usize
 }
 
 /// The weights of a BERT-family encoder and the forward pass over them.
@@ -617,169 +319,7 @@ pub(crate) struct Encoder {
     eps: f32,
 }
 
-fn vector(vb: &Tensors, name: &str, len: usize) -> CandleResult<Vec<f32>> {
-    vb.vector(name, len)
-}
-
-fn matrix(vb: &Tensors, name: &str, rows: usize, cols: usize) -> CandleResult<Vec<f32>> {
-    vb.matrix(name, rows, cols)
-}
-
-fn linear(vb: &Tensors, inputs: usize, outputs: usize) -> CandleResult<Linear> {
-    stacked(std::slice::from_ref(vb), inputs, outputs, false)
-}
-
-/// Layers over the same input (`outputs` each) read and stacked into one,
-/// their outputs side by side, so that one product replaces several; in
-/// int8 with `int8`.
-fn stacked(vbs: &[Tensors], inputs: usize, outputs: usize, int8: bool) -> CandleResult<Linear> {
-    let mut weight = Vec::with_capacity(vbs.len() * outputs * inputs);
-    let mut bias = Vec::with_capacity(vbs.len() * outputs);
-    for vb in vbs {
-        weight.extend(matrix(vb, "weight", outputs, inputs)?);
-        bias.extend(vector(vb, "bias", outputs)?);
-    }
-    Ok(if int8 {
-        Linear::new_int8(&weight, bias, inputs)
-    } else {
-        Linear::new(&weight, bias, inputs)
-    })
-}
-
 impl Encoder {
-    /// Reads the weights (names as transformers saves the family's base
-    /// model, with or without a head's prefix such as `bert.` or `mpnet.`)
-    /// and checks every shape. `activation` is `config.hidden_act`, already
-    /// checked by the caller. With `int8`, each tensor is quantised as soon
-    /// as it is read, so the whole model never sits in memory in `f32`.
-    pub(crate) fn load(
-        vb: Tensors,
-        config: &BertConfig,
-        activation: Activation,
-        int8: bool,
-    ) -> CandleResult<Self> {
-        let mut prefixes = vec![
-            String::new(),
-            "bert".into(),
-            "roberta".into(),
-            "mpnet".into(),
-        ];
-        prefixes.extend(config.model_type.clone());
-        let prefix = prefixes
-            .into_iter()
-            .find(|p| {
-                let name = "embeddings.word_embeddings.weight";
-                vb.contains_tensor(&if p.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{p}.{name}")
-                })
-            })
-            .unwrap_or_default();
-        let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
-        let h = config.hidden_size;
-        let heads = config.num_attention_heads;
-        let i = config.intermediate_size;
-        if h == 0 || i == 0 || heads == 0 || !h.is_multiple_of(heads) {
-            candle_core::bail!(
-                "hidden_size {h} must be a positive multiple of num_attention_heads {heads}, \
-                 and intermediate_size {i} positive"
-            );
-        }
-        if !config.family.is_packed() {
-            candle_core::bail!("the packed pass does not run {:?} models", config.family);
-        }
-        let offset = config.position_offset();
-        let max_positions = config.max_tokens();
-        if max_positions == 0 {
-            candle_core::bail!(
-                "max_position_embeddings {} leaves no position after the first ({offset})",
-                config.max_position_embeddings
-            );
-        }
-        let emb = vb.pp("embeddings");
-        let token_type = if config.family == Family::Mpnet {
-            vec![0f32; h]
-        } else {
-            let token_types = config.type_vocab_size.max(1);
-            matrix(&emb, "token_type_embeddings.weight", token_types, h)?
-        };
-        let relative = match config.family {
-            Family::Mpnet => Some(RelativeBias::load(
-                &vb.pp("encoder"),
-                config.relative_attention_num_buckets,
-                heads,
-                max_positions,
-            )?),
-            _ => None,
-        };
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for n in 0..config.num_hidden_layers {
-            let vb = vb.pp(format!("encoder.layer.{n}"));
-            let attn = vb.pp("attention");
-            // BERT and RoBERTa: attention.self.{query,key,value},
-            // attention.output.{dense,LayerNorm}; MPNet: attention.attn.{q,k,v,o},
-            // attention.LayerNorm.
-            let (qkv, out, norm) = match config.family {
-                Family::Mpnet => (
-                    [attn.pp("attn.q"), attn.pp("attn.k"), attn.pp("attn.v")],
-                    attn.pp("attn.o"),
-                    attn.pp("LayerNorm"),
-                ),
-                _ => (
-                    ["query", "key", "value"].map(|p| attn.pp("self").pp(p)),
-                    attn.pp("output.dense"),
-                    attn.pp("output.LayerNorm"),
-                ),
-            };
-            let dense = |vb: Tensors, inputs, outputs| stacked(&[vb], inputs, outputs, int8);
-            layers.push(Layer {
-                qkv: stacked(&qkv, h, h, int8)?,
-                attention_out: dense(out, h, h)?,
-                attention_norm: Norm::load(&norm, h)?,
-                intermediate: dense(vb.pp("intermediate.dense"), h, i)?,
-                output: dense(vb.pp("output.dense"), i, h)?,
-                output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
-            });
-        }
-        let mut position = matrix(
-            &emb,
-            "position_embeddings.weight",
-            config.max_position_embeddings,
-            h,
-        )?;
-        // Rows before the family's first position are never used.
-        position.drain(..offset * h);
-        let (name, vocab) = ("word_embeddings.weight", config.vocab_size);
-        let word = if let Some(source) = emb.row_source(name, (vocab, h)) {
-            WordTable::OnDemand(std::sync::Arc::new(OnDemandWords::new(
-                source, vocab, h, int8,
-            )))
-        } else if int8 {
-            // Quantised a few hundred rows at a time: the table (the
-            // model's largest tensor) never sits in memory in f32.
-            WordTable::Int8(Int8Weights::quantize_from(vocab, h, |rows, out| {
-                emb.read_rows(name, (vocab, h), rows, out)
-            })?)
-        } else {
-            WordTable::F32(matrix(&emb, name, vocab, h)?)
-        };
-        Ok(Encoder {
-            word,
-            position,
-            token_type,
-            relative,
-            embedding_norm: Norm::load(&emb.pp("LayerNorm"), h)?,
-            layers,
-            activation,
-            hidden: h,
-            heads,
-            vocab: config.vocab_size,
-            max_positions,
-            eps: config.layer_norm_eps as f32,
-        })
-    }
-
     /// Bytes of weights held (what the model costs resident).
     pub(crate) fn weight_bytes(&self) -> usize {
         let tables = self.position.len()
@@ -1012,62 +552,12 @@ impl Encoder {
     }
 }
 
-/// A sequence-classification head over the first token's state:
-/// `out(tanh(dense(x)))`. BERT's (`bert.pooler.dense`, `classifier`) and
-/// RoBERTa's (`classifier.dense`, `classifier.out_proj`) have this one shape.
-#[derive(Debug, Clone)]
-pub(crate) struct ClassifierHead {
-    dense: Linear,
-    out: Linear,
-}
-
-impl ClassifierHead {
-    /// Reads a one-label head (a relevance score) for `family`.
-    pub(crate) fn load(vb: &Tensors, family: Family, hidden: usize) -> CandleResult<Self> {
-        let (dense, out) = match family {
-            Family::Bert => {
-                let prefix = if vb.contains_tensor("bert.pooler.dense.weight") {
-                    "bert.pooler.dense"
-                } else {
-                    "pooler.dense"
-                };
-                (vb.pp(prefix), vb.pp("classifier"))
-            }
-            Family::Roberta => (vb.pp("classifier.dense"), vb.pp("classifier.out_proj")),
-            other => candle_core::bail!(
-                "membatch runs sequence classification for BERT and RoBERTa-family models, not {other:?}"
-            ),
-        };
-        Ok(ClassifierHead {
-            dense: linear(&dense, hidden, hidden)?,
-            out: linear(&out, hidden, 1)?,
-        })
-    }
-
-    /// One score per sequence from its first token's last hidden state
-    /// (`firsts`: `sequences × hidden`).
-    pub(crate) fn scores(&self, firsts: Vec<f32>) -> Vec<f32> {
-        let h = self.dense.outputs();
-        let n = firsts.len() / h.max(1);
-        let mut pooled = vec![0f32; n * h];
-        let mut scratch = linear::Scratch::default();
-        self.dense.forward(&firsts, &mut pooled, &mut scratch);
-        pooled.iter_mut().for_each(|v| *v = v.tanh());
-        let mut scores = vec![0f32; n];
-        self.out.forward(&pooled, &mut scores, &mut scratch);
-        scores
-    }
-
-    pub(crate) fn weight_bytes(&self) -> usize {
-        [&self.dense, &self.out]
-            .iter()
-            .map(|d| d.weight_bytes())
-            .sum()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::buffer::{touch, POPULATE_PIECE};
+    use super::int8::Int8Weights;
+    use super::relative::relative_bucket;
+    use super::words::OnDemandWords;
     use super::*;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;

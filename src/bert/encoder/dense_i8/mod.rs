@@ -30,10 +30,22 @@
 
 use rayon::prelude::*;
 
-use super::Shared;
-
 use super::dense::{MR, NR};
 use super::kernels;
+use super::TaskPtr;
+
+// One file per instruction set.
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod generic;
+#[cfg(target_arch = "x86_64")]
+mod vnni256;
+
+#[cfg(target_arch = "x86_64")]
+use avx512::avx512_vnni_pair;
+use generic::generic;
+#[cfg(target_arch = "x86_64")]
+use vnni256::{avx512_vnni, avx_vnni};
 
 /// Inputs summed into one `i32` lane.
 const GROUP: usize = 4;
@@ -164,7 +176,7 @@ impl Int8Panels {
         };
         let per_group = panels.div_ceil(groups);
         let groups = panels.div_ceil(per_group);
-        let out_ptr = Shared(out.as_mut_ptr());
+        let out_ptr = TaskPtr(out.as_mut_ptr());
         let q: &Quantized = scratch;
         let run = |task: usize| {
             let (rb, group) = (task / groups, task % groups);
@@ -494,324 +506,5 @@ impl Int8Kernel {
     }
 }
 
-/// # Safety
-///
-/// As [`Int8Kernel::run`].
-unsafe fn generic<const R: usize>(blocks: usize, ops: Operands) {
-    let mut out = [[0f32; NR]; R];
-    for blk in 0..blocks {
-        let mut sums = [[0i32; NR]; R];
-        for g in blk * BLOCK / GROUP..(blk + 1) * BLOCK / GROUP {
-            for (r, sums) in sums.iter_mut().enumerate() {
-                for (c, s) in sums.iter_mut().enumerate() {
-                    for i in 0..GROUP {
-                        // SAFETY: within the extents the caller promised.
-                        let (x, w) = unsafe {
-                            (
-                                *ops.a.add(r * ops.lda + g * GROUP + i) as i32,
-                                *ops.b.add(g * NR * GROUP + c * GROUP + i) as i32,
-                            )
-                        };
-                        *s += x * w;
-                    }
-                }
-            }
-        }
-        for (r, (sums, out)) in sums.iter().zip(out.iter_mut()).enumerate() {
-            // SAFETY: as above.
-            let sx = unsafe { *ops.x_scales.add(r * blocks + blk) };
-            for (c, (s, o)) in sums.iter().zip(out.iter_mut()).enumerate() {
-                // SAFETY: as above.
-                let (sw, off) = unsafe {
-                    (
-                        *ops.w_scales.add(blk * NR + c),
-                        *ops.offsets.add(blk * NR + c),
-                    )
-                };
-                *o += (s - off) as f32 * (sx * sw);
-            }
-        }
-    }
-    for (r, out) in out.iter().enumerate() {
-        for (j, v) in out.iter().enumerate() {
-            // SAFETY: within the extents the caller promised.
-            unsafe {
-                let c = ops.c.add(r * ops.ldc + j);
-                let v = v + *ops.bias.add(j);
-                *c = if ops.accumulate { *c + v } else { v };
-            }
-        }
-    }
-}
-
-/// The VNNI kernel body on 256-bit registers, for either encoding of
-/// `vpdpbusd`: one panel (a single one left after the pairs, on AVX-512).
-#[cfg(target_arch = "x86_64")]
-macro_rules! vnni_kernel {
-    ($name:ident, $features:literal, $dp:ident) => {
-        /// # Safety
-        ///
-        /// As [`Int8Kernel::run`], on a CPU with the enabled features.
-        #[target_feature(enable = $features)]
-        unsafe fn $name<const R: usize>(blocks: usize, ops: Operands) {
-            use std::arch::x86_64::*;
-            // SAFETY: within the extents the caller promised (whole body);
-            // loads and stores are unaligned-tolerant.
-            unsafe {
-                let mut acc_lo = [_mm256_setzero_ps(); R];
-                let mut acc_hi = [_mm256_setzero_ps(); R];
-                let mut bp = ops.b;
-                let mut ap = ops.a;
-                for blk in 0..blocks {
-                    let mut lo = [_mm256_setzero_si256(); R];
-                    let mut hi = [_mm256_setzero_si256(); R];
-                    for _ in 0..BLOCK / GROUP {
-                        let b0 = _mm256_loadu_si256(bp as *const __m256i);
-                        let b1 = _mm256_loadu_si256(bp.add(32) as *const __m256i);
-                        for r in 0..R {
-                            let x = _mm256_set1_epi32(
-                                (ap.add(r * ops.lda) as *const i32).read_unaligned(),
-                            );
-                            lo[r] = $dp(lo[r], x, b0);
-                            hi[r] = $dp(hi[r], x, b1);
-                        }
-                        bp = bp.add(NR * GROUP);
-                        ap = ap.add(GROUP);
-                    }
-                    let off0 = _mm256_loadu_si256(ops.offsets.add(blk * NR) as *const __m256i);
-                    let off1 = _mm256_loadu_si256(ops.offsets.add(blk * NR + 8) as *const __m256i);
-                    let sw0 = _mm256_loadu_ps(ops.w_scales.add(blk * NR));
-                    let sw1 = _mm256_loadu_ps(ops.w_scales.add(blk * NR + 8));
-                    for r in 0..R {
-                        let sx = _mm256_set1_ps(*ops.x_scales.add(r * blocks + blk));
-                        let lo_f = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo[r], off0));
-                        let hi_f = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi[r], off1));
-                        acc_lo[r] = _mm256_fmadd_ps(lo_f, _mm256_mul_ps(sx, sw0), acc_lo[r]);
-                        acc_hi[r] = _mm256_fmadd_ps(hi_f, _mm256_mul_ps(sx, sw1), acc_hi[r]);
-                    }
-                }
-                let bias0 = _mm256_loadu_ps(ops.bias);
-                let bias1 = _mm256_loadu_ps(ops.bias.add(8));
-                for r in 0..R {
-                    let row = ops.c.add(r * ops.ldc);
-                    let mut lo = _mm256_add_ps(acc_lo[r], bias0);
-                    let mut hi = _mm256_add_ps(acc_hi[r], bias1);
-                    if ops.accumulate {
-                        lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
-                        hi = _mm256_add_ps(hi, _mm256_loadu_ps(row.add(8)));
-                    }
-                    _mm256_storeu_ps(row, lo);
-                    _mm256_storeu_ps(row.add(8), hi);
-                }
-            }
-        }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-vnni_kernel!(avx512_vnni, "avx512vnni,avx512vl,fma", _mm256_dpbusd_epi32);
-#[cfg(target_arch = "x86_64")]
-vnni_kernel!(avx_vnni, "avxvnni,fma", _mm256_dpbusd_avx_epi32);
-
-/// The AVX-512 VNNI kernel on two whole panels, `panel` bytes of weights
-/// apart (their scales and offsets `blocks × NR` apart, their bias `NR`),
-/// on 512-bit registers: a group of four inputs of a panel's 16 columns is
-/// one register and each `vpdpbusd` does 64 multiply-adds. The same steps
-/// per output as the one-panel kernel, so the same results bit for bit.
-///
-/// # Safety
-///
-/// As [`Int8Kernel::run`] for both panels, on a CPU with AVX-512F, VL and
-/// VNNI.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512vnni,avx512f,avx512vl,fma")]
-unsafe fn avx512_vnni_pair<const R: usize>(blocks: usize, ops: Operands, panel: usize) {
-    use std::arch::x86_64::*;
-    // SAFETY: within the extents the caller promised (whole body); loads
-    // and stores are unaligned-tolerant.
-    unsafe {
-        let mut acc0 = [_mm512_setzero_ps(); R];
-        let mut acc1 = [_mm512_setzero_ps(); R];
-        let mut bp = ops.b;
-        let mut ap = ops.a;
-        let meta = blocks * NR;
-        for blk in 0..blocks {
-            let mut s0 = [_mm512_setzero_si512(); R];
-            let mut s1 = [_mm512_setzero_si512(); R];
-            for _ in 0..BLOCK / GROUP {
-                let w0 = _mm512_loadu_si512(bp.cast());
-                let w1 = _mm512_loadu_si512(bp.add(panel).cast());
-                for r in 0..R {
-                    let x = _mm512_set1_epi32((ap.add(r * ops.lda) as *const i32).read_unaligned());
-                    s0[r] = _mm512_dpbusd_epi32(s0[r], x, w0);
-                    s1[r] = _mm512_dpbusd_epi32(s1[r], x, w1);
-                }
-                bp = bp.add(NR * GROUP);
-                ap = ap.add(GROUP);
-            }
-            let off0 = _mm512_loadu_si512(ops.offsets.add(blk * NR).cast());
-            let off1 = _mm512_loadu_si512(ops.offsets.add(meta + blk * NR).cast());
-            let sw0 = _mm512_loadu_ps(ops.w_scales.add(blk * NR));
-            let sw1 = _mm512_loadu_ps(ops.w_scales.add(meta + blk * NR));
-            for r in 0..R {
-                let sx = _mm512_set1_ps(*ops.x_scales.add(r * blocks + blk));
-                let f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s0[r], off0));
-                let f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(s1[r], off1));
-                acc0[r] = _mm512_fmadd_ps(f0, _mm512_mul_ps(sx, sw0), acc0[r]);
-                acc1[r] = _mm512_fmadd_ps(f1, _mm512_mul_ps(sx, sw1), acc1[r]);
-            }
-        }
-        let (bias0, bias1) = (_mm512_loadu_ps(ops.bias), _mm512_loadu_ps(ops.bias.add(NR)));
-        for r in 0..R {
-            let row = ops.c.add(r * ops.ldc);
-            let mut v0 = _mm512_add_ps(acc0[r], bias0);
-            let mut v1 = _mm512_add_ps(acc1[r], bias1);
-            if ops.accumulate {
-                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(row));
-                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(row.add(NR)));
-            }
-            _mm512_storeu_ps(row, v0);
-            _mm512_storeu_ps(row.add(NR), v1);
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::test_util::ramp as values;
-
-    fn kernels() -> Vec<Int8Kernel> {
-        let mut all = vec![Int8Kernel::Generic];
-        all.extend(Int8Kernel::vnni());
-        all
-    }
-
-    /// The scheme computed directly: both sides quantised per block as
-    /// documented, each block's integer dot product exact, then scaled.
-    fn reference(x: &[f32], w: &[f32], b: &[f32], k: usize) -> Vec<f32> {
-        // Per block: the quantised values and the scale. Weights divide by
-        // their scale, activations multiply by its inverse, as the code
-        // does (the two can round differently).
-        let quantize = |row: &[f32], activation: bool| -> Vec<(Vec<i32>, f32)> {
-            row.chunks(BLOCK)
-                .map(|block| {
-                    let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let s = if max > 0.0 { max / 127.0 } else { 1.0 };
-                    let q = block
-                        .iter()
-                        .map(|v| {
-                            kernels::round_to_i32(if activation { v * (1.0 / s) } else { v / s })
-                        })
-                        .collect();
-                    (q, s)
-                })
-                .collect()
-        };
-        let weights: Vec<_> = w.chunks(k).map(|row| quantize(row, false)).collect();
-        x.chunks(k)
-            .flat_map(|row| {
-                let qx = quantize(row, true);
-                weights
-                    .iter()
-                    .zip(b)
-                    .map(|(qw, b)| {
-                        let mut y = 0f64;
-                        for ((xq, xs), (wq, ws)) in qx.iter().zip(qw) {
-                            let dot: i32 = xq.iter().zip(wq).map(|(a, b)| a * b).sum();
-                            y += dot as f64 * *xs as f64 * *ws as f64;
-                        }
-                        (y + *b as f64) as f32
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn every_kernel_computes_the_documented_scheme_and_stays_near_f32() {
-        for kernel in kernels() {
-            for (rows, k, n) in [
-                (1, 1, 1),
-                (7, 5, 3),
-                (13, 384, 40),
-                (6, 256, 16),
-                (25, 1538, 33),
-                (9, 64, 96),
-            ] {
-                let (x, w, b) = (values(rows * k, 1), values(n * k, 2), values(n, 3));
-                let packed = Int8Panels::new(&w, &b, k);
-                let mut out = vec![f32::NAN; rows * n];
-                packed.forward(&x, &mut out, false, &mut Quantized::default(), kernel);
-                let want = reference(&x, &w, &b, k);
-                for (i, (got, want)) in out.iter().zip(&want).enumerate() {
-                    // Only the order of the float steps differs.
-                    assert!(
-                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "{kernel:?} {rows}×{k}×{n} [{i}]: {got} vs {want}"
-                    );
-                }
-                // And the scheme is a close approximation of the f32 product.
-                for (r, row) in x.chunks(k).enumerate() {
-                    for j in 0..n {
-                        let exact: f32 =
-                            b[j] + row.iter().zip(&w[j * k..]).map(|(a, b)| a * b).sum::<f32>();
-                        let bound = 0.02 * (1.0 + (k as f32).sqrt() / 4.0);
-                        assert!(
-                            (out[r * n + j] - exact).abs() < bound,
-                            "{exact} vs {}",
-                            out[r * n + j]
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn accumulate_adds_to_the_output_and_threads_agree() {
-        let (rows, k, n) = (301, 96, 48);
-        let (x, w, b) = (values(rows * k, 5), values(n * k, 6), values(n, 7));
-        let packed = Int8Panels::new(&w, &b, k);
-        let kernel = Int8Kernel::vnni().unwrap_or(Int8Kernel::Generic);
-        let mut plain = vec![0f32; rows * n];
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        one.install(|| packed.forward(&x, &mut plain, false, &mut Quantized::default(), kernel));
-        let residual = values(rows * n, 8);
-        for threads in [2, 3] {
-            let mut out = residual.clone();
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| packed.forward(&x, &mut out, true, &mut Quantized::default(), kernel));
-            for i in 0..out.len() {
-                assert_eq!(out[i], residual[i] + plain[i], "{threads} threads [{i}]");
-            }
-        }
-    }
-
-    #[test]
-    fn zero_rows_and_extreme_activations_do_not_overflow() {
-        // A zero row (scale 1), and rows at ±the largest magnitude, where
-        // every product is 127 · 127 over K = 1,536.
-        let k = 1536;
-        let mut x = vec![0f32; 3 * k];
-        x[k..2 * k].fill(1e4);
-        x[2 * k..].fill(-1e4);
-        let w = vec![1f32; 2 * k];
-        let packed = Int8Panels::new(&w, &[0.5, -0.5], k);
-        for kernel in kernels() {
-            let mut out = vec![0f32; 3 * 2];
-            packed.forward(&x, &mut out, false, &mut Quantized::default(), kernel);
-            assert_eq!(&out[..2], &[0.5, -0.5]);
-            let big = 1e4 * k as f32;
-            assert!((out[2] - big).abs() < big * 1e-5, "{}", out[2]);
-            assert!((out[4] + big).abs() < big * 1e-5, "{}", out[4]);
-        }
-    }
-}
+mod tests;

@@ -1,11 +1,12 @@
 //! Models loaded on first use and unloaded on demand: [`LazyEmbedder`]
-//! over a [`ModelLoader`].
+//! over a [`ModelLoader`]. An [`Embedder`] decorator beside the trait: a
+//! backend supplies the loader, the service (or anyone) uses the wrapper.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::embedder::{CostPrior, Embedder, ModelShape, ModelState};
+use super::{CostPrior, Embedder, ModelShape, ModelState};
 use crate::error::Result;
 
 /// What a lazily loaded model knows before its weights are in memory, and

@@ -30,7 +30,42 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::kernels::Level;
-use super::Shared;
+use super::TaskPtr;
+
+/// Calls kernel `$f` instantiated for `$mr` rows (1 to [`MR_MAX`]), and
+/// for `$panels` panels where the kernel takes a panel count.
+// Defined before the modules below, which use it too.
+macro_rules! by_rows {
+    ($mr:expr, $f:ident $(, $panels:literal)?; $($arg:expr),*) => {
+        match $mr {
+            1 => $f::<1 $(, $panels)?>($($arg),*),
+            2 => $f::<2 $(, $panels)?>($($arg),*),
+            3 => $f::<3 $(, $panels)?>($($arg),*),
+            4 => $f::<4 $(, $panels)?>($($arg),*),
+            5 => $f::<5 $(, $panels)?>($($arg),*),
+            6 => $f::<6 $(, $panels)?>($($arg),*),
+            7 => $f::<7 $(, $panels)?>($($arg),*),
+            _ => $f::<MR_MAX $(, $panels)?>($($arg),*),
+        }
+    };
+}
+
+// One file per instruction set (the kernels and the AVX2 transposition of
+// the packing), the packing itself beside them.
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod generic;
+mod pack;
+
+#[cfg(target_arch = "x86_64")]
+use avx2::avx2;
+#[cfg(target_arch = "x86_64")]
+use avx512::{avx512, tile_pair};
+use generic::generic;
+use pack::put_row;
+pub(super) use pack::{pack_columns, pack_rows};
 
 /// Output columns per panel (two AVX registers of `f32`).
 pub(crate) const NR: usize = 16;
@@ -155,7 +190,7 @@ impl PackedWeights {
         let per_group = panels.div_ceil(groups);
         let groups = panels.div_ceil(per_group);
         let tasks = row_blocks * groups;
-        let out_ptr = Shared(out.as_mut_ptr());
+        let out_ptr = TaskPtr(out.as_mut_ptr());
         let run = |task: usize| {
             let (rb, group) = (task / groups, task % groups);
             let range = block_rows(rb, rows, row_blocks, mr);
@@ -247,159 +282,6 @@ impl PackedWeights {
             for kc0 in (0..k).step_by(KC) {
                 run(kc0, panels.clone());
             }
-        }
-    }
-}
-
-/// Packs an `n × k` matrix read transposed, `w[j][kk] = src[j·stride + kk]`
-/// times `scale`, into the panels [`product`] reads (the layout of
-/// [`PackedWeights`]): `out` holds `n.div_ceil(NR) × k × NR` values, its
-/// padding columns zero. Attention packs a head's keys so (the scores are
-/// `q·kᵀ`). `kernel` picks the transposition: AVX2 moves 8 × 8 blocks
-/// through registers, where the plain loop's scattered stores took a tenth
-/// of attention's time.
-///
-/// # Safety
-///
-/// `src` is valid for reads of `n` rows of stride `stride` with `k` values
-/// each; `kernel` one this CPU runs ([`Kernel::runs_here`]).
-pub(super) unsafe fn pack_rows(
-    src: *const f32,
-    (n, k): (usize, usize),
-    stride: usize,
-    scale: f32,
-    out: &mut Vec<f32>,
-    kernel: Kernel,
-) {
-    // Every value of the first n columns is written below: only the last
-    // panel's padding columns need zeros (the buffer is reused per task).
-    out.resize(n.div_ceil(NR) * k * NR, 0.0);
-    if !n.is_multiple_of(NR) {
-        let last = &mut out[(n / NR) * k * NR..];
-        for row in last.chunks_exact_mut(NR) {
-            row[n % NR..].fill(0.0);
-        }
-    }
-    // Rows and columns the blocks below leave to the plain loop.
-    let (n8, k8) = match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: forwarded from the caller; `out` is sized above.
-        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_rows_avx2(src, (n, k), stride, scale, out) },
-        Kernel::Generic => (0, 0),
-    };
-    for j in 0..n {
-        let from = if j < n8 { k8 } else { 0 };
-        // SAFETY: row j of `src` holds k values (caller).
-        let row = unsafe { std::slice::from_raw_parts(src.add(j * stride + from), k - from) };
-        put_row(&mut out[from * NR..], k, j, row, scale);
-    }
-}
-
-/// Writes row `j` of an `n × k` matrix (its values `row`, from some input
-/// index on, times `scale`) into `panels` laid out as [`PackedWeights`]
-/// stores them: panel `j / NR`, column `j % NR`, one value per input.
-/// `panels` starts at the first value's input index of panel 0.
-fn put_row(panels: &mut [f32], k: usize, j: usize, row: &[f32], scale: f32) {
-    let (panel, col) = (j / NR, j % NR);
-    let panel = &mut panels[panel * k * NR..];
-    for (kk, w) in row.iter().enumerate() {
-        panel[kk * NR + col] = w * scale;
-    }
-}
-
-/// The whole 8 × 8 blocks of [`pack_rows`], transposed in registers;
-/// returns how many rows and columns they covered (multiples of 8).
-///
-/// # Safety
-///
-/// As [`pack_rows`], on a CPU with AVX2; `out` holds the packed size.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn pack_rows_avx2(
-    src: *const f32,
-    (n, k): (usize, usize),
-    stride: usize,
-    scale: f32,
-    out: &mut [f32],
-) -> (usize, usize) {
-    use std::arch::x86_64::*;
-    let (n8, k8) = (n / 8 * 8, k / 8 * 8);
-    assert!(
-        out.len() >= n.div_ceil(NR) * k * NR,
-        "packed buffer too short"
-    );
-    let scale = _mm256_set1_ps(scale);
-    for j0 in (0..n8).step_by(8) {
-        // Rows j0..j0+8 are columns j0 % NR.. of one panel (NR is 16).
-        let base = (j0 / NR) * k * NR + j0 % NR;
-        for kk0 in (0..k8).step_by(8) {
-            // SAFETY: rows j0..j0+8 hold k ≥ kk0 + 8 values (caller); the
-            // stores write columns base..base+8 of rows kk0..kk0+8 of the
-            // panel, inside `out` (asserted).
-            unsafe {
-                let r: [__m256; 8] = std::array::from_fn(|i| {
-                    _mm256_mul_ps(_mm256_loadu_ps(src.add((j0 + i) * stride + kk0)), scale)
-                });
-                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                let columns = [
-                    _mm256_permute2f128_ps::<0x20>(u0, u4),
-                    _mm256_permute2f128_ps::<0x20>(u1, u5),
-                    _mm256_permute2f128_ps::<0x20>(u2, u6),
-                    _mm256_permute2f128_ps::<0x20>(u3, u7),
-                    _mm256_permute2f128_ps::<0x31>(u0, u4),
-                    _mm256_permute2f128_ps::<0x31>(u1, u5),
-                    _mm256_permute2f128_ps::<0x31>(u2, u6),
-                    _mm256_permute2f128_ps::<0x31>(u3, u7),
-                ];
-                let dst = out.as_mut_ptr().add(base + kk0 * NR);
-                for (c, column) in columns.iter().enumerate() {
-                    _mm256_storeu_ps(dst.add(c * NR), *column);
-                }
-            }
-        }
-    }
-    (n8, k8)
-}
-
-/// Packs a `k × n` matrix read as it lies, `w[j][kk] = src[kk·stride + j]`,
-/// into [`product`]'s panels: each panel's row `kk` is `NR` consecutive
-/// values of source row `kk`. Attention packs a head's values so (the
-/// context is `p·v`).
-///
-/// # Safety
-///
-/// `src` is valid for reads of `k` rows of stride `stride` with `n` values
-/// each.
-pub(super) unsafe fn pack_columns(
-    src: *const f32,
-    k: usize,
-    n: usize,
-    stride: usize,
-    out: &mut Vec<f32>,
-) {
-    out.clear();
-    out.resize(n.div_ceil(NR) * k * NR, 0.0);
-    for kk in 0..k {
-        // SAFETY: row kk of `src` holds n values (caller).
-        let row = unsafe { std::slice::from_raw_parts(src.add(kk * stride), n) };
-        for (p, cols) in row.chunks(NR).enumerate() {
-            let at = p * k * NR + kk * NR;
-            out[at..at + cols.len()].copy_from_slice(cols);
         }
     }
 }
@@ -651,23 +533,6 @@ pub(crate) fn kernel_for_this_cpu() -> Kernel {
     })
 }
 
-/// Calls kernel `$f` instantiated for `$mr` rows (1 to [`MR_MAX`]), and
-/// for `$panels` panels where the kernel takes a panel count.
-macro_rules! by_rows {
-    ($mr:expr, $f:ident $(, $panels:literal)?; $($arg:expr),*) => {
-        match $mr {
-            1 => $f::<1 $(, $panels)?>($($arg),*),
-            2 => $f::<2 $(, $panels)?>($($arg),*),
-            3 => $f::<3 $(, $panels)?>($($arg),*),
-            4 => $f::<4 $(, $panels)?>($($arg),*),
-            5 => $f::<5 $(, $panels)?>($($arg),*),
-            6 => $f::<6 $(, $panels)?>($($arg),*),
-            7 => $f::<7 $(, $panels)?>($($arg),*),
-            _ => $f::<MR_MAX $(, $panels)?>($($arg),*),
-        }
-    };
-}
-
 /// One `mr × cols` tile (`mr` ≤ the kernel's rows, `cols` ≤ NR) over `kc`
 /// input indices.
 ///
@@ -746,196 +611,6 @@ unsafe fn through_copy(
     }
 }
 
-/// The portable kernel: the same tile in plain loops.
-///
-/// # Safety
-///
-/// As [`tile`], with `cols == NR`.
-// Not inlined into `tile`: its accumulators would give `tile` a stack
-// frame on every call, whichever kernel it dispatches to.
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn generic<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    let mut acc = [[0f32; NR]; R];
-    for k in 0..kc {
-        // SAFETY: b holds kc × NR values, a R rows of kc values (caller).
-        let w = unsafe { &*(b.add(k * ldb) as *const [f32; NR]) };
-        for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let v = unsafe { *a.add(r * lda + k) };
-            for (s, w) in acc.iter_mut().zip(w) {
-                *s += v * w;
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        // SAFETY: row r of the tile holds NR values (caller).
-        let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), NR) };
-        for (j, (o, s)) in row.iter_mut().zip(acc).enumerate() {
-            let mut v = *s;
-            if let Some(bias) = epilogue.bias {
-                // SAFETY: the bias holds NR values (caller).
-                v += unsafe { *bias.add(j) };
-            }
-            *o = if epilogue.add_existing { *o + v } else { v };
-        }
-    }
-}
-
-/// The AVX2 + FMA kernel: `R` × 16 accumulators in `2R` registers.
-///
-/// # Safety
-///
-/// As [`tile`], with `cols == NR`, on a CPU with AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx2<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    use std::arch::x86_64::*;
-    // SAFETY: every pointer stays within the extents the caller
-    // promised (whole body); loads and stores are unaligned-tolerant.
-    unsafe {
-        let mut lo = [_mm256_setzero_ps(); R];
-        let mut hi = [_mm256_setzero_ps(); R];
-        let mut bp = b;
-        let mut ap = a;
-        for _ in 0..kc {
-            let b0 = _mm256_loadu_ps(bp);
-            let b1 = _mm256_loadu_ps(bp.add(8));
-            for r in 0..R {
-                let v = _mm256_broadcast_ss(&*ap.add(r * lda));
-                lo[r] = _mm256_fmadd_ps(v, b0, lo[r]);
-                hi[r] = _mm256_fmadd_ps(v, b1, hi[r]);
-            }
-            bp = bp.add(ldb);
-            ap = ap.add(1);
-        }
-        if let Some(bias) = epilogue.bias {
-            let (b0, b1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
-            for r in 0..R {
-                lo[r] = _mm256_add_ps(lo[r], b0);
-                hi[r] = _mm256_add_ps(hi[r], b1);
-            }
-        }
-        for r in 0..R {
-            let row = c.add(r * ldc);
-            if epilogue.add_existing {
-                lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(row));
-                hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(row.add(8)));
-            }
-            _mm256_storeu_ps(row, lo[r]);
-            _mm256_storeu_ps(row.add(8), hi[r]);
-        }
-    }
-}
-
-/// One `mr × 2·NR` tile (`mr` ≤ the AVX-512 kernel's rows) of two whole
-/// panels, `b` and `b + panel_stride`, over `kc` input indices, on the
-/// AVX-512 kernel.
-///
-/// # Safety
-///
-/// As [`tile`] for both panels, with `cols == NR` each, the bias pointer
-/// valid for `2·NR` values, on a CPU with AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_pair(
-    mr: usize,
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: (*const f32, usize, usize),
-    c: *mut f32,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    debug_assert!(mr <= MR_MAX);
-    // SAFETY: forwarded from the caller.
-    unsafe { by_rows!(mr, avx512, 2; kc, a, lda, b, c, ldc, epilogue) }
-}
-
-/// The AVX-512F kernel on `P` panels side by side (`panel_stride` apart):
-/// `R` × `P`·16 accumulators in `R·P` registers, one load from each panel
-/// and one broadcast per row for `R·P` multiply-adds. One panel (P = 1)
-/// and two (P = 2, [`tile_pair`]) do the same multiply-adds in the same
-/// order per output, so the same results bit for bit.
-///
-/// # Safety
-///
-/// As [`tile`] for each of the `P` panels, with `cols == NR` each, the bias
-/// pointer valid for `P·NR` values, on a CPU with AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn avx512<const R: usize, const P: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    (b, panel_stride, ldb): (*const f32, usize, usize),
-    c: *mut f32,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    use std::arch::x86_64::*;
-    // SAFETY: every pointer stays within the extents the caller
-    // promised (whole body); loads and stores are unaligned-tolerant.
-    unsafe {
-        let mut acc = [[_mm512_setzero_ps(); P]; R];
-        let mut bp = b;
-        let mut ap = a;
-        for _ in 0..kc {
-            let mut w = [_mm512_setzero_ps(); P];
-            for (p, w) in w.iter_mut().enumerate() {
-                *w = _mm512_loadu_ps(bp.add(p * panel_stride));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let v = _mm512_set1_ps(*ap.add(r * lda));
-                for (acc, w) in acc.iter_mut().zip(&w) {
-                    *acc = _mm512_fmadd_ps(v, *w, *acc);
-                }
-            }
-            bp = bp.add(ldb);
-            ap = ap.add(1);
-        }
-        if let Some(bias) = epilogue.bias {
-            for p in 0..P {
-                let bias = _mm512_loadu_ps(bias.add(p * NR));
-                for acc in acc.iter_mut() {
-                    acc[p] = _mm512_add_ps(acc[p], bias);
-                }
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            for (p, acc) in acc.iter().enumerate() {
-                let out = c.add(r * ldc + p * NR);
-                let v = if epilogue.add_existing {
-                    _mm512_add_ps(*acc, _mm512_loadu_ps(out))
-                } else {
-                    *acc
-                };
-                _mm512_storeu_ps(out, v);
-            }
-        }
-    }
-}
-
 /// Rows of block `rb` of `blocks` over `rows` rows in tiles of `mr`:
 /// tiles `rb·tiles/blocks..(rb+1)·tiles/blocks`, so blocks differ by one
 /// tile at most and only the last may end in a partial tile.
@@ -947,218 +622,4 @@ fn block_rows(rb: usize, rows: usize, blocks: usize, mr: usize) -> std::ops::Ran
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::test_util::ramp as values;
-
-    /// x·Wᵀ + b in f64, row by row.
-    fn naive(x: &[f32], w: &[f32], b: &[f32], k: usize) -> Vec<f32> {
-        let n = b.len();
-        x.chunks(k)
-            .flat_map(|row| {
-                (0..n).map(move |j| {
-                    (b[j] as f64
-                        + (0..k)
-                            .map(|i| row[i] as f64 * w[j * k + i] as f64)
-                            .sum::<f64>()) as f32
-                })
-            })
-            .collect()
-    }
-
-    #[test]
-    fn row_blocks_are_non_empty_bounded_and_cover_every_row() {
-        for mr in [MR, MR_MAX] {
-            for k in [64, 384, 1536] {
-                for threads in 1..=8 {
-                    for rows in 1..3000 {
-                        let blocks = row_blocks(rows, k, threads, mr);
-                        let tiles = rows.div_ceil(mr);
-                        let mut next = 0;
-                        for rb in 0..blocks {
-                            let r = block_rows(rb, rows, blocks, mr);
-                            let (r0, r1) = (r.start, r.end);
-                            assert_eq!(r0, next, "rows {rows}, k {k}, threads {threads}, mr {mr}");
-                            assert!(r1 > r0 && r1 - r0 <= row_block(k, mr));
-                            assert!(r0.is_multiple_of(mr), "a block starts inside a tile");
-                            next = r1;
-                        }
-                        assert_eq!(next, rows);
-                        if rows.div_ceil(row_block(k, mr)) >= threads && tiles >= threads {
-                            assert!(blocks.is_multiple_of(threads) || blocks == tiles);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn kernels() -> Vec<Kernel> {
-        let all = Kernel::available();
-        // Every x86-64 machine this project runs on has AVX2: a detection
-        // that lost it would test the portable kernel alone, silently.
-        #[cfg(target_arch = "x86_64")]
-        assert!(all.contains(&Kernel::Avx2), "AVX2 not detected: {all:?}");
-        all
-    }
-
-    fn check(rows: usize, k: usize, n: usize, accumulate: bool, kernel: Kernel) {
-        let (x, w, b) = (values(rows * k, 1), values(n * k, 2), values(n, 3));
-        let packed = PackedWeights::new(&w, &b, k);
-        let residual = values(rows * n, 4);
-        let mut out = if accumulate {
-            residual.clone()
-        } else {
-            vec![f32::NAN; rows * n]
-        };
-        packed.forward_with(&x, &mut out, accumulate, kernel);
-        let want = naive(&x, &w, &b, k);
-        let tolerance = 1e-5 * k as f32;
-        for (i, (got, want)) in out.iter().zip(&want).enumerate() {
-            let want = if accumulate {
-                want + residual[i]
-            } else {
-                *want
-            };
-            assert!(
-                (got - want).abs() <= tolerance,
-                "{kernel:?} rows {rows} k {k} n {n} acc {accumulate}: [{}, {}] {got} vs {want}",
-                i / n,
-                i % n
-            );
-        }
-    }
-
-    #[test]
-    fn every_kernel_matches_a_naive_product_on_ragged_shapes() {
-        for kernel in kernels() {
-            // Rows not a multiple of any tile's, inputs across KC blocks, outputs
-            // not a multiple of NR; single rows and columns; blocks of K in
-            // both loop orders (fewer inputs than outputs, and more).
-            for (rows, k, n) in [
-                (1, 1, 1),
-                (7, 5, 3),
-                (13, 300, 40),
-                (6, 256, 16),
-                (25, 513, 33),
-                (2, 64, 130),
-                (11, 300, 310),
-            ] {
-                check(rows, k, n, false, kernel);
-                check(rows, k, n, true, kernel);
-            }
-        }
-    }
-
-    #[test]
-    fn vector_kernels_agree_bit_for_bit() {
-        // One fused multiply-add per input in the same order, bias and
-        // residual added after: the AVX2 and AVX-512 tiles (of one panel
-        // or two) differ only in how many rows and columns they hold, so a
-        // model's vectors do not depend on which one this CPU picks.
-        let vector: Vec<Kernel> = kernels()
-            .into_iter()
-            .filter(|k| *k != Kernel::Generic)
-            .collect();
-        for (rows, k, n) in [(37, 384, 64), (9, 1536, 48), (100, 300, 40), (21, 300, 336)] {
-            let (x, w, b) = (values(rows * k, 11), values(n * k, 12), values(n, 13));
-            let packed = PackedWeights::new(&w, &b, k);
-            let outs: Vec<Vec<f32>> = vector
-                .iter()
-                .map(|kernel| {
-                    let mut out = values(rows * n, 14);
-                    packed.forward_with(&x, &mut out, true, *kernel);
-                    out
-                })
-                .collect();
-            for (kernel, out) in vector.iter().zip(&outs).skip(1) {
-                assert!(
-                    out == &outs[0],
-                    "{kernel:?} vs {:?} on {rows}×{k}×{n}",
-                    vector[0]
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn products_split_over_threads_equal_one_thread_bit_for_bit() {
-        // Enough rows and flops to be split, over 3 threads: neither a
-        // power of two nor a divisor of the row blocks.
-        let (rows, k, n) = (301, 96, 48);
-        let (x, w, b) = (values(rows * k, 5), values(n * k, 6), values(n, 7));
-        let packed = PackedWeights::new(&w, &b, k);
-        let mut one = vec![0f32; rows * n];
-        let single = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        single.install(|| packed.forward(&x, &mut one, false));
-        for threads in [2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut many = vec![0f32; rows * n];
-            pool.install(|| packed.forward(&x, &mut many, false));
-            assert_eq!(one, many, "{threads} threads");
-        }
-        // And a batch with fewer row blocks than threads: split by panels.
-        let rows = 4;
-        let (k, n) = (1024, 512);
-        let (x, w, b) = (values(rows * k, 8), values(n * k, 9), values(n, 10));
-        let packed = PackedWeights::new(&w, &b, k);
-        let mut split = vec![0f32; rows * n];
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap()
-            .install(|| packed.forward(&x, &mut split, false));
-        let mut whole = vec![0f32; rows * n];
-        single.install(|| packed.forward(&x, &mut whole, false));
-        assert_eq!(split, whole);
-    }
-
-    #[test]
-    fn packed_rows_are_the_transpose_on_every_kernel() {
-        for kernel in kernels() {
-            for (n, k) in [(1, 1), (8, 8), (16, 32), (17, 33), (40, 10), (5, 64)] {
-                let stride = k + 3;
-                let src = values(n * stride, 5);
-                let mut out = vec![f32::NAN; 3];
-                // SAFETY: src holds n rows of stride `stride` ≥ k.
-                unsafe { pack_rows(src.as_ptr(), (n, k), stride, 0.5, &mut out, kernel) };
-                assert_eq!(out.len(), n.div_ceil(NR) * k * NR);
-                for p in 0..n.div_ceil(NR) {
-                    for kk in 0..k {
-                        for col in 0..NR {
-                            let j = p * NR + col;
-                            let want = if j < n {
-                                src[j * stride + kk] * 0.5
-                            } else {
-                                0.0
-                            };
-                            assert_eq!(out[p * k * NR + kk * NR + col], want, "{kernel:?} {n}×{k}");
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn packing_pads_whole_panels_and_is_aligned() {
-        let packed = PackedWeights::new(&values(20 * 3, 1), &values(20, 2), 3);
-        assert_eq!(packed.data().as_ptr() as usize % 64, 0);
-        assert_eq!(packed.data().len(), 2 * NR * 3);
-        // Output 17 lives in panel 1, column 1.
-        let w = values(20 * 3, 1);
-        for k in 0..3 {
-            assert_eq!(packed.data()[NR * 3 + k * NR + 1], w[17 * 3 + k]);
-        }
-        assert!(packed.data()[NR * 3 + 2 * NR + 4..]
-            .iter()
-            .all(|v| *v == 0.0));
-    }
-}
+mod tests;

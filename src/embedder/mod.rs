@@ -4,6 +4,11 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+mod lazy;
+mod reranker;
+pub use lazy::{LazyEmbedder, ModelLoader};
+pub use reranker::Reranker;
+
 /// A text-embedding backend.
 ///
 /// The trait is object-safe and `Send + Sync`, so a service can hold an
@@ -125,7 +130,7 @@ pub trait Embedder: Send + Sync {
 
     /// Whether the model's weights are in memory. Default
     /// [`ModelState::Loaded`]: an embedder that exists holds its model; a
-    /// lazily loaded one ([`LazyEmbedder`](crate::service::LazyEmbedder))
+    /// lazily loaded one ([`LazyEmbedder`])
     /// says when it does not.
     fn state(&self) -> ModelState {
         ModelState::Loaded
