@@ -78,10 +78,13 @@ cargo test --workspace --doc
 phase "tests: doctests (README included)"
 
 # The unit tests of every crate (every kernel against its reference, the
-# fuzz targets' bodies) run with the library's debug assertions and
-# overflow checks on: the dev profile builds it without them, at release
-# speed, for everything else (they made its kernels 1.6x slower; Cargo.toml).
-cargo test --workspace --lib \
+# fuzz targets' bodies) and of the one binary that has them (`--bin
+# membatch`, the CLI: its index cache and codec; `--bins` would also build
+# empty harnesses for the binaries that set `test = false`) run with the
+# library's debug assertions and overflow checks on: the dev profile
+# builds it without them, at release speed, for everything else (they made
+# its kernels 1.6x slower; Cargo.toml).
+cargo test --workspace --lib --bin membatch \
     --config 'profile.dev.package.membatch.debug-assertions=true' \
     --config 'profile.dev.package.membatch.overflow-checks=true' \
     -- --include-ignored "${skip[@]}"
