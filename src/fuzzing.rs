@@ -66,6 +66,18 @@ mod backend {
     use crate::embedder::Embedder;
     use crate::source::ModelSource;
 
+    /// The batcher [`texts`] runs: the tiny model in `dir` on one thread,
+    /// with the default settings.
+    pub fn texts_batcher(dir: &Path) -> BatchEmbedder<BertEmbedder> {
+        let model = BertEmbedder::builder()
+            .source(ModelSource::dir(dir))
+            .threads(1)
+            .build()
+            .expect("the tiny model loads");
+        BatchEmbedder::with_config(model, &crate::config::Config::default())
+            .expect("the default settings are valid")
+    }
+
     /// Arbitrary texts (split at 0xFF bytes, decoded lossily) through
     /// tokenisation, planning and `batcher`: one finite vector per text, in
     /// order, or a typed error printable on one line.
@@ -164,7 +176,7 @@ mod backend {
 }
 
 #[cfg(feature = "candle")]
-pub use backend::{model_files, texts, weights};
+pub use backend::{model_files, texts, texts_batcher, weights};
 
 #[cfg(test)]
 mod tests {
@@ -187,20 +199,10 @@ mod tests {
         use membatch_testkit::fuzz::run;
         use membatch_testkit::tiny::{tiny_model_dir, Tiny};
 
-        use crate::batch::BatchEmbedder;
-        use crate::bert::BertEmbedder;
-        use crate::config::Config;
-        use crate::source::ModelSource;
-
         #[test]
         fn texts_embed_or_fail_typed() {
             let dir = tiny_model_dir(&Tiny::default());
-            let model = BertEmbedder::builder()
-                .source(ModelSource::dir(dir.path()))
-                .threads(1)
-                .build()
-                .expect("the tiny model loads");
-            let batcher = BatchEmbedder::with_config(model, &Config::default()).unwrap();
+            let batcher = super::super::texts_batcher(dir.path());
             run("texts", 2_000, |data| super::super::texts(&batcher, data));
         }
 

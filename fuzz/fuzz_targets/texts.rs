@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use membatch::{BatchEmbedder, BertEmbedder, Config, ModelSource};
+use membatch::{BatchEmbedder, BertEmbedder};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -18,12 +18,7 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = membatch_testkit::tiny::tiny_model_dir(&membatch_testkit::tiny::Tiny::default());
-        let model = BertEmbedder::builder()
-            .source(ModelSource::dir(dir.path()))
-            .threads(1)
-            .build()
-            .expect("the tiny model loads");
-        let batcher = BatchEmbedder::with_config(model, &Config::default()).unwrap();
+        let batcher = membatch::fuzzing::texts_batcher(dir.path());
         Fixture { _dir: dir, batcher }
     })
 }

@@ -223,7 +223,8 @@ impl BertEmbedderBuilder {
 
     /// Reads the weights of a prepared model, after checking they fit.
     fn load_weights(&self, p: Prepared) -> Result<BertEmbedder> {
-        let encoder = self.load_checked(&p, |p, int8| {
+        let probe = self.memory_probe();
+        let encoder = self.load_checked(&p, &*probe, |p, int8| {
             load_weights(&p.files, &p.config, p.activation, int8)
         })?;
         let shape = p.shape();
@@ -236,7 +237,7 @@ impl BertEmbedderBuilder {
             prompt: p.prompt,
             shape,
             pool: None,
-            probe: self.memory_probe(),
+            probe,
             name: p.source.id(),
         };
         embedder.pool = self.thread_pool()?;
@@ -252,20 +253,17 @@ impl BertEmbedderBuilder {
     }
 
     /// Reads a prepared model's weights with `read` (given whether to
-    /// quantise) after checking their load peak fits under the limit and the
-    /// budget, then hands the load's temporary memory back.
+    /// quantise) after checking their load peak fits under the limit (as
+    /// `probe`, the model's own, reads it) and the budget, then hands the
+    /// load's temporary memory back.
     pub(super) fn load_checked<T>(
         &self,
         p: &Prepared,
+        probe: &dyn MemoryProbe,
         read: impl FnOnce(&Prepared, bool) -> Result<T>,
     ) -> Result<T> {
         let precision = p.settings.precision;
-        check_room_to_load(
-            &p.config,
-            precision,
-            &*self.memory_probe(),
-            self.budget.as_ref(),
-        )?;
+        check_room_to_load(&p.config, precision, probe, self.budget.as_ref())?;
         let loaded = read(p, precision == Precision::Int8)?;
         // Loading went through temporary tensors (and, for int8, the f32
         // weights): hand that memory back before the first batch measures.

@@ -76,7 +76,8 @@ impl BertReranker {
                 "a (query, document) pair needs at least 4 tokens: its special tokens alone take 3 or 4",
             ));
         }
-        let (encoder, head) = builder.load_checked(&p, |p, int8| {
+        let probe = builder.memory_probe();
+        let (encoder, head) = builder.load_checked(&p, &*probe, |p, int8| {
             read_tensors(&p.files, |tensors| {
                 let head = ClassifierHead::load(&tensors, p.config.family, p.config.hidden_size)?;
                 let encoder = Encoder::load(tensors, &p.config, p.activation, int8)?;
@@ -90,7 +91,7 @@ impl BertReranker {
             tokenizer: p.tokenizer,
             max_seq_length: p.settings.max_seq_length,
             pool: builder.thread_pool()?,
-            probe: builder.memory_probe(),
+            probe,
             name: p.source.id(),
         };
         tracing::info!(
