@@ -160,7 +160,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let corpus = mixed_corpus(args.texts, 42);
     let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
-    let counts = model.token_counts(&texts)?;
+    let counts = model
+        .tokenize(&texts)?
+        .iter()
+        .map(|t| t.len())
+        .collect::<Vec<usize>>();
     let tokens: usize = counts.iter().sum();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     eprintln!(

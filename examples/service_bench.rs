@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use membatch::memory::{MemoryProbe, SystemProbe};
 use membatch::service::EmbedService;
-use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, Result};
+use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, ModelInfo, Result, Tokens};
 use membatch_testkit::corpus::mixed_corpus;
 
 #[derive(Parser, Debug)]
@@ -35,17 +35,17 @@ struct Args {
 struct Free;
 
 impl Embedder for Free {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        Ok(vec![vec![0.0]; texts.len()])
+    fn info(&self) -> ModelInfo {
+        ModelInfo::new(1, 256)
     }
-    fn dimension(&self) -> usize {
-        1
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        Ok(texts
+            .iter()
+            .map(|t| Tokens::new(vec![0; t.split(' ').count() + 2]))
+            .collect())
     }
-    fn max_seq_length(&self) -> usize {
-        256
-    }
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        Ok(texts.iter().map(|t| t.split(' ').count() + 2).collect())
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![vec![0.0]; batch.len()])
     }
 }
 
@@ -156,7 +156,13 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let texts: Vec<&str> = requests.iter().flatten().map(String::as_str).collect();
 
     let model = Arc::new(BertEmbedder::from_config(config.model())?);
-    let tokens: usize = model.token_counts(&texts)?.iter().sum();
+    let tokens: usize = model
+        .tokenize(&texts)?
+        .iter()
+        .map(|t| t.len())
+        .collect::<Vec<usize>>()
+        .iter()
+        .sum();
     eprintln!(
         "{} requests, {} texts, {} tokens; cores: {}",
         requests.len(),

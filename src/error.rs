@@ -154,7 +154,7 @@ pub enum Error {
     /// no text is lost or mismatched because of it.
     #[error("the embedder's {method} returned {got} results for {expected} texts")]
     EmbedderContract {
-        /// The trait method, e.g. `"embed"` or `"token_counts"`.
+        /// The trait method, e.g. `"embed_tokens"` or `"tokenize"`.
         method: &'static str,
         /// The number of texts it was given.
         expected: usize,
@@ -216,6 +216,20 @@ pub enum Error {
         got: usize,
         /// The limit.
         max: usize,
+    },
+
+    /// A text has more tokens than the model reads, and its caller asked
+    /// for it to be refused rather than truncated
+    /// ([`Truncation::Refuse`](crate::service::Truncation::Refuse)).
+    #[error(
+        "text {index} has more tokens than the model's {max_tokens}: \
+         shorten it, or let it be truncated"
+    )]
+    TextTooLong {
+        /// The text's index in its request.
+        index: usize,
+        /// The most tokens the model reads.
+        max_tokens: usize,
     },
 
     /// The request was not answered within the time its caller allowed;

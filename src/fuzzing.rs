@@ -89,7 +89,7 @@ mod backend {
         match batcher.embed(&texts) {
             Ok(vectors) => {
                 assert_eq!(vectors.len(), texts.len());
-                let dim = batcher.embedder().dimension();
+                let dim = batcher.embedder().info().dimension;
                 assert!(vectors
                     .iter()
                     .all(|v| v.len() == dim && v.iter().all(|x| x.is_finite())));

@@ -117,7 +117,8 @@ pub mod fuzzing;
 pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
 pub use config::{Config, ConfigBuilder};
 pub use embedder::{
-    CostPrior, Embedder, LazyEmbedder, ModelLoader, ModelShape, ModelState, Reranker,
+    CostPrior, Embedder, LazyEmbedder, ModelInfo, ModelLoader, ModelShape, ModelState, Reranker,
+    Tokens,
 };
 pub use error::{BoxError, Error, ErrorReport, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard};

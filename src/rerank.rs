@@ -10,7 +10,7 @@
 //! retried batches as embedding.
 
 use crate::batch::{BatchConfig, BatchEmbedder};
-use crate::embedder::{CostPrior, Embedder, ModelShape};
+use crate::embedder::{Embedder, ModelInfo, Tokens};
 use crate::error::Result;
 use crate::memory::MemoryBudget;
 
@@ -51,33 +51,47 @@ impl<'a, R: Reranker + ?Sized> QueryPairs<'a, R> {
 }
 
 impl<R: Reranker + ?Sized> Embedder for QueryPairs<'_, R> {
-    fn embed(&self, documents: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let scores = self.reranker.score(self.query, documents)?;
-        Ok(scores.into_iter().map(|s| vec![s]).collect())
+    fn info(&self) -> ModelInfo {
+        self.reranker.info()
     }
 
-    fn dimension(&self) -> usize {
-        1
+    fn tokenize(&self, documents: &[&str]) -> Result<Vec<Tokens>> {
+        self.reranker.tokenize_pairs(self.query, documents)
     }
 
-    fn max_seq_length(&self) -> usize {
-        self.reranker.max_seq_length()
+    fn embed_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        Ok(scores_as_vectors(self.reranker.score_tokens(pairs)?))
+    }
+}
+
+/// Scores as the one-value vectors a batcher hands around.
+fn scores_as_vectors(scores: Vec<f32>) -> Vec<Vec<f32>> {
+    scores.into_iter().map(|s| vec![s]).collect()
+}
+
+/// A reranker as the service's second lane of work: batches of pairs
+/// tokenized at admission (each with its own query), run through a
+/// [`BatchEmbedder`] of their own, with its own cost model and batch rule,
+/// in the service's budget.
+pub(crate) struct PairLane(pub(crate) std::sync::Arc<dyn Reranker>);
+
+impl Embedder for PairLane {
+    fn info(&self) -> ModelInfo {
+        self.0.info()
     }
 
-    fn token_counts(&self, documents: &[&str]) -> Result<Vec<usize>> {
-        self.reranker.pair_token_counts(self.query, documents)
+    /// Never called: the service tokenizes each request's pairs with its
+    /// query ([`Reranker::tokenize_pairs`]) when it admits it.
+    fn tokenize(&self, _: &[&str]) -> Result<Vec<Tokens>> {
+        Err(crate::error::Error::Tokenization(crate::error::boxed(
+            std::io::Error::other(
+                "a rerank lane runs pairs tokenized with their query at admission",
+            ),
+        )))
     }
 
-    fn shape(&self) -> Option<ModelShape> {
-        self.reranker.shape()
-    }
-
-    fn cost_prior(&self) -> Option<CostPrior> {
-        self.reranker.cost_prior()
-    }
-
-    fn weight_bytes(&self) -> Option<u64> {
-        self.reranker.weight_bytes()
+    fn embed_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        Ok(scores_as_vectors(self.0.score_tokens(pairs)?))
     }
 }
 
@@ -133,17 +147,32 @@ mod tests {
     struct ByLength;
 
     impl Reranker for ByLength {
-        fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>> {
+        fn info(&self) -> ModelInfo {
+            ModelInfo::new(1, 512)
+        }
+        /// A pair's tokens: the query's bytes (segment 0), then the
+        /// document's (segment 1).
+        fn tokenize_pairs(&self, query: &str, documents: &[&str]) -> Result<Vec<Tokens>> {
             Ok(documents
                 .iter()
-                .map(|d| (d.len() as f32) - query.len() as f32)
+                .map(|d| {
+                    let ids: Vec<u32> = query.bytes().chain(d.bytes()).map(u32::from).collect();
+                    let types = (0..ids.len())
+                        .map(|i| u32::from(i >= query.len()))
+                        .collect();
+                    Tokens::new(ids).with_type_ids(types)
+                })
                 .collect())
         }
-        fn pair_token_counts(&self, query: &str, documents: &[&str]) -> Result<Vec<usize>> {
-            Ok(documents.iter().map(|d| query.len() + d.len()).collect())
-        }
-        fn max_seq_length(&self) -> usize {
-            512
+        /// The document's length less the query's.
+        fn score_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<f32>> {
+            Ok(pairs
+                .iter()
+                .map(|p| {
+                    let doc = p.type_ids().map_or(0, |t| t.iter().sum::<u32>()) as f32;
+                    doc - (p.len() as f32 - doc)
+                })
+                .collect())
         }
     }
 
@@ -161,8 +190,14 @@ mod tests {
         let want: Vec<f32> = docs.iter().map(|d| d.len() as f32 - 3.0).collect();
         assert_eq!(scores, want);
         let pairs = QueryPairs::new(&ByLength, "abc");
-        assert_eq!(pairs.token_counts(&["", "12345"]).unwrap(), vec![3, 8]);
-        assert_eq!(pairs.dimension(), 1);
+        let lengths: Vec<usize> = pairs
+            .tokenize(&["", "12345"])
+            .unwrap()
+            .iter()
+            .map(Tokens::len)
+            .collect();
+        assert_eq!(lengths, vec![3, 8]);
+        assert_eq!(pairs.info().dimension, 1);
     }
 
     #[test]

@@ -46,11 +46,27 @@ fn mpnet_tokens_and_embeddings_match_sentence_transformers() {
     let _one = one_at_a_time();
     let g = golden();
     let model = mpnet(BertEmbedder::builder());
-    assert_eq!(model.dimension(), 768);
-    assert_eq!(model.max_seq_length(), 384);
+    assert_eq!(model.info().dimension, 768);
+    assert_eq!(model.info().max_seq_length, 384);
     let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
-    assert_eq!(model.token_ids(&texts).unwrap(), g.input_ids);
-    assert_eq!(model.token_counts(&texts).unwrap(), g.token_counts);
+    assert_eq!(
+        model
+            .tokenize(&texts)
+            .unwrap()
+            .iter()
+            .map(|t| t.ids().to_vec())
+            .collect::<Vec<_>>(),
+        g.input_ids
+    );
+    assert_eq!(
+        model
+            .tokenize(&texts)
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        g.token_counts
+    );
 
     // One text at a time, as the reference was computed.
     let mut worst = 0f32;

@@ -33,7 +33,7 @@ fn a_lazy_real_model_loads_on_first_use_and_unload_frees_its_weights() {
                 e.report()
             )
         });
-    assert_eq!(lazy.dimension(), 384);
+    assert_eq!(lazy.info().dimension, 384);
     let svc = EmbedService::builder(lazy).spawn().unwrap();
     assert_eq!(svc.model_state().as_str(), "unloaded");
     let before = rss();

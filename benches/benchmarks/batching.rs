@@ -6,31 +6,25 @@
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use membatch::batch::{BatchConfig, BatchEmbedder};
 use membatch::memory::{MemoryBudget, MemoryConfig};
-use membatch::{CostPrior, Embedder, Result};
+use membatch::{CostPrior, Embedder, ModelInfo, Result, Tokens};
 use membatch_testkit::corpus::mixed_corpus;
 
 /// Does no work: tokens are words + 2 (capped at 256), vectors are empty.
 struct Free;
 
 impl Embedder for Free {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        Ok(vec![Vec::new(); texts.len()])
+    /// What membatch's encoder says for all-MiniLM-L6-v2.
+    fn info(&self) -> ModelInfo {
+        ModelInfo::new(384, 256).with_cost_prior(CostPrior::new(4 * (5 * 384 + 1536), 4))
     }
-    fn dimension(&self) -> usize {
-        384
-    }
-    fn max_seq_length(&self) -> usize {
-        256
-    }
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
         Ok(texts
             .iter()
-            .map(|t| (t.split(' ').count() + 2).min(256))
+            .map(|t| Tokens::new(vec![0; (t.split(' ').count() + 2).min(256)]))
             .collect())
     }
-    /// What membatch's encoder says for all-MiniLM-L6-v2.
-    fn cost_prior(&self) -> Option<CostPrior> {
-        Some(CostPrior::new(4 * (5 * 384 + 1536), 4))
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![Vec::new(); batch.len()])
     }
 }
 

@@ -30,7 +30,14 @@ fn bench_embedder(c: &mut Criterion) {
         .unwrap_or(64);
     let corpus = mixed_corpus(n, 42);
     let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
-    let tokens: usize = model.token_counts(&texts).unwrap().iter().sum();
+    let tokens: usize = model
+        .tokenize(&texts)
+        .unwrap()
+        .iter()
+        .map(|t| t.len())
+        .collect::<Vec<usize>>()
+        .iter()
+        .sum();
     eprintln!(
         "corpus: {} texts, {} tokens ({:.1} per text), threads: {}",
         texts.len(),
@@ -73,7 +80,12 @@ fn bench_precision(c: &mut Criterion) {
             .build()
             .expect("the real model is needed: run scripts/fetch-model.sh");
         let mut texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
-        let counts = model.token_counts(&texts).unwrap();
+        let counts = model
+            .tokenize(&texts)
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>();
         let tokens: usize = counts.iter().sum();
         let mut order: Vec<(usize, &str)> = counts.into_iter().zip(texts).collect();
         order.sort_by_key(|(c, _)| std::cmp::Reverse(*c));

@@ -1,7 +1,7 @@
 //! Predicting what a batch costs in memory before running it ([`CostModel`]).
 //!
 //! The backend says what its forward pass holds per token and per token
-//! pair ([`CostPrior`], from [`Embedder::cost_prior`](crate::Embedder::cost_prior));
+//! pair ([`CostPrior`], from [`ModelInfo::cost_prior`](crate::ModelInfo::cost_prior));
 //! this module keeps only the arithmetic: a calibration ratio learnt from
 //! measured batches, and a safety margin.
 

@@ -32,5 +32,5 @@ pub use pipeline::BatchEmbedder;
 pub use rule::{AdaptiveBatcher, BatchSizeRule};
 pub use stream::{BatchStream, EmbeddedBatch};
 
-pub(crate) use plan::{measure, Measured};
+pub(crate) use plan::tokenize;
 pub(crate) use run::{panic_message, Failed};

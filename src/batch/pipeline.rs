@@ -10,7 +10,7 @@ use super::cost::CostModel;
 use super::metrics::{BatchMetrics, Progress};
 use super::plan::batch_len;
 use super::rule::BatchSizeRule;
-use crate::embedder::{CostPrior, Embedder};
+use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, MemoryReading, WorkReport};
 use crate::pressure::PressureLevel;
@@ -21,8 +21,9 @@ type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
 /// [`BatchSizeRule`] and a [`CostModel`] so that every batch fits the
 /// [`MemoryBudget`].
 ///
-/// For each run it counts tokens, orders texts longest first (neighbours
-/// pad little), and for each batch takes the most texts that the rule, the
+/// A run tokenizes its texts once, a window of a few thousand at a time,
+/// orders each window longest first (neighbours pad little), and for each
+/// batch takes the most texts that the rule, the
 /// token limit and the memory headroom allow. Each batch runs under a
 /// [`MemoryGuard`](crate::memory::MemoryGuard); its measured peak refines
 /// the cost model. When memory refuses a batch, the rule halves and the
@@ -37,17 +38,16 @@ type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
 /// ```
 /// use membatch::batch::{BatchConfig, BatchEmbedder};
 /// use membatch::memory::{MemoryBudget, MemoryConfig};
-/// use membatch::{Embedder, Result};
+/// use membatch::{Embedder, ModelInfo, Result, Tokens};
 ///
-/// struct Length; // a toy backend: one dimension, the text's length
+/// struct Length; // a toy backend: a token per byte, one dimension, the length
 /// impl Embedder for Length {
-///     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-///         Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+///     fn info(&self) -> ModelInfo { ModelInfo::new(1, 512) }
+///     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+///         Ok(texts.iter().map(|t| Tokens::new(t.bytes().take(512).map(u32::from).collect())).collect())
 ///     }
-///     fn dimension(&self) -> usize { 1 }
-///     fn max_seq_length(&self) -> usize { 512 }
-///     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-///         Ok(texts.iter().map(|t| t.len().min(512)).collect())
+///     fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+///         Ok(batch.iter().map(|t| vec![t.len() as f32]).collect())
 ///     }
 /// }
 ///
@@ -96,7 +96,8 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// [`Error::InvalidConfig`] when `max_batch_tokens` is below the
     /// embedder's `max_seq_length` (one long text could never run).
     pub fn new(embedder: E, budget: MemoryBudget, config: BatchConfig) -> Result<Self> {
-        let max_seq = embedder.max_seq_length();
+        let info = embedder.info();
+        let max_seq = info.max_seq_length;
         if let Some(max) = config.max_batch_tokens() {
             if max < max_seq {
                 return Err(Error::invalid_config(
@@ -106,9 +107,7 @@ impl<E: Embedder> BatchEmbedder<E> {
                 ));
             }
         }
-        let prior = embedder
-            .cost_prior()
-            .unwrap_or_else(|| CostPrior::guess_from_dimension(embedder.dimension()));
+        let prior = info.cost_prior_or_guess();
         let rule = BatchSizeRule::new(&config);
         Ok(BatchEmbedder {
             embedder,

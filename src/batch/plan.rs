@@ -2,56 +2,62 @@
 //! of a huge text.
 
 use super::cost::CostModel;
-use crate::embedder::Embedder;
+use crate::embedder::{Embedder, Tokens};
 use crate::error::{Error, Result};
 
-/// Texts are counted in chunks of this many, so that a million inputs never
-/// hold a million tokenizer encodings at once.
-const COUNT_CHUNK: usize = 1024;
+/// Texts are tokenized in chunks of this many, so that a million inputs
+/// never hold a million tokenizer encodings at once.
+pub(crate) const TOKENIZE_CHUNK: usize = 1024;
 
-/// Each text's byte length after the bounded-prefix cut ([`bounded_len`])
-/// and its token count, in input order.
-#[derive(Debug, Default)]
-pub(crate) struct Measured {
-    pub(crate) ends: Vec<usize>,
-    pub(crate) counts: Vec<usize>,
-}
-
-/// Cuts huge texts to a bounded prefix and counts every text's tokens, in
-/// chunks of [`COUNT_CHUNK`].
+/// Tokenizes `texts`, each once, huge ones as their bounded prefix
+/// ([`bounded_tokens`]), in chunks of [`TOKENIZE_CHUNK`]: one [`Tokens`]
+/// per text, in input order.
 ///
 /// # Errors
 ///
 /// The embedder's tokenization errors; [`Error::EmbedderContract`] when it
-/// returns another number of counts than texts.
-pub(crate) fn measure<E: Embedder + ?Sized, S: AsRef<str>>(
+/// returns another number of results than texts.
+pub(crate) fn tokenize<E: Embedder + ?Sized, S: AsRef<str>>(
     embedder: &E,
     texts: &[S],
-) -> Result<Measured> {
-    let max_seq = embedder.max_seq_length();
-    let mut m = Measured {
-        ends: Vec::with_capacity(texts.len()),
-        counts: Vec::with_capacity(texts.len()),
-    };
-    for chunk in texts.chunks(COUNT_CHUNK) {
-        let mut slices = Vec::with_capacity(chunk.len());
-        for t in chunk {
+) -> Result<Vec<Tokens>> {
+    let info = embedder.info();
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(TOKENIZE_CHUNK) {
+        // Texts short enough to tokenize whole go in one call; a huge one
+        // is cut to its bounded prefix on its own.
+        let mut whole: Vec<&str> = Vec::with_capacity(chunk.len());
+        let mut cut: Vec<(usize, Tokens)> = Vec::new();
+        for (i, t) in chunk.iter().enumerate() {
             let t = t.as_ref();
-            let end = bounded_len(embedder, t, max_seq)?;
-            m.ends.push(end);
-            slices.push(&t[..end]);
+            match bounded_tokens(embedder, t, info.max_seq_length, info.word_by_word)? {
+                Some(tokens) => cut.push((i, tokens)),
+                None => whole.push(t),
+            }
         }
-        let counts = embedder.token_counts(&slices)?;
-        if counts.len() != slices.len() {
-            return Err(Error::EmbedderContract {
-                method: "token_counts",
-                expected: slices.len(),
-                got: counts.len(),
-            });
+        let tokens = checked(embedder.tokenize(&whole)?, whole.len())?;
+        let mut tokens = tokens.into_iter();
+        let mut cut = cut.into_iter().peekable();
+        for i in 0..chunk.len() {
+            match cut.next_if(|(at, _)| *at == i) {
+                Some((_, t)) => out.push(t),
+                None => out.push(tokens.next().expect("one result per whole text")),
+            }
         }
-        m.counts.extend(counts);
     }
-    Ok(m)
+    Ok(out)
+}
+
+/// `tokens` when there are `expected` of them, else the contract error.
+fn checked(tokens: Vec<Tokens>, expected: usize) -> Result<Vec<Tokens>> {
+    if tokens.len() != expected {
+        return Err(Error::EmbedderContract {
+            method: "tokenize",
+            expected,
+            got: tokens.len(),
+        });
+    }
+    Ok(tokens)
 }
 
 /// Input indices ordered longest first; equal lengths keep input order.
@@ -84,36 +90,37 @@ pub(crate) fn batch_len(
     (n > 0).then_some(n)
 }
 
-/// The byte length of a prefix of `text` that truncates to the same tokens
-/// as the whole text, so that a huge text is never tokenised whole.
+/// The tokens of a prefix of a huge `text` that truncates to the same
+/// tokens as the whole text, so that a huge text is never tokenized whole;
+/// `None` when the text is to be tokenized whole.
 ///
-/// Tries prefixes of 16, 64, 256, … bytes per token of `max_seq_length`,
-/// each ending at the last word boundary before that size, and takes the
-/// first that already holds `max_seq_length` tokens (counts come after
-/// truncation, so that means "at least"). With a tokenizer that works word by
-/// word ([`Embedder::tokenizes_word_by_word`]) the words before the cut get
-/// the same tokens either way, and truncation keeps only those. Without
-/// such a tokenizer, or when no prefix qualifies, the whole length is
-/// returned.
-pub(crate) fn bounded_len<E: Embedder + ?Sized>(
+/// For a text longer than 16 bytes per token of `max_seq_length`, tries
+/// prefixes of 16, 64, 256, … bytes per token, each ending at the last
+/// word boundary before that size, and takes the first that truncation
+/// cuts. With a tokenizer that works word by word
+/// ([`ModelInfo::word_by_word`](crate::embedder::ModelInfo::word_by_word)) the words
+/// before the cut get the same tokens either way, and truncation keeps
+/// only those. Without such a tokenizer, or when no prefix is cut, `None`.
+pub(crate) fn bounded_tokens<E: Embedder + ?Sized>(
     embedder: &E,
     text: &str,
     max_seq_length: usize,
-) -> Result<usize> {
-    if !embedder.tokenizes_word_by_word() {
-        return Ok(text.len());
+    word_by_word: bool,
+) -> Result<Option<Tokens>> {
+    if !word_by_word {
+        return Ok(None);
     }
     let mut limit = max_seq_length.max(16).saturating_mul(16);
     while limit < text.len() {
         if let Some(cut) = boundary_before(text, limit) {
-            let counts = embedder.token_counts(&[&text[..cut]])?;
-            if counts.first().is_some_and(|&n| n >= max_seq_length) {
-                return Ok(cut);
+            let tokens = checked(embedder.tokenize(&[&text[..cut]])?, 1)?;
+            if let Some(t) = tokens.into_iter().find(Tokens::is_truncated) {
+                return Ok(Some(t));
             }
         }
         limit = limit.saturating_mul(4);
     }
-    Ok(text.len())
+    Ok(None)
 }
 
 /// The byte offset of the last word boundary at or before `limit` (not at
@@ -192,64 +199,103 @@ mod tests {
         assert_eq!(batch_len(&[], 16, &c, big, None), None);
     }
 
-    /// Counts whitespace-separated words plus two special tokens.
-    struct Words;
+    /// A token per whitespace-separated word plus two special tokens,
+    /// truncated at `max` (marked when cut); counts its calls.
+    struct Words {
+        max: usize,
+        word_by_word: bool,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Words {
+        fn new(max: usize) -> Self {
+            Words {
+                max,
+                word_by_word: true,
+                calls: Default::default(),
+            }
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
     impl Embedder for Words {
-        fn tokenizes_word_by_word(&self) -> bool {
-            true
+        fn info(&self) -> crate::embedder::ModelInfo {
+            crate::embedder::ModelInfo::new(1, self.max).with_word_by_word(self.word_by_word)
         }
-        fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>> {
-            unreachable!("not embedded")
-        }
-        fn dimension(&self) -> usize {
-            1
-        }
-        fn max_seq_length(&self) -> usize {
-            unreachable!("passed explicitly")
-        }
-        fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+            self.calls
+                .fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
             Ok(texts
                 .iter()
-                .map(|t| t.split_whitespace().count() + 2)
+                .map(|t| {
+                    let n = t.split_whitespace().count() + 2;
+                    Tokens::new(vec![1; n.min(self.max)]).truncated(n > self.max)
+                })
                 .collect())
+        }
+        fn embed_tokens(&self, _: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+            unreachable!("not embedded")
         }
     }
 
     #[test]
     fn a_huge_text_is_cut_after_enough_words_at_whitespace() {
         let text = "wörd ".repeat(100_000);
-        let cut = bounded_len(&Words, &text, 128).unwrap();
-        assert!(cut < text.len() / 10, "{cut}");
-        assert!(text[cut..].starts_with(' '), "cut before whitespace");
-        // Without word-by-word tokenisation nothing is cut.
-        struct Opaque;
-        impl Embedder for Opaque {
-            fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>> {
-                unreachable!()
-            }
-            fn dimension(&self) -> usize {
-                1
-            }
-            fn max_seq_length(&self) -> usize {
-                unreachable!()
-            }
-            fn token_counts(&self, _: &[&str]) -> Result<Vec<usize>> {
-                unreachable!("never asked")
-            }
-        }
-        assert_eq!(bounded_len(&Opaque, &text, 128).unwrap(), text.len());
-        assert!(Words.token_counts(&[&text[..cut]]).unwrap()[0] >= 128);
+        let words = Words::new(128);
+        let tokens = bounded_tokens(&words, &text, 128, true).unwrap().unwrap();
+        assert_eq!(tokens.len(), 128);
+        assert!(tokens.is_truncated());
+        // 16 bytes per token of 128 already hold enough words: one probe.
+        assert_eq!(words.calls(), 1);
+        // Without word-by-word tokenisation nothing is cut or probed.
+        let opaque = Words::new(128);
+        assert!(bounded_tokens(&opaque, &text, 128, false)
+            .unwrap()
+            .is_none());
+        assert_eq!(opaque.calls(), 0);
     }
 
     #[test]
     fn short_texts_and_texts_without_enough_words_stay_whole() {
-        assert_eq!(bounded_len(&Words, "a b c", 128).unwrap(), 5);
+        let words = Words::new(128);
+        assert!(bounded_tokens(&words, "a b c", 128, true)
+            .unwrap()
+            .is_none());
+        assert_eq!(words.calls(), 0, "a short text is not probed");
         // Mostly whitespace: no prefix holds 128 words, so nothing is cut.
         let sparse = format!("{}{}", " ".repeat(1 << 20), "x ".repeat(10));
-        assert_eq!(bounded_len(&Words, &sparse, 128).unwrap(), sparse.len());
+        assert!(bounded_tokens(&words, &sparse, 128, true)
+            .unwrap()
+            .is_none());
         // One giant word: no boundary to cut at.
         let word = "x".repeat(1 << 16);
-        assert_eq!(bounded_len(&Words, &word, 128).unwrap(), word.len());
+        assert!(bounded_tokens(&words, &word, 128, true).unwrap().is_none());
+    }
+
+    #[test]
+    fn tokenize_calls_the_tokenizer_once_per_text_in_input_order() {
+        let words = Words::new(8);
+        let huge = "w ".repeat(10_000);
+        let texts: Vec<String> = (0..3000)
+            .map(|i| {
+                if i == 1500 {
+                    huge.clone()
+                } else {
+                    "w ".repeat(i % 5)
+                }
+            })
+            .collect();
+        let tokens = tokenize(&words, &texts).unwrap();
+        let lengths: Vec<usize> = tokens.iter().map(Tokens::len).collect();
+        let want: Vec<usize> = (0..3000)
+            .map(|i| if i == 1500 { 8 } else { i % 5 + 2 })
+            .collect();
+        assert_eq!(lengths, want);
+        assert!(tokens[1500].is_truncated() && !tokens[0].is_truncated());
+        // Every text once; the huge one as its (single) probed prefix.
+        assert_eq!(words.calls(), 3000);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::pipeline::BatchEmbedder;
 use super::retry::Room;
-use crate::embedder::Embedder;
+use crate::embedder::{Embedder, Tokens};
 use crate::error::{Error, Result};
 use crate::pressure::PressureLevel;
 
@@ -30,27 +30,22 @@ pub(crate) struct Ran {
 }
 
 impl<E: Embedder> BatchEmbedder<E> {
-    /// Embeds the leading texts of `texts` as one batch: as many as the
-    /// rule, the token limit and the memory room allow (at least one).
-    /// `counts` are the texts' token counts, longest first, as many as
-    /// `texts` (which must not be empty).
+    /// Embeds the leading texts of `texts` (tokenized, longest first, not
+    /// empty) as one batch: as many as the rule, the token limit and the
+    /// memory room allow (at least one).
     ///
     /// A refused batch is retried smaller; a panic in the embedder becomes
     /// [`Error::EmbedderPanicked`], the guard still ends and nothing else
     /// is disturbed.
-    pub(crate) fn embed_next(&self, texts: &[&str], counts: &[usize]) -> Result<Ran> {
-        self.embed_next_or_fail(texts, counts).map_err(|f| f.error)
+    pub(crate) fn embed_next(&self, texts: &[&Tokens]) -> Result<Ran> {
+        self.embed_next_or_fail(texts).map_err(|f| f.error)
     }
 
     /// As [`embed_next`](Self::embed_next), saying on failure how many
     /// leading texts the failed batch held, so that a caller serving many
     /// requests fails only theirs.
-    pub(crate) fn embed_next_or_fail(
-        &self,
-        texts: &[&str],
-        counts: &[usize],
-    ) -> Result<Ran, Failed> {
-        debug_assert_eq!(texts.len(), counts.len());
+    pub(crate) fn embed_next_or_fail(&self, texts: &[&Tokens]) -> Result<Ran, Failed> {
+        let counts: Vec<usize> = texts.iter().map(|t| t.len()).collect();
         let fail = |texts, error| Failed { texts, error };
         loop {
             let padded = counts[0];
@@ -58,7 +53,7 @@ impl<E: Embedder> BatchEmbedder<E> {
                 texts: n,
                 estimate,
                 guard,
-            } = self.find_room(counts).map_err(|e| fail(1, e))?;
+            } = self.find_room(&counts).map_err(|e| fail(1, e))?;
             tracing::debug!(
                 texts = n,
                 padded_tokens = padded,
@@ -66,7 +61,7 @@ impl<E: Embedder> BatchEmbedder<E> {
                 remaining = counts.len(),
                 "processing batch"
             );
-            let result = catch_unwind(AssertUnwindSafe(|| self.embedder.embed(&texts[..n])));
+            let result = catch_unwind(AssertUnwindSafe(|| self.embedder.embed_tokens(&texts[..n])));
             let report = guard.finish();
             let embeddings = match result {
                 Err(panic) => {
@@ -79,7 +74,7 @@ impl<E: Embedder> BatchEmbedder<E> {
                     return Err(fail(
                         n,
                         Error::EmbedderContract {
-                            method: "embed",
+                            method: "embed_tokens",
                             expected: n,
                             got: v.len(),
                         },

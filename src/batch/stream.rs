@@ -5,35 +5,36 @@ use std::time::{Duration, Instant};
 
 use super::metrics::{per_second, Progress};
 use super::pipeline::BatchEmbedder;
-use super::plan::{longest_first, measure, Measured};
+use super::plan::{longest_first, tokenize, TOKENIZE_CHUNK};
 use super::run::Ran;
-use crate::embedder::Embedder;
+use crate::embedder::{Embedder, Tokens};
 use crate::error::Result;
 
+/// Texts a run tokenizes and orders at a time: a window of tokens (about
+/// 4 bytes each) is all a run holds besides the vectors it hands out.
+const WINDOW_TEXTS: usize = 4 * TOKENIZE_CHUNK;
+
 impl<E: Embedder> BatchEmbedder<E> {
-    /// Counts tokens and returns an iterator of batches, each with the input
-    /// indices of its texts, in the order they are embedded (longest first).
+    /// Returns an iterator of batches, each with the input indices of its
+    /// texts, in the order they are embedded.
     ///
-    /// The texts are counted and ordered up front (a few bytes per text);
-    /// the vectors are handed out batch by batch, so the caller can write
-    /// them out instead of holding them all. Nothing is embedded until the
-    /// iterator is advanced; after an error it yields nothing more.
+    /// Texts are tokenized once, a window of 4096 at a time, and each
+    /// window is embedded longest first; the vectors are handed out batch
+    /// by batch, so the caller can write them out instead of holding them
+    /// all. The first window is tokenized here; after an error the
+    /// iterator yields nothing more.
     ///
     /// # Errors
     ///
-    /// The embedder's tokenization errors;
-    /// [`Error::EmbedderContract`](crate::Error::EmbedderContract) when it miscounts.
+    /// The embedder's tokenization errors (for later windows, from the
+    /// iterator);
+    /// [`Error::EmbedderContract`](crate::Error::EmbedderContract) when it
+    /// returns another number of results than texts.
     pub fn stream<'a, S: AsRef<str>>(&'a self, texts: &'a [S]) -> Result<BatchStream<'a, E, S>> {
-        // The run starts now: its counting is memory other callers should
-        // wait out rather than call the budget too small.
-        let run = RunGuard::new(self);
-        let Measured { ends, counts } = measure(&self.embedder, texts)?;
-        // Counting's memory is freed: callers waiting for room may fit now.
-        self.budget.wake_waiters();
-        let order = longest_first(&counts);
-        let counts = order.iter().map(|&i| counts[i]).collect();
         tracing::info!(texts = texts.len(), "embedding texts");
-        Ok(BatchStream::new(run, texts, ends, order, counts))
+        let mut stream = BatchStream::new(RunGuard::new(self), texts);
+        stream.next_window()?;
+        Ok(stream)
     }
 }
 
@@ -72,13 +73,16 @@ pub struct BatchStream<'a, E, S> {
     owner: &'a BatchEmbedder<E>,
     _run: RunGuard<'a, E>,
     texts: &'a [S],
-    /// Byte length of each text after the bounded-prefix cut, by input index.
-    ends: Vec<usize>,
-    /// Input indices, longest first.
+    /// The input index where the next window starts.
+    window_end: usize,
+    /// The current window's texts as input indices, longest first.
     order: Vec<usize>,
-    /// Token counts in `order`.
-    counts: Vec<usize>,
+    /// Their tokens, in `order`.
+    tokens: Vec<Tokens>,
+    /// Of `order`, those embedded.
     pos: usize,
+    /// Texts embedded in this run.
+    done: usize,
     batches: usize,
     busy: Duration,
     failed: bool,
@@ -87,33 +91,49 @@ pub struct BatchStream<'a, E, S> {
 impl<E, S> fmt::Debug for BatchStream<'_, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BatchStream")
-            .field("done", &self.pos)
-            .field("total", &self.order.len())
+            .field("done", &self.done)
+            .field("total", &self.texts.len())
             .field("batches", &self.batches)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
-    fn new(
-        run: RunGuard<'a, E>,
-        texts: &'a [S],
-        ends: Vec<usize>,
-        order: Vec<usize>,
-        counts: Vec<usize>,
-    ) -> Self {
+    fn new(run: RunGuard<'a, E>, texts: &'a [S]) -> Self {
         BatchStream {
             owner: run.owner,
             _run: run,
             texts,
-            ends,
-            order,
-            counts,
+            window_end: 0,
+            order: Vec::new(),
+            tokens: Vec::new(),
             pos: 0,
+            done: 0,
             batches: 0,
             busy: Duration::ZERO,
             failed: false,
         }
+    }
+
+    /// Tokenizes the next window of texts and orders it longest first.
+    fn next_window(&mut self) -> Result<()> {
+        let start = self.window_end;
+        let end = (start + WINDOW_TEXTS).min(self.texts.len());
+        self.tokens.clear();
+        let tokens = tokenize(&self.owner.embedder, &self.texts[start..end])?;
+        // Tokenizing's memory is freed: callers waiting for room may fit now.
+        self.owner.budget.wake_waiters();
+        let lengths: Vec<usize> = tokens.iter().map(Tokens::len).collect();
+        let order = longest_first(&lengths);
+        let mut tokens: Vec<Option<Tokens>> = tokens.into_iter().map(Some).collect();
+        self.tokens = order
+            .iter()
+            .map(|&i| tokens[i].take().expect("each text once"))
+            .collect();
+        self.order = order.into_iter().map(|i| start + i).collect();
+        self.window_end = end;
+        self.pos = 0;
+        Ok(())
     }
 
     /// Adds the time since `started` to this run's and the owner's busy time.
@@ -125,23 +145,22 @@ impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
 
     /// Texts in this run.
     pub fn total(&self) -> usize {
-        self.order.len()
+        self.texts.len()
     }
 
     /// Texts embedded so far in this run.
     pub fn done(&self) -> usize {
-        self.pos
+        self.done
     }
 
     fn next_batch(&mut self) -> Result<EmbeddedBatch> {
         let owner = self.owner;
+        if self.pos == self.order.len() {
+            self.next_window()?;
+        }
         let started = Instant::now();
-        let remaining = &self.order[self.pos..];
-        let texts: Vec<&str> = remaining
-            .iter()
-            .map(|&i| &self.texts[i].as_ref()[..self.ends[i]])
-            .collect();
-        let ran = owner.embed_next(&texts, &self.counts[self.pos..]);
+        let texts: Vec<&Tokens> = self.tokens[self.pos..].iter().collect();
+        let ran = owner.embed_next(&texts);
         self.spent(started);
         let Ran {
             texts: n,
@@ -150,19 +169,20 @@ impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
         } = ran?;
         let indices = self.order[self.pos..self.pos + n].to_vec();
         self.pos += n;
+        self.done += n;
         self.batches += 1;
         if let Some(observer) = &owner.observer {
             observer(&Progress {
-                done: self.pos,
-                total: self.order.len(),
+                done: self.done,
+                total: self.texts.len(),
                 batch_size: n,
                 memory_bytes: figure_after_bytes,
-                texts_per_second: per_second(self.pos, self.busy),
+                texts_per_second: per_second(self.done, self.busy),
             });
         }
-        if self.pos == self.order.len() {
+        if self.done == self.texts.len() {
             tracing::info!(
-                texts = self.pos,
+                texts = self.done,
                 batches = self.batches,
                 seconds = self.busy.as_secs_f64(),
                 "completed texts"
@@ -179,7 +199,7 @@ impl<E: Embedder, S: AsRef<str>> Iterator for BatchStream<'_, E, S> {
     type Item = Result<EmbeddedBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.order.len() {
+        if self.failed || self.done >= self.texts.len() {
             return None;
         }
         let result = self.next_batch();

@@ -10,7 +10,7 @@ use super::metadata::SentenceConfig;
 use super::pooling::Pooling;
 use super::prompts::{ActivePrompt, Prompts};
 use super::{BertEmbedder, OutputSettings};
-use crate::embedder::ModelShape;
+use crate::embedder::{ModelInfo, ModelShape};
 use crate::error::{boxed, BoxError, Error, Result};
 use crate::memory::{MemoryBudget, MemoryProbe};
 use crate::model_config::ModelConfig;
@@ -227,15 +227,17 @@ impl BertEmbedderBuilder {
         let encoder = self.load_checked(&p, &*probe, |p, int8| {
             load_weights(&p.files, &p.config, p.activation, int8)
         })?;
-        let shape = p.shape();
+        let info = p
+            .info()
+            .with_cost_prior(encoder.cost_prior())
+            .with_weight_bytes(encoder.weight_bytes() as u64);
         let mut embedder = BertEmbedder {
             encoder,
-            dimension: p.config.hidden_size,
+            info,
             tokenizer: p.tokenizer,
             settings: p.settings,
             prompts: p.prompts,
             prompt: p.prompt,
-            shape,
             pool: None,
             probe,
             name: p.source.id(),
@@ -243,7 +245,7 @@ impl BertEmbedderBuilder {
         embedder.pool = self.thread_pool()?;
         tracing::info!(
             model = %p.source,
-            dimension = embedder.dimension,
+            dimension = embedder.info.dimension,
             weight_bytes = embedder.encoder.weight_bytes(),
             settings = ?embedder.settings,
             threads = ?embedder.threads(),
@@ -315,6 +317,14 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// What the model is before its weights are read (no weight bytes).
+    pub(super) fn info(&self) -> ModelInfo {
+        ModelInfo::new(self.config.hidden_size, self.settings.max_seq_length)
+            .with_shape(self.shape())
+            .with_cost_prior(super::cost_prior_of(&self.config))
+            .with_word_by_word(super::word_by_word(&self.tokenizer))
+    }
+
     pub(super) fn shape(&self) -> ModelShape {
         let c = &self.config;
         ModelShape::new(

@@ -4,11 +4,11 @@
 use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
+use super::encode;
 use super::prompts::ActivePrompt;
-use super::{cost_prior_of, encode, word_by_word};
-use super::{BertEmbedder, TokenCounter};
-use crate::embedder::{CostPrior, ModelShape};
+use super::BertEmbedder;
 use crate::embedder::{LazyEmbedder, ModelLoader};
+use crate::embedder::{ModelInfo, Tokens};
 use crate::error::Result;
 
 // Here rather than in `builder`, so the dependency runs lazy → builder.
@@ -34,12 +34,7 @@ impl BertEmbedderBuilder {
 pub struct BertLoader {
     builder: BertEmbedderBuilder,
     tokenizer: Tokenizer,
-    dimension: usize,
-    max_seq_length: usize,
-    shape: ModelShape,
-    cost_prior: CostPrior,
-    /// The prompt every text gets, counted in token counts as the loaded
-    /// embedder counts it.
+    info: ModelInfo,
     prompt: Option<ActivePrompt>,
 }
 
@@ -47,37 +42,19 @@ impl std::fmt::Debug for BertLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BertLoader")
             .field("model", self.builder.config())
-            .field("dimension", &self.dimension)
-            .field("max_seq_length", &self.max_seq_length)
+            .field("info", &self.info)
             .finish_non_exhaustive()
     }
 }
 
 impl BertLoader {
     pub(super) fn new(builder: BertEmbedderBuilder, prepared: Prepared) -> Self {
-        let c = &prepared.config;
         BertLoader {
-            dimension: c.hidden_size,
-            max_seq_length: prepared.settings.max_seq_length,
-            shape: prepared.shape(),
-            cost_prior: cost_prior_of(c),
+            info: prepared.info(),
             prompt: prepared.prompt,
             tokenizer: prepared.tokenizer,
             builder,
         }
-    }
-}
-
-impl BertLoader {
-    /// A counter of content tokens without truncation (see
-    /// [`BertEmbedder::token_counter`]): whether a text fits the model
-    /// whole, without loading the weights.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Tokenization`](crate::Error::Tokenization) when truncation cannot be switched off.
-    pub fn token_counter(&self) -> Result<TokenCounter> {
-        TokenCounter::untruncated(&self.tokenizer)
     }
 }
 
@@ -91,28 +68,11 @@ impl ModelLoader for BertLoader {
         self.builder.load_prepared(prepared)
     }
 
-    fn dimension(&self) -> usize {
-        self.dimension
+    fn info(&self) -> ModelInfo {
+        self.info
     }
 
-    fn max_seq_length(&self) -> usize {
-        self.max_seq_length
-    }
-
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        let encodings = encode(&self.tokenizer, texts, self.prompt.as_ref())?;
-        Ok(encodings.iter().map(|e| e.len()).collect())
-    }
-
-    fn shape(&self) -> Option<ModelShape> {
-        Some(self.shape)
-    }
-
-    fn cost_prior(&self) -> Option<CostPrior> {
-        Some(self.cost_prior)
-    }
-
-    fn tokenizes_word_by_word(&self) -> bool {
-        word_by_word(&self.tokenizer)
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        encode(&self.tokenizer, texts, self.prompt.as_ref())
     }
 }

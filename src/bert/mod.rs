@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
-use crate::embedder::{CostPrior, Embedder, ModelShape};
+use crate::embedder::{CostPrior, Embedder, ModelInfo, Tokens};
 use crate::error::{boxed, BoxError, Error, Result};
 use crate::memory::MemoryProbe;
 use crate::model_config::ModelConfig;
@@ -76,7 +76,7 @@ pub struct OutputSettings {
 /// // placed, else sentence-transformers/all-MiniLM-L6-v2 from the hub cache.
 /// let embedder = BertEmbedder::builder().threads(2).build()?;
 /// let vectors = embedder.embed(&["A man is eating food.", "A man is riding a horse."])?;
-/// assert_eq!(vectors[0].len(), embedder.dimension());
+/// assert_eq!(vectors[0].len(), embedder.info().dimension);
 ///
 /// // Or a local directory in the sentence-transformers layout.
 /// let local = BertEmbedder::load(ModelSource::dir("models/all-MiniLM-L6-v2"))?;
@@ -89,8 +89,7 @@ pub struct BertEmbedder {
     prompts: Prompts,
     /// The prompt put before every text, when one was chosen.
     prompt: Option<ActivePrompt>,
-    dimension: usize,
-    shape: ModelShape,
+    info: ModelInfo,
     pool: Option<rayon::ThreadPool>,
     /// Reads the memory free under the limit before each batch: the
     /// budget's probe when the builder was given one.
@@ -102,7 +101,7 @@ impl std::fmt::Debug for BertEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BertEmbedder")
             .field("name", &self.name)
-            .field("dimension", &self.dimension)
+            .field("dimension", &self.info.dimension)
             .field("settings", &self.settings)
             .field("threads", &self.threads())
             .finish_non_exhaustive()
@@ -187,71 +186,37 @@ impl BertEmbedder {
         TokenCounter::untruncated(&self.tokenizer)
     }
 
-    /// The token ids each text becomes (`[CLS]` and `[SEP]` included, truncated
-    /// at `max_seq_length`, unpadded): what the model sees, for inspection.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Tokenization`] when the tokenizer fails.
-    pub fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let encodings = self.run(|| self.encode(texts, self.prompt.as_ref()))?;
-        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
-    }
-
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         run_on(self.pool.as_ref(), f)
     }
 
-    fn encode(
+    /// Each text behind `prompt` (or none) as the model sees it.
+    fn tokenize_prompted(
         &self,
         texts: &[&str],
         prompt: Option<&ActivePrompt>,
-    ) -> Result<Vec<tokenizers::Encoding>> {
-        encode(&self.tokenizer, texts, prompt)
-    }
-
-    /// Embeds behind `prompt` (or none): the whole path of [`Embedder::embed`].
-    fn embed_prompted(
-        &self,
-        texts: &[&str],
-        prompt: Option<&ActivePrompt>,
-    ) -> Result<Vec<Vec<f32>>> {
+    ) -> Result<Vec<Tokens>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        self.run(|| {
-            let encodings = self.encode(texts, prompt)?;
-            self.forward(&encodings, prompt.map_or(0, |p| p.skip))
-        })
+        self.run(|| encode(&self.tokenizer, texts, prompt))
     }
 
-    fn token_counts_prompted(
-        &self,
-        texts: &[&str],
-        prompt: Option<&ActivePrompt>,
-    ) -> Result<Vec<usize>> {
-        if texts.is_empty() {
+    /// Embeds tokenized texts whose first `skip` tokens are a prompt.
+    fn embed_skipping(&self, batch: &[&Tokens], skip: usize) -> Result<Vec<Vec<f32>>> {
+        if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.run(|| {
-            Ok(self
-                .encode(texts, prompt)?
-                .iter()
-                .map(|e| e.len())
-                .collect())
-        })
+        self.run(|| self.forward(batch, skip))
     }
 
     /// Runs the encoder and pools each text, leaving out its first `skip`
     /// tokens (a prompt the model pools without) from every pooling but CLS.
-    fn forward(&self, encodings: &[tokenizers::Encoding], skip: usize) -> Result<Vec<Vec<f32>>> {
-        let batch = Packed::new(encodings.iter().map(|e| e.get_ids()));
+    fn forward(&self, texts: &[&Tokens], skip: usize) -> Result<Vec<Vec<f32>>> {
+        let batch = Packed::new(texts.iter().map(|t| t.ids()));
         check_room(&*self.probe, self.encoder.cost_prior(), &batch)?;
         let width = self.encoder.hidden_size();
-        let mut pooled = Vec::with_capacity(encodings.len());
+        let mut pooled = Vec::with_capacity(texts.len());
         self.encoder
             .forward_each(&batch, &*self.probe, |_, states| {
                 let len = states.len() / width;
@@ -292,7 +257,7 @@ fn forward_error(e: encoder::ForwardError, probe: &dyn MemoryProbe) -> Error {
 
 /// Refuses a batch whose buffers cannot fit in the memory free under the
 /// process's limit right now, with [`Error::MemoryPressure`]: the caller
-/// halves it and retries (the [`Embedder::embed`] contract). A batcher plans
+/// halves it and retries (the [`Embedder::embed_tokens`] contract). A batcher plans
 /// within its budget, but the limit can change under a running process (an
 /// operator lowering a container's limit, a neighbour in the same cgroup):
 /// this is the last look before the buffers are written, a few microseconds
@@ -327,45 +292,21 @@ impl BertEmbedder {
 }
 
 impl Embedder for BertEmbedder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.embed_prompted(texts, self.prompt.as_ref())
+    /// The model's width, `max_seq_length` and shape; what the packed
+    /// forward pass holds per token and per token pair (see the encoder's
+    /// buffers); the packed weights as held (int8 weights count their int8
+    /// bytes and scales); and whether the tokenizer splits words as BERT's
+    /// does (see [`ModelInfo::word_by_word`]).
+    fn info(&self) -> ModelInfo {
+        self.info
     }
 
-    fn dimension(&self) -> usize {
-        self.dimension
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        self.tokenize_prompted(texts, self.prompt.as_ref())
     }
 
-    fn max_seq_length(&self) -> usize {
-        self.settings.max_seq_length
-    }
-
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        self.token_counts_prompted(texts, self.prompt.as_ref())
-    }
-
-    fn shape(&self) -> Option<ModelShape> {
-        Some(self.shape)
-    }
-
-    /// What the packed forward pass holds per token and per token pair (see
-    /// the encoder's buffers).
-    fn cost_prior(&self) -> Option<CostPrior> {
-        Some(self.encoder.cost_prior())
-    }
-
-    /// The packed weights as held for the forward pass (int8 weights count
-    /// their int8 bytes and scales).
-    fn weight_bytes(&self) -> Option<u64> {
-        Some(self.encoder.weight_bytes() as u64)
-    }
-
-    /// BERT's normaliser and pre-tokenizer (BERT's and MPNet's tokenizers)
-    /// make every whitespace run, punctuation mark and CJK character a word
-    /// boundary, WordPiece works word by word, and truncation keeps the
-    /// first tokens. Other tokenizers (SentencePiece's Metaspace, byte-level
-    /// BPE) may merge across punctuation: `false` for them.
-    fn tokenizes_word_by_word(&self) -> bool {
-        word_by_word(&self.tokenizer)
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        self.embed_skipping(batch, self.prompt.as_ref().map_or(0, |p| p.skip))
     }
 }
 
@@ -378,14 +319,13 @@ fn run_on<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Sen
     }
 }
 
-/// Tokenises `texts` (with special tokens, truncated as the tokenizer is
-/// set), each behind `prompt` when one is given: what the model sees, and
-/// what token counts count.
+/// Tokenizes `texts` (with special tokens, truncated as the tokenizer is
+/// set), each behind `prompt` when one is given: what the model sees.
 fn encode(
     tokenizer: &Tokenizer,
     texts: &[&str],
     prompt: Option<&ActivePrompt>,
-) -> Result<Vec<tokenizers::Encoding>> {
+) -> Result<Vec<Tokens>> {
     if texts.is_empty() {
         return Ok(Vec::new());
     }
@@ -399,11 +339,26 @@ fn encode(
         ),
         None => tokenizer.encode_batch(texts.to_vec(), true),
     };
-    encoded.map_err(|e| Error::Tokenization(BoxError::from(e)))
+    let encoded = encoded.map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+    Ok(encoded.into_iter().map(tokens_of).collect())
+}
+
+/// What membatch keeps of a tokenizer's encoding: the ids, the segment
+/// ids, and whether truncation cut it (it keeps what it cut as
+/// overflowing parts).
+fn tokens_of(encoding: tokenizers::Encoding) -> Tokens {
+    let truncated = !encoding.get_overflowing().is_empty();
+    Tokens::new(encoding.get_ids().to_vec())
+        .with_type_ids(encoding.get_type_ids().to_vec())
+        .truncated(truncated)
 }
 
 /// Whether `tokenizer` splits words as BERT's pre-tokenizer does (see
-/// [`Embedder::tokenizes_word_by_word`]).
+/// [`ModelInfo::word_by_word`]): BERT's normaliser and pre-tokenizer
+/// (BERT's and MPNet's tokenizers) make every whitespace run, punctuation
+/// mark and CJK character a word boundary, WordPiece works word by word,
+/// and truncation keeps the first tokens. Other tokenizers (SentencePiece's
+/// Metaspace, byte-level BPE) may merge across punctuation.
 fn word_by_word(tokenizer: &Tokenizer) -> bool {
     matches!(
         tokenizer.get_pre_tokenizer(),

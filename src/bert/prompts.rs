@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use tokenizers::Tokenizer;
 
 use super::BertEmbedder;
-use crate::embedder::{CostPrior, Embedder, ModelShape};
+use crate::embedder::{Embedder, ModelInfo, Tokens};
 use crate::error::{BoxError, Error, Result};
 
 /// A model's named prompts and how they are pooled.
@@ -70,36 +70,15 @@ pub struct Prompted<'a> {
 }
 
 impl Embedder for Prompted<'_> {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.embedder.embed_prompted(texts, Some(&self.prompt))
+    fn info(&self) -> ModelInfo {
+        self.embedder.info
     }
 
-    fn dimension(&self) -> usize {
-        self.embedder.dimension
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        self.embedder.tokenize_prompted(texts, Some(&self.prompt))
     }
 
-    fn max_seq_length(&self) -> usize {
-        self.embedder.settings.max_seq_length
-    }
-
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        self.embedder
-            .token_counts_prompted(texts, Some(&self.prompt))
-    }
-
-    fn shape(&self) -> Option<ModelShape> {
-        self.embedder.shape()
-    }
-
-    fn cost_prior(&self) -> Option<CostPrior> {
-        self.embedder.cost_prior()
-    }
-
-    fn weight_bytes(&self) -> Option<u64> {
-        self.embedder.weight_bytes()
-    }
-
-    fn tokenizes_word_by_word(&self) -> bool {
-        self.embedder.tokenizes_word_by_word()
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        self.embedder.embed_skipping(batch, self.prompt.skip)
     }
 }

@@ -6,8 +6,8 @@ use tokenizers::Tokenizer;
 use super::builder::BertEmbedderBuilder;
 use super::encoder::{ClassifierHead, Encoder, Packed};
 use super::load::read_tensors;
-use super::{check_room, forward_error, run_on, BertEmbedder};
-use crate::embedder::{CostPrior, ModelShape, Reranker};
+use super::{check_room, forward_error, run_on, tokens_of, BertEmbedder};
+use crate::embedder::{ModelInfo, Reranker, Tokens};
 use crate::error::{BoxError, Error, Result};
 use crate::memory::MemoryProbe;
 use crate::source::ModelSource;
@@ -31,8 +31,7 @@ pub struct BertReranker {
     encoder: Encoder,
     head: ClassifierHead,
     tokenizer: Tokenizer,
-    max_seq_length: usize,
-    shape: ModelShape,
+    info: ModelInfo,
     pool: Option<rayon::ThreadPool>,
     probe: std::sync::Arc<dyn MemoryProbe>,
     name: String,
@@ -42,7 +41,7 @@ impl std::fmt::Debug for BertReranker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BertReranker")
             .field("name", &self.name)
-            .field("max_seq_length", &self.max_seq_length)
+            .field("info", &self.info)
             .finish_non_exhaustive()
     }
 }
@@ -84,63 +83,64 @@ impl BertReranker {
                 Ok((encoder, head))
             })
         })?;
+        let info = ModelInfo::new(1, p.settings.max_seq_length)
+            .with_shape(p.shape())
+            .with_cost_prior(encoder.cost_prior())
+            .with_weight_bytes((encoder.weight_bytes() + head.weight_bytes()) as u64);
         let reranker = BertReranker {
             encoder,
             head,
-            shape: p.shape(),
+            info,
             tokenizer: p.tokenizer,
-            max_seq_length: p.settings.max_seq_length,
             pool: builder.thread_pool()?,
             probe,
             name: p.source.id(),
         };
         tracing::info!(
             model = %p.source,
-            weight_bytes = reranker.encoder.weight_bytes() + reranker.head.weight_bytes(),
-            max_seq_length = reranker.max_seq_length,
+            weight_bytes = reranker.info.weight_bytes,
+            max_seq_length = reranker.info.max_seq_length,
             "reranker ready"
         );
         Ok(reranker)
     }
 
-    /// The token ids and segment ids of each (query, document) pair, as the
-    /// model sees them.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Tokenization`] when the tokenizer fails.
-    pub fn pair_ids(&self, query: &str, documents: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-        let encodings = self.run(|| self.encode(query, documents))?;
-        Ok(encodings
-            .iter()
-            .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-            .collect())
-    }
-
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         run_on(self.pool.as_ref(), f)
-    }
-
-    fn encode(&self, query: &str, documents: &[&str]) -> Result<Vec<tokenizers::Encoding>> {
-        if documents.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
-        self.tokenizer
-            .encode_batch(pairs, true)
-            .map_err(|e| Error::Tokenization(BoxError::from(e)))
     }
 }
 
 impl Reranker for BertReranker {
-    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>> {
+    fn info(&self) -> ModelInfo {
+        self.info
+    }
+
+    /// Each pair as the model's tokenizer pairs texts (segment ids for
+    /// BERT), truncated longest first.
+    fn tokenize_pairs(&self, query: &str, documents: &[&str]) -> Result<Vec<Tokens>> {
         if documents.is_empty() {
             return Ok(Vec::new());
         }
+        let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
+        let encodings = self
+            .run(|| self.tokenizer.encode_batch(pairs, true))
+            .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
+        Ok(encodings.into_iter().map(tokens_of).collect())
+    }
+
+    fn score_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<f32>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
         self.run(|| {
-            let encodings = self.encode(query, documents)?;
-            let batch =
-                Packed::with_types(encodings.iter().map(|e| (e.get_ids(), e.get_type_ids())));
+            // A pair without segment ids is all segment 0.
+            let longest = pairs.iter().map(|p| p.len()).max().unwrap_or(0);
+            let zeros = vec![0u32; longest];
+            let batch = Packed::with_types(
+                pairs
+                    .iter()
+                    .map(|p| (p.ids(), p.type_ids().unwrap_or(&zeros[..p.len()]))),
+            );
             check_room(&*self.probe, self.encoder.cost_prior(), &batch)?;
             // Each pair's first token's state, gathered chunk by chunk (an
             // empty sequence has none: its state is zeros).
@@ -155,31 +155,5 @@ impl Reranker for BertReranker {
                 .map_err(|e| forward_error(e, &*self.probe))?;
             Ok(self.head.scores(firsts))
         })
-    }
-
-    fn pair_token_counts(&self, query: &str, documents: &[&str]) -> Result<Vec<usize>> {
-        self.run(|| {
-            Ok(self
-                .encode(query, documents)?
-                .iter()
-                .map(|e| e.len())
-                .collect())
-        })
-    }
-
-    fn max_seq_length(&self) -> usize {
-        self.max_seq_length
-    }
-
-    fn shape(&self) -> Option<ModelShape> {
-        Some(self.shape)
-    }
-
-    fn cost_prior(&self) -> Option<CostPrior> {
-        Some(self.encoder.cost_prior())
-    }
-
-    fn weight_bytes(&self) -> Option<u64> {
-        Some((self.encoder.weight_bytes() + self.head.weight_bytes()) as u64)
     }
 }

@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{CostPrior, Embedder, ModelShape, ModelState};
+use super::{Embedder, ModelInfo, ModelState, Tokens};
 use crate::error::Result;
 
 /// What a lazily loaded model knows before its weights are in memory, and
 /// how to load them.
 ///
-/// Everything a batcher plans with (dimension, sequence length, token
-/// counts, cost prior) must be answerable from the small part of a model
-/// (its configuration and tokenizer), so that counting a request's tokens
-/// never loads the weights; [`load`](Self::load) is the expensive part.
+/// Everything a batcher plans with ([`info`](Self::info), and each text's
+/// tokens) must be answerable from the small part of a model (its
+/// configuration and tokenizer), so that admitting a request never loads
+/// the weights; [`load`](Self::load) is the expensive part.
 pub trait ModelLoader: Send + Sync + 'static {
     /// The loaded model.
     type Model: Embedder;
@@ -28,37 +28,21 @@ pub trait ModelLoader: Send + Sync + 'static {
     /// load in the memory left).
     fn load(&self) -> Result<Self::Model>;
 
-    /// As [`Embedder::dimension`].
-    fn dimension(&self) -> usize;
+    /// The model as [`Embedder::info`] describes it, before it is loaded
+    /// (`weight_bytes` may be `None` until it is).
+    fn info(&self) -> ModelInfo;
 
-    /// As [`Embedder::max_seq_length`].
-    fn max_seq_length(&self) -> usize;
-
-    /// As [`Embedder::token_counts`], without the weights.
+    /// As [`Embedder::tokenize`], without the weights: the loaded model
+    /// embeds these tokens.
     ///
     /// # Errors
     ///
-    /// As [`Embedder::token_counts`].
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>>;
-
-    /// As [`Embedder::shape`].
-    fn shape(&self) -> Option<ModelShape> {
-        None
-    }
-
-    /// As [`Embedder::cost_prior`].
-    fn cost_prior(&self) -> Option<CostPrior> {
-        None
-    }
-
-    /// As [`Embedder::tokenizes_word_by_word`].
-    fn tokenizes_word_by_word(&self) -> bool {
-        false
-    }
+    /// As [`Embedder::tokenize`].
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>>;
 }
 
 /// An [`Embedder`] whose weights are loaded on the first
-/// [`embed`](Embedder::embed) and freed by [`unload`](Embedder::unload);
+/// [`embed_tokens`](Embedder::embed_tokens) and freed by [`unload`](Embedder::unload);
 /// the next embed loads them again.
 ///
 /// One load at a time: callers that need the model while it loads wait for
@@ -69,17 +53,19 @@ pub trait ModelLoader: Send + Sync + 'static {
 ///
 /// ```
 /// use membatch::service::{LazyEmbedder, ModelLoader};
-/// use membatch::{Embedder, Result};
+/// use membatch::{Embedder, ModelInfo, Result, Tokens};
+///
+/// /// One token per byte.
+/// fn bytes(texts: &[&str]) -> Vec<Tokens> {
+///     texts.iter().map(|t| Tokens::new(t.bytes().map(u32::from).collect())).collect()
+/// }
 ///
 /// struct Length; // a toy model: one dimension, the text's length
 /// impl Embedder for Length {
-///     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-///         Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
-///     }
-///     fn dimension(&self) -> usize { 1 }
-///     fn max_seq_length(&self) -> usize { 512 }
-///     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-///         Ok(texts.iter().map(|t| t.len()).collect())
+///     fn info(&self) -> ModelInfo { ModelInfo::new(1, 512) }
+///     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> { Ok(bytes(texts)) }
+///     fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+///         Ok(batch.iter().map(|t| vec![t.len() as f32]).collect())
 ///     }
 /// }
 ///
@@ -87,11 +73,8 @@ pub trait ModelLoader: Send + Sync + 'static {
 /// impl ModelLoader for Loader {
 ///     type Model = Length;
 ///     fn load(&self) -> Result<Length> { Ok(Length) }
-///     fn dimension(&self) -> usize { 1 }
-///     fn max_seq_length(&self) -> usize { 512 }
-///     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-///         Ok(texts.iter().map(|t| t.len()).collect())
-///     }
+///     fn info(&self) -> ModelInfo { Length.info() }
+///     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> { Ok(bytes(texts)) }
 /// }
 ///
 /// let lazy = LazyEmbedder::new(Loader);
@@ -174,44 +157,30 @@ impl<L: ModelLoader> LazyEmbedder<L> {
 }
 
 impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    /// The loader's description; the weights' bytes once they are loaded.
+    fn info(&self) -> ModelInfo {
+        let weights = self
+            .model
+            .read()
+            .as_ref()
+            .and_then(|m| m.info().weight_bytes);
+        let info = self.loader.info();
+        info.with_weight_bytes(weights.or(info.weight_bytes))
+    }
+
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        self.loader.tokenize(texts)
+    }
+
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
         loop {
             if let Some(model) = self.model.read().as_ref() {
-                return model.embed(texts);
+                return model.embed_tokens(batch);
             }
             // An unload may slip in between this load and the read above;
             // then load again.
             self.load()?;
         }
-    }
-
-    fn dimension(&self) -> usize {
-        self.loader.dimension()
-    }
-
-    fn max_seq_length(&self) -> usize {
-        self.loader.max_seq_length()
-    }
-
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        self.loader.token_counts(texts)
-    }
-
-    fn shape(&self) -> Option<ModelShape> {
-        self.loader.shape()
-    }
-
-    fn cost_prior(&self) -> Option<CostPrior> {
-        self.loader.cost_prior()
-    }
-
-    /// The loaded model's weights; `None` while unloaded.
-    fn weight_bytes(&self) -> Option<u64> {
-        self.model.read().as_ref().and_then(|m| m.weight_bytes())
-    }
-
-    fn tokenizes_word_by_word(&self) -> bool {
-        self.loader.tokenizes_word_by_word()
     }
 
     fn state(&self) -> ModelState {

@@ -12,28 +12,32 @@ pub use reranker::Reranker;
 /// A text-embedding backend.
 ///
 /// The trait is object-safe and `Send + Sync`, so a service can hold an
-/// `Arc<dyn Embedder>` and share it between threads. It is deliberately small:
-/// one method does the expensive work ([`embed`](Embedder::embed)); the others
-/// are cheap facts a batcher needs to *plan* a batch before paying for a
-/// forward pass.
+/// `Arc<dyn Embedder>` and share it between threads. It is deliberately
+/// small: a text is tokenized once ([`tokenize`](Embedder::tokenize), cheap:
+/// a batcher counts and orders texts by their tokens), then batches of
+/// tokenized texts run through the model
+/// ([`embed_tokens`](Embedder::embed_tokens), the expensive call); what a
+/// batcher needs to know about the model to plan is one value,
+/// [`info`](Embedder::info), which a wrapper passes on whole.
 ///
 /// # Example
 ///
 /// ```
 /// use std::sync::Arc;
-/// use membatch::{Embedder, Result};
+/// use membatch::{Embedder, ModelInfo, Result, Tokens};
 ///
-/// /// A toy backend: one dimension, the text's length in bytes.
+/// /// A toy backend: one token per byte, one dimension, the token count.
 /// struct Length;
 ///
 /// impl Embedder for Length {
-///     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-///         Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+///     fn info(&self) -> ModelInfo {
+///         ModelInfo::new(1, usize::MAX)
 ///     }
-///     fn dimension(&self) -> usize { 1 }
-///     fn max_seq_length(&self) -> usize { usize::MAX }
-///     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-///         Ok(texts.iter().map(|t| t.len()).collect())
+///     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+///         Ok(texts.iter().map(|t| Tokens::new(t.bytes().map(u32::from).collect())).collect())
+///     }
+///     fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+///         Ok(batch.iter().map(|t| vec![t.len() as f32]).collect())
 ///     }
 /// }
 ///
@@ -42,19 +46,41 @@ pub use reranker::Reranker;
 /// # Ok::<(), membatch::Error>(())
 /// ```
 pub trait Embedder: Send + Sync {
-    /// Embeds a batch of texts, one vector of [`dimension`](Embedder::dimension)
-    /// floats per text, in input order.
+    /// What a batcher plans with: the output width, the longest text the
+    /// model reads, the cost of a batch, … (see [`ModelInfo`]). Cheap: it
+    /// is asked before every run.
+    fn info(&self) -> ModelInfo;
+
+    /// Each text as the model sees it: its token ids, special tokens
+    /// included, truncated to [`ModelInfo::max_seq_length`] (and marked so
+    /// when it was). One entry per text, in order; an empty slice returns
+    /// an empty vector.
     ///
-    /// This is the expensive call: the whole slice is run as one batch, so its
-    /// memory cost grows with the number of texts and their (padded) length.
-    /// Splitting a large input into batches that fit is the caller's job (or
-    /// the batcher's). An empty slice returns an empty vector.
+    /// Tokenization is cheap next to a forward pass, so a batcher
+    /// tokenizes first, sorts texts by length and predicts a batch's cost
+    /// before running it; the tokens it keeps are what
+    /// [`embed_tokens`](Embedder::embed_tokens) runs, so no text is
+    /// tokenized twice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenization`](crate::Error::Tokenization) when the tokenizer fails.
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>>;
+
+    /// Embeds a batch of tokenized texts (from this embedder's
+    /// [`tokenize`](Embedder::tokenize)), one vector of
+    /// [`ModelInfo::dimension`] floats per text, in order.
+    ///
+    /// This is the expensive call: the whole slice is run as one batch, so
+    /// its memory cost grows with the number of texts and their length.
+    /// Splitting a large input into batches that fit is the caller's job
+    /// (or the batcher's). An empty slice returns an empty vector.
     ///
     /// # Contract
     ///
-    /// - exactly one vector per text, in input order, each of
-    ///   [`dimension`](Embedder::dimension) floats (a batcher checks the
-    ///   count and reports [`Error::EmbedderContract`](crate::Error::EmbedderContract)
+    /// - exactly one vector per text, in order, each of
+    ///   [`ModelInfo::dimension`] floats (a batcher checks the count and
+    ///   reports [`Error::EmbedderContract`](crate::Error::EmbedderContract)
     ///   otherwise);
     /// - a text's vector does not depend on the other texts of the batch;
     /// - when the backend finds it cannot get the memory this batch needs
@@ -66,81 +92,219 @@ pub trait Embedder: Send + Sync {
     ///
     /// # Errors
     ///
-    /// [`Error::Tokenization`](crate::Error::Tokenization) or
     /// [`Error::Inference`](crate::Error::Inference) when the backend fails;
     /// [`Error::MemoryPressure`](crate::Error::MemoryPressure) to be retried
     /// smaller.
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>>;
 
-    /// The length of each embedding vector.
-    ///
-    /// Lets a caller size output buffers and files before any text is embedded.
-    fn dimension(&self) -> usize;
-
-    /// The most tokens of one text the model looks at (special tokens
-    /// included); longer texts are truncated.
-    ///
-    /// A batcher needs it to bound the padded length of a batch, which drives
-    /// activation memory (and attention memory quadratically).
-    fn max_seq_length(&self) -> usize;
-
-    /// The number of tokens each text becomes, special tokens included and
-    /// after truncation to [`max_seq_length`](Embedder::max_seq_length).
-    ///
-    /// Tokenisation is cheap next to a forward pass, so a batcher can sort
-    /// texts by length and predict a batch's cost before running it.
+    /// Tokenizes `texts` and embeds them as one batch: one vector per
+    /// text, in order. A convenience over [`tokenize`](Embedder::tokenize)
+    /// and [`embed_tokens`](Embedder::embed_tokens); to embed more texts
+    /// than fit in memory at once, use a
+    /// [`BatchEmbedder`](crate::BatchEmbedder).
     ///
     /// # Errors
     ///
-    /// [`Error::Tokenization`](crate::Error::Tokenization) when the tokenizer fails.
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>>;
-
-    /// The model's shape, when the backend knows it (for reports such as a
-    /// server's model information). Default `None`.
-    fn shape(&self) -> Option<ModelShape> {
-        None
-    }
-
-    /// What a batch costs this backend in memory, as far as it knows before
-    /// any batch is measured: the prior a batcher plans its first batches
-    /// with (see [`CostPrior`]). Default `None`; the batcher then assumes
-    /// [`CostPrior::guess_from_dimension`] and learns the real cost from
-    /// measured batches.
-    fn cost_prior(&self) -> Option<CostPrior> {
-        None
-    }
-
-    /// The bytes the model's weights hold in memory while it is loaded, when
-    /// the backend knows them: what a caller reserves once for the model in
-    /// a memory ledger shared with other work (a query engine's pool).
-    /// Default `None`.
-    fn weight_bytes(&self) -> Option<u64> {
-        None
-    }
-
-    /// Whether a text's first tokens depend only on its first words: the
-    /// tokenizer never merges across whitespace, punctuation or CJK
-    /// characters, and truncation keeps the first tokens. BERT's WordPiece
-    /// does both. When `true`, a batcher hands a huge text over as a bounded
-    /// prefix with the same tokens instead of having it tokenised whole.
-    /// Default `false`.
-    fn tokenizes_word_by_word(&self) -> bool {
-        false
+    /// As [`tokenize`](Embedder::tokenize) and
+    /// [`embed_tokens`](Embedder::embed_tokens).
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let tokens = self.tokenize(texts)?;
+        self.embed_tokens(&tokens.iter().collect::<Vec<_>>())
     }
 
     /// Whether the model's weights are in memory. Default
     /// [`ModelState::Loaded`]: an embedder that exists holds its model; a
-    /// lazily loaded one ([`LazyEmbedder`])
-    /// says when it does not.
+    /// lazily loaded one ([`LazyEmbedder`]) says when it does not.
     fn state(&self) -> ModelState {
         ModelState::Loaded
     }
 
     /// Frees what the embedder can load again on its next
-    /// [`embed`](Embedder::embed) (its weights); returns whether anything
-    /// was freed. Default: nothing to free, `false`.
+    /// [`embed_tokens`](Embedder::embed_tokens) (its weights); returns
+    /// whether anything was freed. Default: nothing to free, `false`.
     fn unload(&self) -> bool {
         false
+    }
+}
+
+/// One text as a model sees it: its token ids (special tokens included,
+/// after truncation), their segment ids when the model uses them (the two
+/// texts of a cross-encoder's pair), and whether truncation cut it.
+///
+/// Made by a backend's [`Embedder::tokenize`] (or
+/// [`Reranker::tokenize_pairs`]) and run by the same backend: the ids
+/// belong to its tokenizer. About 4 bytes per token.
+///
+/// ```
+/// use membatch::Tokens;
+/// let t = Tokens::new(vec![101, 7592, 102]).truncated(true);
+/// assert_eq!((t.len(), t.is_truncated()), (3, true));
+/// assert_eq!(t.type_ids(), None, "one segment");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Tokens {
+    ids: Vec<u32>,
+    /// Empty when every token is in segment 0.
+    type_ids: Vec<u32>,
+    truncated: bool,
+}
+
+impl Tokens {
+    /// A text of these token ids, one segment, not truncated.
+    pub fn new(ids: Vec<u32>) -> Self {
+        Tokens {
+            ids,
+            type_ids: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// These tokens with their segment ids (as many as the ids; kept only
+    /// when one is not 0).
+    ///
+    /// # Panics
+    ///
+    /// When `type_ids` and the ids differ in length: a backend's bug.
+    #[must_use]
+    pub fn with_type_ids(mut self, type_ids: Vec<u32>) -> Self {
+        assert_eq!(type_ids.len(), self.ids.len(), "one segment id per token");
+        self.type_ids = if type_ids.iter().all(|&t| t == 0) {
+            Vec::new()
+        } else {
+            type_ids
+        };
+        self
+    }
+
+    /// These tokens, marked as cut by truncation (or not).
+    #[must_use]
+    pub fn truncated(mut self, truncated: bool) -> Self {
+        self.truncated = truncated;
+        self
+    }
+
+    /// The token ids.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The segment ids, when some token is not in segment 0.
+    pub fn type_ids(&self) -> Option<&[u32]> {
+        (!self.type_ids.is_empty()).then_some(self.type_ids.as_slice())
+    }
+
+    /// The number of tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether truncation cut the text: it had more tokens than the model
+    /// reads.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+/// What a backend says about its model: the facts a batcher plans with,
+/// in one value that wrappers ([`LazyEmbedder`], a prompt, a server's
+/// test double) pass on whole.
+///
+/// ```
+/// use membatch::{CostPrior, ModelInfo};
+/// let info = ModelInfo::new(384, 256)
+///     .with_cost_prior(CostPrior::new(20_000, 24))
+///     .with_weight_bytes(90 << 20)
+///     .with_word_by_word(true);
+/// assert_eq!((info.dimension, info.max_seq_length), (384, 256));
+/// assert_eq!(info.cost_prior_or_guess(), CostPrior::new(20_000, 24));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ModelInfo {
+    /// The length of each embedding vector (1 for a reranker's score).
+    /// Lets a caller size output buffers and files before any text is
+    /// embedded.
+    pub dimension: usize,
+    /// The most tokens of one text the model reads (special tokens
+    /// included); longer texts are truncated. A batcher bounds a batch's
+    /// length with it, which drives activation memory (and attention
+    /// memory quadratically).
+    pub max_seq_length: usize,
+    /// The model's sizes, for reports such as a server's model
+    /// information.
+    pub shape: Option<ModelShape>,
+    /// What a batch costs in memory, as far as the backend knows before
+    /// any batch is measured: the prior a batcher plans its first batches
+    /// with. `None`: the batcher assumes
+    /// [`CostPrior::guess_from_dimension`] and learns the real cost from
+    /// measured batches.
+    pub cost_prior: Option<CostPrior>,
+    /// The bytes the model's weights hold while it is loaded: what a
+    /// caller reserves once for the model in a memory ledger shared with
+    /// other work (a query engine's pool).
+    pub weight_bytes: Option<u64>,
+    /// Whether a text's first tokens depend only on its first words: the
+    /// tokenizer never merges across whitespace, punctuation or CJK
+    /// characters, and truncation keeps the first tokens. BERT's WordPiece
+    /// does both. When `true`, a batcher hands a huge text over as a
+    /// bounded prefix with the same tokens instead of having it tokenized
+    /// whole.
+    pub word_by_word: bool,
+}
+
+impl ModelInfo {
+    /// A model of vectors of `dimension` floats that reads up to
+    /// `max_seq_length` tokens; nothing else known.
+    pub fn new(dimension: usize, max_seq_length: usize) -> Self {
+        ModelInfo {
+            dimension,
+            max_seq_length,
+            shape: None,
+            cost_prior: None,
+            weight_bytes: None,
+            word_by_word: false,
+        }
+    }
+
+    /// With the model's sizes.
+    #[must_use]
+    pub fn with_shape(mut self, shape: ModelShape) -> Self {
+        self.shape = Some(shape);
+        self
+    }
+
+    /// With what a batch costs (see [`cost_prior`](Self::cost_prior)).
+    #[must_use]
+    pub fn with_cost_prior(mut self, prior: CostPrior) -> Self {
+        self.cost_prior = Some(prior);
+        self
+    }
+
+    /// With the bytes the weights hold (or `None`: not loaded, unknown).
+    #[must_use]
+    pub fn with_weight_bytes(mut self, bytes: impl Into<Option<u64>>) -> Self {
+        self.weight_bytes = bytes.into();
+        self
+    }
+
+    /// With whether the tokenizer works word by word (see
+    /// [`word_by_word`](Self::word_by_word)).
+    #[must_use]
+    pub fn with_word_by_word(mut self, word_by_word: bool) -> Self {
+        self.word_by_word = word_by_word;
+        self
+    }
+
+    /// The cost prior, or the guess from the dimension when the backend
+    /// gave none.
+    pub fn cost_prior_or_guess(&self) -> CostPrior {
+        self.cost_prior
+            .unwrap_or_else(|| CostPrior::guess_from_dimension(self.dimension))
     }
 }
 
@@ -333,29 +497,14 @@ impl CostPrior {
 macro_rules! forward_embedder {
     ($($ptr:ty),*) => {$(
         impl<E: Embedder + ?Sized> Embedder for $ptr {
-            fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-                (**self).embed(texts)
+            fn info(&self) -> ModelInfo {
+                (**self).info()
             }
-            fn dimension(&self) -> usize {
-                (**self).dimension()
+            fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+                (**self).tokenize(texts)
             }
-            fn max_seq_length(&self) -> usize {
-                (**self).max_seq_length()
-            }
-            fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-                (**self).token_counts(texts)
-            }
-            fn shape(&self) -> Option<ModelShape> {
-                (**self).shape()
-            }
-            fn cost_prior(&self) -> Option<CostPrior> {
-                (**self).cost_prior()
-            }
-            fn weight_bytes(&self) -> Option<u64> {
-                (**self).weight_bytes()
-            }
-            fn tokenizes_word_by_word(&self) -> bool {
-                (**self).tokenizes_word_by_word()
+            fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+                (**self).embed_tokens(batch)
             }
             fn state(&self) -> ModelState {
                 (**self).state()

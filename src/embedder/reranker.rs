@@ -1,75 +1,76 @@
 //! [`Reranker`]: what a cross-encoder backend offers to membatch, beside
 //! [`Embedder`](super::Embedder). Planning rerank batches is
-//! [`rerank`](crate::rerank)'s.
+//! [`rerank`](crate::rerank)'s; serving them is the
+//! [`EmbedService`](crate::EmbedService)'s.
 
-use super::{CostPrior, ModelShape};
+use super::{ModelInfo, Tokens};
 use crate::error::Result;
 
 /// A cross-encoder: scores how well each document answers a query.
 ///
-/// Object-safe and `Send + Sync`, like [`Embedder`](super::Embedder). Implementations score
-/// one batch per call and report memory trouble as
-/// [`Error::MemoryPressure`](crate::Error::MemoryPressure), to be retried
-/// smaller; [`rerank_in_batches`](crate::rerank::rerank_in_batches) plans the batches.
+/// Object-safe and `Send + Sync`, like [`Embedder`](super::Embedder), and
+/// shaped like it: each (query, document) pair is tokenized once
+/// ([`tokenize_pairs`](Reranker::tokenize_pairs)), then batches of pairs
+/// are scored ([`score_tokens`](Reranker::score_tokens)), one batch per
+/// call, memory trouble reported as
+/// [`Error::MemoryPressure`](crate::Error::MemoryPressure) to be retried
+/// smaller. [`info`](Reranker::info) describes the model as an embedder's
+/// does, with `dimension` 1 (one score per pair) and `max_seq_length` the
+/// most tokens of one pair.
 pub trait Reranker: Send + Sync {
-    /// One score per document, in the documents' order: the model's raw
-    /// relevance logit (higher is more relevant; apply a sigmoid for a
-    /// probability-like value).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Tokenization`](crate::Error::Tokenization) or
-    /// [`Error::Inference`](crate::Error::Inference) when the backend fails;
-    /// [`Error::MemoryPressure`](crate::Error::MemoryPressure) to be retried
-    /// smaller.
-    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>>;
+    /// What a batcher plans with (see [`ModelInfo`]).
+    fn info(&self) -> ModelInfo;
 
-    /// The tokens each (query, document) pair becomes, special tokens
-    /// included and after truncation to
-    /// [`max_seq_length`](Reranker::max_seq_length).
+    /// Each (query, document) pair as the model sees it: special tokens
+    /// and segment ids included, truncated to the model's
+    /// `max_seq_length`. One entry per document, in order.
     ///
     /// # Errors
     ///
     /// [`Error::Tokenization`](crate::Error::Tokenization) when the tokenizer fails.
-    fn pair_token_counts(&self, query: &str, documents: &[&str]) -> Result<Vec<usize>>;
+    fn tokenize_pairs(&self, query: &str, documents: &[&str]) -> Result<Vec<Tokens>>;
 
-    /// The most tokens of one pair the model looks at.
-    fn max_seq_length(&self) -> usize;
+    /// One score per pair (from this reranker's
+    /// [`tokenize_pairs`](Reranker::tokenize_pairs)), in order: the model's
+    /// raw relevance logit (higher is more relevant; apply a sigmoid for a
+    /// probability-like value).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Inference`](crate::Error::Inference) when the backend fails;
+    /// [`Error::MemoryPressure`](crate::Error::MemoryPressure) to be retried
+    /// smaller.
+    fn score_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<f32>>;
 
-    /// As [`Embedder::shape`](super::Embedder::shape). Default `None`.
-    fn shape(&self) -> Option<ModelShape> {
-        None
-    }
-
-    /// As [`Embedder::cost_prior`](super::Embedder::cost_prior): what a batch of pairs costs. Default
-    /// `None`.
-    fn cost_prior(&self) -> Option<CostPrior> {
-        None
-    }
-
-    /// As [`Embedder::weight_bytes`](super::Embedder::weight_bytes). Default `None`.
-    fn weight_bytes(&self) -> Option<u64> {
-        None
-    }
-}
-
-impl<R: Reranker + ?Sized> Reranker for &R {
+    /// Tokenizes and scores every document against `query` as one batch.
+    /// A convenience over the two calls above; for many documents within a
+    /// memory limit use [`rerank_in_batches`](crate::rerank::rerank_in_batches)
+    /// or an [`EmbedService`](crate::EmbedService).
+    ///
+    /// # Errors
+    ///
+    /// As [`tokenize_pairs`](Reranker::tokenize_pairs) and
+    /// [`score_tokens`](Reranker::score_tokens).
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<f32>> {
-        (**self).score(query, documents)
-    }
-    fn pair_token_counts(&self, query: &str, documents: &[&str]) -> Result<Vec<usize>> {
-        (**self).pair_token_counts(query, documents)
-    }
-    fn max_seq_length(&self) -> usize {
-        (**self).max_seq_length()
-    }
-    fn shape(&self) -> Option<ModelShape> {
-        (**self).shape()
-    }
-    fn cost_prior(&self) -> Option<CostPrior> {
-        (**self).cost_prior()
-    }
-    fn weight_bytes(&self) -> Option<u64> {
-        (**self).weight_bytes()
+        let pairs = self.tokenize_pairs(query, documents)?;
+        self.score_tokens(&pairs.iter().collect::<Vec<_>>())
     }
 }
+
+macro_rules! forward_reranker {
+    ($($ptr:ty),*) => {$(
+        impl<R: Reranker + ?Sized> Reranker for $ptr {
+            fn info(&self) -> ModelInfo {
+                (**self).info()
+            }
+            fn tokenize_pairs(&self, query: &str, documents: &[&str]) -> Result<Vec<Tokens>> {
+                (**self).tokenize_pairs(query, documents)
+            }
+            fn score_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<f32>> {
+                (**self).score_tokens(pairs)
+            }
+        }
+    )*};
+}
+
+forward_reranker!(&R, Box<R>, std::sync::Arc<R>);

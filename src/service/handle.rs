@@ -9,17 +9,31 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 
 use super::config::ServiceConfig;
-use super::metrics::{ServiceMetrics, UnloadReport};
+use super::metrics::{Kind, ServiceMetrics, UnloadReport};
 use super::pending::Pending;
 use super::queue::{Request, Shared, Status, Submitting};
 use super::worker::Worker;
-use crate::batch::{measure, BatchConfig, Measured};
-use crate::embedder::{Embedder, ModelState};
+use crate::batch::{tokenize, BatchConfig};
+use crate::embedder::{Embedder, ModelInfo, ModelState, Reranker, Tokens};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, MemoryConfig};
 use crate::pressure::PressureLevel;
+use crate::rerank::QueryPairs;
 
-/// One resident model shared by many callers.
+/// What admission does with a text longer than the model reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Truncation {
+    /// Keep its first tokens, as the model's tokenizer truncates (the
+    /// default, as sentence-transformers does).
+    #[default]
+    Cut,
+    /// Refuse the request with [`Error::TextTooLong`].
+    Refuse,
+}
+
+/// One resident model (and, optionally, a cross-encoder beside it)
+/// shared by many callers.
 ///
 /// A cheap `Clone + Send + Sync` handle: callers on any thread submit
 /// texts and get their own vectors back, in their order, blocking
@@ -30,8 +44,9 @@ use crate::pressure::PressureLevel;
 /// adaptive rule as [`BatchEmbedder`](crate::BatchEmbedder).
 ///
 /// Guarantees (see `docs/service.md`):
-/// - admission in units of cost: a request's tokens are counted on the
-///   caller's thread and it is queued whole or refused at once
+/// - admission in units of cost: a request is tokenized on the caller's
+///   thread, once (the worker runs those tokens), and it is queued whole
+///   or refused at once
 ///   ([`Error::Overloaded`], [`Error::MemoryCritical`],
 ///   [`Error::RequestTooLarge`]), never left waiting without bound;
 /// - every accepted request gets exactly one answer; a failing batch fails
@@ -43,17 +58,16 @@ use crate::pressure::PressureLevel;
 ///
 /// ```
 /// use membatch::service::EmbedService;
-/// use membatch::{Embedder, Result};
+/// use membatch::{Embedder, ModelInfo, Result, Tokens};
 ///
-/// struct Length; // a toy backend: one dimension, the text's length
+/// struct Length; // a toy backend: a token per byte, one dimension, the length
 /// impl Embedder for Length {
-///     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-///         Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+///     fn info(&self) -> ModelInfo { ModelInfo::new(1, 512) }
+///     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+///         Ok(texts.iter().map(|t| Tokens::new(t.bytes().take(512).map(u32::from).collect())).collect())
 ///     }
-///     fn dimension(&self) -> usize { 1 }
-///     fn max_seq_length(&self) -> usize { 512 }
-///     fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-///         Ok(texts.iter().map(|t| t.len().min(512)).collect())
+///     fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+///         Ok(batch.iter().map(|t| vec![t.len() as f32]).collect())
 ///     }
 /// }
 ///
@@ -101,6 +115,7 @@ impl EmbedService {
     pub fn builder(embedder: impl Embedder + 'static) -> EmbedServiceBuilder {
         EmbedServiceBuilder {
             embedder: Arc::new(embedder),
+            reranker: None,
             budget: None,
             batch: BatchConfig::default(),
             config: ServiceConfig::default(),
@@ -114,9 +129,11 @@ impl EmbedService {
 
     /// Queues `texts` as one request and returns its answer to wait for.
     ///
-    /// The texts' tokens are counted here, on the caller's thread; then the
-    /// request is queued whole or refused whole. An empty request is
-    /// answered at once.
+    /// The texts are tokenized here, on the caller's thread, once: the
+    /// worker runs these tokens. Then the request is queued whole or
+    /// refused whole. An empty request is answered at once. A text longer
+    /// than the model reads is truncated (see
+    /// [`submit_with`](Self::submit_with)).
     ///
     /// # Errors
     ///
@@ -133,18 +150,93 @@ impl EmbedService {
     /// texts, [`Error::WorkerFailed`], or [`Error::Closed`] when a shutdown
     /// ran out of time before the request.
     pub fn submit<S: AsRef<str>>(&self, texts: &[S]) -> Result<Pending> {
+        self.submit_with(texts, Truncation::Cut)
+    }
+
+    /// As [`submit`](Self::submit), saying what to do with a text longer
+    /// than the model reads.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit); with [`Truncation::Refuse`],
+    /// [`Error::TextTooLong`] for the first text truncation would cut.
+    pub fn submit_with<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        truncation: Truncation,
+    ) -> Result<Pending> {
+        let shared = &self.shared;
+        self.admit(Kind::Embed, texts.len(), || {
+            let tokens = tokenize(&*shared.embedder, texts)?;
+            if truncation == Truncation::Refuse {
+                if let Some(index) = tokens.iter().position(Tokens::is_truncated) {
+                    return Err(Error::TextTooLong {
+                        index,
+                        max_tokens: shared.embedder.info().max_seq_length,
+                    });
+                }
+            }
+            Ok(tokens)
+        })
+    }
+
+    /// Queues the scoring of every document against `query` with the
+    /// service's reranker ([`EmbedServiceBuilder::reranker`]) as one
+    /// request: the same admission, queue, worker and memory budget as
+    /// embeddings, in batches of pairs planned by a batch rule and cost
+    /// model of their own. Its answer holds one one-value vector per
+    /// document, in order: the raw relevance logit
+    /// ([`rerank`](Self::rerank) unwraps them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the service has no reranker; otherwise
+    /// as [`submit`](Self::submit), counting each pair's tokens.
+    pub fn submit_rerank<S: AsRef<str>>(&self, query: &str, documents: &[S]) -> Result<Pending> {
+        let Some((reranker, _)) = &self.shared.reranker else {
+            return Err(Error::invalid_config(
+                "reranker",
+                "none",
+                "this service has no reranker: give one to EmbedServiceBuilder::reranker",
+            ));
+        };
+        self.admit(Kind::Rerank, documents.len(), || {
+            tokenize(&QueryPairs::new(&**reranker, query), documents)
+        })
+    }
+
+    /// Scores every document against `query`, blocking until the answer
+    /// comes: one raw logit per document, in order (see
+    /// [`submit_rerank`](Self::submit_rerank)).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_rerank`](Self::submit_rerank).
+    pub fn rerank<S: AsRef<str>>(&self, query: &str, documents: &[S]) -> Result<Vec<f32>> {
+        let scores = self.submit_rerank(query, documents)?.wait()?;
+        Ok(scores.into_iter().map(|s| s[0]).collect())
+    }
+
+    /// Admits a request of `inputs` texts of `kind`, which `tokenize`
+    /// turns into tokens on this thread: queued whole, or refused whole.
+    fn admit(
+        &self,
+        kind: Kind,
+        inputs: usize,
+        tokenize: impl FnOnce() -> Result<Vec<Tokens>>,
+    ) -> Result<Pending> {
         let shared = &self.shared;
         if let Some(e) = shared.queue.lock().refusal() {
             return Err(self.refused(e));
         }
-        if texts.is_empty() {
+        if inputs == 0 {
             return Ok(Pending::ready(Ok(Vec::new())));
         }
         let config = &shared.config;
-        if texts.len() > config.max_inputs_per_request() {
+        if inputs > config.max_inputs_per_request() {
             return Err(self.refused(Error::RequestTooLarge {
                 limit: "inputs",
-                got: texts.len(),
+                got: inputs,
                 max: config.max_inputs_per_request(),
             }));
         }
@@ -156,11 +248,14 @@ impl EmbedService {
                 retry_after: Duration::from_secs(1),
             }));
         }
-        let Measured { ends, counts } = {
+        let texts = {
             let _submitting = Submitting::new(shared);
-            measure(&*shared.embedder, texts)?
+            match tokenize() {
+                Err(e @ Error::TextTooLong { .. }) => return Err(self.refused(e)),
+                other => other?,
+            }
         };
-        let tokens: usize = counts.iter().sum();
+        let tokens: usize = texts.iter().map(Tokens::len).sum();
         if tokens > config.max_tokens_per_request() {
             return Err(self.refused(Error::RequestTooLarge {
                 limit: "tokens",
@@ -168,11 +263,6 @@ impl EmbedService {
                 max: config.max_tokens_per_request(),
             }));
         }
-        let owned: Vec<String> = texts
-            .iter()
-            .zip(&ends)
-            .map(|(t, &end)| t.as_ref()[..end].to_string())
-            .collect();
         let (tx, rx) = oneshot::channel();
         {
             let mut q = shared.queue.lock();
@@ -193,17 +283,17 @@ impl EmbedService {
                 return Err(self.refused(error));
             }
             q.tokens += tokens;
-            q.texts += owned.len();
+            q.texts += texts.len();
             q.last_activity = Instant::now();
             q.requests.push_back(Request {
-                texts: owned,
-                counts,
+                kind,
+                texts,
                 tokens,
                 tx: Some(tx),
                 arrived: Instant::now(),
             });
         }
-        shared.counters.lock().accepted += 1;
+        shared.counters.lock().accepted(kind);
         shared.work.notify_one();
         Ok(Pending::queued(rx, tokens))
     }
@@ -214,7 +304,7 @@ impl EmbedService {
         match &error {
             Error::Overloaded { .. } => c.refused.overloaded += 1,
             Error::MemoryCritical { .. } => c.refused.memory_critical += 1,
-            Error::RequestTooLarge { .. } => c.refused.too_large += 1,
+            Error::RequestTooLarge { .. } | Error::TextTooLong { .. } => c.refused.too_large += 1,
             _ => c.refused.closed += 1,
         }
         drop(c);
@@ -247,7 +337,7 @@ impl EmbedService {
     }
 
     /// Embeds `texts` as a future that needs no particular runtime. The
-    /// request is submitted (its tokens counted) when this is called; the
+    /// request is submitted (tokenized) when this is called; the
     /// future only waits for the answer, and dropping it gives the request
     /// up.
     ///
@@ -262,23 +352,14 @@ impl EmbedService {
         async move { submitted?.await }
     }
 
-    /// The embedder's output width.
-    pub fn dimension(&self) -> usize {
-        self.shared.embedder.dimension()
+    /// The embedder's description (dimension, `max_seq_length`, …).
+    pub fn info(&self) -> ModelInfo {
+        self.shared.embedder.info()
     }
 
-    /// The embedder's maximum sequence length.
-    pub fn max_seq_length(&self) -> usize {
-        self.shared.embedder.max_seq_length()
-    }
-
-    /// The embedder's token counts for `texts` (without queueing them).
-    ///
-    /// # Errors
-    ///
-    /// The embedder's tokenization errors.
-    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        self.shared.embedder.token_counts(texts)
+    /// The reranker's description, when the service has one.
+    pub fn reranker_info(&self) -> Option<ModelInfo> {
+        self.shared.reranker.as_ref().map(|(r, _)| r.info())
     }
 
     /// The settings in force.
@@ -327,6 +408,8 @@ impl EmbedService {
             queued_requests,
             queued_tokens,
             accepted: c.accepted,
+            embeddings: c.embeddings,
+            reranks: c.reranks,
             completed: c.completed,
             failed: c.failed,
             cancelled: c.cancelled,
@@ -341,6 +424,11 @@ impl EmbedService {
             inference_seconds: c.inference_seconds,
             panics: c.panics,
             batch_size: self.shared.batcher.metrics().batch_size,
+            rerank_batch_size: self
+                .shared
+                .reranker
+                .as_ref()
+                .map(|(_, lane)| lane.metrics().batch_size),
             model: self.shared.embedder.state(),
             unloads: c.unloads,
             memory: self.shared.batcher.budget().read(),
@@ -404,6 +492,7 @@ impl EmbedService {
 #[must_use]
 pub struct EmbedServiceBuilder {
     embedder: Arc<dyn Embedder>,
+    reranker: Option<Arc<dyn Reranker>>,
     budget: Option<MemoryBudget>,
     batch: BatchConfig,
     config: ServiceConfig,
@@ -428,7 +517,16 @@ impl EmbedServiceBuilder {
         self
     }
 
-    /// Batch sizes and retries. Default [`BatchConfig::default`].
+    /// A cross-encoder for [`EmbedService::submit_rerank`]: its requests
+    /// share the queue, the admission limits, the worker and the memory
+    /// budget with embeddings. Default: none.
+    pub fn reranker(mut self, reranker: Arc<dyn Reranker>) -> Self {
+        self.reranker = Some(reranker);
+        self
+    }
+
+    /// Batch sizes and retries (for embeddings and reranking alike).
+    /// Default [`BatchConfig::default`].
     pub fn batch(mut self, batch: BatchConfig) -> Self {
         self.batch = batch;
         self
@@ -450,7 +548,13 @@ impl EmbedServiceBuilder {
         let budget = self
             .budget
             .unwrap_or_else(|| MemoryBudget::new(MemoryConfig::default()));
-        let shared = Arc::new(Shared::new(self.embedder, budget, self.batch, self.config)?);
+        let shared = Arc::new(Shared::new(
+            self.embedder,
+            self.reranker,
+            budget,
+            self.batch,
+            self.config,
+        )?);
         Ok((EmbedService::attach(shared.clone()), Worker::new(shared)))
     }
 

@@ -116,6 +116,29 @@ pub struct Refusals {
     pub closed: u64,
 }
 
+/// Which model a request's texts run through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Texts to embed.
+    Embed,
+    /// (query, document) pairs to score.
+    Rerank,
+}
+
+/// What one kind of request (embeddings, or reranks) made the service do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkCounts {
+    /// Requests accepted.
+    pub requests: u64,
+    /// Batches run.
+    pub batches: u64,
+    /// Texts (or pairs) run.
+    pub texts: u64,
+    /// Their tokens.
+    pub tokens: u64,
+}
+
 /// A snapshot of an [`EmbedService`](super::EmbedService), for a server to
 /// export.
 #[derive(Debug, Clone)]
@@ -125,9 +148,13 @@ pub struct ServiceMetrics {
     pub queued_requests: usize,
     /// Their tokens.
     pub queued_tokens: usize,
-    /// Requests accepted.
+    /// Requests accepted (of both kinds).
     pub accepted: u64,
-    /// Requests answered with vectors.
+    /// Embedding requests: accepted, batches, texts, tokens.
+    pub embeddings: WorkCounts,
+    /// Rerank requests: accepted, batches, pairs, tokens.
+    pub reranks: WorkCounts,
+    /// Requests answered with vectors (or scores).
     pub completed: u64,
     /// Accepted requests answered with an error (a failed batch, a closed
     /// service).
@@ -157,6 +184,9 @@ pub struct ServiceMetrics {
     pub panics: u64,
     /// The batch size the rule allows next.
     pub batch_size: usize,
+    /// The batch size the reranker's rule allows next, when the service
+    /// has a reranker.
+    pub rerank_batch_size: Option<usize>,
     /// The model's state.
     pub model: ModelState,
     /// Loads and unloads so far.
@@ -172,6 +202,8 @@ pub struct ServiceMetrics {
 #[derive(Debug, Clone)]
 pub(crate) struct Counters {
     pub(crate) accepted: u64,
+    pub(crate) embeddings: WorkCounts,
+    pub(crate) reranks: WorkCounts,
     pub(crate) completed: u64,
     pub(crate) failed: u64,
     pub(crate) cancelled: u64,
@@ -197,6 +229,8 @@ impl Default for Counters {
         let seconds = || Histogram::exponential(1e-4, 2.0, 120.0);
         Counters {
             accepted: 0,
+            embeddings: WorkCounts::default(),
+            reranks: WorkCounts::default(),
             completed: 0,
             failed: 0,
             cancelled: 0,
@@ -217,9 +251,34 @@ impl Default for Counters {
 }
 
 impl Counters {
-    /// Records a batch of `texts` texts and `tokens` tokens from
+    /// The counts of one kind of work.
+    fn of(&mut self, kind: Kind) -> &mut WorkCounts {
+        match kind {
+            Kind::Embed => &mut self.embeddings,
+            Kind::Rerank => &mut self.reranks,
+        }
+    }
+
+    /// Records an accepted request of `kind`.
+    pub(crate) fn accepted(&mut self, kind: Kind) {
+        self.accepted += 1;
+        self.of(kind).requests += 1;
+    }
+
+    /// Records a batch of `kind` of `texts` texts and `tokens` tokens from
     /// `requests` requests that ran in `took`.
-    pub(crate) fn batch(&mut self, texts: usize, tokens: usize, requests: usize, took: Duration) {
+    pub(crate) fn batch(
+        &mut self,
+        kind: Kind,
+        texts: usize,
+        tokens: usize,
+        requests: usize,
+        took: Duration,
+    ) {
+        let counts = self.of(kind);
+        counts.batches += 1;
+        counts.texts += texts as u64;
+        counts.tokens += tokens as u64;
         self.batches += 1;
         self.texts += texts as u64;
         self.tokens += tokens as u64;
@@ -274,7 +333,11 @@ mod tests {
     fn the_drain_estimate_follows_the_measured_rate() {
         let mut c = Counters::default();
         assert_eq!(c.drain_time(1000), Duration::from_secs(1));
-        c.batch(10, 2000, 3, Duration::from_secs(1));
+        c.batch(Kind::Rerank, 10, 2000, 3, Duration::from_secs(1));
+        assert_eq!(
+            (c.reranks.batches, c.reranks.texts, c.embeddings.batches),
+            (1, 10, 0)
+        );
         assert_eq!(c.tokens_per_second, Some(2000.0));
         assert_eq!(c.drain_time(4000), Duration::from_secs(2));
         assert_eq!(c.drain_time(1), Duration::from_millis(100));

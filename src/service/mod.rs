@@ -24,9 +24,9 @@ mod queue;
 mod worker;
 
 pub use config::{ServiceConfig, ServiceConfigBuilder};
-pub use handle::{EmbedService, EmbedServiceBuilder};
+pub use handle::{EmbedService, EmbedServiceBuilder, Truncation};
 // Beside the trait it decorates; named here too, where it is used.
 pub use crate::embedder::{LazyEmbedder, ModelLoader};
-pub use metrics::{Histogram, Refusals, ServiceMetrics, UnloadReport};
+pub use metrics::{Histogram, Refusals, ServiceMetrics, UnloadReport, WorkCounts};
 pub use pending::Pending;
 pub use worker::Worker;

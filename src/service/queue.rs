@@ -10,19 +10,20 @@ use futures_channel::oneshot;
 use parking_lot::{Condvar, Mutex};
 
 use super::config::ServiceConfig;
-use super::metrics::Counters;
+use super::metrics::{Counters, Kind};
 use super::pending::Answer;
 use crate::batch::BatchEmbedder;
-use crate::embedder::Embedder;
+use crate::embedder::{Embedder, Reranker, Tokens};
 use crate::error::Error;
 use crate::memory::MemoryBudget;
+use crate::rerank::PairLane;
 
-/// One accepted request: its texts (cut to their bounded prefixes), their
-/// token counts, and where its answer goes.
+/// One accepted request: its texts as tokenized at admission (the only
+/// time they are), and where its answer goes.
 #[derive(Debug)]
 pub(crate) struct Request {
-    pub(crate) texts: Vec<String>,
-    pub(crate) counts: Vec<usize>,
+    pub(crate) kind: Kind,
+    pub(crate) texts: Vec<Tokens>,
     pub(crate) tokens: usize,
     /// Where the answer goes (the worker takes it when it takes the request).
     pub(crate) tx: Option<oneshot::Sender<Answer>>,
@@ -77,6 +78,9 @@ impl Queue {
 pub(crate) struct Shared {
     pub(crate) embedder: Arc<dyn Embedder>,
     pub(crate) batcher: BatchEmbedder<Arc<dyn Embedder>>,
+    /// The reranker's lane, when the service has one: its own batch rule
+    /// and cost model, in the same budget and queue.
+    pub(crate) reranker: Option<(Arc<dyn Reranker>, BatchEmbedder<PairLane>)>,
     pub(crate) config: ServiceConfig,
     pub(crate) queue: Mutex<Queue>,
     /// Signalled when the worker has something to do: a request, an
@@ -107,14 +111,20 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn new(
         embedder: Arc<dyn Embedder>,
+        reranker: Option<Arc<dyn Reranker>>,
         budget: MemoryBudget,
         batch: crate::batch::BatchConfig,
         config: ServiceConfig,
     ) -> crate::error::Result<Self> {
-        let batcher = BatchEmbedder::new(embedder.clone(), budget, batch)?;
+        let batcher = BatchEmbedder::new(embedder.clone(), budget.clone(), batch)?;
+        let reranker = match reranker {
+            Some(r) => Some((r.clone(), BatchEmbedder::new(PairLane(r), budget, batch)?)),
+            None => None,
+        };
         Ok(Shared {
             embedder,
             batcher,
+            reranker,
             config,
             queue: Mutex::new(Queue {
                 requests: VecDeque::new(),

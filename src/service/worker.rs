@@ -10,10 +10,11 @@ use std::time::Instant;
 use futures_channel::oneshot;
 use parking_lot::MutexGuard;
 
-use super::metrics::UnloadReport;
+use super::metrics::{Kind, UnloadReport};
 use super::pending::Answer;
 use super::queue::{Queue, Request, Shared, Status};
-use crate::batch::{panic_message, Failed};
+use crate::batch::{panic_message, BatchEmbedder, Failed};
+use crate::embedder::{Embedder, Tokens};
 use crate::error::Error;
 
 /// The service's worker, handed back by
@@ -127,7 +128,10 @@ fn serve(shared: &Shared, window: &mut Vec<Slot>) -> Error {
             Err(end) => return end,
         };
         *window = taken;
-        let outcome = run_window(shared, window, &mut panics);
+        let outcome = match (window[0].request.kind, &shared.reranker) {
+            (Kind::Rerank, Some((_, lane))) => run_window(shared, lane, window, &mut panics),
+            _ => run_window(shared, &shared.batcher, window, &mut panics),
+        };
         window.clear();
         {
             let mut q = shared.queue.lock();
@@ -196,12 +200,15 @@ fn next_window(shared: &Shared) -> Result<Vec<Slot>, Error> {
     Ok(take_window(&mut q, config.window_texts()))
 }
 
-/// The oldest requests, up to `limit` texts (always at least one request).
+/// The oldest requests of one kind (the oldest request's), up to `limit`
+/// texts (always at least one request): FIFO, so a request of the other
+/// kind waits for the next window, never longer.
 fn take_window(q: &mut Queue, limit: usize) -> Vec<Slot> {
-    let mut window = Vec::new();
+    let mut window: Vec<Slot> = Vec::new();
     let mut texts = 0;
     while let Some(next) = q.requests.front() {
-        if !window.is_empty() && texts + next.texts.len() > limit {
+        let other_kind = window.first().is_some_and(|w| w.request.kind != next.kind);
+        if !window.is_empty() && (other_kind || texts + next.texts.len() > limit) {
             break;
         }
         let mut request = q.requests.pop_front().expect("front exists");
@@ -224,7 +231,13 @@ fn take_window(q: &mut Queue, limit: usize) -> Vec<Slot> {
 /// batcher sizes; answers each request as soon as its last text is done,
 /// or with the error of the batch that failed it. `Err` when the worker
 /// must stop (too many panics in a row).
-fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<(), Error> {
+fn run_window<E: Embedder>(
+    shared: &Shared,
+    lane: &BatchEmbedder<E>,
+    window: &mut [Slot],
+    panics: &mut u32,
+) -> Result<(), Error> {
+    let kind = window[0].request.kind;
     let started = Instant::now();
     {
         let mut c = shared.counters.lock();
@@ -238,10 +251,14 @@ fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<
         .enumerate()
         .flat_map(|(slot, s)| {
             s.request
-                .counts
+                .texts
                 .iter()
                 .enumerate()
-                .map(move |(text, &tokens)| Item { slot, text, tokens })
+                .map(move |(text, t)| Item {
+                    slot,
+                    text,
+                    tokens: t.len(),
+                })
         })
         .collect();
     // Longest first, within the window only: nothing waits behind texts
@@ -254,11 +271,10 @@ fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<
                 break;
             }
         }
-        let texts: Vec<&str> = items
+        let texts: Vec<&Tokens> = items
             .iter()
-            .map(|it| window[it.slot].request.texts[it.text].as_str())
+            .map(|it| &window[it.slot].request.texts[it.text])
             .collect();
-        let counts: Vec<usize> = items.iter().map(|it| it.tokens).collect();
         let span = tracing::info_span!(
             "batch",
             texts = tracing::field::Empty,
@@ -267,7 +283,7 @@ fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<
         );
         let _entered = span.enter();
         let batch_started = Instant::now();
-        match shared.batcher.embed_next_or_fail(&texts, &counts) {
+        match lane.embed_next_or_fail(&texts) {
             Ok(ran) => {
                 *panics = 0;
                 let n = ran.texts;
@@ -279,10 +295,13 @@ fn run_window(shared: &Shared, window: &mut [Slot], panics: &mut u32) -> Result<
                 span.record("texts", n);
                 span.record("requests", requests.len());
                 span.record("tokens", tokens);
-                shared
-                    .counters
-                    .lock()
-                    .batch(n, tokens, requests.len(), batch_started.elapsed());
+                shared.counters.lock().batch(
+                    kind,
+                    n,
+                    tokens,
+                    requests.len(),
+                    batch_started.elapsed(),
+                );
                 for (it, v) in done.iter().zip(ran.embeddings) {
                     let slot = &mut window[it.slot];
                     slot.results[it.text] = Some(v);

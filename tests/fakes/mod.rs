@@ -8,7 +8,7 @@ use std::sync::Arc;
 use membatch::memory::{
     MemoryBudget, MemoryConfig, MemoryProbe, MemorySnapshot, PressureLevel, Reclaim,
 };
-use membatch::{CostPrior, Embedder, Error, Result};
+use membatch::{CostPrior, Embedder, Error, ModelInfo, Result, Tokens};
 use parking_lot::Mutex;
 
 pub const MIB: u64 = 1 << 20;
@@ -92,6 +92,38 @@ pub struct Call {
     pub ok: bool,
 }
 
+/// The texts the fakes tokenized, process-wide (so that a lazy loader's
+/// tokens and its loaded model's agree): a text's tokens are its number
+/// here, then zeros, as many as the fake counts, so that a batch of tokens
+/// can say which texts it holds.
+#[derive(Debug, Default)]
+pub struct Interner;
+
+/// Each text's number, and the texts by number.
+type Interned = (std::collections::HashMap<String, u32>, Vec<String>);
+
+static INTERNED: std::sync::LazyLock<Mutex<Interned>> = std::sync::LazyLock::new(Default::default);
+
+impl Interner {
+    /// `text` as `len` tokens (at least one), cut at `max` (and marked so).
+    pub fn tokens(&self, text: &str, len: usize, max: usize) -> Tokens {
+        let mut guard = INTERNED.lock();
+        let (ids, texts) = &mut *guard;
+        let id = *ids.entry(text.to_string()).or_insert_with(|| {
+            texts.push(text.to_string());
+            texts.len() as u32 - 1
+        });
+        let mut tokens = vec![0; len.clamp(1, max.max(1))];
+        tokens[0] = id;
+        Tokens::new(tokens).truncated(len > max)
+    }
+
+    /// The text `tokens` were made from.
+    pub fn text(&self, tokens: &Tokens) -> String {
+        INTERNED.lock().1[tokens.ids()[0] as usize].clone()
+    }
+}
+
 /// Tokens are whitespace-separated words plus two specials, truncated at
 /// `max_seq`. A batch costs `per_unit × batch × padded²` bytes. Calls whose
 /// number (from 0) is in `refuse` fail with `Error::MemoryPressure`.
@@ -102,6 +134,7 @@ pub struct Fake {
     pub per_unit: u64,
     pub refuse: BTreeSet<usize>,
     pub calls: Mutex<Vec<Call>>,
+    pub interner: Interner,
 }
 
 impl Fake {
@@ -112,11 +145,12 @@ impl Fake {
             per_unit: 40,
             refuse: BTreeSet::new(),
             calls: Mutex::new(Vec::new()),
+            interner: Interner,
         }
     }
 
     pub fn tokens(&self, text: &str) -> usize {
-        (text.split_whitespace().count() + 2).min(self.max_seq)
+        words(text).min(self.max_seq)
     }
 
     /// The vector any text gets, whatever batch it is in.
@@ -148,13 +182,36 @@ fn blake_ish(s: &str) -> u64 {
     })
 }
 
+/// Whitespace-separated words plus two special tokens.
+fn words(text: &str) -> usize {
+    text.split_whitespace().count() + 2
+}
+
 impl Embedder for Fake {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let padded = texts.iter().map(|t| self.tokens(t)).max().unwrap_or(0);
+    /// A prior whose estimate for one text of 256 tokens,
+    /// 4·(256·(5·256 + 1024) + 256²) bytes, is this fake's real cost
+    /// (40·256²): the model predicts the fake as well as it predicts
+    /// membatch's encoder, and over-predicts shorter texts.
+    fn info(&self) -> ModelInfo {
+        ModelInfo::new(2, self.max_seq)
+            .with_word_by_word(true)
+            .with_cost_prior(CostPrior::new(4 * (5 * 256 + 1024), 4))
+    }
+
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        Ok(texts
+            .iter()
+            .map(|t| self.interner.tokens(t, words(t), self.max_seq))
+            .collect())
+    }
+
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<String> = batch.iter().map(|t| self.interner.text(t)).collect();
+        let padded = batch.iter().map(|t| t.len()).max().unwrap_or(0);
         let mut calls = self.calls.lock();
         let refused = self.refuse.contains(&calls.len());
         calls.push(Call {
-            texts: texts.iter().map(|t| t.to_string()).collect(),
+            texts: texts.clone(),
             padded,
             ok: !refused,
         });
@@ -165,32 +222,8 @@ impl Embedder for Fake {
                 level: PressureLevel::Critical,
             });
         }
-        self.machine.spend(self.cost(texts.len(), padded));
+        self.machine.spend(self.cost(batch.len(), padded));
         Ok(texts.iter().map(|t| Fake::vector(t)).collect())
-    }
-
-    fn dimension(&self) -> usize {
-        2
-    }
-
-    fn max_seq_length(&self) -> usize {
-        self.max_seq
-    }
-
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        Ok(texts.iter().map(|t| self.tokens(t)).collect())
-    }
-
-    fn tokenizes_word_by_word(&self) -> bool {
-        true
-    }
-
-    /// A prior whose estimate for one text of 256 tokens,
-    /// 4·(256·(5·256 + 1024) + 256²) bytes, is this fake's real cost
-    /// (40·256²): the model predicts the fake as well as it predicts
-    /// membatch's encoder, and over-predicts shorter texts.
-    fn cost_prior(&self) -> Option<CostPrior> {
-        Some(CostPrior::new(4 * (5 * 256 + 1024), 4))
     }
 }
 
@@ -216,6 +249,9 @@ pub struct Scripted {
     pub batches: Mutex<Vec<usize>>,
     /// Every batch panics (a model that can never run).
     pub always_panic: bool,
+    pub interner: Interner,
+    /// Texts tokenized (one count per text).
+    pub tokenized: std::sync::atomic::AtomicUsize,
 }
 
 /// A gate batches wait at while it is closed.
@@ -260,7 +296,21 @@ impl Gate {
 }
 
 impl Embedder for Scripted {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    fn info(&self) -> ModelInfo {
+        ModelInfo::new(2, 256)
+    }
+
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        self.tokenized
+            .fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(texts
+            .iter()
+            .map(|t| self.interner.tokens(t, words(t), 256))
+            .collect())
+    }
+
+    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<String> = batch.iter().map(|t| self.interner.text(t)).collect();
         self.gate.pass();
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
@@ -274,24 +324,57 @@ impl Embedder for Scripted {
                 "scripted failure",
             ))));
         }
-        self.embedded
-            .lock()
-            .extend(texts.iter().map(|t| t.to_string()));
+        self.embedded.lock().extend(texts.iter().cloned());
         Ok(texts.iter().map(|t| Fake::vector(t)).collect())
     }
+}
 
-    fn dimension(&self) -> usize {
-        2
+/// A scripted cross-encoder for service tests: a pair's tokens are its
+/// query's and document's words plus three specials (at most 256); its
+/// score is the document's length in bytes less the query's; while the
+/// gate is closed every batch waits at it; scored documents and batch
+/// sizes are recorded.
+#[derive(Debug, Default)]
+pub struct ScriptedReranker {
+    pub gate: Gate,
+    pub scored: Mutex<Vec<String>>,
+    pub batches: Mutex<Vec<usize>>,
+    pub interner: Interner,
+}
+
+impl ScriptedReranker {
+    /// The score a (query, document) pair gets.
+    pub fn score_of(query: &str, document: &str) -> f32 {
+        document.len() as f32 - query.len() as f32
+    }
+}
+
+impl membatch::Reranker for ScriptedReranker {
+    fn info(&self) -> ModelInfo {
+        ModelInfo::new(1, 256)
     }
 
-    fn max_seq_length(&self) -> usize {
-        256
-    }
-
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        Ok(texts
+    fn tokenize_pairs(&self, query: &str, documents: &[&str]) -> Result<Vec<Tokens>> {
+        Ok(documents
             .iter()
-            .map(|t| (t.split_whitespace().count() + 2).min(256))
+            .map(|d| {
+                let len = words(query) + words(d) - 1;
+                self.interner.tokens(&format!("{query}\u{1}{d}"), len, 256)
+            })
+            .collect())
+    }
+
+    fn score_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<f32>> {
+        self.gate.pass();
+        self.batches.lock().push(pairs.len());
+        Ok(pairs
+            .iter()
+            .map(|p| {
+                let pair = self.interner.text(p);
+                let (query, document) = pair.split_once('\u{1}').expect("a pair");
+                self.scored.lock().push(document.to_string());
+                ScriptedReranker::score_of(query, document)
+            })
             .collect())
     }
 }

@@ -298,17 +298,17 @@ fn concurrent_callers_share_one_pipeline() {
 fn an_embedder_that_miscounts_is_an_error_not_a_lost_text() {
     struct Miscount;
     impl membatch::Embedder for Miscount {
-        fn embed(&self, texts: &[&str]) -> membatch::Result<Vec<Vec<f32>>> {
-            Ok(vec![vec![0.0]; texts.len()])
+        fn info(&self) -> membatch::ModelInfo {
+            membatch::ModelInfo::new(1, 16)
         }
-        fn dimension(&self) -> usize {
-            1
+        fn tokenize(&self, texts: &[&str]) -> membatch::Result<Vec<membatch::Tokens>> {
+            Ok(vec![
+                membatch::Tokens::new(vec![0; 3]);
+                texts.len().saturating_sub(1)
+            ])
         }
-        fn max_seq_length(&self) -> usize {
-            16
-        }
-        fn token_counts(&self, texts: &[&str]) -> membatch::Result<Vec<usize>> {
-            Ok(vec![3; texts.len().saturating_sub(1)])
+        fn embed_tokens(&self, batch: &[&membatch::Tokens]) -> membatch::Result<Vec<Vec<f32>>> {
+            Ok(vec![vec![0.0]; batch.len()])
         }
     }
     let machine = Machine::new(50 * MIB);
@@ -319,7 +319,7 @@ fn an_embedder_that_miscounts_is_an_error_not_a_lost_text() {
         matches!(
             err,
             Error::EmbedderContract {
-                method: "token_counts",
+                method: "tokenize",
                 expected: 3,
                 got: 2
             }

@@ -91,8 +91,13 @@ fn a_batch_the_budgets_probe_says_cannot_fit_is_refused_and_the_pipeline_retries
     let expected = e.embed(&texts).unwrap();
 
     // Room for a little less than the whole batch, and far more than half.
-    let lengths = e.token_counts(&texts).unwrap();
-    let whole = e.cost_prior().unwrap().bytes_for_lengths(lengths);
+    let lengths = e
+        .tokenize(&texts)
+        .unwrap()
+        .iter()
+        .map(|t| t.len())
+        .collect::<Vec<usize>>();
+    let whole = e.info().cost_prior.unwrap().bytes_for_lengths(lengths);
     probe.leave(whole - 1);
     match e.embed(&texts) {
         Err(Error::MemoryPressure {

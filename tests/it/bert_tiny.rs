@@ -9,15 +9,28 @@ use membatch::{BertEmbedder, Embedder, Error, ModelSource, Pooling};
 fn empty_input_gives_empty_output() {
     let (_d, e) = tiny(&Tiny::default());
     assert!(e.embed(&[]).unwrap().is_empty());
-    assert!(e.token_counts(&[]).unwrap().is_empty());
-    assert_eq!(e.dimension(), TINY_HIDDEN);
+    assert!(e
+        .tokenize(&[])
+        .unwrap()
+        .iter()
+        .map(|t| t.len())
+        .collect::<Vec<usize>>()
+        .is_empty());
+    assert_eq!(e.info().dimension, TINY_HIDDEN);
 }
 
 #[test]
 fn empty_and_whitespace_texts_are_cls_sep_and_embed_alike() {
     let (_d, e) = tiny(&Tiny::default());
     let texts = ["", " ", "  \t\n ", "\n"];
-    assert_eq!(e.token_counts(&texts).unwrap(), vec![2, 2, 2, 2]);
+    assert_eq!(
+        e.tokenize(&texts)
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        vec![2, 2, 2, 2]
+    );
     let v = e.embed(&texts).unwrap();
     for other in &v[1..] {
         assert!(max_abs_diff(&v[0], other) <= 1e-6);
@@ -31,8 +44,20 @@ fn the_tokenizer_files_own_truncation_and_padding_are_replaced() {
     // all-MiniLM-L6-v2 file says 128; the model's max_seq_length (24) rules.
     let (_d, e) = tiny(&Tiny::default());
     let ten_words = "the quick brown fox is eating the food hello world";
-    assert_eq!(e.token_counts(&["hello", ten_words]).unwrap(), vec![3, 12]);
-    let ids = e.token_ids(&["hello"]).unwrap();
+    assert_eq!(
+        e.tokenize(&["hello", ten_words])
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        vec![3, 12]
+    );
+    let ids = e
+        .tokenize(&["hello"])
+        .unwrap()
+        .iter()
+        .map(|t| t.ids().to_vec())
+        .collect::<Vec<_>>();
     assert_eq!(ids, vec![vec![2, 5, 3]]);
 }
 
@@ -41,7 +66,14 @@ fn long_texts_are_truncated_at_max_seq_length() {
     let (_d, e) = tiny(&Tiny::default());
     let megabyte = "hello world ".repeat(90_000);
     assert!(megabyte.len() > 1_000_000);
-    assert_eq!(e.token_counts(&[&megabyte]).unwrap(), vec![24]);
+    assert_eq!(
+        e.tokenize(&[&megabyte])
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        vec![24]
+    );
     let v = e.embed(&[&megabyte]).unwrap();
     assert!(v[0].iter().all(|x| x.is_finite()));
 }
@@ -129,7 +161,12 @@ fn cjk_emoji_and_control_characters_work() {
         "caf\u{e9}",
         "👨\u{200d}👩\u{200d}👧",
     ];
-    let counts = e.token_counts(&texts).unwrap();
+    let counts = e
+        .tokenize(&texts)
+        .unwrap()
+        .iter()
+        .map(|t| t.len())
+        .collect::<Vec<usize>>();
     assert_eq!(counts[0], 4, "one token per CJK character");
     assert_eq!(counts[2], 3, "control characters are dropped");
     assert_eq!(counts[3], 3, "accents are stripped: café -> cafe");
@@ -172,9 +209,14 @@ fn invalid_settings_are_typed_errors() {
         }
     }
     let short = build(BertEmbedder::builder().max_seq_length(4)).unwrap();
-    assert_eq!(short.max_seq_length(), 4);
+    assert_eq!(short.info().max_seq_length, 4);
     assert_eq!(
-        short.token_counts(&["the quick brown fox"]).unwrap(),
+        short
+            .tokenize(&["the quick brown fox"])
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
         vec![4]
     );
 }
@@ -186,7 +228,7 @@ fn weight_bytes_are_the_resident_weights_and_int8_holds_fewer() {
         .unwrap()
         .len();
     let f32 = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
-    let bytes = f32.weight_bytes().expect("BERT knows its weights");
+    let bytes = f32.info().weight_bytes.expect("BERT knows its weights");
     // The file holds every tensor as f32 (and a header); the model holds
     // the ones it runs.
     assert!(
@@ -198,9 +240,9 @@ fn weight_bytes_are_the_resident_weights_and_int8_holds_fewer() {
         .precision(membatch::Precision::Int8)
         .build()
         .unwrap();
-    let small = int8.weight_bytes().unwrap();
+    let small = int8.info().weight_bytes.unwrap();
     assert!(small < bytes / 2, "int8 {small} vs f32 {bytes}");
     // Forwarded through pointers.
     let shared: std::sync::Arc<dyn Embedder> = std::sync::Arc::new(f32);
-    assert_eq!(shared.weight_bytes(), Some(bytes));
+    assert_eq!(shared.info().weight_bytes, Some(bytes));
 }

@@ -30,28 +30,36 @@ fn public_types_are_send_and_sync() {
 fn embedder_is_object_safe_and_pointers_forward() {
     struct Constant;
     impl Embedder for Constant {
-        fn embed(&self, texts: &[&str]) -> membatch::Result<Vec<Vec<f32>>> {
-            Ok(texts.iter().map(|_| vec![1.0, 2.0]).collect())
+        fn info(&self) -> membatch::ModelInfo {
+            membatch::ModelInfo::new(2, 7)
         }
-        fn dimension(&self) -> usize {
-            2
+        fn tokenize(&self, texts: &[&str]) -> membatch::Result<Vec<membatch::Tokens>> {
+            Ok(texts
+                .iter()
+                .map(|t| membatch::Tokens::new(vec![0; t.len()]))
+                .collect())
         }
-        fn max_seq_length(&self) -> usize {
-            7
-        }
-        fn token_counts(&self, texts: &[&str]) -> membatch::Result<Vec<usize>> {
-            Ok(texts.iter().map(|t| t.len()).collect())
+        fn embed_tokens(&self, batch: &[&membatch::Tokens]) -> membatch::Result<Vec<Vec<f32>>> {
+            Ok(batch.iter().map(|_| vec![1.0, 2.0]).collect())
         }
     }
     fn generic<E: Embedder>(e: E) -> (usize, usize) {
-        (e.dimension(), e.embed(&["a", "b"]).unwrap().len())
+        (e.info().dimension, e.embed(&["a", "b"]).unwrap().len())
     }
     let shared: Arc<dyn Embedder> = Arc::new(Constant);
     assert_eq!(generic(shared.clone()), (2, 2));
     assert_eq!(generic(&*shared), (2, 2));
     let boxed: Box<dyn Embedder> = Box::new(Constant);
-    assert_eq!(boxed.max_seq_length(), 7);
-    assert_eq!(boxed.token_counts(&["abc"]).unwrap(), vec![3]);
-    assert_eq!(boxed.shape(), None, "shape is a defaulted hint");
-    assert_eq!(boxed.cost_prior(), None, "so is the cost prior");
+    assert_eq!(boxed.info().max_seq_length, 7);
+    assert_eq!(
+        boxed
+            .tokenize(&["abc"])
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        vec![3]
+    );
+    assert_eq!(boxed.info().shape, None, "shape is a defaulted hint");
+    assert_eq!(boxed.info().cost_prior, None, "so is the cost prior");
 }

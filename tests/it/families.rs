@@ -49,9 +49,28 @@ fn reference<T: serde::de::DeserializeOwned>(name: &str) -> T {
 /// Token ids, and embeddings one text at a time and all in one batch.
 fn check_embeddings(name: &str, model: &BertEmbedder, r: &Reference) {
     let texts: Vec<&str> = r.texts.iter().map(String::as_str).collect();
-    assert_eq!(model.dimension(), r.embedding_dim, "{name}");
-    assert_eq!(model.max_seq_length(), r.max_seq_length, "{name}");
-    assert_eq!(model.token_ids(&texts).unwrap(), r.input_ids, "{name}");
+    assert_eq!(model.info().dimension, r.embedding_dim, "{name}");
+    assert_eq!(model.info().max_seq_length, r.max_seq_length, "{name}");
+    let tokens = model.tokenize(&texts).unwrap();
+    let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids().to_vec()).collect();
+    assert_eq!(ids, r.input_ids, "{name}");
+    // The forward pass runs the tokens it is given, nothing else.
+    let refs: Vec<&membatch::Tokens> = tokens.iter().collect();
+    assert_close(
+        &model.embed_tokens(&refs).unwrap(),
+        &r.embeddings,
+        &format!("{name}, from its tokens"),
+    );
+    let longest = tokens.iter().max_by_key(|t| t.len()).unwrap();
+    let mut fewer = longest.ids().to_vec();
+    fewer.remove(1);
+    assert_ne!(
+        model
+            .embed_tokens(&[&membatch::Tokens::new(fewer)])
+            .unwrap()[0],
+        model.embed_tokens(&[longest]).unwrap()[0],
+        "{name}: other tokens, another vector"
+    );
     let one_by_one: Vec<Vec<f32>> = texts
         .iter()
         .map(|t| model.embed(&[t]).unwrap().remove(0))
@@ -79,11 +98,19 @@ fn xlm_roberta_with_a_unigram_tokenizer_and_e5_style_prompts() {
     let r: Reference = reference("tiny-xlm-roberta");
     let model = load("tiny-xlm-roberta");
     check_embeddings("tiny-xlm-roberta", &model, &r);
-    assert!(!model.tokenizes_word_by_word());
+    assert!(!model.info().word_by_word);
     let texts: Vec<&str> = r.texts.iter().map(String::as_str).collect();
     let query = model.with_prompt("query").unwrap();
     let counts: Vec<usize> = r.query_input_ids.iter().map(Vec::len).collect();
-    assert_eq!(query.token_counts(&texts).unwrap(), counts);
+    assert_eq!(
+        query
+            .tokenize(&texts)
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        counts
+    );
     assert_close(&query.embed(&texts).unwrap(), &r.query, "query prompt");
     assert_close(
         &model.embed_with_prompt("passage", &texts).unwrap(),
@@ -131,10 +158,15 @@ fn check_reranker(name: &str) {
     let r: RerankReference = reference(name);
     let reranker = BertReranker::load(ModelSource::dir(fixture(name))).unwrap();
     let docs: Vec<&str> = r.documents.iter().map(String::as_str).collect();
-    let ids = reranker.pair_ids(&r.query, &docs).unwrap();
-    for (i, (ids, types)) in ids.iter().enumerate() {
-        assert_eq!(ids, &r.pairs_input_ids[i], "{name}: pair {i} ids");
-        assert_eq!(types, &r.pairs_token_type_ids[i], "{name}: pair {i} types");
+    let pairs = reranker.tokenize_pairs(&r.query, &docs).unwrap();
+    for (i, pair) in pairs.iter().enumerate() {
+        let types = pair.type_ids().map_or(vec![0; pair.len()], <[u32]>::to_vec);
+        assert_eq!(
+            pair.ids(),
+            &r.pairs_input_ids[i][..],
+            "{name}: pair {i} ids"
+        );
+        assert_eq!(types, r.pairs_token_type_ids[i], "{name}: pair {i} types");
     }
     let one_by_one: Vec<f32> = docs
         .iter()
@@ -148,12 +180,25 @@ fn check_reranker(name: &str) {
         BatchConfig::default(),
     )
     .unwrap();
+    // Through a service's worker, in its queue and budget, beside an
+    // embedding model: the same scores as the batcher's.
+    let service = membatch::EmbedService::builder(load("tiny-bert-lasttoken"))
+        .reranker(std::sync::Arc::new(
+            BertReranker::load(ModelSource::dir(fixture(name))).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let served = service.rerank(&r.query, &docs).unwrap();
+    assert!(
+        max_abs_diff(&served, &batched) <= 1e-6,
+        "{name}: served {served:?}"
+    );
+    assert_eq!(service.metrics().reranks.texts, docs.len() as u64);
+    service.shutdown(std::time::Duration::from_secs(5));
     for (what, got) in [("one at a time", &one_by_one), ("batched", &batched)] {
         let d = max_abs_diff(got, &r.logits);
         assert!(d <= TOL, "{name}, {what}: max abs diff {d}");
     }
-    let counts: Vec<usize> = r.pairs_input_ids.iter().map(Vec::len).collect();
-    assert_eq!(reranker.pair_token_counts(&r.query, &docs).unwrap(), counts);
     assert_eq!(reranker.score(&r.query, &[]).unwrap(), Vec::<f32>::new());
 }
 

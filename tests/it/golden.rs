@@ -16,10 +16,26 @@ fn token_counts_and_ids_match_sentence_transformers() {
     let g = golden();
     let model = real_model();
     let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
-    assert_eq!(model.token_counts(&texts).unwrap(), g.token_counts);
-    assert_eq!(model.token_ids(&texts).unwrap(), g.input_ids);
-    assert_eq!(model.max_seq_length(), 256);
-    assert_eq!(model.dimension(), 384);
+    assert_eq!(
+        model
+            .tokenize(&texts)
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        g.token_counts
+    );
+    assert_eq!(
+        model
+            .tokenize(&texts)
+            .unwrap()
+            .iter()
+            .map(|t| t.ids().to_vec())
+            .collect::<Vec<_>>(),
+        g.input_ids
+    );
+    assert_eq!(model.info().max_seq_length, 256);
+    assert_eq!(model.info().dimension, 384);
 }
 
 #[test]
@@ -90,7 +106,15 @@ fn a_text_alone_equals_the_same_text_batched_with_long_ones() {
 fn a_one_megabyte_text_is_truncated_not_a_failure() {
     let model = real_model();
     let huge = "memory ".repeat(150_000); // ~1 MB
-    assert_eq!(model.token_counts(&[&huge]).unwrap(), vec![256]);
+    assert_eq!(
+        model
+            .tokenize(&[&huge])
+            .unwrap()
+            .iter()
+            .map(|t| t.len())
+            .collect::<Vec<usize>>(),
+        vec![256]
+    );
     let v = model.embed(&[&huge]).unwrap();
     assert_eq!(v[0].len(), 384);
     assert!(v[0].iter().all(|x| x.is_finite()));

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::fakes::{text, Fake, Machine, Scripted, MIB};
-use membatch::service::{EmbedService, LazyEmbedder, ModelLoader, ServiceConfig};
-use membatch::{Embedder, Error, ModelState, Result};
+use crate::fakes::{text, Fake, Machine, Scripted, ScriptedReranker, MIB};
+use membatch::service::{EmbedService, LazyEmbedder, ModelLoader, ServiceConfig, Truncation};
+use membatch::{Embedder, Error, ModelInfo, ModelState, Result, Tokens};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -434,14 +434,11 @@ impl ModelLoader for SlowLoader {
         std::thread::sleep(Duration::from_millis(100));
         Ok(Scripted::default())
     }
-    fn dimension(&self) -> usize {
-        2
+    fn info(&self) -> ModelInfo {
+        Scripted::default().info()
     }
-    fn max_seq_length(&self) -> usize {
-        256
-    }
-    fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        Scripted::default().token_counts(texts)
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        Scripted::default().tokenize(texts)
     }
 }
 
@@ -450,8 +447,8 @@ fn a_lazy_model_loads_once_for_concurrent_first_requests_and_reloads_after_unloa
     let lazy = Arc::new(LazyEmbedder::new(SlowLoader::default()));
     let svc = service(lazy.clone(), ServiceConfig::default());
     assert!(matches!(svc.model_state(), ModelState::Unloaded));
-    // Counting tokens does not load: submitting is cheap.
-    svc.token_counts(&["no load"]).unwrap();
+    // Tokenizing does not load: submitting is cheap.
+    lazy.tokenize(&["no load"]).unwrap();
     assert_eq!(lazy.loads(), 0);
     let callers: Vec<_> = (0..16)
         .map(|i| {
@@ -534,4 +531,145 @@ fn shutdown_drains_what_it_can_and_fails_the_rest_and_later_callers() {
     assert!(ok >= 2 && closed >= 1, "ok {ok}, closed {closed}");
     assert!(matches!(svc.submit(&["late"]), Err(Error::Closed)));
     assert!(!svc.is_serving());
+}
+
+/// A service over the scripted embedder and the scripted reranker.
+fn with_reranker(config: ServiceConfig) -> (EmbedService, Arc<Scripted>, Arc<ScriptedReranker>) {
+    let embedder = scripted();
+    let reranker = Arc::new(ScriptedReranker::default());
+    let machine = Machine::new(50 * MIB);
+    let svc = EmbedService::builder(embedder.clone())
+        .reranker(reranker.clone())
+        .budget(machine.budget(900 * MIB))
+        .config(config)
+        .spawn()
+        .unwrap();
+    (svc, embedder, reranker)
+}
+
+#[test]
+fn reranks_share_the_queue_admission_and_worker_with_embeddings() {
+    let config = ServiceConfig::builder()
+        .max_queued_tokens(60)
+        .max_tokens_per_request(60)
+        .build()
+        .unwrap();
+    let (svc, embedder, reranker) = with_reranker(config);
+    embedder.gate.close();
+    let first = svc.submit(&["holds the worker"]).unwrap();
+    embedder.gate.wait_for_a_batch();
+    // Queued behind the embedding batch: a rerank, one its caller drops,
+    // and one the queue has no room for.
+    let docs = ["a b c", "a much longer document", "d"];
+    let kept = svc.submit_rerank("query", &docs).unwrap();
+    let dropped = svc.submit_rerank("dropped", &["never scored"]).unwrap();
+    drop(dropped);
+    let big = vec!["w w w w w w w w w w"; 3];
+    match svc.submit_rerank("query", &big) {
+        Err(Error::Overloaded { retry_after, .. }) => assert!(retry_after > Duration::ZERO),
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    embedder.gate.open();
+    first.wait_timeout(PATIENCE).unwrap();
+    let scores: Vec<f32> = kept
+        .wait_timeout(PATIENCE)
+        .unwrap()
+        .into_iter()
+        .map(|s| s[0])
+        .collect();
+    let want: Vec<f32> = docs
+        .iter()
+        .map(|d| ScriptedReranker::score_of("query", d))
+        .collect();
+    assert_eq!(scores, want);
+    assert_eq!(
+        svc.rerank("q", &["x y"]).unwrap(),
+        vec![ScriptedReranker::score_of("q", "x y")]
+    );
+    let scored = reranker.scored.lock().clone();
+    assert!(!scored.iter().any(|d| d == "never scored"), "{scored:?}");
+    let m = svc.metrics();
+    assert_eq!((m.embeddings.requests, m.reranks.requests), (1, 3));
+    assert_eq!(m.reranks.texts, 4, "the dropped request was skipped");
+    assert_eq!((m.refused.overloaded, m.cancelled), (1, 1));
+    assert!(m.rerank_batch_size.is_some());
+    svc.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn the_rerank_batch_rule_persists_across_requests() {
+    let (svc, _, reranker) = with_reranker(ServiceConfig::default());
+    let docs: Vec<String> = (0..20).map(|i| text(i, 5)).collect();
+    for _ in 0..5 {
+        assert_eq!(svc.rerank("query", &docs).unwrap().len(), 20);
+    }
+    // From 8, +4 per batch: a rule that started again with every request
+    // would never pass 16 on 20 documents.
+    let m = svc.metrics();
+    assert!(m.rerank_batch_size.unwrap() >= 32, "{m:?}");
+    assert_eq!(m.batch_size, 8, "the embedding lane's rule is its own");
+    let batches = reranker.batches.lock().clone();
+    assert!(batches.len() < 10, "{batches:?}");
+    svc.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn a_service_without_a_reranker_says_so() {
+    let svc = service(scripted(), ServiceConfig::default());
+    let err = svc.submit_rerank("q", &["d"]).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    assert!(err.to_string().contains("reranker"), "{err}");
+}
+
+#[test]
+fn every_text_is_tokenized_once_from_admission_to_the_forward_pass() {
+    let embedder = Arc::new(Scripted {
+        delay: Duration::from_millis(1),
+        ..Scripted::default()
+    });
+    let svc = service(embedder.clone(), ServiceConfig::default());
+    let callers: Vec<_> = (0..16)
+        .map(|i| {
+            let svc = svc.clone();
+            std::thread::spawn(move || svc.embed_timeout(&request(i), PATIENCE).unwrap())
+        })
+        .collect();
+    for c in callers {
+        c.join().unwrap();
+    }
+    let texts: usize = (0..16).map(|i| request(i).len()).sum();
+    assert_eq!(embedder.tokenized.load(Ordering::SeqCst), texts);
+    assert_eq!(embedder.embedded.lock().len(), texts);
+    // And through a batcher, over more texts than one window holds.
+    let batcher = membatch::BatchEmbedder::new(
+        Scripted::default(),
+        Machine::new(50 * MIB).budget(900 * MIB),
+        membatch::BatchConfig::default(),
+    )
+    .unwrap();
+    let many: Vec<String> = (0..9000).map(|i| text(i, 1 + i % 30)).collect();
+    assert_eq!(batcher.embed(&many).unwrap(), expected(&many));
+    assert_eq!(batcher.embedder().tokenized.load(Ordering::SeqCst), 9000);
+    svc.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn a_text_too_long_is_refused_when_asked_and_truncated_otherwise() {
+    let svc = service(scripted(), ServiceConfig::default());
+    let long = "w ".repeat(300);
+    let texts = ["short", long.as_str()];
+    let err = svc.submit_with(&texts, Truncation::Refuse).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TextTooLong {
+                index: 1,
+                max_tokens: 256
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(svc.metrics().refused.too_large, 1);
+    assert_eq!(svc.embed(&texts).unwrap().len(), 2, "cut by default");
+    svc.shutdown(Duration::from_secs(5));
 }

@@ -53,7 +53,7 @@ impl ModelSpec {
     ///
     /// membatch's, reading or checking the configuration and tokenizer.
     pub fn dimension(&self, config: &Config) -> Result<usize, membatch::Error> {
-        Ok(self.builder(config)?.build_lazy()?.dimension())
+        Ok(self.builder(config)?.build_lazy()?.info().dimension)
     }
 }
 

@@ -315,7 +315,7 @@ impl EmbedUdfBuilder {
                     _weights: None,
                 },
                 Kind::Run(embedder) => {
-                    let weights = match (&self.pool, embedder.weight_bytes()) {
+                    let weights = match (&self.pool, embedder.info().weight_bytes) {
                         (Some(pool), Some(bytes)) => {
                             Some(reserve_weights(pool, &name, bytes).map_err(|e| {
                                 DataFusionError::ResourcesExhausted(format!(
@@ -327,7 +327,7 @@ impl EmbedUdfBuilder {
                         }
                         _ => None,
                     };
-                    let dimension = embedder.dimension();
+                    let dimension = embedder.info().dimension;
                     let (Some(budget), Some(batch)) = (&budget, batch) else {
                         unreachable!("a runnable model has a budget and batch settings")
                     };

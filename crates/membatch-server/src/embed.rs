@@ -9,6 +9,8 @@ use axum::Json;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use membatch::service::Truncation;
+
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -106,20 +108,18 @@ fn normalize(v: &mut [f32]) {
 }
 
 /// Runs `texts` through the service within the request timeout: admission
-/// on a blocking thread (it counts tokens), then the answer awaited.
-/// Returns the vectors and the tokens counted at admission.
-async fn run(app: &AppState, texts: Vec<String>) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+/// on a blocking thread (it tokenizes them, once), then the answer
+/// awaited. Returns the vectors and the tokens counted at admission.
+async fn run(
+    app: &AppState,
+    texts: Vec<String>,
+    truncation: Truncation,
+) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     let service = app.service.clone();
-    let pending = tokio::task::spawn_blocking(move || service.submit(&texts))
+    let pending = tokio::task::spawn_blocking(move || service.submit_with(&texts, truncation))
         .await
         .map_err(|e| ApiError::internal(format!("admission failed: {e}")))??;
-    let tokens = pending.tokens();
-    match tokio::time::timeout(app.request_timeout, pending).await {
-        Ok(answer) => Ok((answer?, tokens)),
-        // Dropping the pending answer gives the request up: its texts are
-        // skipped if they have not run.
-        Err(_) => Err(ApiError::timed_out(app.request_timeout)),
-    }
+    crate::await_answer(app, pending).await
 }
 
 /// A valid OpenAI request: what to embed and how to answer.
@@ -171,8 +171,8 @@ pub(crate) async fn openai(
     body: Result<Json<EmbeddingsRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
-    let job = validate_openai(req, app.service.dimension())?;
-    let (vectors, tokens) = run(&app, job.texts).await?;
+    let job = validate_openai(req, app.service.info().dimension)?;
+    let (vectors, tokens) = run(&app, job.texts, Truncation::Cut).await?;
     let data = vectors
         .into_iter()
         .enumerate()
@@ -240,10 +240,12 @@ pub(crate) async fn native(
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
         let texts = native_texts(req.inputs)?;
-        if !req.truncate {
-            refuse_truncation(&app, &texts)?;
-        }
-        let (mut vectors, _) = run(&app, texts).await?;
+        let truncation = if req.truncate {
+            Truncation::Cut
+        } else {
+            Truncation::Refuse
+        };
+        let (mut vectors, _) = run(&app, texts, truncation).await?;
         if req.normalize {
             vectors.iter_mut().for_each(|v| normalize(v));
         }
@@ -263,27 +265,4 @@ pub(crate) fn native_texts(inputs: NativeInputs) -> Result<Vec<String>, ApiError
         return Err(ApiError::bad_request("inputs is empty", Some("inputs")));
     }
     Ok(texts)
-}
-
-/// With `truncate: false`, a text longer than the model takes is a 422,
-/// not silently cut.
-fn refuse_truncation(app: &AppState, texts: &[String]) -> Result<(), ApiError> {
-    let Some(counter) = &app.counter else {
-        return Ok(());
-    };
-    let max = app.service.max_seq_length();
-    for (i, t) in texts.iter().enumerate() {
-        // Two special tokens around the content.
-        let tokens = counter.count(t)? + 2;
-        if tokens > max {
-            return Err(ApiError::unprocessable(
-                format!(
-                    "inputs[{i}] has {tokens} tokens, more than the model's {max}; \
-                     send truncate: true or a shorter text"
-                ),
-                Some("inputs"),
-            ));
-        }
-    }
-    Ok(())
 }

@@ -158,6 +158,17 @@ impl From<membatch::Error> for ApiError {
                     message.clone(),
                 )
             },
+            E::TextTooLong { index, max_tokens } => ApiError {
+                code: Some("text_too_long"),
+                param: Some("inputs"),
+                ..ApiError::unprocessable(
+                    format!(
+                        "inputs[{index}] has more tokens than the model's {max_tokens}; \
+                         send truncate: true or a shorter text"
+                    ),
+                    None,
+                )
+            },
             E::Overloaded { retry_after, .. } => ApiError {
                 code: Some("overloaded"),
                 retry_after: Some(*retry_after),

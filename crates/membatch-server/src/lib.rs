@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `POST /v1/embeddings`, `POST /embeddings` | OpenAI's request and response shapes |
 //! | `POST /embed` | `{"inputs", "normalize", "truncate"}` → `[[...]]` |
-//! | `POST /rerank` | `{"query", "texts", "raw_scores", "return_text"}` → `[{"index", "score"}]`, best first (with a [`RerankState`]) |
+//! | `POST /rerank` | `{"query", "texts", "raw_scores", "return_text"}` → `[{"index", "score"}]`, best first (with a service [built with a reranker](membatch::service::EmbedServiceBuilder::reranker)) |
 //! | `GET /health` | 200, or 503 when the worker failed |
 //! | `GET /info` | model, dimension, limits, version |
 //! | `GET /memory` | what membatch sees; `POST /memory/unload` frees the model |
@@ -46,18 +46,17 @@ mod rerank;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use counts::Counts;
-use membatch::service::EmbedService;
-use membatch::TokenCounter;
+use membatch::service::{EmbedService, Pending};
 
 pub use error::ApiError;
-pub use rerank::{RerankState, MAX_RERANK_TEXTS};
+pub use rerank::MAX_RERANK_TEXTS;
 
 /// The body of the fuzz target in `fuzz/`, compiled under `--cfg fuzzing`
 /// (which `cargo fuzz` sets) and for this crate's tests, which run it over
@@ -104,11 +103,9 @@ pub mod fuzzing {
 pub struct AppState {
     service: EmbedService,
     model_name: String,
-    counter: Option<TokenCounter>,
     api_key: Option<String>,
     request_timeout: Duration,
     http: Counts,
-    reranker: Option<Arc<RerankState>>,
 }
 
 impl AppState {
@@ -118,11 +115,9 @@ impl AppState {
         AppState {
             service,
             model_name: model_name.into(),
-            counter: None,
             api_key: None,
             request_timeout: Duration::from_secs(60),
             http: Counts::default(),
-            reranker: None,
         }
     }
 
@@ -142,27 +137,36 @@ impl AppState {
         self
     }
 
-    /// Counts untruncated tokens, so that `/embed` with `"truncate": false`
-    /// refuses a text longer than the model takes (422) instead of cutting
-    /// it.
-    #[must_use]
-    pub fn token_counter(mut self, counter: TokenCounter) -> Self {
-        self.counter = Some(counter);
-        self
-    }
-
-    /// Serves `POST /rerank` with this reranker (without one the route
-    /// answers 400, naming the flag).
-    #[must_use]
-    pub fn reranker(mut self, reranker: RerankState) -> Self {
-        self.reranker = Some(Arc::new(reranker));
-        self
-    }
-
     /// The service behind the routes.
     pub fn service(&self) -> &EmbedService {
         &self.service
     }
+}
+
+/// Whether a route asks for the API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// `Authorization: Bearer <key>` when a key is set.
+    Key,
+    /// Open to all (health checks and scrapers).
+    Open,
+}
+
+/// Every route of the server, once: its path, its handlers, and whether it
+/// asks for the API key. `/metrics` labels responses by the path matched
+/// here.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
+    vec![
+        ("/v1/embeddings", post(embed::openai), Access::Key),
+        ("/embeddings", post(embed::openai), Access::Key),
+        ("/embed", post(embed::native), Access::Key),
+        ("/rerank", post(rerank::rerank), Access::Key),
+        ("/info", get(ops::info), Access::Key),
+        ("/memory", get(ops::memory), Access::Key),
+        ("/memory/unload", post(ops::unload), Access::Key),
+        ("/health", get(ops::health), Access::Open),
+        ("/metrics", get(ops::metrics), Access::Open),
+    ]
 }
 
 /// Every route of the server, with API-key checks, response counting,
@@ -170,19 +174,16 @@ impl AppState {
 /// bodies (a JSON 413).
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let state = Arc::new(state);
-    let api = Router::new()
-        .route("/v1/embeddings", post(embed::openai))
-        .route("/embeddings", post(embed::openai))
-        .route("/embed", post(embed::native))
-        .route("/rerank", post(rerank::rerank))
-        .route("/info", get(ops::info))
-        .route("/memory", get(ops::memory))
-        .route("/memory/unload", post(ops::unload))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    let open = Router::new()
-        .route("/health", get(ops::health))
-        .route("/metrics", get(ops::metrics));
-    api.merge(open)
+    let (mut keyed, mut open) = (Router::new(), Router::new());
+    for (path, handlers, access) in routes() {
+        match access {
+            Access::Key => keyed = keyed.route(path, handlers),
+            Access::Open => open = open.route(path, handlers),
+        }
+    }
+    let keyed = keyed.route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    keyed
+        .merge(open)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -196,6 +197,21 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// Awaits a submitted request's answer within the request timeout,
+/// returning it with the tokens counted at admission. Dropping the
+/// pending answer on a timeout gives the request up: its texts are skipped
+/// if they have not run.
+async fn await_answer(
+    app: &AppState,
+    pending: Pending,
+) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+    let tokens = pending.tokens();
+    match tokio::time::timeout(app.request_timeout, pending).await {
+        Ok(answer) => Ok((answer?, tokens)),
+        Err(_) => Err(ApiError::timed_out(app.request_timeout)),
+    }
 }
 
 /// 401 unless the request carries the API key (when one is set).
@@ -213,28 +229,17 @@ async fn require_key(State(app): State<Arc<AppState>>, request: Request, next: N
     next.run(request).await
 }
 
-/// Counts each response by route and status for `/metrics`.
+/// Counts each response by route and status for `/metrics`: the route is
+/// the path the router matched (so the counters cannot grow with whatever
+/// paths clients send), `other` when none did.
 async fn count(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let route = route_name(request.uri().path());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_string(), |m| m.as_str().to_string());
     let response = next.run(request).await;
     app.http.add(route, response.status().as_u16());
     response
-}
-
-/// A fixed name per route (unknown paths are one name), so the counters
-/// cannot grow with whatever paths clients send.
-fn route_name(path: &str) -> &'static str {
-    match path.trim_end_matches('/') {
-        "/v1/embeddings" => "/v1/embeddings",
-        "/embeddings" => "/embeddings",
-        "/embed" => "/embed",
-        "/health" => "/health",
-        "/info" => "/info",
-        "/memory" => "/memory",
-        "/memory/unload" => "/memory/unload",
-        "/metrics" => "/metrics",
-        _ => "other",
-    }
 }
 
 mod counts {
@@ -249,7 +254,7 @@ mod counts {
     pub(crate) struct Counts(Mutex<HttpCounts>);
 
     impl Counts {
-        pub(crate) fn add(&self, route: &'static str, status: u16) {
+        pub(crate) fn add(&self, route: String, status: u16) {
             let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
             *counts.entry((route, status)).or_default() += 1;
         }

@@ -24,10 +24,10 @@ use clap::Parser;
 use membatch::memory::{MemoryBudget, MemoryLimit};
 use membatch::service::EmbedService;
 use membatch::{
-    BertEmbedderBuilder, BertReranker, Config, CostPrior, Embedder, ModelShape, ModelSource,
-    ModelState, Precision,
+    BertEmbedderBuilder, BertReranker, Config, Embedder, ModelInfo, ModelSource, ModelState,
+    Precision, Tokens,
 };
-use membatch_server::{router, AppState, RerankState};
+use membatch_server::{router, AppState};
 
 /// An OpenAI-compatible embedding server that never dies of memory.
 #[derive(Parser, Debug)]
@@ -277,7 +277,6 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     let model = BertEmbedderBuilder::from(config.model().clone())
         .budget(budget.clone())
         .build_lazy()?;
-    let counter = model.loader().token_counter().ok();
     let embedder: Arc<dyn Embedder> = match &args.panic_on {
         Some(marker) => Arc::new(PanicOn {
             inner: model,
@@ -296,15 +295,15 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
             let reranker = BertReranker::from_builder(
                 BertEmbedderBuilder::from(model).budget(budget.clone()),
             )?;
-            Some(RerankState::new(
-                Arc::new(reranker),
-                budget.clone(),
-                *config.batch(),
-            ))
+            Some(Arc::new(reranker))
         }
         None => None,
     };
-    let service = EmbedService::builder(embedder)
+    let mut service = EmbedService::builder(embedder);
+    if let Some(reranker) = reranker {
+        service = service.reranker(reranker);
+    }
+    let service = service
         .budget(budget)
         .batch(*config.batch())
         .config(*config.service())
@@ -324,12 +323,6 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     if let Some(key) = &args.api_key {
         state = state.api_key(key.clone());
     }
-    if let Some(counter) = counter {
-        state = state.token_counter(counter);
-    }
-    if let Some(reranker) = reranker {
-        state = state.reranker(reranker);
-    }
     Ok((service, state))
 }
 
@@ -339,30 +332,28 @@ struct PanicOn<E> {
     marker: String,
 }
 
+/// The tokens PanicOn gives a text holding its marker: no tokenizer
+/// gives this id.
+const PANIC_ID: u32 = u32::MAX;
+
 impl<E: Embedder> Embedder for PanicOn<E> {
-    fn embed(&self, texts: &[&str]) -> membatch::Result<Vec<Vec<f32>>> {
-        if texts.iter().any(|t| t.contains(&self.marker)) {
+    fn info(&self) -> ModelInfo {
+        self.inner.info()
+    }
+    fn tokenize(&self, texts: &[&str]) -> membatch::Result<Vec<Tokens>> {
+        let mut tokens = self.inner.tokenize(texts)?;
+        for (t, text) in tokens.iter_mut().zip(texts) {
+            if text.contains(&self.marker) {
+                *t = Tokens::new(vec![PANIC_ID]);
+            }
+        }
+        Ok(tokens)
+    }
+    fn embed_tokens(&self, batch: &[&Tokens]) -> membatch::Result<Vec<Vec<f32>>> {
+        if batch.iter().any(|t| t.ids() == [PANIC_ID]) {
             panic!("a test asked this batch to panic");
         }
-        self.inner.embed(texts)
-    }
-    fn dimension(&self) -> usize {
-        self.inner.dimension()
-    }
-    fn max_seq_length(&self) -> usize {
-        self.inner.max_seq_length()
-    }
-    fn token_counts(&self, texts: &[&str]) -> membatch::Result<Vec<usize>> {
-        self.inner.token_counts(texts)
-    }
-    fn shape(&self) -> Option<ModelShape> {
-        self.inner.shape()
-    }
-    fn cost_prior(&self) -> Option<CostPrior> {
-        self.inner.cost_prior()
-    }
-    fn tokenizes_word_by_word(&self) -> bool {
-        self.inner.tokenizes_word_by_word()
+        self.inner.embed_tokens(batch)
     }
     fn state(&self) -> ModelState {
         self.inner.state()

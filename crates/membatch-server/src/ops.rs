@@ -49,10 +49,12 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Response {
 pub(crate) async fn info(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let s = &app.service;
     let c = s.config();
+    let model = s.info();
     Json(json!({
         "model": app.model_name,
-        "dimension": s.dimension(),
-        "max_seq_length": s.max_seq_length(),
+        "dimension": model.dimension,
+        "max_seq_length": model.max_seq_length,
+        "reranker_max_seq_length": s.reranker_info().map(|r| r.max_seq_length),
         "max_inputs_per_request": c.max_inputs_per_request(),
         "max_tokens_per_request": c.max_tokens_per_request(),
         "max_queued_requests": c.max_queued_requests(),

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use membatch::service::{Histogram, ServiceMetrics};
+use membatch::service::{Histogram, ServiceMetrics, WorkCounts};
 use membatch::PressureLevel;
 
 /// HTTP responses by route and status, kept by the router.
-pub(crate) type HttpCounts = BTreeMap<(&'static str, u16), u64>;
+pub(crate) type HttpCounts = BTreeMap<(String, u16), u64>;
 
 struct Out(String);
 
@@ -76,7 +76,7 @@ pub(crate) fn render(m: &ServiceMetrics, http: &HttpCounts) -> String {
     o.header(
         "membatch_requests_total",
         "counter",
-        "Embedding requests by outcome: accepted into the queue, then completed, failed or cancelled by the caller.",
+        "Requests (embeddings and reranks) by outcome: accepted into the queue, then completed, failed or cancelled by the caller.",
     );
     for (outcome, n) in [
         ("accepted", m.accepted),
@@ -89,6 +89,33 @@ pub(crate) fn render(m: &ServiceMetrics, http: &HttpCounts) -> String {
             &format!("outcome=\"{outcome}\""),
             n,
         );
+    }
+    for (name, help, pick) in [
+        (
+            "membatch_kind_requests_total",
+            "Requests accepted, by kind.",
+            (|w: &WorkCounts| w.requests) as fn(&WorkCounts) -> u64,
+        ),
+        (
+            "membatch_kind_batches_total",
+            "Batches run, by kind.",
+            |w: &WorkCounts| w.batches,
+        ),
+        (
+            "membatch_kind_texts_total",
+            "Texts embedded or (query, document) pairs scored, by kind.",
+            |w: &WorkCounts| w.texts,
+        ),
+        (
+            "membatch_kind_tokens_total",
+            "Tokens run, by kind.",
+            |w: &WorkCounts| w.tokens,
+        ),
+    ] {
+        o.header(name, "counter", help);
+        for (kind, counts) in [("embed", &m.embeddings), ("rerank", &m.reranks)] {
+            o.value(name, &format!("kind=\"{kind}\""), pick(counts));
+        }
     }
     o.header(
         "membatch_request_refusals_total",

@@ -85,7 +85,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     let model_id = model_id(&config, &embedder)?;
     let chunker = Chunker::new(
         embedder.token_counter()?,
-        embedder.max_seq_length(),
+        embedder.info().max_seq_length,
         *chunk_tokens,
         *overlap,
     )
@@ -108,7 +108,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     }
     let bar = progress_bar(files.len() as u64, args.json);
     let bar_for_batches = bar.clone();
-    let dimension = embedder.dimension();
+    let dimension = embedder.info().dimension;
     let batcher = BatchEmbedder::with_config(embedder, &config)?.with_progress(move |p| {
         bar_for_batches.set_message(format!(
             "batch {} · {} MiB",
@@ -233,7 +233,7 @@ fn embed_window(
         .iter()
         .map(|(_, text)| VectorCache::key(model_id, text))
         .collect();
-    let mut vectors = cache.lookup(&keys, batcher.embedder().dimension())?;
+    let mut vectors = cache.lookup(&keys, batcher.embedder().info().dimension)?;
     let missing: Vec<usize> = (0..pending.len())
         .filter(|&i| vectors[i].is_none())
         .collect();

@@ -268,10 +268,10 @@ async fn session(
     for spec in &specs {
         let model = spec.load(config)?;
         if chunks.is_none() {
-            chunks = Some(ReadChunks::new(model.token_counter()?, {
-                use membatch::Embedder;
-                model.max_seq_length()
-            }));
+            chunks = Some(ReadChunks::new(
+                model.token_counter()?,
+                membatch::Embedder::info(&model).max_seq_length,
+            ));
         }
         builder = builder.model(spec.name.clone(), model);
     }

@@ -52,7 +52,10 @@ fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
 
 fn session(model: &Path) -> (SessionContext, BertEmbedder) {
     let embedder = BertEmbedder::load(model).unwrap();
-    let chunks = ReadChunks::new(embedder.token_counter().unwrap(), embedder.max_seq_length());
+    let chunks = ReadChunks::new(
+        embedder.token_counter().unwrap(),
+        embedder.info().max_seq_length,
+    );
     let pool: Arc<dyn MemoryPool> = session::shared_pool(1 << 30);
     let embed = EmbedUdf::builder()
         .model("tiny", BertEmbedder::load(model).unwrap())
@@ -155,7 +158,7 @@ async fn chunks_fit_the_model_and_embed_end_to_end() {
     for chunk in &chunks {
         // Content tokens plus [CLS] and [SEP] fit the model.
         assert!(
-            counter.count(chunk).unwrap() + 2 <= embedder.max_seq_length(),
+            counter.count(chunk).unwrap() + 2 <= embedder.info().max_seq_length,
             "{chunk:?}"
         );
     }

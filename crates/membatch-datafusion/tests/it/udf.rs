@@ -212,7 +212,7 @@ async fn embed_and_a_sort_reserve_in_one_pool() {
 #[ignore = "needs the real weights: scripts/test.sh fetches them and runs this"]
 async fn a_pool_that_refuses_big_batches_makes_them_smaller() {
     // Room for the weights, the sort's 10 MiB and about one text at a time.
-    let weights = model().weight_bytes().unwrap() as usize;
+    let weights = model().info().weight_bytes.unwrap() as usize;
     let pool = session::shared_pool(weights + (10 << 20) + (3 << 20));
     let shared: Arc<dyn MemoryPool> = pool.clone();
     let embed = EmbedUdf::builder()
@@ -253,7 +253,7 @@ async fn a_pool_that_refuses_big_batches_makes_them_smaller() {
 #[ignore = "needs the real weights: scripts/test.sh fetches them and runs this"]
 async fn a_pool_too_small_for_one_text_is_resources_exhausted_not_a_crash() {
     // The weights and 1 MiB: one text of 256 tokens needs a few MiB.
-    let weights = model().weight_bytes().unwrap() as usize;
+    let weights = model().info().weight_bytes.unwrap() as usize;
     let pool = session::shared_pool(weights + (1 << 20));
     let shared: Arc<dyn MemoryPool> = pool.clone();
     let embed = EmbedUdf::builder()

@@ -206,7 +206,14 @@ fn the_openai_route_matches_the_library_for_concurrent_callers() {
                         .fold(0f32, f32::max);
                     assert!(d < 1e-5, "caller {i}: {d}");
                 }
-                let tokens: usize = library.token_counts(&texts).unwrap().iter().sum();
+                let tokens: usize = library
+                    .tokenize(&texts)
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.len())
+                    .collect::<Vec<usize>>()
+                    .iter()
+                    .sum();
                 assert_eq!(v["usage"]["prompt_tokens"], tokens);
                 assert_eq!(v["usage"]["total_tokens"], tokens);
             });
@@ -635,6 +642,22 @@ fn rerank_scores_pairs_best_first_as_the_reference_model() {
     );
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.body.contains("texts is empty"), "{}", r.body);
+    // /metrics labels the route from the router, and counts the pairs the
+    // service's worker scored; an unknown path is one label.
+    assert_eq!(get(&server.url("/no/such/route")).status, 404);
+    let m = get(&server.url("/metrics")).body;
+    for line in [
+        "membatch_http_responses_total{route=\"/rerank\",status=\"200\"} 2".to_string(),
+        "membatch_http_responses_total{route=\"/rerank\",status=\"400\"} 1".to_string(),
+        "membatch_http_responses_total{route=\"other\",status=\"404\"} 1".to_string(),
+        "membatch_kind_requests_total{kind=\"rerank\"} 2".to_string(),
+        format!(
+            "membatch_kind_texts_total{{kind=\"rerank\"}} {}",
+            2 * logits.len()
+        ),
+    ] {
+        assert!(m.contains(&line), "missing {line:?} in\n{m}");
+    }
 }
 
 #[test]
