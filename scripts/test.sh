@@ -66,13 +66,37 @@ if ! wait "$fetch"; then
 fi
 phase "model weights (waited for, beyond the build)"
 
-skip=()
-if [ "$(id -u)" -ne 0 ]; then
-    skip=(--skip as_root::)
+# The as_root:: tests (real memory cgroups: tests/real_limits.rs; a full
+# disk: the CLI's faults) mostly wait: on child processes loading a model,
+# on a cgroup taking a lower limit, on a neighbour holding memory. As root
+# they run beside the other integration tests (their figures are memory,
+# which another process's CPU use does not move), in a log printed after.
+root_tests=
+root_skip=()
+if [ "$(id -u)" -eq 0 ]; then
+    cargo test --workspace --test real_limits --test it -- --include-ignored as_root:: \
+        >"$logs/as_root.log" 2>&1 &
+    root_tests=$!
+else
+    root_skip=(--skip as_root::)
     echo "NOT RUN: the as_root:: tests (real memory cgroups: tests/real_limits.rs; a full disk: the CLI's faults) need root (you are uid $(id -u)); CI runs them as root." >&2
 fi
-cargo test --workspace --test '*' -- --include-ignored "${skip[@]}"
-phase "tests: integration${skip:+ (no root)}"
+cargo test --workspace --test '*' -- --include-ignored --skip as_root::
+if [ -n "$root_tests" ]; then
+    root_ok=0
+    wait "$root_tests" || root_ok=$?
+    echo "== the as_root:: tests, run beside the others:"
+    cat "$logs/as_root.log"
+    if [ "$root_ok" -ne 0 ]; then
+        echo "scripts/test.sh: the as_root:: tests failed (above)" >&2
+        exit 1
+    fi
+fi
+if [ -n "$root_tests" ]; then
+    phase "tests: integration (as_root:: beside)"
+else
+    phase "tests: integration (no root)"
+fi
 
 cargo test --workspace --doc
 phase "tests: doctests (README included)"
@@ -87,5 +111,5 @@ phase "tests: doctests (README included)"
 cargo test --workspace --lib --bin membatch \
     --config 'profile.dev.package.membatch.debug-assertions=true' \
     --config 'profile.dev.package.membatch.overflow-checks=true' \
-    -- --include-ignored "${skip[@]}"
+    -- --include-ignored "${root_skip[@]}"
 phase "tests: units, with debug assertions"
