@@ -98,7 +98,9 @@ pub(crate) trait MulAdd {
 /// `a.mul_add(b, c)`: for code compiled with FMA.
 pub(crate) struct Fused;
 
-/// `a * b + c`: for code compiled without FMA.
+/// `a * b + c`: for code compiled without FMA (on aarch64, which always
+/// has FMA, only the tests use it).
+#[cfg(any(not(target_arch = "aarch64"), test))]
 pub(crate) struct Separate;
 
 impl MulAdd for Fused {
@@ -108,6 +110,7 @@ impl MulAdd for Fused {
     }
 }
 
+#[cfg(any(not(target_arch = "aarch64"), test))]
 impl MulAdd for Separate {
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
