@@ -6,8 +6,9 @@
 //! ## Overview
 //!
 //! - [`Embedder`] is the small, object-safe trait every backend implements:
-//!   embed a batch, and tell a batcher the facts it plans with (dimension,
-//!   maximum sequence length, per-text token counts).
+//!   tokenize texts once ([`Tokens`]), embed a batch of tokens, and describe
+//!   the model in one [`ModelInfo`] (dimension, maximum sequence length,
+//!   cost prior) that a batcher plans with.
 //! - [`BertEmbedder`] (feature `candle`) runs BERT-family sentence models such
 //!   as all-MiniLM-L6-v2 on the CPU (weights read with candle, its own packed
 //!   forward pass on `gemm`) and matches sentence-transformers' output; with

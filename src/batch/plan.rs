@@ -205,6 +205,8 @@ mod tests {
         max: usize,
         word_by_word: bool,
         calls: std::sync::atomic::AtomicUsize,
+        /// The byte length of the last text tokenized.
+        last: std::sync::atomic::AtomicUsize,
     }
 
     impl Words {
@@ -213,6 +215,7 @@ mod tests {
                 max,
                 word_by_word: true,
                 calls: Default::default(),
+                last: Default::default(),
             }
         }
         fn calls(&self) -> usize {
@@ -227,6 +230,10 @@ mod tests {
         fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
             self.calls
                 .fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+            if let Some(t) = texts.last() {
+                self.last
+                    .store(t.len(), std::sync::atomic::Ordering::Relaxed);
+            }
             Ok(texts
                 .iter()
                 .map(|t| {
@@ -247,8 +254,12 @@ mod tests {
         let tokens = bounded_tokens(&words, &text, 128, true).unwrap().unwrap();
         assert_eq!(tokens.len(), 128);
         assert!(tokens.is_truncated());
-        // 16 bytes per token of 128 already hold enough words: one probe.
+        // 16 bytes per token of 128 already hold enough words: one probe,
+        // of a prefix that ends before whitespace.
         assert_eq!(words.calls(), 1);
+        let cut = words.last.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(cut <= 16 * 128 && cut < text.len(), "{cut}");
+        assert!(text[cut..].starts_with(' '), "cut before whitespace");
         // Without word-by-word tokenisation nothing is cut or probed.
         let opaque = Words::new(128);
         assert!(bounded_tokens(&opaque, &text, 128, false)

@@ -139,7 +139,8 @@ impl BertEmbedderBuilder {
     /// - [`Error::ThreadPool`] when the thread pool cannot start.
     pub fn build(self) -> Result<BertEmbedder> {
         let prepared = self.prepare()?;
-        self.load_weights(prepared)
+        let pool = self.thread_pool()?;
+        self.load_weights(prepared, pool)
     }
 
     /// Checks the settings and reads everything but the weights: the
@@ -222,7 +223,11 @@ impl BertEmbedderBuilder {
     }
 
     /// Reads the weights of a prepared model, after checking they fit.
-    fn load_weights(&self, p: Prepared) -> Result<BertEmbedder> {
+    fn load_weights(
+        &self,
+        p: Prepared,
+        pool: Option<Arc<rayon::ThreadPool>>,
+    ) -> Result<BertEmbedder> {
         let probe = self.memory_probe();
         let encoder = self.load_checked(&p, &*probe, |p, int8| {
             load_weights(&p.files, &p.config, p.activation, int8)
@@ -231,18 +236,17 @@ impl BertEmbedderBuilder {
             .info()
             .with_cost_prior(encoder.cost_prior())
             .with_weight_bytes(encoder.weight_bytes() as u64);
-        let mut embedder = BertEmbedder {
+        let embedder = BertEmbedder {
             encoder,
             info,
             tokenizer: p.tokenizer,
             settings: p.settings,
             prompts: p.prompts,
             prompt: p.prompt,
-            pool: None,
+            pool,
             probe,
             name: p.source.id(),
         };
-        embedder.pool = self.thread_pool()?;
         tracing::info!(
             model = %p.source,
             dimension = embedder.info.dimension,
@@ -282,8 +286,9 @@ impl BertEmbedderBuilder {
         }
     }
 
-    /// The dedicated compute pool, when threads were requested.
-    pub(super) fn thread_pool(&self) -> Result<Option<rayon::ThreadPool>> {
+    /// The dedicated compute pool, when threads were requested (shared by a
+    /// lazy loader's tokenizing and the models it loads).
+    pub(super) fn thread_pool(&self) -> Result<Option<Arc<rayon::ThreadPool>>> {
         let Some(threads) = self.model.threads else {
             return Ok(None);
         };
@@ -291,16 +296,21 @@ impl BertEmbedderBuilder {
             .num_threads(threads)
             .thread_name(|i| format!("membatch-compute-{i}"))
             .build()
-            .map(Some)
+            .map(|pool| Some(Arc::new(pool)))
             .map_err(|e| Error::ThreadPool {
                 threads,
                 source: boxed(e),
             })
     }
 
-    /// Loads the weights of a prepared model (the lazy loader's load).
-    pub(super) fn load_prepared(&self, prepared: Prepared) -> Result<BertEmbedder> {
-        self.load_weights(prepared)
+    /// Loads the weights of a prepared model onto `pool` (the lazy
+    /// loader's load).
+    pub(super) fn load_prepared(
+        &self,
+        prepared: Prepared,
+        pool: Option<Arc<rayon::ThreadPool>>,
+    ) -> Result<BertEmbedder> {
+        self.load_weights(prepared, pool)
     }
 }
 

@@ -1,12 +1,14 @@
 //! [`BertLoader`]: a BERT model read up to its weights, which it loads on
 //! demand for a [`LazyEmbedder`](crate::LazyEmbedder).
 
+use std::sync::Arc;
+
 use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
-use super::encode;
 use super::prompts::ActivePrompt;
 use super::BertEmbedder;
+use super::{encode, run_on};
 use crate::embedder::{LazyEmbedder, ModelLoader};
 use crate::embedder::{ModelInfo, Tokens};
 use crate::error::Result;
@@ -24,7 +26,8 @@ impl BertEmbedderBuilder {
     /// (reported by the first embed instead).
     pub fn build_lazy(self) -> Result<LazyEmbedder<BertLoader>> {
         let prepared = self.prepare()?;
-        Ok(LazyEmbedder::new(BertLoader::new(self, prepared)))
+        let pool = self.thread_pool()?;
+        Ok(LazyEmbedder::new(BertLoader::new(self, prepared, pool)))
     }
 }
 
@@ -36,6 +39,9 @@ pub struct BertLoader {
     tokenizer: Tokenizer,
     info: ModelInfo,
     prompt: Option<ActivePrompt>,
+    /// The dedicated compute pool, when threads were requested: the
+    /// loader tokenizes on it, and every model it loads runs on it.
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl std::fmt::Debug for BertLoader {
@@ -48,8 +54,13 @@ impl std::fmt::Debug for BertLoader {
 }
 
 impl BertLoader {
-    pub(super) fn new(builder: BertEmbedderBuilder, prepared: Prepared) -> Self {
+    pub(super) fn new(
+        builder: BertEmbedderBuilder,
+        prepared: Prepared,
+        pool: Option<Arc<rayon::ThreadPool>>,
+    ) -> Self {
         BertLoader {
+            pool,
             info: prepared.info(),
             prompt: prepared.prompt,
             tokenizer: prepared.tokenizer,
@@ -65,7 +76,7 @@ impl ModelLoader for BertLoader {
     /// and its weights, after checking they fit.
     fn load(&self) -> Result<BertEmbedder> {
         let prepared = self.builder.prepare()?;
-        self.builder.load_prepared(prepared)
+        self.builder.load_prepared(prepared, self.pool.clone())
     }
 
     fn info(&self) -> ModelInfo {
@@ -73,6 +84,8 @@ impl ModelLoader for BertLoader {
     }
 
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
-        encode(&self.tokenizer, texts, self.prompt.as_ref())
+        run_on(self.pool.as_deref(), || {
+            encode(&self.tokenizer, texts, self.prompt.as_ref())
+        })
     }
 }

@@ -90,7 +90,7 @@ pub struct BertEmbedder {
     /// The prompt put before every text, when one was chosen.
     prompt: Option<ActivePrompt>,
     info: ModelInfo,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     /// Reads the memory free under the limit before each batch: the
     /// budget's probe when the builder was given one.
     probe: Arc<dyn MemoryProbe>,
@@ -187,7 +187,7 @@ impl BertEmbedder {
     }
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        run_on(self.pool.as_ref(), f)
+        run_on(self.pool.as_deref(), f)
     }
 
     /// Each text behind `prompt` (or none) as the model sees it.

@@ -32,7 +32,7 @@ pub struct BertReranker {
     head: ClassifierHead,
     tokenizer: Tokenizer,
     info: ModelInfo,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     probe: std::sync::Arc<dyn MemoryProbe>,
     name: String,
 }
@@ -106,7 +106,7 @@ impl BertReranker {
     }
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        run_on(self.pool.as_ref(), f)
+        run_on(self.pool.as_deref(), f)
     }
 }
 

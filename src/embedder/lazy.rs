@@ -92,6 +92,10 @@ pub struct LazyEmbedder<L: ModelLoader> {
     loading: Mutex<()>,
     state: Mutex<ModelState>,
     loads: AtomicU64,
+    /// The loaded model's weight bytes (0: not loaded, or not known), so
+    /// that [`info`](Embedder::info), asked at every admission, takes no
+    /// lock a waiting unload could hold up.
+    weight_bytes: AtomicU64,
 }
 
 impl<L: ModelLoader> std::fmt::Debug for LazyEmbedder<L> {
@@ -112,6 +116,7 @@ impl<L: ModelLoader> LazyEmbedder<L> {
             loading: Mutex::new(()),
             state: Mutex::new(ModelState::Unloaded),
             loads: AtomicU64::new(0),
+            weight_bytes: AtomicU64::new(0),
         }
     }
 
@@ -141,7 +146,9 @@ impl<L: ModelLoader> LazyEmbedder<L> {
         let started = std::time::Instant::now();
         match self.loader.load() {
             Ok(model) => {
+                let bytes = model.info().weight_bytes.unwrap_or(0);
                 *self.model.write() = Some(model);
+                self.weight_bytes.store(bytes, Ordering::Relaxed);
                 *self.state.lock() = ModelState::Loaded;
                 self.loads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(seconds = started.elapsed().as_secs_f64(), "model loaded");
@@ -159,11 +166,7 @@ impl<L: ModelLoader> LazyEmbedder<L> {
 impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
     /// The loader's description; the weights' bytes once they are loaded.
     fn info(&self) -> ModelInfo {
-        let weights = self
-            .model
-            .read()
-            .as_ref()
-            .and_then(|m| m.info().weight_bytes);
+        let weights = Some(self.weight_bytes.load(Ordering::Relaxed)).filter(|&b| b > 0);
         let info = self.loader.info();
         info.with_weight_bytes(weights.or(info.weight_bytes))
     }
@@ -193,6 +196,7 @@ impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
         let _no_load = self.loading.lock();
         let freed = self.model.write().take().is_some();
         if freed {
+            self.weight_bytes.store(0, Ordering::Relaxed);
             *self.state.lock() = ModelState::Unloaded;
             crate::memory::trim();
             tracing::debug!("model unloaded");

@@ -52,9 +52,11 @@ pub trait Embedder: Send + Sync {
     fn info(&self) -> ModelInfo;
 
     /// Each text as the model sees it: its token ids, special tokens
-    /// included, truncated to [`ModelInfo::max_seq_length`] (and marked so
-    /// when it was). One entry per text, in order; an empty slice returns
-    /// an empty vector.
+    /// included, truncated to [`ModelInfo::max_seq_length`]. One entry per
+    /// text, in order; an empty slice returns an empty vector. A text that
+    /// truncation cut must be marked ([`Tokens::truncated`]): refusing
+    /// long texts ([`Truncation::Refuse`](crate::service::Truncation::Refuse))
+    /// and cutting huge ones to a bounded prefix rely on it.
     ///
     /// Tokenization is cheap next to a forward pass, so a batcher
     /// tokenizes first, sorts texts by length and predicts a batch's cost
@@ -133,7 +135,7 @@ pub trait Embedder: Send + Sync {
 ///
 /// Made by a backend's [`Embedder::tokenize`] (or
 /// [`Reranker::tokenize_pairs`]) and run by the same backend: the ids
-/// belong to its tokenizer. About 4 bytes per token.
+/// belong to its tokenizer. 4 bytes per token (8 with segment ids).
 ///
 /// ```
 /// use membatch::Tokens;

@@ -194,11 +194,7 @@ impl EmbedService {
     /// as [`submit`](Self::submit), counting each pair's tokens.
     pub fn submit_rerank<S: AsRef<str>>(&self, query: &str, documents: &[S]) -> Result<Pending> {
         let Some((reranker, _)) = &self.shared.reranker else {
-            return Err(Error::invalid_config(
-                "reranker",
-                "none",
-                "this service has no reranker: give one to EmbedServiceBuilder::reranker",
-            ));
+            return Err(super::worker::no_reranker());
         };
         self.admit(Kind::Rerank, documents.len(), || {
             tokenize(&QueryPairs::new(&**reranker, query), documents)
@@ -304,7 +300,8 @@ impl EmbedService {
         match &error {
             Error::Overloaded { .. } => c.refused.overloaded += 1,
             Error::MemoryCritical { .. } => c.refused.memory_critical += 1,
-            Error::RequestTooLarge { .. } | Error::TextTooLong { .. } => c.refused.too_large += 1,
+            Error::RequestTooLarge { .. } => c.refused.too_large += 1,
+            Error::TextTooLong { .. } => c.refused.text_too_long += 1,
             _ => c.refused.closed += 1,
         }
         drop(c);

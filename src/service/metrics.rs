@@ -112,6 +112,9 @@ pub struct Refusals {
     pub memory_critical: u64,
     /// Over a per-request limit ([`Error::RequestTooLarge`](crate::Error::RequestTooLarge)).
     pub too_large: u64,
+    /// A text longer than the model reads, with truncation refused
+    /// ([`Error::TextTooLong`](crate::Error::TextTooLong)).
+    pub text_too_long: u64,
     /// The service was shut down or its worker had failed.
     pub closed: u64,
 }

@@ -121,7 +121,9 @@ impl Drop for Worker {
 /// The worker's loop; returns why it stopped ([`Error::Closed`] for a
 /// shutdown).
 fn serve(shared: &Shared, window: &mut Vec<Slot>) -> Error {
-    let mut panics = 0u32;
+    // Panics in a row, per lane: a reranker that keeps panicking fails
+    // its own requests, never the embeddings.
+    let (mut embed_panics, mut rerank_panics) = (0u32, 0u32);
     loop {
         let taken = match next_window(shared) {
             Ok(taken) => taken,
@@ -129,8 +131,14 @@ fn serve(shared: &Shared, window: &mut Vec<Slot>) -> Error {
         };
         *window = taken;
         let outcome = match (window[0].request.kind, &shared.reranker) {
-            (Kind::Rerank, Some((_, lane))) => run_window(shared, lane, window, &mut panics),
-            _ => run_window(shared, &shared.batcher, window, &mut panics),
+            (Kind::Embed, _) => run_window(shared, &shared.batcher, window, &mut embed_panics),
+            (Kind::Rerank, Some((_, lane))) => run_window(shared, lane, window, &mut rerank_panics),
+            // Admission refuses reranks without a reranker; should one get
+            // here, it is answered, not run through the embedder.
+            (Kind::Rerank, None) => {
+                fail_window(shared, window, &no_reranker());
+                Ok(())
+            }
         };
         window.clear();
         {
@@ -319,7 +327,11 @@ fn run_window<E: Embedder>(
                     shared.counters.lock().panics += 1;
                 }
                 tracing::warn!(error = %error.report(), texts = n, "a batch failed: its requests get the error");
-                let gives_up = fatal && *panics >= shared.config.max_consecutive_panics();
+                // Only the embedding lane's panics stop the worker: the
+                // reranker's fail their own requests.
+                let gives_up = fatal
+                    && kind == Kind::Embed
+                    && *panics >= shared.config.max_consecutive_panics();
                 let end = gives_up.then(|| Error::WorkerFailed {
                     cause: Arc::new(error.clone()),
                 });
@@ -345,6 +357,23 @@ fn run_window<E: Embedder>(
         }
     }
     Ok(())
+}
+
+/// Answers every request of `window` with `error`.
+fn fail_window(shared: &Shared, window: &mut [Slot], error: &Error) {
+    let mut c = shared.counters.lock();
+    for slot in window.iter_mut().filter(|s| !s.done) {
+        c.failed += u64::from(slot.answer(Err(error.clone())));
+    }
+}
+
+/// The error for a rerank request to a service without a reranker.
+pub(crate) fn no_reranker() -> Error {
+    Error::invalid_config(
+        "reranker",
+        "none",
+        "this service has no reranker: give one to EmbedServiceBuilder::reranker",
+    )
 }
 
 /// Marks the requests whose callers gave up; true when there were any.

@@ -99,6 +99,10 @@ pub struct Call {
 #[derive(Debug, Default)]
 pub struct Interner;
 
+/// A text's first token is its number plus this, so that tokens the
+/// interner did not make are caught rather than read as another text.
+const FIRST_ID: u32 = 1 << 30;
+
 /// Each text's number, and the texts by number.
 type Interned = (std::collections::HashMap<String, u32>, Vec<String>);
 
@@ -114,13 +118,19 @@ impl Interner {
             texts.len() as u32 - 1
         });
         let mut tokens = vec![0; len.clamp(1, max.max(1))];
-        tokens[0] = id;
+        tokens[0] = FIRST_ID + id;
         Tokens::new(tokens).truncated(len > max)
     }
 
     /// The text `tokens` were made from.
+    ///
+    /// # Panics
+    ///
+    /// When the interner did not make `tokens` (a test's bug).
     pub fn text(&self, tokens: &Tokens) -> String {
-        INTERNED.lock().1[tokens.ids()[0] as usize].clone()
+        let id = tokens.ids().first().copied().unwrap_or(0);
+        assert!(id >= FIRST_ID, "tokens the fakes did not make: {tokens:?}");
+        INTERNED.lock().1[(id - FIRST_ID) as usize].clone()
     }
 }
 
@@ -364,9 +374,16 @@ impl membatch::Reranker for ScriptedReranker {
             .collect())
     }
 
+    /// Panics on a batch holding a document that contains `PANIC`.
     fn score_tokens(&self, pairs: &[&Tokens]) -> Result<Vec<f32>> {
         self.gate.pass();
         self.batches.lock().push(pairs.len());
+        if pairs
+            .iter()
+            .any(|p| self.interner.text(p).contains("PANIC"))
+        {
+            panic!("scripted reranker panic");
+        }
         Ok(pairs
             .iter()
             .map(|p| {

@@ -447,7 +447,7 @@ fn a_lazy_model_loads_once_for_concurrent_first_requests_and_reloads_after_unloa
     let lazy = Arc::new(LazyEmbedder::new(SlowLoader::default()));
     let svc = service(lazy.clone(), ServiceConfig::default());
     assert!(matches!(svc.model_state(), ModelState::Unloaded));
-    // Tokenizing does not load: submitting is cheap.
+    // Tokenizing (what admission does) comes from the loader: no load.
     lazy.tokenize(&["no load"]).unwrap();
     assert_eq!(lazy.loads(), 0);
     let callers: Vec<_> = (0..16)
@@ -614,6 +614,27 @@ fn the_rerank_batch_rule_persists_across_requests() {
 }
 
 #[test]
+fn a_reranker_that_keeps_panicking_fails_its_requests_not_the_embeddings() {
+    let (svc, _, _) = with_reranker(ServiceConfig::default());
+    for i in 0..5 {
+        let err = svc.rerank("q", &[format!("PANIC {i}")]).unwrap_err();
+        assert!(matches!(err, Error::EmbedderPanicked { .. }), "{err}");
+    }
+    assert!(
+        svc.is_serving(),
+        "five rerank panics in a row leave it serving"
+    );
+    let texts = request(1);
+    assert_eq!(
+        svc.embed_timeout(&texts, PATIENCE).unwrap(),
+        expected(&texts)
+    );
+    assert_eq!(svc.rerank("q", &["ok"]).unwrap().len(), 1);
+    assert_eq!(svc.metrics().panics, 5);
+    svc.shutdown(Duration::from_secs(5));
+}
+
+#[test]
 fn a_service_without_a_reranker_says_so() {
     let svc = service(scripted(), ServiceConfig::default());
     let err = svc.submit_rerank("q", &["d"]).unwrap_err();
@@ -669,7 +690,7 @@ fn a_text_too_long_is_refused_when_asked_and_truncated_otherwise() {
         ),
         "{err}"
     );
-    assert_eq!(svc.metrics().refused.too_large, 1);
+    assert_eq!(svc.metrics().refused.text_too_long, 1);
     assert_eq!(svc.embed(&texts).unwrap().len(), 2, "cut by default");
     svc.shutdown(Duration::from_secs(5));
 }

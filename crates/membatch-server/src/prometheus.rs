@@ -126,6 +126,7 @@ pub(crate) fn render(m: &ServiceMetrics, http: &HttpCounts) -> String {
         ("overloaded", m.refused.overloaded),
         ("memory_critical", m.refused.memory_critical),
         ("too_large", m.refused.too_large),
+        ("text_too_long", m.refused.text_too_long),
         ("closed", m.refused.closed),
     ] {
         o.value(
