@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use super::config::BatchConfig;
 use super::cost::CostModel;
 use super::metrics::{BatchMetrics, Progress};
-use super::plan::batch_len;
+use super::plan::{batch_len, Remaining};
 use super::rule::BatchSizeRule;
 use crate::embedder::Embedder;
 use crate::error::{Error, Result};
@@ -197,18 +197,21 @@ impl<E: Embedder> BatchEmbedder<E> {
             .saturating_sub(reserved)
     }
 
-    /// How many of `remaining` (token counts, longest first) the next batch
-    /// takes and the bytes it is predicted to need, by `reading` with
-    /// `reserved` bytes held by other work: the most the rule, the token
-    /// limit and the planning room allow, else one text when it fits the
-    /// budget itself. `None` when not even one text fits now.
+    /// How many of the `remaining` texts the next batch takes and the bytes
+    /// it is predicted to need, by `reading` with `reserved` bytes held by
+    /// other work: the most the rule, the token limit and the planning room
+    /// allow, else one text when it fits the budget itself. `None` when not
+    /// even one text fits now (or none is left).
     pub(super) fn plan(
         &self,
-        remaining: &[usize],
+        remaining: Remaining,
         reading: &MemoryReading,
         reserved: u64,
     ) -> Option<(usize, u64)> {
-        let padded = *remaining.first()?;
+        if remaining.texts == 0 {
+            return None;
+        }
+        let padded = remaining.padded;
         let (rule, cost) = {
             let s = self.state.lock();
             (s.rule.size(), s.cost)

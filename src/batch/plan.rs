@@ -71,18 +71,37 @@ pub(crate) fn longest_first(counts: &[usize]) -> Vec<usize> {
     order
 }
 
-/// How many of the next texts (token counts `remaining`, longest first) the
-/// next batch takes: at most `rule`, at most `max_tokens` padded tokens, and
-/// no more than fit in `room` bytes. `None` when not even one fits in `room`.
+/// What planning needs of the texts left to embed, longest first: the
+/// longest one's tokens (every text of the next batch is counted at that
+/// length) and how many texts there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Remaining {
+    pub(crate) padded: usize,
+    pub(crate) texts: usize,
+}
+
+impl Remaining {
+    /// The texts left of `texts`, longest first (none when it is empty).
+    pub(crate) fn of(texts: &[&Tokens]) -> Self {
+        Remaining {
+            padded: texts.first().map_or(0, |t| t.len()),
+            texts: texts.len(),
+        }
+    }
+}
+
+/// How many of the `remaining` texts the next batch takes: at most `rule`,
+/// at most `max_tokens` padded tokens, and no more than fit in `room` bytes.
+/// `None` when not even one fits in `room` (or none is left).
 pub(crate) fn batch_len(
-    remaining: &[usize],
+    remaining: Remaining,
     rule: usize,
     cost: &CostModel,
     room: u64,
     max_tokens: Option<usize>,
 ) -> Option<usize> {
-    let padded = *remaining.first()?;
-    let mut n = rule.min(remaining.len());
+    let padded = remaining.padded;
+    let mut n = rule.min(remaining.texts);
     if let Some(max) = max_tokens {
         n = n.min((max / padded.max(1)).max(1));
     }
@@ -172,6 +191,10 @@ mod tests {
         CostModel::new(CostPrior::guess_from_dimension(64))
     }
 
+    fn left(padded: usize, texts: usize) -> Remaining {
+        Remaining { padded, texts }
+    }
+
     #[test]
     fn longest_first_is_stable() {
         assert_eq!(longest_first(&[3, 9, 3, 9, 1]), [1, 3, 0, 2, 4]);
@@ -182,21 +205,21 @@ mod tests {
     fn the_smallest_limit_decides() {
         let c = cost();
         let big = u64::MAX;
-        assert_eq!(batch_len(&[10; 100], 16, &c, big, None), Some(16));
-        assert_eq!(batch_len(&[10; 5], 16, &c, big, None), Some(5));
-        assert_eq!(batch_len(&[10; 100], 16, &c, big, Some(35)), Some(3));
+        assert_eq!(batch_len(left(10, 100), 16, &c, big, None), Some(16));
+        assert_eq!(batch_len(left(10, 5), 16, &c, big, None), Some(5));
+        assert_eq!(batch_len(left(10, 100), 16, &c, big, Some(35)), Some(3));
         assert_eq!(
-            batch_len(&[10; 100], 16, &c, big, Some(5)),
+            batch_len(left(10, 100), 16, &c, big, Some(5)),
             Some(1),
             "one text always passes the token limit"
         );
         let room = c.estimate(4, 10);
-        assert_eq!(batch_len(&[10; 100], 16, &c, room, None), Some(4));
+        assert_eq!(batch_len(left(10, 100), 16, &c, room, None), Some(4));
         assert_eq!(
-            batch_len(&[10; 100], 16, &c, c.estimate(1, 10) - 1, None),
+            batch_len(left(10, 100), 16, &c, c.estimate(1, 10) - 1, None),
             None
         );
-        assert_eq!(batch_len(&[], 16, &c, big, None), None);
+        assert_eq!(batch_len(left(10, 0), 16, &c, big, None), None);
     }
 
     /// A token per whitespace-separated word plus two special tokens,

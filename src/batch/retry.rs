@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::pipeline::BatchEmbedder;
+use super::plan::Remaining;
 use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::memory::MemoryGuard;
@@ -18,8 +19,8 @@ pub(super) struct Room {
 }
 
 impl<E: Embedder> BatchEmbedder<E> {
-    /// Room for the next batch of `remaining` (token counts, longest
-    /// first), never empty.
+    /// Room for the next batch of the `remaining` texts (at least one),
+    /// never empty.
     ///
     /// A refused batch of several texts is halved and planned again. When
     /// not even one text fits, a cleanup runs first; then, if other work
@@ -28,8 +29,8 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// sleeps until a guard ends or a run moves on (woken by the budget, no
     /// polling) and plans again, until the policy's deadline; with nothing
     /// else holding memory it fails at once with [`Error::BudgetTooSmall`].
-    pub(super) fn find_room(&self, remaining: &[usize]) -> Result<Room> {
-        let padded = remaining[0];
+    pub(super) fn find_room(&self, remaining: Remaining) -> Result<Room> {
+        let padded = remaining.padded;
         let mut deadline = None;
         let mut cleaned = false;
         let mut reading = self.budget.read();

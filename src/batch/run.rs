@@ -5,6 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::pipeline::BatchEmbedder;
+use super::plan::Remaining;
 use super::retry::Room;
 use crate::embedder::{Embedder, Tokens};
 use crate::error::{Error, Result};
@@ -45,20 +46,20 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// leading texts the failed batch held, so that a caller serving many
     /// requests fails only theirs.
     pub(crate) fn embed_next_or_fail(&self, texts: &[&Tokens]) -> Result<Ran, Failed> {
-        let counts: Vec<usize> = texts.iter().map(|t| t.len()).collect();
+        let remaining = Remaining::of(texts);
         let fail = |texts, error| Failed { texts, error };
         loop {
-            let padded = counts[0];
+            let padded = remaining.padded;
             let Room {
                 texts: n,
                 estimate,
                 guard,
-            } = self.find_room(&counts).map_err(|e| fail(1, e))?;
+            } = self.find_room(remaining).map_err(|e| fail(1, e))?;
             tracing::debug!(
                 texts = n,
                 padded_tokens = padded,
                 estimate,
-                remaining = counts.len(),
+                remaining = remaining.texts,
                 "processing batch"
             );
             let result = catch_unwind(AssertUnwindSafe(|| self.embedder.embed_tokens(&texts[..n])));
@@ -91,7 +92,7 @@ impl<E: Embedder> BatchEmbedder<E> {
                 peak_figure as f64 / report.budget_bytes.max(1) as f64,
                 &self.budget.config().thresholds(),
             );
-            let tokens = counts[..n].iter().sum();
+            let tokens = texts[..n].iter().map(|t| t.len()).sum();
             self.on_done(n, padded, tokens, peak_level, &report);
             return Ok(Ran {
                 texts: n,

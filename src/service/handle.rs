@@ -165,18 +165,8 @@ impl EmbedService {
         texts: &[S],
         truncation: Truncation,
     ) -> Result<Pending> {
-        let shared = &self.shared;
-        self.admit(Kind::Embed, texts.len(), || {
-            let tokens = tokenize(&*shared.embedder, texts)?;
-            if truncation == Truncation::Refuse {
-                if let Some(index) = tokens.iter().position(Tokens::is_truncated) {
-                    return Err(Error::TextTooLong {
-                        index,
-                        max_tokens: shared.embedder.info().max_seq_length,
-                    });
-                }
-            }
-            Ok(tokens)
+        self.admit(Kind::Embed, texts.len(), truncation, || {
+            tokenize(&*self.shared.embedder, texts)
         })
     }
 
@@ -196,7 +186,7 @@ impl EmbedService {
         let Some((reranker, _)) = &self.shared.reranker else {
             return Err(super::worker::no_reranker());
         };
-        self.admit(Kind::Rerank, documents.len(), || {
+        self.admit(Kind::Rerank, documents.len(), Truncation::Cut, || {
             tokenize(&QueryPairs::new(&**reranker, query), documents)
         })
     }
@@ -219,6 +209,7 @@ impl EmbedService {
         &self,
         kind: Kind,
         inputs: usize,
+        truncation: Truncation,
         tokenize: impl FnOnce() -> Result<Vec<Tokens>>,
     ) -> Result<Pending> {
         let shared = &self.shared;
@@ -246,11 +237,16 @@ impl EmbedService {
         }
         let texts = {
             let _submitting = Submitting::new(shared);
-            match tokenize() {
-                Err(e @ Error::TextTooLong { .. }) => return Err(self.refused(e)),
-                other => other?,
-            }
+            tokenize()?
         };
+        if truncation == Truncation::Refuse {
+            if let Some(index) = texts.iter().position(Tokens::is_truncated) {
+                return Err(self.refused(Error::TextTooLong {
+                    index,
+                    max_tokens: self.info_of(kind).max_seq_length,
+                }));
+            }
+        }
         let tokens: usize = texts.iter().map(Tokens::len).sum();
         if tokens > config.max_tokens_per_request() {
             return Err(self.refused(Error::RequestTooLarge {
@@ -357,6 +353,15 @@ impl EmbedService {
     /// The reranker's description, when the service has one.
     pub fn reranker_info(&self) -> Option<ModelInfo> {
         self.shared.reranker.as_ref().map(|(r, _)| r.info())
+    }
+
+    /// The description of the model a request of `kind` runs on (the
+    /// embedder's when a rerank request could not have been admitted).
+    fn info_of(&self, kind: Kind) -> ModelInfo {
+        match kind {
+            Kind::Rerank => self.reranker_info().unwrap_or_else(|| self.info()),
+            Kind::Embed => self.info(),
+        }
     }
 
     /// The settings in force.

@@ -93,13 +93,7 @@ impl Worker {
         }
         // Whatever was in flight gets the end's error, then everything
         // queued, then every later caller.
-        // The counters stay locked while answering, so a caller that has
-        // its answer always finds it counted.
-        let mut c = shared.counters.lock();
-        for slot in window.iter_mut().filter(|s| !s.done) {
-            c.failed += u64::from(slot.answer(Err(end.clone())));
-        }
-        drop(c);
+        fail_window(&shared, &mut window, &end);
         shared.close(end);
         shared.queue.lock().worker_exited = true;
         shared.done.notify_all();
@@ -359,7 +353,9 @@ fn run_window<E: Embedder>(
     Ok(())
 }
 
-/// Answers every request of `window` with `error`.
+/// Answers every request of `window` not yet answered with `error`. The
+/// counters stay locked while answering, so a caller that has its answer
+/// always finds it counted.
 fn fail_window(shared: &Shared, window: &mut [Slot], error: &Error) {
     let mut c = shared.counters.lock();
     for slot in window.iter_mut().filter(|s| !s.done) {
