@@ -156,13 +156,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let texts: Vec<&str> = requests.iter().flatten().map(String::as_str).collect();
 
     let model = Arc::new(BertEmbedder::from_config(config.model())?);
-    let tokens: usize = model
-        .tokenize(&texts)?
-        .iter()
-        .map(|t| t.len())
-        .collect::<Vec<usize>>()
-        .iter()
-        .sum();
+    let tokens: usize = model.tokenize(&texts)?.iter().map(|t| t.len()).sum();
     eprintln!(
         "{} requests, {} texts, {} tokens; cores: {}",
         requests.len(),

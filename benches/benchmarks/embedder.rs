@@ -35,8 +35,6 @@ fn bench_embedder(c: &mut Criterion) {
         .unwrap()
         .iter()
         .map(|t| t.len())
-        .collect::<Vec<usize>>()
-        .iter()
         .sum();
     eprintln!(
         "corpus: {} texts, {} tokens ({:.1} per text), threads: {}",

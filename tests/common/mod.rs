@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use membatch::{BertEmbedder, ModelSource};
+use membatch::{BertEmbedder, Embedder, ModelSource, Tokens};
 pub use membatch_testkit::tiny::*;
 use serde::Deserialize;
 
@@ -140,4 +140,17 @@ pub fn tiny(opts: &Tiny) -> (tempfile::TempDir, BertEmbedder) {
     let dir = tiny_model_dir(opts);
     let e = BertEmbedder::load(ModelSource::dir(dir.path())).expect("load tiny model");
     (dir, e)
+}
+
+/// The number of tokens each text becomes (special tokens included, after
+/// truncation), by `embedder`'s `tokenize`.
+pub fn token_counts<E: Embedder + ?Sized>(embedder: &E, texts: &[&str]) -> Vec<usize> {
+    let tokens = embedder.tokenize(texts).expect("tokenize");
+    tokens.iter().map(Tokens::len).collect()
+}
+
+/// The token ids each text becomes, by `embedder`'s `tokenize`.
+pub fn token_ids<E: Embedder + ?Sized>(embedder: &E, texts: &[&str]) -> Vec<Vec<u32>> {
+    let tokens = embedder.tokenize(texts).expect("tokenize");
+    tokens.iter().map(|t| t.ids().to_vec()).collect()
 }

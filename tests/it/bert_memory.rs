@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::common::{max_abs_diff, tiny_model_dir, Tiny};
+use crate::common::{max_abs_diff, tiny_model_dir, token_counts, Tiny};
 use membatch::memory::{AllocatorReclaim, MemoryConfig, MemoryProbe, MemorySnapshot};
 use membatch::{
     BatchConfig, BatchEmbedder, BertEmbedder, Embedder, Error, MemoryBudget, ModelSource,
@@ -91,12 +91,7 @@ fn a_batch_the_budgets_probe_says_cannot_fit_is_refused_and_the_pipeline_retries
     let expected = e.embed(&texts).unwrap();
 
     // Room for a little less than the whole batch, and far more than half.
-    let lengths = e
-        .tokenize(&texts)
-        .unwrap()
-        .iter()
-        .map(|t| t.len())
-        .collect::<Vec<usize>>();
+    let lengths = token_counts(&e, &texts);
     let whole = e.info().cost_prior.unwrap().bytes_for_lengths(lengths);
     probe.leave(whole - 1);
     match e.embed(&texts) {

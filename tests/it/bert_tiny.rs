@@ -2,20 +2,14 @@
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 
-use crate::common::{max_abs_diff, norm, tiny, Tiny, TINY_HIDDEN};
+use crate::common::{max_abs_diff, norm, tiny, token_counts, token_ids, Tiny, TINY_HIDDEN};
 use membatch::{BertEmbedder, Embedder, Error, ModelSource, Pooling};
 
 #[test]
 fn empty_input_gives_empty_output() {
     let (_d, e) = tiny(&Tiny::default());
     assert!(e.embed(&[]).unwrap().is_empty());
-    assert!(e
-        .tokenize(&[])
-        .unwrap()
-        .iter()
-        .map(|t| t.len())
-        .collect::<Vec<usize>>()
-        .is_empty());
+    assert!(token_counts(&e, &[]).is_empty());
     assert_eq!(e.info().dimension, TINY_HIDDEN);
 }
 
@@ -23,14 +17,7 @@ fn empty_input_gives_empty_output() {
 fn empty_and_whitespace_texts_are_cls_sep_and_embed_alike() {
     let (_d, e) = tiny(&Tiny::default());
     let texts = ["", " ", "  \t\n ", "\n"];
-    assert_eq!(
-        e.tokenize(&texts)
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        vec![2, 2, 2, 2]
-    );
+    assert_eq!(token_counts(&e, &texts), vec![2, 2, 2, 2]);
     let v = e.embed(&texts).unwrap();
     for other in &v[1..] {
         assert!(max_abs_diff(&v[0], other) <= 1e-6);
@@ -44,20 +31,8 @@ fn the_tokenizer_files_own_truncation_and_padding_are_replaced() {
     // all-MiniLM-L6-v2 file says 128; the model's max_seq_length (24) rules.
     let (_d, e) = tiny(&Tiny::default());
     let ten_words = "the quick brown fox is eating the food hello world";
-    assert_eq!(
-        e.tokenize(&["hello", ten_words])
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        vec![3, 12]
-    );
-    let ids = e
-        .tokenize(&["hello"])
-        .unwrap()
-        .iter()
-        .map(|t| t.ids().to_vec())
-        .collect::<Vec<_>>();
+    assert_eq!(token_counts(&e, &["hello", ten_words]), vec![3, 12]);
+    let ids = token_ids(&e, &["hello"]);
     assert_eq!(ids, vec![vec![2, 5, 3]]);
 }
 
@@ -66,14 +41,7 @@ fn long_texts_are_truncated_at_max_seq_length() {
     let (_d, e) = tiny(&Tiny::default());
     let megabyte = "hello world ".repeat(90_000);
     assert!(megabyte.len() > 1_000_000);
-    assert_eq!(
-        e.tokenize(&[&megabyte])
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        vec![24]
-    );
+    assert_eq!(token_counts(&e, &[&megabyte]), vec![24]);
     let v = e.embed(&[&megabyte]).unwrap();
     assert!(v[0].iter().all(|x| x.is_finite()));
 }
@@ -161,12 +129,7 @@ fn cjk_emoji_and_control_characters_work() {
         "caf\u{e9}",
         "👨\u{200d}👩\u{200d}👧",
     ];
-    let counts = e
-        .tokenize(&texts)
-        .unwrap()
-        .iter()
-        .map(|t| t.len())
-        .collect::<Vec<usize>>();
+    let counts = token_counts(&e, &texts);
     assert_eq!(counts[0], 4, "one token per CJK character");
     assert_eq!(counts[2], 3, "control characters are dropped");
     assert_eq!(counts[3], 3, "accents are stripped: café -> cafe");
@@ -210,15 +173,7 @@ fn invalid_settings_are_typed_errors() {
     }
     let short = build(BertEmbedder::builder().max_seq_length(4)).unwrap();
     assert_eq!(short.info().max_seq_length, 4);
-    assert_eq!(
-        short
-            .tokenize(&["the quick brown fox"])
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        vec![4]
-    );
+    assert_eq!(token_counts(&short, &["the quick brown fox"]), vec![4]);
 }
 
 #[test]

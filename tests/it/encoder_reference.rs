@@ -4,7 +4,7 @@
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 
-use crate::common::{max_abs_diff, tiny_config, tiny_model_dir, Tiny};
+use crate::common::{max_abs_diff, tiny_config, tiny_model_dir, token_ids, Tiny};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
@@ -53,12 +53,7 @@ fn packed_forward_matches_candle_transformers_on_padded_batches() {
         "a man is eating food . a man is eating food . a man is eating food .",
         "emb embed embedding embeds",
     ];
-    let ids = e
-        .tokenize(&texts)
-        .unwrap()
-        .iter()
-        .map(|t| t.ids().to_vec())
-        .collect::<Vec<_>>();
+    let ids = token_ids(&e, &texts);
     assert!(ids.iter().map(Vec::len).max() > ids.iter().map(Vec::len).min());
     let want = reference(dir.path(), &ids, opts.max_position_embeddings);
     let got = e.embed(&texts).unwrap();

@@ -5,7 +5,7 @@
 // Runs the BERT backend: built only with the `candle` feature.
 #![cfg(feature = "candle")]
 
-use crate::common::{golden, max_abs_diff, real_model, real_model_with};
+use crate::common::{golden, max_abs_diff, real_model, real_model_with, token_counts, token_ids};
 use membatch::{BertEmbedder, Embedder};
 
 const TOL: f32 = 1e-4;
@@ -16,24 +16,8 @@ fn token_counts_and_ids_match_sentence_transformers() {
     let g = golden();
     let model = real_model();
     let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
-    assert_eq!(
-        model
-            .tokenize(&texts)
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        g.token_counts
-    );
-    assert_eq!(
-        model
-            .tokenize(&texts)
-            .unwrap()
-            .iter()
-            .map(|t| t.ids().to_vec())
-            .collect::<Vec<_>>(),
-        g.input_ids
-    );
+    assert_eq!(token_counts(&model, &texts), g.token_counts);
+    assert_eq!(token_ids(&model, &texts), g.input_ids);
     assert_eq!(model.info().max_seq_length, 256);
     assert_eq!(model.info().dimension, 384);
 }
@@ -106,15 +90,7 @@ fn a_text_alone_equals_the_same_text_batched_with_long_ones() {
 fn a_one_megabyte_text_is_truncated_not_a_failure() {
     let model = real_model();
     let huge = "memory ".repeat(150_000); // ~1 MB
-    assert_eq!(
-        model
-            .tokenize(&[&huge])
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        vec![256]
-    );
+    assert_eq!(token_counts(&model, &[&huge]), vec![256]);
     let v = model.embed(&[&huge]).unwrap();
     assert_eq!(v[0].len(), 384);
     assert!(v[0].iter().all(|x| x.is_finite()));

@@ -10,7 +10,9 @@
 //! without the weights they fail, never skip.
 #![cfg(feature = "candle")]
 
-use crate::common::{assert_close, copy_dir, fetched_model, fetched_model_dir, golden_file};
+use crate::common::{
+    assert_close, copy_dir, fetched_model, fetched_model_dir, golden_file, token_counts,
+};
 use membatch::memory::{MemoryBudget, MemoryConfig};
 use membatch::{
     BatchConfig, BatchEmbedder, BertEmbedder, Embedder, Error, ModelFileError, ModelSource, Pooling,
@@ -99,14 +101,7 @@ fn prompts_from_the_model_files_match_sentence_transformers() {
     // Through a batcher: the prompt's tokens are in the counts it budgets.
     let passage = model.with_prompt("passage").unwrap();
     let q = model.with_prompt("query").unwrap();
-    assert_eq!(
-        q.tokenize(&t)
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        v.query_token_counts
-    );
+    assert_eq!(token_counts(&q, &t), v.query_token_counts);
     let batcher = BatchEmbedder::new(
         &passage,
         MemoryBudget::new(MemoryConfig::default()),
@@ -127,15 +122,7 @@ fn prompts_from_the_model_files_match_sentence_transformers() {
         &v.query,
         "query chosen at build",
     );
-    assert_eq!(
-        always
-            .tokenize(&t)
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        v.query_token_counts
-    );
+    assert_eq!(token_counts(&always, &t), v.query_token_counts);
 
     // A name the model does not define is a typed error naming them.
     let err = model.embed_with_prompt("document", &t).unwrap_err();
@@ -171,14 +158,7 @@ fn a_prompt_left_out_of_pooling_matches_sentence_transformers() {
     );
     // The prompt's tokens still count: the model reads them.
     let q = model.with_prompt("query").unwrap();
-    assert_eq!(
-        q.tokenize(&t)
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        v.query_token_counts
-    );
+    assert_eq!(token_counts(&q, &t), v.query_token_counts);
 }
 
 #[test]
@@ -193,23 +173,9 @@ fn a_lazy_embedder_counts_and_embeds_its_prompt() {
         .unwrap();
     let t = texts(&v);
     // Before the weights load, as after: the prompt's tokens are counted.
-    assert_eq!(
-        lazy.tokenize(&t)
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        v.query_token_counts
-    );
+    assert_eq!(token_counts(&lazy, &t), v.query_token_counts);
     assert_close(&lazy.embed(&t).unwrap(), &v.query, "lazy, query");
-    assert_eq!(
-        lazy.tokenize(&t)
-            .unwrap()
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>(),
-        v.query_token_counts
-    );
+    assert_eq!(token_counts(&lazy, &t), v.query_token_counts);
 }
 
 #[test]

@@ -39,14 +39,10 @@ fn expected(texts: &[String]) -> Vec<Vec<f32>> {
     texts.iter().map(|t| Fake::vector(t)).collect()
 }
 
-#[test]
-fn sixty_four_threads_each_get_their_own_vectors_in_merged_batches() {
-    let embedder = Arc::new(Scripted {
-        delay: Duration::from_millis(3),
-        ..Scripted::default()
-    });
-    let svc = service(embedder.clone(), ServiceConfig::default());
-    let callers: Vec<_> = (0..64)
+/// `n` callers at once, each on a thread of its own sending `request(i)`:
+/// every one gets its own vectors.
+fn callers_get_their_vectors(svc: &EmbedService, n: usize) {
+    let callers: Vec<_> = (0..n)
         .map(|i| {
             let svc = svc.clone();
             std::thread::spawn(move || {
@@ -59,6 +55,16 @@ fn sixty_four_threads_each_get_their_own_vectors_in_merged_batches() {
     for c in callers {
         c.join().unwrap();
     }
+}
+
+#[test]
+fn sixty_four_threads_each_get_their_own_vectors_in_merged_batches() {
+    let embedder = Arc::new(Scripted {
+        delay: Duration::from_millis(3),
+        ..Scripted::default()
+    });
+    let svc = service(embedder.clone(), ServiceConfig::default());
+    callers_get_their_vectors(&svc, 64);
     let m = svc.metrics();
     assert_eq!((m.accepted, m.completed, m.failed), (64, 64, 0));
     let texts: usize = (0..64).map(|i| request(i).len()).sum();
@@ -450,15 +456,7 @@ fn a_lazy_model_loads_once_for_concurrent_first_requests_and_reloads_after_unloa
     // Tokenizing (what admission does) comes from the loader: no load.
     lazy.tokenize(&["no load"]).unwrap();
     assert_eq!(lazy.loads(), 0);
-    let callers: Vec<_> = (0..16)
-        .map(|i| {
-            let svc = svc.clone();
-            std::thread::spawn(move || svc.embed_timeout(&request(i), PATIENCE).unwrap())
-        })
-        .collect();
-    for c in callers {
-        c.join().unwrap();
-    }
+    callers_get_their_vectors(&svc, 16);
     assert_eq!(lazy.loads(), 1, "one load for sixteen first requests");
     assert!(svc.model_state().is_loaded());
     let report = svc.unload();
@@ -649,15 +647,7 @@ fn every_text_is_tokenized_once_from_admission_to_the_forward_pass() {
         ..Scripted::default()
     });
     let svc = service(embedder.clone(), ServiceConfig::default());
-    let callers: Vec<_> = (0..16)
-        .map(|i| {
-            let svc = svc.clone();
-            std::thread::spawn(move || svc.embed_timeout(&request(i), PATIENCE).unwrap())
-        })
-        .collect();
-    for c in callers {
-        c.join().unwrap();
-    }
+    callers_get_their_vectors(&svc, 16);
     let texts: usize = (0..16).map(|i| request(i).len()).sum();
     assert_eq!(embedder.tokenized.load(Ordering::SeqCst), texts);
     assert_eq!(embedder.embedded.lock().len(), texts);

@@ -96,13 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let config = Config::from_env()?;
         let model = BertEmbedder::from_config(config.model())?;
         let all: Vec<&str> = requests.iter().flatten().map(String::as_str).collect();
-        let tokens: usize = model
-            .tokenize(&all)?
-            .iter()
-            .map(|t| t.len())
-            .collect::<Vec<usize>>()
-            .iter()
-            .sum();
+        let tokens: usize = model.tokenize(&all)?.iter().map(|t| t.len()).sum();
         let batcher = BatchEmbedder::with_config(model, &config)?;
         let started = Instant::now();
         // In windows, as a long-running caller would: flat memory.
