@@ -121,6 +121,11 @@ impl Mode {
             ))),
         }
     }
+
+    /// Runs on Ballista (standalone or remote).
+    fn is_ballista(&self) -> bool {
+        !matches!(self, Mode::SingleNode)
+    }
 }
 
 /// What runs the statements, and what reports on them.
@@ -131,8 +136,6 @@ struct Session {
     pool_bytes: u64,
     /// Runs on a remote cluster: embed only plans here.
     remote: bool,
-    /// Runs on Ballista (standalone or remote).
-    ballista: bool,
 }
 
 fn main() -> ExitCode {
@@ -170,9 +173,26 @@ async fn run(args: Args) -> Result<(), Failure> {
     let config = config.build()?;
     let partitions = args.partitions.unwrap_or(1);
     let statements = statements(&args.sql)?;
-    let session = session(&args, &mode, &config, partitions).await?;
+    // Every table is checked before a cluster starts, so a refusal is the
+    // only line on stderr.
+    let mut tables = Vec::with_capacity(args.tables.len());
     for (name, path) in &args.tables {
-        register_table(&session, name, path).await?;
+        let format = format_of(path)?;
+        if format.is_none() && mode.is_ballista() {
+            return Err(fail(format!(
+                "{}: a directory of text files is read by this process, and Ballista cannot \
+                 send that table to its executors; write it to parquet first \
+                 (membatch-sql -e \"COPY (SELECT * FROM read_text_files('{}')) TO \
+                 'corpus.parquet' STORED AS PARQUET\") and use that",
+                path.display(),
+                path.display()
+            )));
+        }
+        tables.push((name, path, format));
+    }
+    let session = session(&args, &mode, &config, partitions).await?;
+    for (name, path, format) in tables {
+        register_table(&session, name, path, format).await?;
     }
     let started = Instant::now();
     for sql in &statements {
@@ -250,7 +270,6 @@ async fn session(
             pool: None,
             pool_bytes: 0,
             remote: true,
-            ballista: true,
         });
     }
     let budget = MemoryBudget::new(config.memory().clone());
@@ -290,7 +309,6 @@ async fn session(
         pool: Some(pool),
         pool_bytes,
         remote: false,
-        ballista: matches!(mode, Mode::Standalone),
     })
 }
 
@@ -341,12 +359,18 @@ fn format_of(path: &Path) -> Result<Option<&'static str>, Failure> {
     })
 }
 
-async fn register_table(session: &Session, name: &str, path: &Path) -> Result<(), Failure> {
+/// Registers a table whose format `format_of` found (`None`: text files).
+async fn register_table(
+    session: &Session,
+    name: &str,
+    path: &Path,
+    format: Option<&str>,
+) -> Result<(), Failure> {
     let ctx = &session.ctx;
     let location = path
         .to_str()
         .ok_or_else(|| fail(format!("{}: not a UTF-8 path", path.display())))?;
-    match format_of(path)? {
+    match format {
         Some("csv") => {
             ctx.register_csv(name, location, CsvReadOptions::new())
                 .await?
@@ -371,16 +395,6 @@ async fn register_table(session: &Session, name: &str, path: &Path) -> Result<()
                 .await?
         }
         None => {
-            if session.ballista {
-                return Err(fail(format!(
-                    "{}: a directory of text files is read by this process, and Ballista cannot \
-                     send that table to its executors; write it to parquet first \
-                     (membatch-sql -e \"COPY (SELECT * FROM read_text_files('{}')) TO \
-                     'corpus.parquet' STORED AS PARQUET\") and use that",
-                    path.display(),
-                    path.display()
-                )));
-            }
             let table = ReadTextFiles::table(location)?;
             ctx.register_table(name, table)?;
         }
