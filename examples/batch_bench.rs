@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use membatch::batch::{BatchConfig, BatchEmbedder};
+use membatch::batch::BatchEmbedder;
 use membatch::memory::{
     AllocatorReclaim, MemoryBudget, MemoryConfig, MemoryLimit, MemoryProbe, SystemProbe,
 };
@@ -54,7 +54,7 @@ impl Sampler {
         self.peak.load(Ordering::Relaxed)
     }
 }
-use membatch::{BertEmbedder, Embedder, ModelSource, Precision};
+use membatch::{Embedder, Precision};
 
 /// The process's resident bytes, read as cheaply as the platform allows:
 /// on Linux one positioned read of /proc/self/statm (a full
@@ -154,8 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(path, corpus.join("\n") + "\n")?;
         return Ok(());
     }
-    let model = BertEmbedder::builder()
-        .source(ModelSource::from_env_or_default())
+    let model = membatch::BertEmbedderBuilder::from(membatch::Config::from_env()?.model().clone())
         .precision(args.precision)
         .build()?;
     let corpus = mixed_corpus(args.texts, 42);
@@ -202,8 +201,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .build()?,
                 None => MemoryConfig::default(),
             };
-            let batcher =
-                BatchEmbedder::new(&model, MemoryBudget::new(memory), BatchConfig::from_env()?)?;
+            let batcher = BatchEmbedder::new(
+                &model,
+                MemoryBudget::new(memory),
+                *membatch::Config::from_env()?.batch(),
+            )?;
             let out = batcher.embed(&texts)?;
             let m = batcher.metrics();
             (out, m.batches, m.padding_ratio())

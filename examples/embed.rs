@@ -15,7 +15,7 @@
 //!   number of lines;
 //! - the model defaults to what the library resolves (`MEMBATCH_MODEL`, else the
 //!   fetched all-MiniLM-L6-v2, else the hub); the other settings default to
-//!   `Config::from_env()` (the `EMBEDDING_*` variables, docs/configuration.md);
+//!   `Config::from_env()` (the `MEMBATCH_*` variables, docs/configuration.md);
 //! - any error is one line on stderr and a non-zero exit code.
 //!
 //! By default texts run through `BatchEmbedder`: within each window of
@@ -30,7 +30,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use membatch::memory::MemoryLimit;
 
-mod support;
 use membatch::{BatchEmbedder, BertEmbedder, Config, Embedder, ModelSource, Precision};
 
 /// Lines read, embedded and written at a time: large enough for length
@@ -45,20 +44,20 @@ struct Args {
     #[arg(long)]
     model: Option<String>,
     /// Memory budget, a size (300MiB, 1.5GB) or a percentage of the
-    /// container's or machine's memory (70%) [default: $EMBEDDING_MAX_MEMORY, else 70%]
+    /// container's or machine's memory (70%) [default: $MEMBATCH_MAX_MEMORY, else 70%]
     #[arg(long, value_parser = memory_limit)]
     memory_budget: Option<MemoryLimit>,
-    /// Largest batch [default: $EMBEDDING_MAX_BATCH_SIZE, else 64]
-    #[arg(long, value_parser = positive, conflicts_with = "fixed_batch")]
+    /// Largest batch [default: $MEMBATCH_MAX_BATCH_SIZE, else 64]
+    #[arg(long, value_parser = membatch_bin::positive, conflicts_with = "fixed_batch")]
     batch_size: Option<usize>,
     /// Plain batches of N texts in input order: no length ordering, no
     /// memory checks, no adaptation (the naive baseline).
-    #[arg(long, value_parser = positive)]
+    #[arg(long, value_parser = membatch_bin::positive)]
     fixed_batch: Option<usize>,
-    /// Compute threads [default: $EMBEDDING_THREADS, RAYON_NUM_THREADS, else all cores]
-    #[arg(long, value_parser = positive)]
+    /// Compute threads [default: $MEMBATCH_THREADS, RAYON_NUM_THREADS, else all cores]
+    #[arg(long, value_parser = membatch_bin::positive)]
     threads: Option<usize>,
-    /// Weights in f32 (exact) or int8 (a third of the memory) [default: $EMBEDDING_PRECISION, else f32]
+    /// Weights in f32 (exact) or int8 (a third of the memory) [default: $MEMBATCH_PRECISION, else f32]
     #[arg(long, value_parser = precision)]
     precision: Option<Precision>,
     /// Output raw pooled vectors instead of L2-normalised ones.
@@ -75,14 +74,6 @@ fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
     MemoryLimit::parse("--memory-budget", s).map_err(|e| e.to_string())
 }
 
-fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("not a whole number".into()),
-    }
-}
-
 #[derive(serde::Serialize)]
 struct Line<'a> {
     index: usize,
@@ -90,12 +81,12 @@ struct Line<'a> {
 }
 
 fn main() -> ExitCode {
-    support::one_line_panics("embed");
-    support::init_logging();
-    let args = match support::parse_args::<Args>("embed") {
+    membatch_bin::one_line_panics("embed");
+    let args = match membatch_bin::parse_args::<Args>("embed") {
         Ok(a) => a,
         Err(code) => return code,
     };
+    membatch_bin::init_logging("error", membatch_bin::LogFormat::Text);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
@@ -114,7 +105,7 @@ enum Failure {
 
 impl From<membatch::Error> for Failure {
     fn from(e: membatch::Error) -> Self {
-        Failure::Message(support::message(&e))
+        Failure::Message(membatch_bin::Failure::from(e).0)
     }
 }
 

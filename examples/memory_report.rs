@@ -8,8 +8,9 @@
 //! `system_total_bytes`, `system_available_bytes`, `cgroup_limit_bytes` (null
 //! when none), `cgroup_usage_bytes` (null when none), `effective_limit_bytes`,
 //! `budget_bytes`, `level`; also `cgroup_version`, `cgroup_working_set_bytes`,
-//! `figure_bytes` and `headroom_bytes`. Honours `EMBEDDING_MAX_MEMORY_PERCENT`
-//! and `EMBEDDING_MAX_MEMORY` like the library.
+//! `figure_bytes` and `headroom_bytes`. Honours `MEMBATCH_MAX_MEMORY` (and
+//! the older `EMBEDDING_MAX_MEMORY`, `EMBEDDING_MAX_MEMORY_PERCENT`) like the
+//! library.
 
 use std::process::ExitCode;
 
@@ -17,8 +18,8 @@ use membatch::memory::MemoryBudget;
 use serde_json::json;
 
 fn main() -> ExitCode {
-    let budget = match MemoryBudget::from_env() {
-        Ok(b) => b,
+    let budget = match membatch::Config::from_env() {
+        Ok(c) => MemoryBudget::new(c.memory().clone()),
         Err(e) => {
             eprintln!("memory_report: {e}");
             return ExitCode::from(2);

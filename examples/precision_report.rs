@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use membatch::memory::{MemoryProbe, SystemProbe};
-use membatch::{BatchConfig, BatchEmbedder, BertEmbedder, MemoryBudget, ModelSource, Precision};
+use membatch::{BatchConfig, BatchEmbedder, BertEmbedder, MemoryBudget, Precision};
 use membatch_testkit::corpus::{cosine, mixed_corpus};
 
 #[derive(Parser, Debug)]
@@ -26,7 +26,11 @@ struct Args {
 /// Embeds through `BatchEmbedder` (longest first, default budget), as an
 /// application would; returns vectors in input order and the seconds spent.
 fn embed(model: &BertEmbedder, texts: &[&str]) -> Result<(Vec<Vec<f32>>, f64), membatch::Error> {
-    let batcher = BatchEmbedder::new(model, MemoryBudget::from_env()?, BatchConfig::default())?;
+    let batcher = BatchEmbedder::new(
+        model,
+        MemoryBudget::new(membatch::Config::from_env()?.memory().clone()),
+        BatchConfig::default(),
+    )?;
     let start = Instant::now();
     let vectors = batcher.embed(texts)?;
     Ok((vectors, start.elapsed().as_secs_f64()))
@@ -43,8 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_bytes = || probe.snapshot().rss_bytes.unwrap_or(0);
     let load = |p: Precision| -> Result<(BertEmbedder, u64), membatch::Error> {
         let before = rss_bytes();
-        let m = BertEmbedder::builder()
-            .source(ModelSource::from_env_or_default())
+        let m = membatch::BertEmbedderBuilder::from(membatch::Config::from_env()?.model().clone())
             .precision(p)
             .build()?;
         Ok((m, rss_bytes().saturating_sub(before)))

@@ -22,8 +22,6 @@ use membatch::service::EmbedService;
 use membatch::{BatchEmbedder, BertEmbedder, Config};
 use membatch_testkit::corpus::uniform_corpus;
 
-mod support;
-
 #[derive(Parser, Debug)]
 struct Args {
     /// Concurrent callers, one thread each.
@@ -47,19 +45,19 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    support::one_line_panics("service_load");
-    support::init_logging();
-    let args = match support::parse_args::<Args>("service_load") {
+    membatch_bin::one_line_panics("service_load");
+    let args = match membatch_bin::parse_args::<Args>("service_load") {
         Ok(a) => a,
         Err(code) => return code,
     };
+    membatch_bin::init_logging("error", membatch_bin::LogFormat::Text);
     match run(&args) {
         Ok(report) => {
             println!("{report}");
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("service_load: {}", support::message(&e));
+            eprintln!("service_load: {}", membatch_bin::Failure::from(e).0);
             std::process::ExitCode::FAILURE
         }
     }

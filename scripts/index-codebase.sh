@@ -8,7 +8,7 @@
 # DIR defaults to this repository's src/, QUERY to a question about it. The
 # index (and its cache, so a second run reuses every chunk) goes to
 # $MEMBATCH_INDEX, default target/codebase-index. Extra settings come from
-# the EMBEDDING_* variables (docs/configuration.md).
+# the MEMBATCH_* variables (docs/configuration.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -4,20 +4,19 @@
 //! [`memory`](crate::memory) and the model, and builds a [`BatchEmbedder`]
 //! from them ([`BatchEmbedder::with_config`]).
 
-use crate::batch::{BatchConfig, BatchConfigBuilder, BatchEmbedder};
+use crate::batch::{BatchConfig, BatchConfigBuilder, BatchEmbedder, RetryPolicy};
 use crate::embedder::Embedder;
-use crate::env;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, MemoryConfig, MemoryConfigBuilder, MemoryLimit};
 use crate::model_config::ModelConfig;
 use crate::precision::Precision;
-use crate::service::{EmbedService, ServiceConfig};
+use crate::service::{EmbedService, ServiceConfig, ServiceConfigBuilder};
 use crate::source::ModelSource;
 
 /// Every membatch setting: the batch-size rule, the memory budget and the
 /// model. `Default` is what membatch does with no configuration;
-/// [`from_env`](Config::from_env) reads the `EMBEDDING_*` variables listed
-/// in `docs/configuration.md`; [`Config::builder`] checks what it is given.
+/// [`from_env`](Config::from_env) reads the `MEMBATCH_*` variables of the
+/// [settings table](crate::settings); [`Config::builder`] checks what it is given.
 ///
 /// ```
 /// use membatch::Config;
@@ -53,30 +52,8 @@ impl Config {
             memory: self.memory.into_builder(),
             model: self.model,
             service: self.service.into_builder(),
+            origins: Vec::new(),
         }
-    }
-
-    /// The defaults overridden by the environment.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the first variable with a bad value.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(env::process)
-    }
-
-    /// As [`from_env`](Self::from_env), reading variables through `get`.
-    ///
-    /// # Errors
-    ///
-    /// As [`from_env`](Self::from_env).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        Ok(Config {
-            batch: BatchConfig::from_lookup(&get)?,
-            memory: MemoryConfig::from_lookup(&get)?,
-            model: ModelConfig::from_lookup(&get)?,
-            service: ServiceConfig::from_lookup(&get)?,
-        })
     }
 
     /// Batch sizes and retries.
@@ -108,7 +85,10 @@ pub struct ConfigBuilder {
     batch: BatchConfigBuilder,
     memory: MemoryConfigBuilder,
     model: ModelConfig,
-    service: crate::service::ServiceConfigBuilder,
+    service: ServiceConfigBuilder,
+    /// The variable or flag that set each field a check may name
+    /// ([`set`](Self::set)).
+    pub(crate) origins: Vec<(&'static str, String)>,
 }
 
 impl ConfigBuilder {
@@ -196,19 +176,67 @@ impl ConfigBuilder {
         self
     }
 
+    /// Truncation length in tokens.
+    pub fn max_seq_length(mut self, tokens: usize) -> Self {
+        self.model.max_seq_length = Some(tokens);
+        self
+    }
+
+    /// What a batch does when memory refuses it.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.batch = self.batch.retry(retry);
+        self
+    }
+
+    /// Changes one of a service's settings.
+    pub(crate) fn with_service(
+        mut self,
+        f: impl FnOnce(ServiceConfigBuilder) -> ServiceConfigBuilder,
+    ) -> Self {
+        self.service = f(self.service);
+        self
+    }
+
     /// Checks every part.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the first bad setting.
     pub fn build(self) -> Result<Config> {
-        self.model.validate()?;
-        Ok(Config {
-            batch: self.batch.build()?,
-            memory: self.memory.build()?,
-            model: self.model,
-            service: self.service.build()?,
-        })
+        let origins = self.origins;
+        let checked = || -> Result<Config> {
+            self.model.validate()?;
+            Ok(Config {
+                batch: self.batch.build()?,
+                memory: self.memory.build()?,
+                model: self.model,
+                service: self.service.build()?,
+            })
+        };
+        checked().map_err(|e| rename(e, &origins))
+    }
+}
+
+/// A check's error about `field`, renamed for the variable or flag that
+/// set it.
+fn rename(e: Error, origins: &[(&'static str, String)]) -> Error {
+    match e {
+        Error::InvalidConfig {
+            name,
+            value,
+            reason,
+        } => {
+            let name = origins
+                .iter()
+                .find(|(field, _)| *field == name)
+                .map_or(name, |(_, origin)| origin.clone());
+            Error::InvalidConfig {
+                name,
+                value,
+                reason,
+            }
+        }
+        other => other,
     }
 }
 
@@ -264,64 +292,6 @@ impl EmbedService {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use crate::test_util::lookup;
-
-    #[test]
-    fn every_part_reads_the_environment() {
-        let c = Config::from_lookup(lookup(&[
-            ("EMBEDDING_MAX_BATCH_SIZE", "16"),
-            ("EMBEDDING_MAX_MEMORY", "300MiB"),
-            ("EMBEDDING_THREADS", "2"),
-            ("EMBEDDING_NORMALIZE", "off"),
-            ("EMBEDDING_MAX_SEQ_LENGTH", "128"),
-            ("EMBEDDING_PRECISION", "INT8"),
-            ("MEMBATCH_MODEL", "/models/minilm"),
-        ]))
-        .unwrap();
-        assert_eq!(c.batch().max_batch_size(), 16);
-        assert_eq!(c.memory().max_bytes(), Some(300 << 20));
-        assert_eq!(
-            c.model,
-            ModelConfig {
-                source: Some(ModelSource::dir("/models/minilm")),
-                normalize: Some(false),
-                threads: Some(2),
-                max_seq_length: Some(128),
-                precision: Precision::Int8,
-            }
-        );
-        assert_eq!(Config::from_lookup(lookup(&[])).unwrap(), Config::default());
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        for (pairs, var) in [
-            (&[("EMBEDDING_THREADS", "0")][..], "EMBEDDING_THREADS"),
-            (
-                &[("EMBEDDING_MAX_SEQ_LENGTH", "long")][..],
-                "EMBEDDING_MAX_SEQ_LENGTH",
-            ),
-            (&[("EMBEDDING_NORMALIZE", "2")][..], "EMBEDDING_NORMALIZE"),
-            (
-                &[("EMBEDDING_PRECISION", "int4")][..],
-                "EMBEDDING_PRECISION",
-            ),
-            (
-                &[("EMBEDDING_MAX_MEMORY", "lots")][..],
-                "EMBEDDING_MAX_MEMORY",
-            ),
-            (
-                &[("EMBEDDING_MIN_BATCH_SIZE", "x")][..],
-                "EMBEDDING_MIN_BATCH_SIZE",
-            ),
-        ] {
-            let pairs: &'static [(&'static str, &'static str)] = pairs;
-            match Config::from_lookup(lookup(pairs)) {
-                Err(Error::InvalidConfig { name, .. }) => assert_eq!(name, var),
-                other => panic!("{pairs:?}: {other:?}"),
-            }
-        }
-    }
 
     #[test]
     fn the_builder_validates_every_part() {
@@ -348,26 +318,5 @@ mod tests {
             ..ModelConfig::default()
         };
         assert_eq!(err(Config::builder().model(model)), "max_seq_length");
-    }
-
-    #[test]
-    fn a_flag_overrides_one_setting_and_keeps_the_rest() {
-        let from_env = Config::from_lookup(lookup(&[
-            ("EMBEDDING_MAX_MEMORY_PERCENT", "60"),
-            ("EMBEDDING_MIN_BATCH_SIZE", "4"),
-        ]))
-        .unwrap();
-        let c = from_env
-            .into_builder()
-            .memory_limit(MemoryLimit::Bytes(300 << 20))
-            .build()
-            .unwrap();
-        assert_eq!(c.memory().max_bytes(), Some(300 << 20));
-        assert_eq!(
-            c.memory().max_percent(),
-            None,
-            "the flag replaces the budget"
-        );
-        assert_eq!(c.batch().min_batch_size(), 4);
     }
 }

@@ -95,7 +95,7 @@ pub enum Error {
     #[error(
         "memory budget too small: one text of {tokens} tokens needs about {} in total \
          ({} already in use) but the budget is {}; raise the budget \
-         (MemoryConfig, EMBEDDING_MAX_MEMORY) or lower max_seq_length (EMBEDDING_MAX_SEQ_LENGTH)",
+         (MemoryConfig, MEMBATCH_MAX_MEMORY) or lower max_seq_length (MEMBATCH_MAX_SEQ_LENGTH)",
         bytesize::ByteSize(*needed), bytesize::ByteSize(*in_use), bytesize::ByteSize(*budget)
     )]
     BudgetTooSmall {
@@ -115,7 +115,7 @@ pub enum Error {
     /// absolute budget to run without them.
     #[error(
         "cannot tell how much memory there is (the system's memory figures could not be read); \
-         set an absolute budget (MemoryConfig::max_bytes, EMBEDDING_MAX_MEMORY) to run without them"
+         set an absolute budget (MemoryConfig::max_bytes, MEMBATCH_MAX_MEMORY) to run without them"
     )]
     MemoryUnknown,
 
@@ -127,7 +127,7 @@ pub enum Error {
          under the memory limit; raise the limit{}",
         bytesize::ByteSize(*needed), bytesize::ByteSize(*available),
         if *precision == Precision::F32 {
-            " or hold the weights as int8 (Precision::Int8, EMBEDDING_PRECISION=int8: about a third of the memory)"
+            " or hold the weights as int8 (Precision::Int8, MEMBATCH_PRECISION=int8: about a third of the memory)"
         } else {
             ""
         }

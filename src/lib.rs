@@ -25,8 +25,9 @@
 //!   [`EmbedService`] merges concurrent requests into batches, refuses what
 //!   does not fit at once, and loads and unloads the model
 //!   ([`LazyEmbedder`]).
-//! - [`Config`] gathers every setting, from code or the variables in
-//!   [`env`](mod@env).
+//! - [`Config`] gathers every setting, from code or the `MEMBATCH_*`
+//!   variables; [`settings`] is the table of them all (names, variables,
+//!   flags, defaults).
 //!
 //! The core (`error`, `embedder`, `memory`, `batch`, `service`, `config`) never names
 //! a backend: [`BertEmbedder`] is one implementation of [`Embedder`] among
@@ -90,7 +91,7 @@ struct ReadmeDoctests;
 pub mod batch;
 mod config;
 mod embedder;
-pub mod env;
+mod env;
 mod error;
 pub mod memory;
 mod model_config;
@@ -98,7 +99,8 @@ mod precision;
 mod pressure;
 pub mod rerank;
 pub mod service;
-pub mod source;
+pub mod settings;
+mod source;
 
 // A backend.
 #[cfg(feature = "candle")]
@@ -115,7 +117,7 @@ mod test_util;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use batch::{AdaptiveBatcher, BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
+pub use batch::{BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
 pub use config::{Config, ConfigBuilder};
 pub use embedder::{
     CostPrior, Embedder, LazyEmbedder, ModelInfo, ModelLoader, ModelShape, ModelState, Reranker,
@@ -127,7 +129,11 @@ pub use model_config::ModelConfig;
 pub use precision::{ParsePrecisionError, Precision};
 pub use pressure::{PressureLevel, PressureThresholds};
 pub use service::EmbedService;
-pub use source::{HubModel, ModelSource};
+pub use source::{HubModel, ModelFiles, ModelSource};
+// Where `scripts/fetch-model.sh` places the default model, for membatch's
+// own tests: not part of the API.
+#[doc(hidden)]
+pub use source::{default_model_dir, DEFAULT_MODEL};
 
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]

@@ -5,7 +5,6 @@
 //! configuration ([`Config`](crate::Config) gathers it with the batching
 //! and memory settings).
 
-use crate::env::{self, Vars};
 use crate::error::{Error, Result};
 use crate::precision::Precision;
 use crate::source::ModelSource;
@@ -14,8 +13,8 @@ use crate::source::ModelSource;
 /// live (a backend's builder, such as `BertEmbedderBuilder`, holds one).
 /// `None` fields take the model's own settings (or the library's defaults).
 ///
-/// A plain value: start from [`Default`] or [`from_env`](Self::from_env)
-/// and set what you need. Every constructor that uses it checks it (a
+/// A plain value: start from [`Default`] (or take
+/// [`Config::from_env`](crate::Config::from_env)'s) and set what you need. Every constructor that uses it checks it (a
 /// backend's `build`, [`ConfigBuilder::build`](crate::ConfigBuilder::build)).
 ///
 /// ```
@@ -29,7 +28,7 @@ use crate::source::ModelSource;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ModelConfig {
-    /// Where the model comes from. Default: [`ModelSource::from_env_or_default`].
+    /// Where the model comes from. Default: [`ModelSource::default_model`].
     pub source: Option<ModelSource>,
     /// Forces L2 normalisation on or off. Default: as the model's
     /// `modules.json` says.
@@ -44,33 +43,6 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// The defaults, overridden by `MEMBATCH_MODEL`, `EMBEDDING_THREADS`,
-    /// `EMBEDDING_MAX_SEQ_LENGTH`, `EMBEDDING_NORMALIZE` and
-    /// `EMBEDDING_PRECISION` when set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the variable.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(env::process)
-    }
-
-    /// As [`from_env`](Self::from_env), reading variables through `get`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the variable.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let vars = Vars::new(get);
-        Ok(ModelConfig {
-            source: vars.text(env::ENV_MODEL).map(|v| ModelSource::parse(&v)),
-            normalize: vars.flag(env::ENV_NORMALIZE)?,
-            threads: vars.count(env::ENV_THREADS)?,
-            max_seq_length: vars.count(env::ENV_MAX_SEQ_LENGTH)?,
-            precision: vars.parsed(env::ENV_PRECISION)?.unwrap_or_default(),
-        })
-    }
-
     /// Checks the settings a value of this type can get wrong: zero threads
     /// or a zero sequence length.
     ///

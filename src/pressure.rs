@@ -12,7 +12,8 @@
 /// so a budget never runs with thresholds out of order.
 ///
 /// ```
-/// use membatch::memory::{MemoryConfig, PressureThresholds};
+/// use membatch::memory::MemoryConfig;
+/// use membatch::PressureThresholds;
 ///
 /// let mut t = PressureThresholds::default();
 /// t.cautious = 0.7;

@@ -14,9 +14,7 @@ use crate::embedder::{Embedder, ModelInfo, Tokens};
 use crate::error::Result;
 use crate::memory::MemoryBudget;
 
-// The backend's contract lives beside `Embedder`; named here too, where
-// reranking is planned.
-pub use crate::embedder::Reranker;
+use crate::embedder::Reranker;
 
 /// One query's documents as an [`Embedder`]: each document "embeds" to its
 /// one score, and counts the tokens of its pair with the query, so a

@@ -1,12 +1,16 @@
 //! Where a model's files come from: a local directory or the Hugging Face hub.
 //!
-//! [`ModelSource::from_env_or_default`] is what membatch uses when the caller
-//! names no model:
+//! When the caller names no model, membatch runs
+//! `sentence-transformers/all-MiniLM-L6-v2`
+//! ([`ModelSource::default_model`]):
 //!
-//! 1. the `MEMBATCH_MODEL` environment variable (a directory or a repo id);
-//! 2. otherwise a copy of [`DEFAULT_MODEL`] in [`default_model_dir`], when
-//!    one has been placed there;
-//! 3. otherwise [`DEFAULT_MODEL`] from the hub, through hf-hub's cache.
+//! 1. the `MEMBATCH_MODEL` setting, when [`Config::from_env`](crate::Config::from_env)
+//!    read one (a directory or a repo id);
+//! 2. otherwise a copy placed in `models/sentence-transformers--all-MiniLM-L6-v2`
+//!    under membatch's data directory (`$MEMBATCH_HOME`, default
+//!    `$XDG_CACHE_HOME/membatch`, else `~/.cache/membatch`), where
+//!    `scripts/fetch-model.sh` puts it;
+//! 3. otherwise the model from the hub, through hf-hub's cache.
 //!
 //! Hub sources use hf-hub's cache (`HF_HOME`, default `~/.cache/huggingface`)
 //! and work offline from it when `HF_HUB_OFFLINE=1`.
@@ -80,8 +84,11 @@ impl HubModel {
     /// Whether this source may only use the cache.
     pub fn is_offline(&self) -> bool {
         // hf-hub's own variable: anything but a true value means online.
-        self.offline
-            .unwrap_or_else(|| matches!(env::vars().flag("HF_HUB_OFFLINE"), Ok(Some(true))))
+        self.offline.unwrap_or_else(|| {
+            env::vars()
+                .text("HF_HUB_OFFLINE")
+                .is_some_and(|v| matches!(env::parse_bool("HF_HUB_OFFLINE", &v), Ok(true)))
+        })
     }
 }
 
@@ -117,11 +124,10 @@ impl ModelSource {
         }
     }
 
-    /// The model to run when the caller names none (see the module docs).
-    pub fn from_env_or_default() -> Self {
-        if let Some(arg) = env::vars().text(env::ENV_MODEL) {
-            return ModelSource::parse(&arg);
-        }
+    /// The model to run when the caller names none: a local copy of the
+    /// default model, else the hub (see the module docs). The environment's
+    /// `MEMBATCH_MODEL` is read by [`Config::from_env`](crate::Config::from_env).
+    pub fn default_model() -> Self {
         let local = default_model_dir();
         if local.join("config.json").is_file() {
             ModelSource::Dir(local)
@@ -247,7 +253,7 @@ impl ModelFiles {
 /// `$XDG_CACHE_HOME/membatch`, else `~/.cache/membatch`.
 fn membatch_home() -> PathBuf {
     let vars = env::vars();
-    if let Some(home) = vars.text(env::ENV_HOME) {
+    if let Some(home) = vars.text(env::HOME) {
         return PathBuf::from(home);
     }
     let cache = vars
@@ -271,8 +277,7 @@ pub fn default_model_dir() -> PathBuf {
 
 fn missing_model_hint() -> String {
     format!(
-        " (set {} to a model directory or hub repo id, or place {DEFAULT_MODEL} in {})",
-        env::ENV_MODEL,
+        " (set MEMBATCH_MODEL to a model directory or hub repo id, or place {DEFAULT_MODEL} in {})",
         default_model_dir().display()
     )
 }

@@ -159,16 +159,13 @@ impl TempCgroup {
 
 /// Clears the settings the child should take from its limit alone.
 fn isolate(cmd: &mut Command, envs: &[(&str, &str)]) {
-    for var in [
-        "EMBEDDING_MAX_MEMORY",
-        "EMBEDDING_MAX_MEMORY_PERCENT",
-        "EMBEDDING_MIN_BATCH_SIZE",
-        "EMBEDDING_MAX_BATCH_SIZE",
-        "EMBEDDING_ADAPTIVE_BATCHING",
-        "EMBEDDING_MAX_BATCH_TOKENS",
-        "EMBEDDING_BATCH_STEP",
-    ] {
-        cmd.env_remove(var);
+    for s in membatch::settings::all()
+        .iter()
+        .filter(|s| s.name() != "model")
+    {
+        for var in std::iter::once(s.env()).chain(s.aliases().iter().copied()) {
+            cmd.env_remove(var);
+        }
     }
     for (k, v) in envs {
         cmd.env(k, v);
@@ -239,11 +236,14 @@ mod as_root {
     fn the_environment_sets_the_budget_inside_the_cgroup() {
         let cg = TempCgroup::new("env", 300 * MIB);
         let bin = example("memory_report");
-        let r = report(&cg.run(&bin, &[("EMBEDDING_MAX_MEMORY", "100MiB")]));
+        let r = report(&cg.run(&bin, &[("MEMBATCH_MAX_MEMORY", "100MiB")]));
         assert_eq!(r["budget_bytes"], 100 * MIB, "{r}");
+        let r = report(&cg.run(&bin, &[("MEMBATCH_MAX_MEMORY", "50%")]));
+        assert_eq!(r["budget_bytes"], 150 * MIB, "{r}");
+        // The older name of the same setting.
         let r = report(&cg.run(&bin, &[("EMBEDDING_MAX_MEMORY_PERCENT", "50")]));
         assert_eq!(r["budget_bytes"], 150 * MIB, "{r}");
-        let r = report(&cg.run(&bin, &[("EMBEDDING_MAX_MEMORY", "1TiB")]));
+        let r = report(&cg.run(&bin, &[("MEMBATCH_MAX_MEMORY", "1TiB")]));
         assert_eq!(
             r["budget_bytes"],
             300 * MIB,

@@ -25,7 +25,7 @@ fn rss() -> u64 {
 fn a_lazy_real_model_loads_on_first_use_and_unload_frees_its_weights() {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let lazy = BertEmbedder::builder()
-        .source(ModelSource::from_env_or_default())
+        .source(ModelSource::default_model())
         .build_lazy()
         .unwrap_or_else(|e| {
             panic!(

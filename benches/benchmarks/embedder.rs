@@ -21,9 +21,19 @@ fn embed_in_batches(model: &BertEmbedder, texts: &[&str], batch: usize) -> usize
         .sum()
 }
 
+/// `MEMBATCH_MODEL`, else the default model.
+fn source() -> ModelSource {
+    membatch::Config::from_env()
+        .expect("valid MEMBATCH_* settings")
+        .model()
+        .source
+        .clone()
+        .unwrap_or_else(ModelSource::default_model)
+}
+
 fn bench_embedder(c: &mut Criterion) {
-    let model = BertEmbedder::load(ModelSource::from_env_or_default())
-        .expect("the real model is needed: run scripts/fetch-model.sh");
+    let model =
+        BertEmbedder::load(source()).expect("the real model is needed: run scripts/fetch-model.sh");
     let n: usize = std::env::var("MEMBATCH_BENCH_TEXTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -73,7 +83,7 @@ fn bench_precision(c: &mut Criterion) {
     group.sample_size(10);
     for precision in [Precision::F32, Precision::Int8] {
         let model = BertEmbedder::builder()
-            .source(ModelSource::from_env_or_default())
+            .source(source())
             .precision(precision)
             .build()
             .expect("the real model is needed: run scripts/fetch-model.sh");

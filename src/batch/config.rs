@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::env::{self, Vars};
 use crate::error::{Error, Result};
 
 /// What a batch does when memory refuses it and nothing smaller can run.
@@ -52,8 +51,8 @@ impl RetryPolicy {
 
 /// How batches are sized and retried.
 ///
-/// Built through [`BatchConfig::builder`] or [`from_env`](Self::from_env),
-/// both of which check every setting, so a [`BatchConfig`] always holds
+/// Built through [`BatchConfig::builder`] (or [`Config`](crate::Config)),
+/// which checks every setting, so a [`BatchConfig`] always holds
 /// sizes a batcher can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
@@ -87,49 +86,6 @@ impl BatchConfig {
     /// A builder starting from these settings.
     pub fn into_builder(self) -> BatchConfigBuilder {
         BatchConfigBuilder { config: self }
-    }
-
-    /// The defaults, overridden by `EMBEDDING_MIN_BATCH_SIZE`,
-    /// `EMBEDDING_MAX_BATCH_SIZE`, `EMBEDDING_BATCH_STEP`,
-    /// `EMBEDDING_ADAPTIVE_BATCHING`, `EMBEDDING_MAX_BATCH_TOKENS` and
-    /// `EMBEDDING_MAX_WAIT_MS` when set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the variable: not a number, zero, or
-    /// a minimum above the maximum.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(env::process)
-    }
-
-    /// As [`from_env`](Self::from_env), reading variables through `get`.
-    ///
-    /// # Errors
-    ///
-    /// As [`from_env`](Self::from_env).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let vars = Vars::new(get);
-        let mut c = BatchConfig::default();
-        if let Some(n) = vars.count(env::ENV_MIN_BATCH_SIZE)? {
-            c.min_batch_size = n;
-        }
-        if let Some(n) = vars.count(env::ENV_MAX_BATCH_SIZE)? {
-            c.max_batch_size = n;
-        }
-        if let Some(n) = vars.count(env::ENV_BATCH_STEP)? {
-            c.step = n;
-        }
-        if let Some(on) = vars.flag(env::ENV_ADAPTIVE_BATCHING)? {
-            c.adaptive = on;
-        }
-        if let Some(n) = vars.count(env::ENV_MAX_BATCH_TOKENS)? {
-            c.max_batch_tokens = Some(n);
-        }
-        if let Some(ms) = vars.parsed::<u64>(env::ENV_MAX_WAIT_MS)? {
-            c.retry = RetryPolicy::waiting(Duration::from_millis(ms));
-        }
-        c.check(true)?;
-        Ok(c)
     }
 
     /// The size the batcher starts at, and the floor it grows back from.
@@ -167,31 +123,23 @@ impl BatchConfig {
         self.retry
     }
 
-    /// `env`: name settings by their environment variables in errors.
-    fn check(&self, env: bool) -> Result<()> {
+    /// Checks the settings; errors name the field (a setting read from
+    /// the environment or a flag is renamed for it: `Config`).
+    fn check(&self) -> Result<()> {
         let c = self;
-        let name = |field: &'static str, var: &'static str| if env { var } else { field };
-        for (field, var, value) in [
-            ("min_batch_size", env::ENV_MIN_BATCH_SIZE, c.min_batch_size),
-            ("max_batch_size", env::ENV_MAX_BATCH_SIZE, c.max_batch_size),
-            ("step", env::ENV_BATCH_STEP, c.step),
-            (
-                "max_batch_tokens",
-                env::ENV_MAX_BATCH_TOKENS,
-                c.max_batch_tokens.unwrap_or(1),
-            ),
+        for (field, value) in [
+            ("min_batch_size", c.min_batch_size),
+            ("max_batch_size", c.max_batch_size),
+            ("step", c.step),
+            ("max_batch_tokens", c.max_batch_tokens.unwrap_or(1)),
         ] {
             if value == 0 {
-                return Err(Error::invalid_config(
-                    name(field, var),
-                    0,
-                    "must be at least 1",
-                ));
+                return Err(Error::invalid_config(field, 0, "must be at least 1"));
             }
         }
         if c.min_batch_size > c.max_batch_size {
             return Err(Error::invalid_config(
-                name("min_batch_size", env::ENV_MIN_BATCH_SIZE),
+                "min_batch_size",
                 c.min_batch_size,
                 format!(
                     "must not exceed the maximum batch size ({})",
@@ -260,7 +208,7 @@ impl BatchConfigBuilder {
     /// [`Error::InvalidConfig`] for a zero size, step or token budget, or a
     /// minimum above the maximum.
     pub fn build(self) -> Result<BatchConfig> {
-        self.config.check(false)?;
+        self.config.check()?;
         Ok(self.config)
     }
 }
@@ -268,31 +216,17 @@ impl BatchConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::*;
-    use crate::test_util::lookup;
 
     #[test]
-    fn environment_overrides_and_typed_errors() {
-        let c = BatchConfig::from_lookup(lookup(&[
-            (ENV_MIN_BATCH_SIZE, "4"),
-            (ENV_MAX_BATCH_SIZE, " 32 "),
-            (ENV_ADAPTIVE_BATCHING, "FALSE"),
-            (ENV_MAX_BATCH_TOKENS, "8192"),
-            (ENV_MAX_WAIT_MS, "250"),
-        ]))
-        .unwrap();
-        assert_eq!(
-            c,
-            BatchConfig::builder()
-                .min_batch_size(4)
-                .max_batch_size(32)
-                .step(4)
-                .adaptive(false)
-                .max_batch_tokens(8192)
-                .retry(RetryPolicy::waiting(Duration::from_millis(250)))
-                .build()
-                .unwrap()
-        );
+    fn the_builder_sets_every_field() {
+        let c = BatchConfig::builder()
+            .min_batch_size(4)
+            .max_batch_size(32)
+            .adaptive(false)
+            .max_batch_tokens(8192)
+            .retry(RetryPolicy::waiting(Duration::from_millis(250)))
+            .build()
+            .unwrap();
         assert_eq!(
             (
                 c.min_batch_size(),
@@ -303,56 +237,16 @@ mod tests {
             (4, 32, 4, false)
         );
         assert_eq!(c.max_batch_tokens(), Some(8192));
-        assert_eq!(
-            BatchConfig::from_lookup(lookup(&[])).unwrap(),
-            BatchConfig::default()
+        assert_eq!(c.retry().max_wait, Duration::from_millis(250));
+        let err = BatchConfig::builder()
+            .min_batch_size(65)
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("must not exceed the maximum batch size (64)"),
+            "{err}"
         );
-        for (pairs, var, why) in [
-            (
-                &[(ENV_MIN_BATCH_SIZE, "0")][..],
-                ENV_MIN_BATCH_SIZE,
-                "at least 1",
-            ),
-            (
-                &[(ENV_MAX_BATCH_SIZE, "many")][..],
-                ENV_MAX_BATCH_SIZE,
-                "whole number",
-            ),
-            (
-                &[(ENV_MAX_BATCH_SIZE, "-3")][..],
-                ENV_MAX_BATCH_SIZE,
-                "whole number",
-            ),
-            (
-                &[(ENV_MIN_BATCH_SIZE, "65")][..],
-                ENV_MIN_BATCH_SIZE,
-                "must not exceed the maximum batch size (64)",
-            ),
-            (
-                &[(ENV_ADAPTIVE_BATCHING, "maybe")][..],
-                ENV_ADAPTIVE_BATCHING,
-                "true or false",
-            ),
-            (
-                &[(ENV_MAX_BATCH_TOKENS, "0")][..],
-                ENV_MAX_BATCH_TOKENS,
-                "at least 1",
-            ),
-            (
-                &[(ENV_MAX_WAIT_MS, "soon")][..],
-                ENV_MAX_WAIT_MS,
-                "invalid digit",
-            ),
-        ] {
-            let pairs: &'static [(&'static str, &'static str)] = pairs;
-            match BatchConfig::from_lookup(lookup(pairs)) {
-                Err(Error::InvalidConfig { name, reason, .. }) => {
-                    assert_eq!(name, var);
-                    assert!(reason.contains(why), "{reason}");
-                }
-                other => panic!("{pairs:?}: expected InvalidConfig, got {other:?}"),
-            }
-        }
     }
 
     #[test]

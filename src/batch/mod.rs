@@ -1,9 +1,9 @@
 //! Batching: any input size, inside the memory budget.
 //!
-//! - [`BatchSizeRule`] (the design's [`AdaptiveBatcher`]) is the batch-size
+//! - [`BatchSizeRule`] (the design's *adaptive batcher*) is the batch-size
 //!   rule as a plain value: start at the minimum, grow by a step after each
 //!   successful batch up to the maximum, halve under memory pressure
-//!   ([`BatchConfig`], also from `EMBEDDING_*` variables).
+//!   ([`BatchConfig`], also from the `MEMBATCH_*` variables).
 //! - [`CostModel`] predicts a batch's peak memory from its size and padded
 //!   length, starting from the backend's [`CostPrior`](crate::CostPrior),
 //!   and calibrates itself from measured batches.
@@ -29,7 +29,7 @@ pub use config::{BatchConfig, BatchConfigBuilder, RetryPolicy};
 pub use cost::CostModel;
 pub use metrics::{BatchMetrics, Progress};
 pub use pipeline::BatchEmbedder;
-pub use rule::{AdaptiveBatcher, BatchSizeRule};
+pub use rule::BatchSizeRule;
 pub use stream::{BatchStream, EmbeddedBatch};
 
 pub(crate) use plan::tokenize;

@@ -2,15 +2,9 @@
 
 use super::config::BatchConfig;
 
-/// The design's name for [`BatchSizeRule`]: the adaptive batch-size rule
-/// (start at 8, grow by 4 after each successful batch up to 64, halve under
-/// memory pressure).
-pub type AdaptiveBatcher = BatchSizeRule;
-
 /// The batch-size rule, as a plain value: no clock, no memory reads.
-/// (The design calls it the *adaptive batcher*; [`AdaptiveBatcher`] is the
-/// same type. The batcher that runs texts through it is
-/// [`BatchEmbedder`](super::BatchEmbedder).)
+/// (The design calls it the *adaptive batcher*. The batcher that runs
+/// texts through it is [`BatchEmbedder`](super::BatchEmbedder).)
 ///
 /// Starts at `min_batch_size`; each successful batch adds `step`, up to
 /// `max_batch_size`; memory pressure halves the size, never below one.
@@ -130,12 +124,6 @@ mod tests {
             [b.on_success(), b.on_success(), b.on_success()],
             [7, 10, 10]
         );
-    }
-
-    #[test]
-    fn the_design_name_is_the_rule() {
-        let a: AdaptiveBatcher = BatchSizeRule::new(&BatchConfig::default());
-        assert_eq!(a.size(), 8);
     }
 
     #[test]

@@ -23,9 +23,9 @@ use crate::source::{ModelFiles, ModelSource};
 /// [`BertEmbedder::builder`].
 ///
 /// ```no_run
-/// use membatch::{BertEmbedder, BertEmbedderBuilder, ModelConfig, Precision};
+/// use membatch::{BertEmbedder, BertEmbedderBuilder, Config, Precision};
 ///
-/// let embedder = BertEmbedderBuilder::from(ModelConfig::from_env()?)
+/// let embedder = BertEmbedderBuilder::from(Config::from_env()?.model().clone())
 ///     .precision(Precision::Int8)
 ///     .build()?;
 /// # Ok::<(), membatch::Error>(())
@@ -57,7 +57,7 @@ impl BertEmbedderBuilder {
     }
 
     /// Where to load the model from. Default:
-    /// [`ModelSource::from_env_or_default`].
+    /// [`ModelSource::default_model`].
     pub fn source(mut self, source: impl Into<ModelSource>) -> Self {
         self.model.source = Some(source.into());
         self
@@ -152,7 +152,7 @@ impl BertEmbedderBuilder {
         let source = model
             .source
             .clone()
-            .unwrap_or_else(ModelSource::from_env_or_default);
+            .unwrap_or_else(ModelSource::default_model);
         tracing::info!(model = %source, "loading BERT embedder");
         let files = source.resolve()?;
         let (config, activation) = load_bert_config(&files)?;

@@ -52,7 +52,7 @@ pub trait ModelLoader: Send + Sync + 'static {
 /// its model halfway.
 ///
 /// ```
-/// use membatch::service::{LazyEmbedder, ModelLoader};
+/// use membatch::{LazyEmbedder, ModelLoader};
 /// use membatch::{Embedder, ModelInfo, Result, Tokens};
 ///
 /// /// One token per byte.

@@ -139,15 +139,6 @@ impl MemoryBudget {
         )
     }
 
-    /// [`MemoryBudget::new`] with [`MemoryConfig::from_env`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming a variable with a bad value.
-    pub fn from_env() -> Result<Self> {
-        Ok(Self::new(MemoryConfig::from_env()?))
-    }
-
     /// A budget with an injected probe and reclaimer (tests, other platforms).
     pub fn with_parts(
         config: MemoryConfig,

@@ -1,11 +1,10 @@
 //! [`MemoryConfig`]: how much memory the work may use, and when pressure starts.
 
-use crate::env::{self, Vars};
 use crate::error::{Error, Result};
 use crate::pressure::PressureThresholds;
 
 /// The default budget: 70% of the effective limit.
-pub const DEFAULT_PERCENT: f64 = 70.0;
+pub(crate) const DEFAULT_PERCENT: f64 = 70.0;
 
 /// A memory budget as the user writes it: `70%` or a size such as `512MiB`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,7 +60,7 @@ fn parse_percent(name: &str, original: &str, number: &str) -> Result<f64> {
 /// # Errors
 ///
 /// [`Error::InvalidConfig`] naming `name` and the value.
-pub fn parse_size(name: &str, value: &str) -> Result<u64> {
+pub(crate) fn parse_size(name: &str, value: &str) -> Result<u64> {
     let v = value.trim();
     let bad = || {
         Error::invalid_config(
@@ -91,7 +90,7 @@ pub fn parse_size(name: &str, value: &str) -> Result<u64> {
 /// Memory settings: the budget, the pressure thresholds and how often
 /// cleanup runs.
 ///
-/// Built through [`MemoryConfig::builder`] (or [`from_env`](Self::from_env)),
+/// Built through [`MemoryConfig::builder`] (or [`Config`](crate::Config)),
 /// which checks every setting, so a [`MemoryBudget`](super::MemoryBudget)
 /// never runs with a budget above the container or thresholds out of order.
 ///
@@ -131,37 +130,6 @@ impl MemoryConfig {
     /// A builder starting from these settings.
     pub fn into_builder(self) -> MemoryConfigBuilder {
         MemoryConfigBuilder { config: self }
-    }
-
-    /// The defaults, overridden by `EMBEDDING_MAX_MEMORY_PERCENT` and
-    /// `EMBEDDING_MAX_MEMORY` when they are set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the variable and its value.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(env::process)
-    }
-
-    /// As [`from_env`](Self::from_env), reading variables through `get`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the variable and its value.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let vars = Vars::new(get);
-        let mut b = Self::builder();
-        if let Some(p) = vars.with(env::ENV_MAX_MEMORY_PERCENT, |name, v| {
-            parse_percent(name, v, v.trim_end_matches('%'))
-        })? {
-            b = b.max_percent(p);
-        }
-        b = match vars.with(env::ENV_MAX_MEMORY, MemoryLimit::parse)? {
-            Some(MemoryLimit::Bytes(n)) => b.max_bytes(n),
-            Some(MemoryLimit::Percent(p)) => b.max_percent(p),
-            None => b,
-        };
-        b.build()
     }
 
     /// The budget as a percentage of the effective limit, when set.
@@ -295,7 +263,6 @@ impl MemoryConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::{ENV_MAX_MEMORY, ENV_MAX_MEMORY_PERCENT};
 
     #[test]
     fn sizes_parse_in_binary_and_decimal_units() {
@@ -318,34 +285,21 @@ mod tests {
     }
 
     #[test]
-    fn env_values_set_the_budget_and_bad_ones_name_the_variable() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let c = MemoryConfig::from_lookup(env(&[])).unwrap();
-        assert_eq!(c, MemoryConfig::default());
-        let c = MemoryConfig::from_lookup(env(&[(ENV_MAX_MEMORY_PERCENT, "50")])).unwrap();
-        assert_eq!(c.max_percent(), Some(50.0));
-        let c = MemoryConfig::from_lookup(env(&[(ENV_MAX_MEMORY, "300MiB")])).unwrap();
-        assert_eq!(c.max_bytes(), Some(300 << 20));
-
-        for (var, value) in [
-            (ENV_MAX_MEMORY_PERCENT, "0"),
-            (ENV_MAX_MEMORY_PERCENT, "150"),
-            (ENV_MAX_MEMORY_PERCENT, "seventy"),
-            (ENV_MAX_MEMORY, "a lot"),
-        ] {
-            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([(var, value)]));
-            match MemoryConfig::from_lookup(env(pairs)) {
+    fn limits_parse_as_sizes_or_percentages_and_bad_ones_name_their_origin() {
+        assert_eq!(
+            MemoryLimit::parse("x", "50%").unwrap(),
+            MemoryLimit::Percent(50.0)
+        );
+        assert_eq!(
+            MemoryLimit::parse("x", "300MiB").unwrap(),
+            MemoryLimit::Bytes(300 << 20)
+        );
+        for value in ["0%", "150%", "seventy%", "a lot"] {
+            match MemoryLimit::parse("--memory-budget", value) {
                 Err(Error::InvalidConfig { name, value: v, .. }) => {
-                    assert_eq!((name.as_str(), v.as_str()), (var, value));
+                    assert_eq!((name.as_str(), v.as_str()), ("--memory-budget", value));
                 }
-                other => panic!("{var}={value}: expected InvalidConfig, got {other:?}"),
+                other => panic!("{value}: expected InvalidConfig, got {other:?}"),
             }
         }
     }

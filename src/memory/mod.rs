@@ -7,7 +7,7 @@
 //! - [`MemoryBudget`] is the memory the work may use ([`MemoryConfig`]: 70%
 //!   of the effective limit by default, or an absolute size), compared with
 //!   the figure that gets a process killed, and turned into a
-//!   [`PressureLevel`] with hysteresis.
+//!   [`PressureLevel`](crate::PressureLevel) with hysteresis.
 //! - [`MemoryGuard`] is the RAII grant for one batch: `acquire` refuses work
 //!   that does not fit (after forcing a cleanup), and dropping the guard
 //!   records the peak and gives freed memory back to the OS when due.
@@ -23,16 +23,19 @@ mod reader;
 mod reclaim;
 
 pub use budget::{MemoryBudget, MemoryGuard, MemoryMetrics, MemoryReading, SharedPool, WorkReport};
-pub use cgroup::{CgroupMemory, CgroupPaths, CgroupVersion};
-pub use config::{parse_size, MemoryConfig, MemoryConfigBuilder, MemoryLimit, DEFAULT_PERCENT};
+pub use cgroup::{CgroupMemory, CgroupVersion};
+// Where this process's cgroup is, for membatch's own tests that make a
+// child cgroup: not part of the API.
+#[doc(hidden)]
+pub use cgroup::CgroupPaths;
+#[cfg(any(fuzzing, test))]
+pub(crate) use config::parse_size;
+pub use config::{MemoryConfig, MemoryConfigBuilder, MemoryLimit};
 pub use probe::{FigureSource, MemoryProbe, MemorySnapshot, SystemProbe};
 #[cfg(feature = "candle")]
 pub(crate) use reclaim::forget_file_cache;
 pub(crate) use reclaim::trim;
 pub use reclaim::{AllocatorReclaim, Reclaim};
-// The pressure scale is a leaf of the crate (errors name it too); it is
-// part of what the memory module offers.
-pub use crate::pressure::{PressureLevel, PressureThresholds};
 
 /// The real probe, for work that runs without a budget to read through
 /// (see [`MemoryBudget::probe`]): the one place outside this module's

@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use crate::env::{self, Vars};
 use crate::error::{Error, Result};
 
 /// The limits and timings of an [`EmbedService`](super::EmbedService).
 ///
-/// Built through [`ServiceConfig::builder`] or [`from_env`](Self::from_env),
-/// which check every setting.
+/// Built through [`ServiceConfig::builder`] (or [`Config`](crate::Config)),
+/// which checks every setting.
 ///
 /// ```
 /// use std::time::Duration;
@@ -63,48 +62,6 @@ impl ServiceConfig {
         ServiceConfigBuilder { config: self }
     }
 
-    /// The defaults, overridden by `EMBEDDING_MAX_INPUTS_PER_REQUEST`,
-    /// `EMBEDDING_MAX_TOKENS_PER_REQUEST`, `EMBEDDING_MAX_QUEUED_REQUESTS`,
-    /// `EMBEDDING_MAX_QUEUED_TOKENS`, `EMBEDDING_BATCH_WAIT_MS` and
-    /// `EMBEDDING_IDLE_UNLOAD_SECS` when set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the variable.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(env::process)
-    }
-
-    /// As [`from_env`](Self::from_env), reading variables through `get`.
-    ///
-    /// # Errors
-    ///
-    /// As [`from_env`](Self::from_env).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let vars = Vars::new(get);
-        let mut c = ServiceConfig::default();
-        if let Some(n) = vars.count(env::ENV_MAX_INPUTS_PER_REQUEST)? {
-            c.max_inputs_per_request = n;
-        }
-        if let Some(n) = vars.count(env::ENV_MAX_TOKENS_PER_REQUEST)? {
-            c.max_tokens_per_request = n;
-        }
-        if let Some(n) = vars.count(env::ENV_MAX_QUEUED_REQUESTS)? {
-            c.max_queued_requests = n;
-        }
-        if let Some(n) = vars.count(env::ENV_MAX_QUEUED_TOKENS)? {
-            c.max_queued_tokens = n;
-        }
-        if let Some(ms) = vars.parsed::<u64>(env::ENV_BATCH_WAIT_MS)? {
-            c.batch_wait = Duration::from_millis(ms);
-        }
-        if let Some(s) = vars.parsed::<u64>(env::ENV_IDLE_UNLOAD_SECS)? {
-            c.idle_unload = (s > 0).then(|| Duration::from_secs(s));
-        }
-        c.check(true)?;
-        Ok(c)
-    }
-
     /// The most texts one request may hold. Default 2048.
     pub fn max_inputs_per_request(&self) -> usize {
         self.max_inputs_per_request
@@ -152,47 +109,25 @@ impl ServiceConfig {
         self.max_consecutive_panics
     }
 
-    fn check(&self, env: bool) -> Result<()> {
-        let name = |field: &'static str, var: &'static str| if env { var } else { field };
-        for (field, var, value) in [
+    fn check(&self) -> Result<()> {
+        for (field, value) in [
+            ("max_inputs_per_request", self.max_inputs_per_request),
+            ("max_tokens_per_request", self.max_tokens_per_request),
+            ("max_queued_requests", self.max_queued_requests),
+            ("max_queued_tokens", self.max_queued_tokens),
+            ("window_texts", self.window_texts),
             (
-                "max_inputs_per_request",
-                env::ENV_MAX_INPUTS_PER_REQUEST,
-                self.max_inputs_per_request,
-            ),
-            (
-                "max_tokens_per_request",
-                env::ENV_MAX_TOKENS_PER_REQUEST,
-                self.max_tokens_per_request,
-            ),
-            (
-                "max_queued_requests",
-                env::ENV_MAX_QUEUED_REQUESTS,
-                self.max_queued_requests,
-            ),
-            (
-                "max_queued_tokens",
-                env::ENV_MAX_QUEUED_TOKENS,
-                self.max_queued_tokens,
-            ),
-            ("window_texts", "window_texts", self.window_texts),
-            (
-                "max_consecutive_panics",
                 "max_consecutive_panics",
                 self.max_consecutive_panics as usize,
             ),
         ] {
             if value == 0 {
-                return Err(Error::invalid_config(
-                    name(field, var),
-                    0,
-                    "must be at least 1",
-                ));
+                return Err(Error::invalid_config(field, 0, "must be at least 1"));
             }
         }
         if self.max_tokens_per_request > self.max_queued_tokens {
             return Err(Error::invalid_config(
-                name("max_tokens_per_request", env::ENV_MAX_TOKENS_PER_REQUEST),
+                "max_tokens_per_request",
                 self.max_tokens_per_request,
                 format!(
                     "must not exceed the queue's max_queued_tokens ({}): such a request could never be admitted",
@@ -248,9 +183,9 @@ impl ServiceConfigBuilder {
         self
     }
 
-    /// Unloads the model after this much inactivity.
-    pub fn idle_unload(mut self, after: Duration) -> Self {
-        self.config.idle_unload = Some(after);
+    /// Unloads the model after this much inactivity (`None`: never).
+    pub fn idle_unload(mut self, after: impl Into<Option<Duration>>) -> Self {
+        self.config.idle_unload = after.into();
         self
     }
 
@@ -267,7 +202,7 @@ impl ServiceConfigBuilder {
     /// [`Error::InvalidConfig`] for a zero limit, or a request limit above
     /// the queue's.
     pub fn build(self) -> Result<ServiceConfig> {
-        self.config.check(false)?;
+        self.config.check()?;
         Ok(self.config)
     }
 }
@@ -275,44 +210,34 @@ impl ServiceConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::*;
-    use crate::test_util::lookup;
 
     #[test]
-    fn the_environment_sets_the_limits_and_bad_values_name_their_variable() {
-        let c = ServiceConfig::from_lookup(lookup(&[
-            (ENV_MAX_INPUTS_PER_REQUEST, "16"),
-            (ENV_MAX_QUEUED_TOKENS, "5000"),
-            (ENV_MAX_TOKENS_PER_REQUEST, "4000"),
-            (ENV_BATCH_WAIT_MS, "5"),
-            (ENV_IDLE_UNLOAD_SECS, "60"),
-        ]))
-        .unwrap();
+    fn a_request_limit_above_the_queues_is_refused() {
+        let c = ServiceConfig::builder()
+            .max_inputs_per_request(16)
+            .max_queued_tokens(5000)
+            .max_tokens_per_request(4000)
+            .batch_wait(Duration::from_millis(5))
+            .idle_unload(Duration::from_secs(60))
+            .build()
+            .unwrap();
         assert_eq!(c.max_inputs_per_request(), 16);
-        assert_eq!(c.max_queued_tokens(), 5000);
-        assert_eq!(c.batch_wait(), Duration::from_millis(5));
         assert_eq!(c.idle_unload(), Some(Duration::from_secs(60)));
-        let off = ServiceConfig::from_lookup(lookup(&[(ENV_IDLE_UNLOAD_SECS, "0")])).unwrap();
+        let off = c.into_builder().idle_unload(None).build().unwrap();
         assert_eq!(off.idle_unload(), None);
-        assert_eq!(
-            ServiceConfig::from_lookup(lookup(&[])).unwrap(),
-            ServiceConfig::default()
-        );
-        for (pairs, var) in [
+        for (b, field) in [
             (
-                &[(ENV_MAX_QUEUED_REQUESTS, "0")][..],
-                ENV_MAX_QUEUED_REQUESTS,
+                ServiceConfig::builder().max_queued_requests(0),
+                "max_queued_requests",
             ),
             (
-                &[(ENV_MAX_QUEUED_TOKENS, "100")][..],
-                ENV_MAX_TOKENS_PER_REQUEST,
+                ServiceConfig::builder().max_queued_tokens(100),
+                "max_tokens_per_request",
             ),
-            (&[(ENV_BATCH_WAIT_MS, "soon")][..], ENV_BATCH_WAIT_MS),
         ] {
-            let pairs: &'static [(&'static str, &'static str)] = pairs;
-            match ServiceConfig::from_lookup(lookup(pairs)) {
-                Err(Error::InvalidConfig { name, .. }) => assert_eq!(name, var),
-                other => panic!("{pairs:?}: {other:?}"),
+            match b.build() {
+                Err(Error::InvalidConfig { name, .. }) => assert_eq!(name, field),
+                other => panic!("{other:?}"),
             }
         }
     }

@@ -439,7 +439,7 @@ impl EmbedService {
     }
 
     /// Frees the model's weights (an embedder that can reload them, such
-    /// as [`LazyEmbedder`](super::LazyEmbedder)) once no batch is running;
+    /// as [`LazyEmbedder`](crate::LazyEmbedder)) once no batch is running;
     /// the next batch loads them again. Blocks until done and says what
     /// it gave back.
     pub fn unload(&self) -> UnloadReport {

@@ -9,8 +9,8 @@
 //!   tokens and refuses at once what does not fit.
 //! - [`Worker`] is the one thread that runs the forward passes; the
 //!   builder starts it, or hands it back to run where the caller likes.
-//! - [`LazyEmbedder`] loads a model on first use and frees it on demand or
-//!   when idle ([`ServiceConfig::idle_unload`]), through a [`ModelLoader`].
+//! - [`LazyEmbedder`](crate::LazyEmbedder) loads a model on first use and frees it on demand or
+//!   when idle ([`ServiceConfig::idle_unload`]), through a [`ModelLoader`](crate::ModelLoader).
 //! - [`ServiceMetrics`] says what the service did, for a server to export.
 //!
 //! Runtime-agnostic: std threads, locks and a oneshot channel, no async
@@ -25,8 +25,6 @@ mod worker;
 
 pub use config::{ServiceConfig, ServiceConfigBuilder};
 pub use handle::{EmbedService, EmbedServiceBuilder, Truncation};
-// Beside the trait it decorates; named here too, where it is used.
-pub use crate::embedder::{LazyEmbedder, ModelLoader};
 pub use metrics::{Histogram, Refusals, ServiceMetrics, UnloadReport, WorkCounts};
 pub use pending::Pending;
 pub use worker::Worker;

@@ -46,7 +46,7 @@ pub fn fetched_model_dir(name: &str) -> PathBuf {
         "rohan-pristine" | "sre-embedding-model" => "pypi",
         _ => "sentence-transformers",
     };
-    membatch::source::default_model_dir()
+    membatch::default_model_dir()
         .parent()
         .expect("the default model directory has a parent")
         .join(format!("{owner}--{name}"))
@@ -75,7 +75,7 @@ pub fn real_model() -> BertEmbedder {
 }
 
 pub fn real_model_with(builder: membatch::BertEmbedderBuilder) -> BertEmbedder {
-    let source = ModelSource::from_env_or_default();
+    let source = ModelSource::default_model();
     builder.source(source.clone()).build().unwrap_or_else(|e| {
         panic!(
             "the real model weights are required for this test and could not be loaded from \

@@ -5,9 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use membatch::memory::{
-    MemoryBudget, MemoryConfig, MemoryProbe, MemorySnapshot, PressureLevel, Reclaim,
-};
+use membatch::memory::{MemoryBudget, MemoryConfig, MemoryProbe, MemorySnapshot, Reclaim};
+use membatch::PressureLevel;
 use membatch::{CostPrior, Embedder, Error, ModelInfo, Result, Tokens};
 use parking_lot::Mutex;
 

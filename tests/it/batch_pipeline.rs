@@ -400,7 +400,7 @@ fn unreadable_memory_figures_need_an_absolute_budget() {
     .unwrap();
     let err = b.embed(&["a b c"]).unwrap_err();
     assert!(matches!(err, Error::MemoryUnknown), "{err}");
-    assert!(err.to_string().contains("EMBEDDING_MAX_MEMORY"), "{err}");
+    assert!(err.to_string().contains("MEMBATCH_MAX_MEMORY"), "{err}");
     // The documented fallback: an absolute budget, within which batches are
     // planned by their estimates alone.
     let b = BatchEmbedder::new(

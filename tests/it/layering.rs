@@ -24,6 +24,7 @@ const CORE: &[&str] = &[
     "batch",
     "model_config",
     "config",
+    "settings",
     "rerank",
 ];
 
@@ -31,6 +32,7 @@ const CORE: &[&str] = &[
 /// batching, the service or the configuration that gathers them.
 const BACKEND_MAY_USE: &[&str] = &[
     "error",
+    "env",
     "embedder",
     "memory",
     "source",

@@ -4,10 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use membatch::memory::{
-    MemoryBudget, MemoryConfig, MemoryProbe, MemorySnapshot, PressureLevel, Reclaim,
-};
+use membatch::memory::{MemoryBudget, MemoryConfig, MemoryProbe, MemorySnapshot, Reclaim};
 use membatch::Error;
+use membatch::PressureLevel;
 use parking_lot::Mutex;
 
 const MIB: u64 = 1 << 20;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::fakes::{text, Fake, Machine, Scripted, ScriptedReranker, MIB};
-use membatch::service::{EmbedService, LazyEmbedder, ModelLoader, ServiceConfig, Truncation};
+use membatch::service::{EmbedService, ServiceConfig, Truncation};
 use membatch::{Embedder, Error, ModelInfo, ModelState, Result, Tokens};
+use membatch::{LazyEmbedder, ModelLoader};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 

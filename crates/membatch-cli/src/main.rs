@@ -8,16 +8,16 @@
 //! ```
 //!
 //! Every error is one line on stderr (`membatch: ...`) and a non-zero exit
-//! code; `--help` describes each command. The model and memory settings
-//! also come from the `MEMBATCH_*`/`EMBEDDING_*` variables the library
-//! reads (docs/configuration.md).
+//! code; `--help` describes each command. The library's settings are flags
+//! (`--memory-budget`, `--threads`, `--model`, ...) over the `MEMBATCH_*`
+//! variables (docs/configuration.md).
 
 mod codebase;
-mod support;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use membatch_bin::LogArgs;
 
 /// membatch: embeddings within a memory limit.
 #[derive(Parser, Debug)]
@@ -25,6 +25,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,20 +36,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    support::one_line_panics("membatch");
-    support::init_logging();
-    let cli = match support::parse_args::<Cli>("membatch") {
+    membatch_bin::one_line_panics("membatch");
+    let cli = match membatch_bin::parse_args::<Cli>("membatch") {
         Ok(a) => a,
         Err(code) => return code,
     };
+    membatch_bin::init_logging("error", cli.log.log_format);
     let result = match cli.command {
         Command::Codebase(args) => codebase::run(&args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(support::Failure(m)) => {
-            eprintln!("membatch: {}", m.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    membatch_bin::exit("membatch", result)
 }

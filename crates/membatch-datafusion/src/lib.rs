@@ -25,7 +25,6 @@
 //! with every core is the fastest on one machine; see docs/scale-out.md).
 
 pub mod ballista;
-pub mod cli;
 pub mod corpus;
 pub mod models;
 pub mod pool;
@@ -33,6 +32,6 @@ pub mod session;
 pub mod udf;
 
 pub use corpus::{ReadChunks, ReadTextFiles};
-pub use models::ModelSpec;
+pub use models::{ModelFlags, ModelSpec};
 pub use pool::{PoolShare, RecordingPool};
 pub use udf::{EmbedUdf, EmbedUdfBuilder};

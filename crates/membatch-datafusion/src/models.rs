@@ -3,9 +3,21 @@
 
 use std::str::FromStr;
 
+use membatch::settings::Group;
 use membatch::{BertEmbedder, BertEmbedderBuilder, Config, Embedder, ModelSource};
 
 use crate::udf::EmbedUdfBuilder;
+
+/// The library's settings the tools take as flags (`--memory-budget`,
+/// `--threads`, `--precision`, ...): all but `--model`, which names models
+/// here (`[NAME=]SOURCE`, repeatable).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFlags;
+
+impl membatch_bin::Groups for ModelFlags {
+    const GROUPS: &'static [Group] = &[Group::Model, Group::Memory, Group::Batching];
+    const EXCEPT: &'static [&'static str] = &["model"];
+}
 
 /// A model for `embed`: the name SQL calls it by and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +29,15 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// The model `membatch` uses by default (`MEMBATCH_MODEL`, else the
-    /// local copy of all-MiniLM-L6-v2, else the hub), named after its last
-    /// path segment.
-    pub fn from_env_or_default() -> Self {
-        let source = ModelSource::from_env_or_default();
+    /// The model `config` names (`MEMBATCH_MODEL`), else membatch's
+    /// default ([`ModelSource::default_model`]), named after its last path
+    /// segment.
+    pub fn default_for(config: &Config) -> Self {
+        let source = config
+            .model()
+            .source
+            .clone()
+            .unwrap_or_else(ModelSource::default_model);
         ModelSpec {
             name: short_name(&source),
             source,
@@ -109,7 +125,7 @@ pub fn add_models(
     config: &Config,
     run: bool,
 ) -> Result<EmbedUdfBuilder, membatch::Error> {
-    let default = [ModelSpec::from_env_or_default()];
+    let default = [ModelSpec::default_for(config)];
     let specs = if specs.is_empty() {
         &default[..]
     } else {

@@ -257,14 +257,14 @@ impl EmbedUdfBuilder {
         self
     }
 
-    /// membatch's memory budget (default: from `EMBEDDING_*`).
+    /// membatch's memory budget (default: from the `MEMBATCH_*` variables).
     #[must_use]
     pub fn budget(mut self, budget: MemoryBudget) -> Self {
         self.budget = Some(budget);
         self
     }
 
-    /// membatch's batch settings (default: from `EMBEDDING_*`).
+    /// membatch's batch settings (default: from the `MEMBATCH_*` variables).
     #[must_use]
     pub fn batch(mut self, batch: BatchConfig) -> Self {
         self.batch = Some(batch);
@@ -289,9 +289,11 @@ impl EmbedUdfBuilder {
         }
         let needs_runtime = self.models.iter().any(|(_, k)| matches!(k, Kind::Run(_)));
         let (budget, batch) = if needs_runtime {
+            // Unset parts come from the environment's settings.
+            let from_env = || membatch::Config::from_env().map_err(external);
             let budget = match self.budget {
                 Some(b) => b,
-                None => MemoryBudget::new(membatch::MemoryConfig::from_env().map_err(external)?),
+                None => MemoryBudget::new(from_env()?.memory().clone()),
             };
             let budget = match &self.pool {
                 Some(pool) => budget.sharing(Arc::new(PoolShare::new(pool))),
@@ -299,7 +301,7 @@ impl EmbedUdfBuilder {
             };
             let batch = match self.batch {
                 Some(b) => b,
-                None => BatchConfig::from_env().map_err(external)?,
+                None => *from_env()?.batch(),
             };
             (Some(budget), Some(batch))
         } else {

@@ -5,12 +5,13 @@
 //!     [--memory-budget SIZE|PERCENT] [--threads N] [--precision f32|int8]
 //!     [--max-inputs-per-request N] [--max-tokens-per-request N]
 //!     [--max-queued-tokens N] [--idle-unload-secs N] [--request-timeout-secs N]
-//!     [--api-key KEY] [--reranker DIR|REPO] [--lazy]
+//!     [--api-key KEY] [--reranker DIR|REPO] [--lazy] [--log-format text|json]
 //! ```
 //!
-//! Every flag also reads an environment variable (`--help` names them);
-//! the other `EMBEDDING_*` settings of the library apply too
-//! (docs/configuration.md). Prints `membatch-server listening on
+//! Every flag also reads an environment variable (`--help` names them):
+//! the library's settings (`--model`, `--memory-budget`, ...: every row of
+//! docs/configuration.md) through the library's reader, flags over it; the
+//! server's own through clap. Prints `membatch-server listening on
 //! http://ADDR` on stdout once it accepts connections. SIGTERM or Ctrl-C:
 //! stops accepting, drains for up to `--shutdown-deadline-secs`, fails what
 //! remains, exits 0. Any startup error is one line on stderr, exit code 1.
@@ -21,12 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use membatch::memory::{MemoryBudget, MemoryLimit};
+use membatch::memory::MemoryBudget;
 use membatch::service::EmbedService;
-use membatch::{
-    BertEmbedderBuilder, BertReranker, Config, Embedder, ModelInfo, ModelSource, ModelState,
-    Precision, Tokens,
-};
+use membatch::{BertEmbedderBuilder, BertReranker, Embedder, ModelSource};
+use membatch_bin::{fail, size, AllGroups, Failure, LogArgs, Settings};
 use membatch_server::{router, AppState};
 
 /// An OpenAI-compatible embedding server that never dies of memory.
@@ -39,33 +38,9 @@ struct Args {
     /// Port to listen on (0: any free port; the address is printed).
     #[arg(long, env = "MEMBATCH_PORT", default_value_t = 3000)]
     port: u16,
-    /// Model directory or Hugging Face repo id [default: the fetched all-MiniLM-L6-v2, else the hub]
-    #[arg(long, env = "MEMBATCH_MODEL")]
-    model: Option<String>,
     /// The model name responses carry [default: the model directory's or repo's name]
     #[arg(long, env = "MEMBATCH_SERVED_MODEL_NAME")]
     served_model_name: Option<String>,
-    /// Compute threads [default: all cores]
-    #[arg(long, env = "EMBEDDING_THREADS", value_parser = positive)]
-    threads: Option<usize>,
-    /// Memory budget: a size (400MiB) or a percentage of the container's memory [default: 70%]
-    #[arg(long, env = "EMBEDDING_MAX_MEMORY", value_parser = memory_limit)]
-    memory_budget: Option<MemoryLimit>,
-    /// Weights in f32 (exact) or int8 (a third of the memory) [default: f32]
-    #[arg(long, env = "EMBEDDING_PRECISION", value_parser = precision)]
-    precision: Option<Precision>,
-    /// Most texts in one request [default: 2048]
-    #[arg(long, env = "EMBEDDING_MAX_INPUTS_PER_REQUEST", value_parser = positive)]
-    max_inputs_per_request: Option<usize>,
-    /// Most tokens in one request [default: 300000]
-    #[arg(long, env = "EMBEDDING_MAX_TOKENS_PER_REQUEST", value_parser = positive)]
-    max_tokens_per_request: Option<usize>,
-    /// Most tokens waiting in the queue before requests get 429 [default: 1048576]
-    #[arg(long, env = "EMBEDDING_MAX_QUEUED_TOKENS", value_parser = positive)]
-    max_queued_tokens: Option<usize>,
-    /// Unload the model after this many idle seconds (0: never) [default: never]
-    #[arg(long, env = "EMBEDDING_IDLE_UNLOAD_SECS")]
-    idle_unload_secs: Option<u64>,
     /// Seconds a request may wait for its vectors before a 503
     #[arg(long, env = "MEMBATCH_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
     request_timeout_secs: u64,
@@ -84,93 +59,31 @@ struct Args {
     /// Load the model on the first request instead of at startup.
     #[arg(long, env = "MEMBATCH_LAZY")]
     lazy: bool,
-    /// Testing: batches holding a text that contains this marker panic.
-    #[arg(long, hide = true)]
-    panic_on: Option<String>,
-    /// Testing: panics in a row after which the worker gives up.
-    #[arg(long, hide = true)]
-    max_consecutive_panics: Option<u32>,
-}
-
-fn positive(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("not a whole number".into()),
-    }
-}
-
-fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
-    MemoryLimit::parse("--memory-budget", s).map_err(|e| e.to_string())
-}
-
-fn size(s: &str) -> Result<u64, String> {
-    membatch::memory::parse_size("--max-body", s).map_err(|e| e.to_string())
-}
-
-fn precision(s: &str) -> Result<Precision, String> {
-    s.parse()
-        .map_err(|e: membatch::ParsePrecisionError| e.to_string())
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    settings: Settings<AllGroups>,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "membatch=info,membatch_server=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let args = match Args::try_parse() {
+    membatch_bin::one_line_panics("membatch-server");
+    let args = match membatch_bin::parse_args::<Args>("membatch-server") {
         Ok(a) => a,
-        Err(e) if !e.use_stderr() => {
-            print!("{e}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "membatch-server: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("membatch-server: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("membatch-server: {}", message.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    membatch_bin::init_logging("membatch=info,membatch_server=info", args.log.log_format);
+    membatch_bin::run_async("membatch-server", serve(args))
 }
 
-/// A library error as one line, with its causes.
-fn report(e: membatch::Error) -> String {
-    e.report().to_string()
-}
-
-async fn serve(args: Args) -> Result<(), String> {
-    let (service, state) = build(&args).map_err(report)?;
+async fn serve(args: Args) -> Result<(), Failure> {
+    let (service, state) = build(&args)?;
     let app = router(state, args.max_body as usize);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
+        .map_err(|e| fail(format!("cannot listen on {}:{}: {e}", args.host, args.port)))?;
     let addr: SocketAddr = listener
         .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        .map_err(|e| fail(format!("cannot read the listening address: {e}")))?;
     if !args.lazy {
         // Load at startup, in the background: the port answers /health at
         // once ("loading"), and the first request does not pay the load.
@@ -192,19 +105,19 @@ async fn serve(args: Args) -> Result<(), String> {
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
     let deadline = Duration::from_secs(args.shutdown_deadline_secs);
     tokio::select! {
-        r = &mut server => r.map_err(|e| format!("server error: {e}"))?,
+        r = &mut server => r.map_err(|e| fail(format!("server error: {e}")))?,
         () = shutdown_signal() => {
             tracing::info!(deadline_seconds = deadline.as_secs(), "shutting down: no new connections; draining");
             let started = Instant::now();
             stop.notify_one();
             match tokio::time::timeout(deadline, &mut server).await {
-                Ok(r) => r.map_err(|e| format!("server error: {e}"))?,
+                Ok(r) => r.map_err(|e| fail(format!("server error: {e}")))?,
                 Err(_) => tracing::warn!("the drain deadline passed with requests in flight"),
             }
             let left = deadline.saturating_sub(started.elapsed());
             tokio::task::spawn_blocking(move || service.shutdown(left))
                 .await
-                .map_err(|e| format!("shutdown failed: {e}"))?;
+                .map_err(|e| fail(format!("shutdown failed: {e}")))?;
             tracing::info!("stopped");
         }
     }
@@ -236,38 +149,15 @@ async fn shutdown_signal() {
 /// The service (a lazily loaded model under one memory budget, its
 /// worker running) and the routes' state, from the environment and flags.
 fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
-    let config = Config::from_env()?;
-    let mut service = config.service().into_builder();
-    if let Some(n) = args.max_inputs_per_request {
-        service = service.max_inputs_per_request(n);
-    }
-    if let Some(n) = args.max_tokens_per_request {
-        service = service.max_tokens_per_request(n);
-    }
-    if let Some(n) = args.max_queued_tokens {
-        service = service.max_queued_tokens(n);
-    }
-    if let Some(s) = args.idle_unload_secs.filter(|s| *s > 0) {
-        service = service.idle_unload(Duration::from_secs(s));
-    }
-    if let Some(n) = args.max_consecutive_panics {
-        service = service.max_consecutive_panics(n);
-    }
-    let mut builder = config.into_builder().service(service.build()?);
-    let source = match &args.model {
-        Some(m) => ModelSource::parse(m),
-        None => ModelSource::from_env_or_default(),
-    };
-    builder = builder.source(source.clone());
-    if let Some(t) = args.threads {
-        builder = builder.threads(t);
-    }
-    if let Some(p) = args.precision {
-        builder = builder.precision(p);
-    }
-    if let Some(limit) = args.memory_budget {
-        builder = builder.memory_limit(limit);
-    }
+    let builder = args.settings.builder()?;
+    let source = builder
+        .clone()
+        .build()?
+        .model()
+        .source
+        .clone()
+        .unwrap_or_else(ModelSource::default_model);
+    let builder = builder.source(source.clone());
     // The model gives pooled vectors; the routes normalise (OpenAI's
     // embeddings have unit length; /embed asks).
     let config = builder.normalize(false).build()?;
@@ -277,13 +167,7 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     let model = BertEmbedderBuilder::from(config.model().clone())
         .budget(budget.clone())
         .build_lazy()?;
-    let embedder: Arc<dyn Embedder> = match &args.panic_on {
-        Some(marker) => Arc::new(PanicOn {
-            inner: model,
-            marker: marker.clone(),
-        }),
-        None => Arc::new(model),
-    };
+    let embedder: Arc<dyn Embedder> = Arc::new(model);
     // A reranker loads now, within the same budget as the embedding model.
     let reranker = match &args.reranker {
         Some(dir) => {
@@ -324,41 +208,4 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
         state = state.api_key(key.clone());
     }
     Ok((service, state))
-}
-
-/// For testing a failing worker: batches holding the marker panic.
-struct PanicOn<E> {
-    inner: E,
-    marker: String,
-}
-
-/// The tokens PanicOn gives a text holding its marker: no tokenizer
-/// gives this id.
-const PANIC_ID: u32 = u32::MAX;
-
-impl<E: Embedder> Embedder for PanicOn<E> {
-    fn info(&self) -> ModelInfo {
-        self.inner.info()
-    }
-    fn tokenize(&self, texts: &[&str]) -> membatch::Result<Vec<Tokens>> {
-        let mut tokens = self.inner.tokenize(texts)?;
-        for (t, text) in tokens.iter_mut().zip(texts) {
-            if text.contains(&self.marker) {
-                *t = Tokens::new(vec![PANIC_ID]);
-            }
-        }
-        Ok(tokens)
-    }
-    fn embed_tokens(&self, batch: &[&Tokens]) -> membatch::Result<Vec<Vec<f32>>> {
-        if batch.iter().any(|t| t.ids() == [PANIC_ID]) {
-            panic!("a test asked this batch to panic");
-        }
-        self.inner.embed_tokens(batch)
-    }
-    fn state(&self) -> ModelState {
-        self.inner.state()
-    }
-    fn unload(&self) -> bool {
-        self.inner.unload()
-    }
 }

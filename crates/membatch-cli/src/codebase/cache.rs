@@ -8,7 +8,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::codec::{from_le_bytes, to_le_bytes};
-use crate::support::{fail, Failure};
+use membatch_bin::{fail, Failure};
 
 /// The cache: blake3 key → little-endian f32 vector.
 const VECTORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vectors");

@@ -5,28 +5,25 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use membatch::memory::{MemoryLimit, MemoryProbe, SystemProbe};
+use membatch::batch::BatchMetrics;
+use membatch::memory::{MemoryProbe, SystemProbe};
 use membatch::{BatchEmbedder, BertEmbedder, Embedder};
 use serde::Serialize;
 
 use super::cache::{Key, VectorCache};
 use super::writer::{remove_stale_generations, switch_current, ChunkMeta, IndexWriter, Meta};
-use super::{memory_limit, model_config, model_id, size, Args, WINDOW};
-use crate::support::{fail, positive, Failure};
+use super::{model_config, model_id, Args, WINDOW};
+use membatch_bin::{fail, positive, size, Failure};
 use membatch_corpus::{read_text, relative, walk, Chunker, Skipped, Unreadable, WalkOptions};
 
 /// `membatch codebase index`'s arguments.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub(super) struct IndexArgs {
     /// The tree to index.
     dir: PathBuf,
     /// Where the index and its cache live.
     #[arg(long)]
     out: PathBuf,
-    /// Memory budget: a size (512MiB) or a percentage of the container's
-    /// or machine's memory [default: $EMBEDDING_MAX_MEMORY, else 70%]
-    #[arg(long, value_parser = memory_limit)]
-    memory_budget: Option<MemoryLimit>,
     /// Skip files larger than this.
     #[arg(long, default_value = "1MiB", value_parser = size)]
     max_file_size: u64,
@@ -40,10 +37,6 @@ pub(super) struct IndexArgs {
     /// Chunks per window (embedded, written and cached together).
     #[arg(long, default_value_t = WINDOW, value_parser = positive, hide = true)]
     window: usize,
-    /// Stop with an error after this many windows, as a crash would
-    /// (for testing that an interrupted run leaves a usable index).
-    #[arg(long, hide = true)]
-    fail_after_windows: Option<usize>,
 }
 
 #[derive(Serialize, Debug)]
@@ -58,17 +51,45 @@ struct Summary {
     index: PathBuf,
 }
 
-/// Indexes `index.dir` into `index.out`.
+/// Indexes `index.dir` into `index.out`, and prints what it did.
 pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
+    let (summary, metrics) = index_with(args, index, |model| model)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        if summary.chunks == 0 {
+            println!("nothing to index in {}", index.dir.display());
+        }
+        println!(
+            "{} files, {} chunks ({} embedded, {} reused, {} skipped) in {:.1} s; peak RSS {} MiB; batches {}, padding ratio {:.2}",
+            summary.files,
+            summary.chunks,
+            summary.embedded,
+            summary.reused,
+            summary.skipped.len(),
+            summary.seconds,
+            summary.peak_rss_bytes >> 20,
+            metrics.batches,
+            metrics.padding_ratio()
+        );
+    }
+    Ok(())
+}
+
+/// As [`index`] without the printing, running the model through `wrap`
+/// (a test wraps it in an embedder that fails part-way, as a crash would).
+fn index_with<E: Embedder>(
+    args: &Args,
+    index: &IndexArgs,
+    wrap: impl FnOnce(BertEmbedder) -> E,
+) -> Result<(Summary, BatchMetrics), Failure> {
     let IndexArgs {
         dir,
         out,
-        memory_budget,
         max_file_size,
         chunk_tokens,
         overlap,
         window,
-        fail_after_windows,
     } = index;
     let started = Instant::now();
     if !dir.is_dir() {
@@ -77,10 +98,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     let root = dir
         .canonicalize()
         .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-    let mut config = model_config(args)?;
-    if let Some(limit) = memory_budget {
-        config = config.into_builder().memory_limit(*limit).build()?;
-    }
+    let config = model_config(args)?;
     let embedder = BertEmbedder::from_config(config.model())?;
     let model_id = model_id(&config, &embedder)?;
     let chunker = Chunker::new(
@@ -90,6 +108,7 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
         *overlap,
     )
     .map_err(|e| fail(settings_message(&e)))?;
+    let embedder = wrap(embedder);
 
     std::fs::create_dir_all(out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
     let cache = VectorCache::open(out)?;
@@ -122,25 +141,19 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
     std::fs::create_dir_all(&tmp)?;
     let mut writer = IndexWriter::create(&tmp, dimension)?;
     let mut pending: Vec<(ChunkMeta, String)> = Vec::new();
-    let (mut indexed_files, mut embedded, mut reused, mut windows) = (0, 0, 0, 0);
-    let mut flush = |pending: &mut Vec<(ChunkMeta, String)>,
-                     writer: &mut IndexWriter,
-                     windows: &mut usize|
-     -> Result<(), Failure> {
-        let (e, r) = embed_window(&batcher, &cache, &model_id, pending, writer)?;
-        embedded += e;
-        reused += r;
-        *windows += 1;
-        let done = embedded + reused;
-        bar.set_prefix(format!(
-            "{done} chunks ({:.1}/s)",
-            done as f64 / started.elapsed().as_secs_f64().max(1e-9)
-        ));
-        if fail_after_windows.is_some_and(|n| *windows >= n) {
-            return Err(fail(format!("stopped after {windows} windows, as asked")));
-        }
-        Ok(())
-    };
+    let (mut indexed_files, mut embedded, mut reused) = (0, 0, 0);
+    let mut flush =
+        |pending: &mut Vec<(ChunkMeta, String)>, writer: &mut IndexWriter| -> Result<(), Failure> {
+            let (e, r) = embed_window(&batcher, &cache, &model_id, pending, writer)?;
+            embedded += e;
+            reused += r;
+            let done = embedded + reused;
+            bar.set_prefix(format!(
+                "{done} chunks ({:.1}/s)",
+                done as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+            Ok(())
+        };
     for path in &files {
         let rel = relative(&root, path);
         bar.inc(1);
@@ -161,12 +174,12 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
         for chunk in chunker.chunks(&text) {
             pending.push((ChunkMeta::new(&rel, &chunk), chunk.text.to_string()));
             if pending.len() >= *window {
-                flush(&mut pending, &mut writer, &mut windows)?;
+                flush(&mut pending, &mut writer)?;
             }
         }
     }
     if !pending.is_empty() {
-        flush(&mut pending, &mut writer, &mut windows)?;
+        flush(&mut pending, &mut writer)?;
     }
     bar.finish_and_clear();
 
@@ -196,34 +209,15 @@ pub(super) fn index(args: &Args, index: &IndexArgs) -> Result<(), Failure> {
         skipped,
         index: out.join(&generation),
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        if chunks == 0 {
-            println!("nothing to index in {}", dir.display());
-        }
-        println!(
-            "{} files, {} chunks ({} embedded, {} reused, {} skipped) in {:.1} s; peak RSS {} MiB; batches {}, padding ratio {:.2}",
-            summary.files,
-            summary.chunks,
-            summary.embedded,
-            summary.reused,
-            summary.skipped.len(),
-            summary.seconds,
-            summary.peak_rss_bytes >> 20,
-            metrics.batches,
-            metrics.padding_ratio()
-        );
-    }
-    Ok(())
+    Ok((summary, metrics))
 }
 
 /// Embeds the chunks of one window that the cache does not hold, stores
 /// them (marking every key of the window seen), and writes every chunk of
 /// the window, reused or new, to the index in order. Returns (embedded,
 /// reused).
-fn embed_window(
-    batcher: &BatchEmbedder<BertEmbedder>,
+fn embed_window<E: Embedder>(
+    batcher: &BatchEmbedder<E>,
     cache: &VectorCache,
     model_id: &str,
     pending: &mut Vec<(ChunkMeta, String)>,
@@ -307,4 +301,129 @@ fn progress_bar(files: u64, hidden: bool) -> ProgressBar {
         .expect("a valid template"),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use clap::Parser;
+    use membatch::{ModelInfo, Tokens};
+    use membatch_testkit::tiny::{tiny_model_dir, Tiny};
+
+    use super::*;
+    use crate::Cli;
+
+    /// The tiny model, failing every batch after its first `ok` ones.
+    struct FailsAfter {
+        inner: BertEmbedder,
+        ok: usize,
+        calls: AtomicUsize,
+    }
+
+    impl Embedder for FailsAfter {
+        fn info(&self) -> ModelInfo {
+            self.inner.info()
+        }
+        fn tokenize(&self, texts: &[&str]) -> membatch::Result<Vec<Tokens>> {
+            self.inner.tokenize(texts)
+        }
+        fn embed_tokens(&self, batch: &[&Tokens]) -> membatch::Result<Vec<Vec<f32>>> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) >= self.ok {
+                return Err(membatch::Error::MemoryUnknown);
+            }
+            self.inner.embed_tokens(batch)
+        }
+    }
+
+    fn write_tree(root: &Path, tag: &str) {
+        for i in 0..4 {
+            let body: String = (1..=12)
+                .map(|l| format!("{tag}{i} line {l} alpha beta gamma delta\n"))
+                .collect();
+            std::fs::write(root.join(format!("f{i}.txt")), body).unwrap();
+        }
+    }
+
+    fn args(model: &Path, tree: &Path, out: &Path) -> (Args, IndexArgs) {
+        let cli = Cli::try_parse_from([
+            "membatch",
+            "codebase",
+            "index",
+            tree.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--window",
+            "3",
+            "--json",
+        ])
+        .unwrap();
+        let crate::Command::Codebase(args) = cli.command;
+        let index = match &args.command {
+            super::super::Command::Index(index) => index.clone(),
+            other => panic!("{other:?}"),
+        };
+        (args, index)
+    }
+
+    fn tmp_dirs(out: &Path) -> usize {
+        std::fs::read_dir(out)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count()
+    }
+
+    #[test]
+    fn an_interrupted_run_keeps_the_old_index_and_its_progress() {
+        let model = tiny_model_dir(&Tiny::default());
+        let tree = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (args, index) = args(model.path(), tree.path(), out.path());
+        write_tree(tree.path(), "old");
+        let (first, _) = index_with(&args, &index, |m| m).unwrap();
+        let current = || std::fs::read_to_string(out.path().join("CURRENT")).unwrap();
+        let before = current();
+
+        write_tree(tree.path(), "new");
+        let failing = |inner| FailsAfter {
+            inner,
+            ok: 2,
+            calls: AtomicUsize::new(0),
+        };
+        let Err(Failure(e)) = index_with(&args, &index, failing) else {
+            panic!("the run was to fail part-way");
+        };
+        assert!(e.contains("cannot tell how much memory"), "{e}");
+        assert_eq!(current(), before, "the complete index is still current");
+        let old = out.path().join(before.trim());
+        let rows = std::fs::read_to_string(old.join("chunks.jsonl")).unwrap();
+        assert_eq!(rows.lines().count(), first.chunks, "the old index is whole");
+        assert!(
+            rows.contains("old1 line") && !rows.contains("new"),
+            "{rows}"
+        );
+        assert_eq!(
+            tmp_dirs(out.path()),
+            1,
+            "the interrupted generation is left"
+        );
+
+        let (after, _) = index_with(&args, &index, |m| m).unwrap();
+        assert!(
+            after.reused >= 6,
+            "the two windows committed before the failure are reused: {after:?}"
+        );
+        assert_eq!(after.embedded + after.reused, after.chunks);
+        assert_ne!(current(), before);
+        assert_eq!(tmp_dirs(out.path()), 0, "cleaned up");
+    }
 }

@@ -35,10 +35,9 @@ mod writer;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use membatch::memory::MemoryLimit;
 use membatch::{BertEmbedder, Config, ModelSource};
 
-use crate::support::{fail, positive, Failure};
+use membatch_bin::{fail, positive, EmbeddingGroups, Failure, Settings};
 
 /// Chunks embedded, written and committed to the cache at a time.
 const WINDOW: usize = 512;
@@ -48,15 +47,11 @@ const WINDOW: usize = 512;
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
-    /// Model directory or Hugging Face repo id [default: $MEMBATCH_MODEL, else all-MiniLM-L6-v2]
-    #[arg(long, global = true)]
-    model: Option<String>,
-    /// Compute threads [default: $EMBEDDING_THREADS, RAYON_NUM_THREADS, else all cores]
-    #[arg(long, global = true, value_parser = positive)]
-    threads: Option<usize>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    settings: Settings<EmbeddingGroups>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,30 +78,16 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     }
 }
 
-fn memory_limit(s: &str) -> Result<MemoryLimit, String> {
-    MemoryLimit::parse("--memory-budget", s).map_err(|e| e.to_string())
-}
-
-fn size(s: &str) -> Result<u64, String> {
-    membatch::memory::parse_size("--max-file-size", s).map_err(|e| e.to_string())
-}
-
 /// The settings both subcommands use: the environment, then the flags.
 fn model_config(args: &Args) -> Result<Config, Failure> {
-    let config = Config::from_env()?;
-    let source = match &args.model {
-        Some(m) => ModelSource::parse(m),
-        None => config
-            .model()
-            .source
-            .clone()
-            .unwrap_or_else(ModelSource::from_env_or_default),
-    };
-    let mut builder = config.into_builder().source(source);
-    if let Some(t) = args.threads {
-        builder = builder.threads(t);
-    }
-    Ok(builder.build()?)
+    let builder = args.settings.builder()?;
+    let config = builder.clone().build()?;
+    let source = config
+        .model()
+        .source
+        .clone()
+        .unwrap_or_else(ModelSource::default_model);
+    Ok(builder.source(source).build()?)
 }
 
 /// An id for the model as it runs: a blake3 hash of its files and the
@@ -118,7 +99,7 @@ fn model_id(config: &Config, embedder: &BertEmbedder) -> Result<String, Failure>
         .model()
         .source
         .clone()
-        .unwrap_or_else(ModelSource::from_env_or_default);
+        .unwrap_or_else(ModelSource::default_model);
     let files = source.resolve()?;
     let mut h = blake3::Hasher::new();
     for name in ["config.json", "tokenizer.json", "model.safetensors"] {

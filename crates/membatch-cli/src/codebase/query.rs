@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::writer::{read_current, ChunkMeta, Meta};
 use super::{model_config, model_id, Args};
-use crate::support::{fail, Failure};
+use membatch_bin::{fail, Failure};
 
 #[derive(Serialize)]
 struct Hit<'a> {

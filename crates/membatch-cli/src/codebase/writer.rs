@@ -11,7 +11,7 @@ use membatch_corpus::Chunk;
 use serde::{Deserialize, Serialize};
 
 use super::codec::to_le_bytes;
-use crate::support::{fail, Failure};
+use membatch_bin::{fail, Failure};
 
 /// `meta.json`: what an index was made from.
 #[derive(Serialize, Deserialize, Debug)]

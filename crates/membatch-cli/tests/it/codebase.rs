@@ -256,77 +256,6 @@ fn empty_and_missing_directories() {
 }
 
 #[test]
-fn an_interrupted_run_keeps_the_old_index_and_its_progress() {
-    let s = setup();
-    let t = s.tree.path();
-    for i in 0..4 {
-        write(t, &format!("f{i}.txt"), lines(12, &format!("old{i}")));
-    }
-    index(&s.model, t, s.out.path(), &[]);
-    let before = std::fs::read_to_string(s.out.path().join("CURRENT")).unwrap();
-    for i in 0..4 {
-        write(t, &format!("f{i}.txt"), lines(12, &format!("new{i}")));
-    }
-    let o = run_index(
-        &s.model,
-        t,
-        s.out.path(),
-        &["--window", "3", "--fail-after-windows", "2"],
-    );
-    assert!(!o.status.success(), "the run was to stop early");
-    assert_eq!(
-        std::fs::read_to_string(s.out.path().join("CURRENT")).unwrap(),
-        before,
-        "the complete index is still the current one"
-    );
-    let q = run(&[
-        "query",
-        s.out.path().to_str().unwrap(),
-        "old1 line 3",
-        "--model",
-        s.model.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(q.status.success(), "{}", stderr(&q));
-    let hits = json_lines(&q);
-    assert!(!hits.is_empty());
-    assert!(
-        hits.iter()
-            .all(|h| h["text"].as_str().unwrap().contains("old")),
-        "the old index answers: {hits:?}"
-    );
-    let leftovers = std::fs::read_dir(s.out.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".tmp")
-        })
-        .count();
-    assert_eq!(leftovers, 1, "the interrupted generation is still there");
-
-    let after = index(&s.model, t, s.out.path(), &[]);
-    assert!(
-        n(&after, "reused") >= 6,
-        "the two committed windows are reused: {after}"
-    );
-    assert_eq!(
-        n(&after, "embedded") + n(&after, "reused"),
-        n(&after, "chunks")
-    );
-    let names: Vec<String> = std::fs::read_dir(s.out.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|n| n.ends_with(".tmp")),
-        "cleaned up: {names:?}"
-    );
-}
-
-#[test]
 fn crlf_multibyte_empty_and_whitespace_files() {
     let s = setup();
     let t = s.tree.path();
@@ -411,7 +340,7 @@ fn an_index_inside_the_tree_is_not_indexed_and_an_empty_index_answers_nothing() 
 #[test]
 #[ignore = "needs the real weights: scripts/test.sh fetches them and runs this"]
 fn a_query_ranks_the_file_with_the_phrase_first() {
-    let model = membatch::ModelSource::from_env_or_default();
+    let model = membatch::ModelSource::default_model();
     let tree = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let t = tree.path();
@@ -481,4 +410,49 @@ fn a_query_ranks_the_file_with_the_phrase_first() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("same --model"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_older_variable_name_works_and_says_its_new_name_in_json_logs() {
+    let s = setup();
+    write(s.tree.path(), "a.txt", lines(3, "a"));
+    let o = Command::new(env!("CARGO_BIN_EXE_membatch"))
+        .args([
+            "codebase",
+            "index",
+            s.tree.path().to_str().unwrap(),
+            "--out",
+        ])
+        .arg(s.out.path())
+        .args(["--model", s.model.to_str().unwrap(), "--json"])
+        .args(["--log-format", "json"])
+        .env_remove("RUST_LOG")
+        .env_remove("MEMBATCH_THREADS")
+        .env("EMBEDDING_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let logs: Vec<Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["level"], "WARN");
+    let message = logs[0]["fields"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("EMBEDDING_THREADS is an older name of MEMBATCH_THREADS"),
+        "{message}"
+    );
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(n(&summary, "files"), 1);
+
+    // A bad value through the flag is an argument error naming the flag.
+    let bad = run_index(&s.model, s.tree.path(), s.out.path(), &["--threads", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = stderr(&bad);
+    assert!(
+        err.starts_with("membatch: invalid value '0' for '--threads"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

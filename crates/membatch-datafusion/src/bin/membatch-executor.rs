@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! membatch-executor --scheduler 127.0.0.1:50050 --port 50051 --grpc-port 50052 \
-//!     --memory-limit 400MiB --model /models/all-MiniLM-L6-v2
+//!     --memory-budget 400MiB --model /models/all-MiniLM-L6-v2
 //! ```
 
 use std::process::ExitCode;
@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use datafusion::execution::memory_pool::MemoryPool;
-use membatch::memory::MemoryLimit;
-use membatch::{Config, MemoryBudget};
-use membatch_datafusion::cli;
-use membatch_datafusion::{ballista, models, session, EmbedUdf, ModelSpec};
+use membatch::MemoryBudget;
+use membatch_bin::{fail, Failure, LogArgs, Settings};
+use membatch_datafusion::{ballista, models, session, EmbedUdf, ModelFlags, ModelSpec};
 
 /// A Ballista executor with membatch's embed.
 #[derive(Parser, Debug)]
@@ -38,51 +37,50 @@ struct Args {
     /// speed the model up, and hold more batches in memory [default: 1]
     #[arg(long)]
     task_slots: Option<usize>,
-    /// Memory for the tasks and the model together: a size or a percentage
-    /// of the container's or machine's memory [default: $EMBEDDING_MAX_MEMORY, else 70%]
-    #[arg(long, value_parser = cli::memory_limit)]
-    memory_limit: Option<MemoryLimit>,
     /// A model for embed, [NAME=]SOURCE; repeatable, the same as the
     /// scheduler's and clients' [default: $MEMBATCH_MODEL, else all-MiniLM-L6-v2]
     #[arg(long = "model", value_name = "[NAME=]SOURCE")]
     models: Vec<ModelSpec>,
-    /// The model's compute threads [default: $EMBEDDING_THREADS, else all cores]
-    #[arg(long)]
-    threads: Option<usize>,
     /// Where shuffle files go [default: a temporary directory]
     #[arg(long)]
     work_dir: Option<String>,
     /// Print what embed did and the pool's peaks to stderr on shutdown.
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    log: LogArgs,
+    /// The library's settings; --memory-budget is for the tasks and the
+    /// model together.
+    #[command(flatten)]
+    settings: Settings<ModelFlags>,
 }
 
 fn main() -> ExitCode {
-    cli::init_logging("warn");
-    let args = Args::parse();
-    cli::run_main("membatch-executor", run(args))
+    membatch_bin::one_line_panics("membatch-executor");
+    let args = match membatch_bin::parse_args::<Args>("membatch-executor") {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    membatch_bin::init_logging("warn", args.log.log_format);
+    membatch_bin::run_async("membatch-executor", run(args))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), Failure> {
     let (scheduler_host, scheduler_port) = args
         .scheduler
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| format!("--scheduler {:?}: expected HOST:PORT", args.scheduler))?;
-    let mut config = Config::from_env()
-        .map_err(|e| cli::report(&e))?
-        .into_builder();
-    if let Some(limit) = args.memory_limit {
-        config = config.memory_limit(limit);
-    }
-    if let Some(t) = args.threads {
-        config = config.threads(t);
-    }
-    let config = config.build().map_err(|e| cli::report(&e))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "--scheduler {:?}: expected HOST:PORT",
+                args.scheduler
+            ))
+        })?;
+    let config = args.settings.builder()?.build()?;
     let budget = MemoryBudget::new(config.memory().clone());
     let pool_bytes = budget.read().budget_bytes;
     if pool_bytes == 0 {
-        return Err(cli::report(&membatch::Error::MemoryUnknown));
+        return Err(membatch::Error::MemoryUnknown.into());
     }
     let pool = session::shared_pool(usize::try_from(pool_bytes).unwrap_or(usize::MAX));
     let shared: Arc<dyn MemoryPool> = pool.clone();
@@ -90,10 +88,7 @@ async fn run(args: Args) -> Result<(), String> {
         .pool(shared.clone())
         .budget(budget)
         .batch(*config.batch());
-    let embed = models::add_models(builder, &args.models, &config, true)
-        .map_err(|e| cli::report(&e))?
-        .build()
-        .map_err(|e| cli::report(&e))?;
+    let embed = models::add_models(builder, &args.models, &config, true)?.build()?;
     let mut process = ballista::executor_config(&embed, shared);
     process.scheduler_host = scheduler_host;
     process.scheduler_port = scheduler_port;
@@ -130,5 +125,5 @@ async fn run(args: Args) -> Result<(), String> {
             pool.peak_total(),
         );
     }
-    result.map_err(|e| cli::report(&e))
+    Ok(result?)
 }

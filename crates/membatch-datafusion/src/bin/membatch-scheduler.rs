@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ballista_scheduler::cluster::BallistaCluster;
 use clap::Parser;
 use membatch::Config;
-use membatch_datafusion::cli;
+use membatch_bin::{fail, Failure, LogArgs};
 use membatch_datafusion::{ballista, models, EmbedUdf, ModelSpec};
 
 /// A Ballista scheduler that plans membatch's embed.
@@ -30,32 +30,34 @@ struct Args {
     /// executors' [default: $MEMBATCH_MODEL, else all-MiniLM-L6-v2]
     #[arg(long = "model", value_name = "[NAME=]SOURCE")]
     models: Vec<ModelSpec>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn main() -> ExitCode {
-    cli::init_logging("warn");
-    let args = Args::parse();
-    cli::run_main("membatch-scheduler", run(args))
+    membatch_bin::one_line_panics("membatch-scheduler");
+    let args = match membatch_bin::parse_args::<Args>("membatch-scheduler") {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    membatch_bin::init_logging("warn", args.log.log_format);
+    membatch_bin::run_async("membatch-scheduler", run(args))
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let config = Config::from_env().map_err(|e| cli::report(&e))?;
-    let embed = models::add_models(EmbedUdf::builder(), &args.models, &config, false)
-        .map_err(|e| cli::report(&e))?
-        .build()
-        .map_err(|e| cli::report(&e))?;
+async fn run(args: Args) -> Result<(), Failure> {
+    let config = Config::from_env()?;
+    let embed = models::add_models(EmbedUdf::builder(), &args.models, &config, false)?.build()?;
     let addr: SocketAddr = format!("{}:{}", args.bind_host, args.port)
         .parse()
-        .map_err(|e| format!("--bind-host/--port: {e}"))?;
+        .map_err(|e| fail(format!("--bind-host/--port: {e}")))?;
     let mut scheduler = ballista::scheduler_config(&embed);
     scheduler.bind_host = args.bind_host.clone();
     scheduler.bind_port = args.port;
     scheduler.external_host = args.bind_host;
-    let cluster = BallistaCluster::new_from_config(&scheduler)
-        .await
-        .map_err(|e| cli::report(&e))?;
+    let cluster = BallistaCluster::new_from_config(&scheduler).await?;
     tracing::info!(%addr, models = ?embed.models(), "membatch scheduler starting");
-    ballista_scheduler::scheduler_process::start_server(cluster, addr, Arc::new(scheduler))
-        .await
-        .map_err(|e| cli::report(&e))
+    Ok(
+        ballista_scheduler::scheduler_process::start_server(cluster, addr, Arc::new(scheduler))
+            .await?,
+    )
 }

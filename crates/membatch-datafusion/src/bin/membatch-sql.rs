@@ -25,11 +25,10 @@ use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use membatch::memory::MemoryLimit;
 use membatch::{Config, MemoryBudget};
-use membatch_datafusion::cli;
+use membatch_bin::{fail, positive, Failure, LogArgs, Settings};
 use membatch_datafusion::{
-    ballista, session, EmbedUdf, ModelSpec, ReadChunks, ReadTextFiles, RecordingPool,
+    ballista, session, EmbedUdf, ModelFlags, ModelSpec, ReadChunks, ReadTextFiles, RecordingPool,
 };
 
 /// SQL with `embed(text [, model])` inside a memory limit.
@@ -41,19 +40,11 @@ struct Args {
     /// (path, content). Repeatable.
     #[arg(long = "table", value_name = "NAME=PATH", value_parser = table_spec)]
     tables: Vec<(String, PathBuf)>,
-    /// Memory for the query and the model together: a size (400MiB, 2GiB)
-    /// or a percentage of the container's or machine's memory
-    /// [default: $EMBEDDING_MAX_MEMORY, else 70%]
-    #[arg(long, value_parser = cli::memory_limit)]
-    memory_limit: Option<MemoryLimit>,
     /// A model for embed: a directory or Hugging Face repo id, optionally
     /// NAME=SOURCE (called as embed(text, 'NAME')); the first is the
     /// default. Repeatable [default: $MEMBATCH_MODEL, else all-MiniLM-L6-v2]
     #[arg(long = "model", value_name = "[NAME=]SOURCE")]
     models: Vec<ModelSpec>,
-    /// The model's compute threads [default: $EMBEDDING_THREADS, else all cores]
-    #[arg(long, value_parser = positive)]
-    threads: Option<usize>,
     /// Partitions the query runs at once. In one process they share the
     /// model's threads, so more partitions speed up the rest of the query,
     /// not the model, and hold more batches in memory at once; on a cluster
@@ -71,6 +62,12 @@ struct Args {
     /// Print what embed did and the memory pool's peaks to stderr at the end.
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    log: LogArgs,
+    /// The library's settings; --memory-budget (or --memory-limit) is for
+    /// the query and the model together.
+    #[command(flatten)]
+    settings: Settings<ModelFlags>,
 }
 
 fn table_spec(s: &str) -> Result<(String, PathBuf), String> {
@@ -80,27 +77,6 @@ fn table_spec(s: &str) -> Result<(String, PathBuf), String> {
         }
         _ => Err(format!("{s:?}: expected NAME=PATH")),
     }
-}
-
-fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("not a whole number".into()),
-    }
-}
-
-/// A one-line failure for stderr.
-struct Failure(String);
-
-impl<E: std::error::Error + 'static> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure(membatch::ErrorReport::new(&e).to_string())
-    }
-}
-
-fn fail(msg: impl Into<String>) -> Failure {
-    Failure(msg.into())
 }
 
 /// Where the query runs.
@@ -139,38 +115,18 @@ struct Session {
 }
 
 fn main() -> ExitCode {
-    cli::init_logging("error");
-    let args = match Args::try_parse() {
+    membatch_bin::one_line_panics("membatch-sql");
+    let args = match membatch_bin::parse_args::<Args>("membatch-sql") {
         Ok(a) => a,
-        Err(e) if !e.use_stderr() => {
-            print!("{e}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "membatch-sql: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    cli::run_main("membatch-sql", async {
-        run(args).await.map_err(|Failure(m)| m)
-    })
+    membatch_bin::init_logging("error", args.log.log_format);
+    membatch_bin::run_async("membatch-sql", run(args))
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
     let mode = Mode::parse(args.ballista.as_deref())?;
-    let mut config = Config::from_env()?.into_builder();
-    if let Some(limit) = args.memory_limit {
-        config = config.memory_limit(limit);
-    }
-    if let Some(t) = args.threads {
-        config = config.threads(t);
-    }
-    let config = config.build()?;
+    let config = args.settings.builder()?.build()?;
     let partitions = args.partitions.unwrap_or(1);
     let statements = statements(&args.sql)?;
     // Every table is checked before a cluster starts, so a refusal is the
@@ -252,7 +208,7 @@ async fn session(
     partitions: usize,
 ) -> Result<Session, Failure> {
     let specs = if args.models.is_empty() {
-        vec![ModelSpec::from_env_or_default()]
+        vec![ModelSpec::default_for(config)]
     } else {
         args.models.clone()
     };

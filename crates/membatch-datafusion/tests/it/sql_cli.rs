@@ -17,7 +17,7 @@ fn bin(name: &str) -> Command {
         other => panic!("no binary {other}"),
     };
     let mut c = Command::new(path);
-    c.env("EMBEDDING_MAX_MEMORY", "1GiB")
+    c.env("MEMBATCH_MAX_MEMORY", "1GiB")
         .env_remove("MEMBATCH_MODEL")
         .env_remove("RUST_LOG");
     c
@@ -194,7 +194,7 @@ fn errors_are_one_line() {
                 "SELECT 1".into(),
             ],
             2,
-            "--memory-limit",
+            "--memory-budget",
         ),
         (
             vec![

@@ -20,7 +20,7 @@ use membatch::{BatchConfig, BatchEmbedder, BertEmbedder, Embedder, MemoryBudget,
 use membatch_datafusion::{session, EmbedUdf};
 
 fn real_model_dir() -> String {
-    match ModelSource::from_env_or_default() {
+    match ModelSource::default_model() {
         ModelSource::Dir(p) => p.display().to_string(),
         other => panic!(
             "the real model weights are required (scripts/fetch-model.sh); found only {other}"

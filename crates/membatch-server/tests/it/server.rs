@@ -26,17 +26,13 @@ impl Server {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_membatch-server"));
         cmd.args(["--port", "0"]).args(args);
-        for var in [
-            "MEMBATCH_MODEL",
-            "MEMBATCH_API_KEY",
-            "EMBEDDING_MAX_MEMORY",
-            "EMBEDDING_MAX_MEMORY_PERCENT",
-            "EMBEDDING_MAX_QUEUED_REQUESTS",
-            "EMBEDDING_MAX_QUEUED_TOKENS",
-            "EMBEDDING_IDLE_UNLOAD_SECS",
-        ] {
-            cmd.env_remove(var);
+        // Every setting's variables, and the server's key.
+        for s in membatch::settings::all() {
+            for var in std::iter::once(s.env()).chain(s.aliases().iter().copied()) {
+                cmd.env_remove(var);
+            }
         }
+        cmd.env_remove("MEMBATCH_API_KEY");
         cmd.env("RUST_LOG", "warn").env("RUST_BACKTRACE", "0");
         for (k, v) in envs {
             cmd.env(k, v);
@@ -169,7 +165,7 @@ fn norm(v: &[f32]) -> f32 {
 }
 
 fn real_model_dir() -> String {
-    match ModelSource::from_env_or_default() {
+    match ModelSource::default_model() {
         ModelSource::Dir(p) => p.display().to_string(),
         other => panic!(
             "the real model weights are required (scripts/fetch-model.sh); found only {other}"
@@ -373,7 +369,7 @@ fn a_full_queue_is_a_429_with_retry_after() {
     let model = real_model_dir();
     let server = Server::start(
         &["--model", &model],
-        &[("EMBEDDING_MAX_QUEUED_REQUESTS", "1")],
+        &[("MEMBATCH_MAX_QUEUED_REQUESTS", "1")],
     );
     let url = server.url("/v1/embeddings");
     // The startup load finishes before the queue is filled below.
@@ -446,9 +442,72 @@ fn critical_memory_and_an_unloadable_model_are_503s_with_retry_after() {
     );
 }
 
+/// An embedder whose batches panic when they hold a text with `BOOM`.
+struct PanicOnBoom;
+
+/// The id `PanicOnBoom` gives a text holding `BOOM`.
+const BOOM: u32 = u32::MAX;
+
+impl Embedder for PanicOnBoom {
+    fn info(&self) -> membatch::ModelInfo {
+        membatch::ModelInfo::new(4, 16)
+    }
+    fn tokenize(&self, texts: &[&str]) -> membatch::Result<Vec<membatch::Tokens>> {
+        Ok(texts
+            .iter()
+            .map(|t| membatch::Tokens::new(vec![if t.contains("BOOM") { BOOM } else { 1 }]))
+            .collect())
+    }
+    fn embed_tokens(&self, batch: &[&membatch::Tokens]) -> membatch::Result<Vec<Vec<f32>>> {
+        assert!(
+            batch.iter().all(|t| t.ids() != [BOOM]),
+            "a test asked this batch to panic"
+        );
+        Ok(vec![vec![0.5; 4]; batch.len()])
+    }
+}
+
+/// The server's router over `embedder`, served in-process on a free port.
+struct InProcess {
+    base: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl InProcess {
+    fn start(embedder: impl Embedder + 'static, config: membatch::service::ServiceConfig) -> Self {
+        let service = membatch::service::EmbedService::builder(embedder)
+            .config(config)
+            .spawn()
+            .unwrap();
+        let app = membatch_server::router(membatch_server::AppState::new(service, "fake"), 1 << 20);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        InProcess {
+            base,
+            _runtime: runtime,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
 #[test]
 fn a_panicking_batch_is_a_500_and_a_failed_worker_turns_health_to_503() {
-    let (server, _model) = Server::tiny(&["--panic-on", "BOOM", "--max-consecutive-panics", "2"]);
+    let config = membatch::service::ServiceConfig::builder()
+        .max_consecutive_panics(2)
+        .build()
+        .unwrap();
+    let server = InProcess::start(PanicOnBoom, config);
     let url = server.url("/v1/embeddings");
     let e = openai_error(&post(&url, r#"{"input": "BOOM"}"#, None), 500);
     assert!(e["message"].as_str().unwrap().contains("panicked"), "{e}");

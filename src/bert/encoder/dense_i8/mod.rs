@@ -437,7 +437,7 @@ impl Int8Kernel {
                 // The kernels are compiled with AVX2 and FMA too.
                 let base = std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma");
-                if std::env::var_os("MEMBATCH_NO_VNNI").is_some() || !base {
+                if crate::env::no_vnni() || !base {
                     None
                 } else if std::arch::is_x86_feature_detected!("avx512vnni")
                     && std::arch::is_x86_feature_detected!("avx512f")
