@@ -18,11 +18,15 @@ mkdir -p target
 wrapper=target/rustdoc-json
 printf '#!/bin/sh\nRUSTC_BOOTSTRAP=1 exec rustdoc "$@"\n' > "$wrapper"
 chmod +x "$wrapper"
+# One `cargo doc` of the workspace writes every crate's JSON: selecting the
+# whole workspace keeps the features (and so the dependencies' metadata)
+# of the build before it, where `cargo rustdoc -p CRATE` would resolve one
+# crate's features and re-check its dependencies.
+RUSTDOC="$PWD/$wrapper" RUSTDOCFLAGS="-Z unstable-options --output-format json" \
+    cargo doc -q --workspace --no-deps
 # The libraries other crates build on; the server's and the DataFusion
-# crate's libraries serve their own binaries (and would add minutes of
-# dependency checking to CI).
+# crate's libraries serve their own binaries.
 for crate in membatch membatch-corpus; do
-    RUSTDOC="$PWD/$wrapper" cargo rustdoc -q -p "$crate" --lib -- -Z unstable-options --output-format json
     listing="docs/public-api/$crate.txt"
     fresh="target/doc/${crate//-/_}.api.txt"
     python3 scripts/public_api.py "target/doc/${crate//-/_}.json" > "$fresh"

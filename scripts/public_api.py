@@ -18,11 +18,21 @@ is enabled on stable with RUSTC_BOOTSTRAP=1 by the script that calls this).
 import json
 import sys
 
+# The rustdoc JSON formats this reads (rustdoc 1.95 writes 57).
+KNOWN_FORMATS = {57}
+
+
+class Unknown(Exception):
+    pass
+
 
 def main():
     path = sys.argv[1]
     with open(path) as f:
         doc = json.load(f)
+    if doc.get("format_version") not in KNOWN_FORMATS:
+        sys.exit(f"public_api.py: rustdoc JSON format {doc.get('format_version')} is not one this "
+                 f"reads ({sorted(KNOWN_FORMATS)}): check the listing's shapes and add it")
     lines = set()
     lister = Lister(doc, lines)
     root = doc["index"][str(doc["root"])]
@@ -41,6 +51,7 @@ class Lister:
         # Every path an item is named by: it is listed under the shortest,
         # the others as re-exports of it.
         self.names = {}
+        self.canonical = {}
 
     def item(self, id_):
         return self.index.get(str(id_))
@@ -55,6 +66,9 @@ class Lister:
         (kind, v), = t.items()
         if kind == "resolved_path":
             return self.path(v)
+        if kind == "dyn_trait" and (v.get("lifetime") or len(v["traits"]) > 1) and getattr(self, "_in_ref", False):
+            self._in_ref = False
+            return "(" + self.ty(t) + ")"
         if kind == "dyn_trait":
             traits = " + ".join(self.poly_trait(p) for p in v["traits"])
             life = f" + {v['lifetime']}" if v.get("lifetime") else ""
@@ -72,23 +86,35 @@ class Lister:
         if kind == "borrowed_ref":
             life = f"{v['lifetime']} " if v.get("lifetime") else ""
             mut = "mut " if v["is_mutable"] else ""
-            return f"&{life}{mut}{self.ty(v['type'])}"
+            self._in_ref = True
+            inner = self.ty(v["type"])
+            self._in_ref = False
+            return f"&{life}{mut}{inner}"
         if kind == "raw_pointer":
             return f"*{'mut' if v['is_mutable'] else 'const'} {self.ty(v['type'])}"
         if kind == "impl_trait":
             return "impl " + " + ".join(self.bound(b) for b in v)
         if kind == "qualified_path":
-            trait = self.path(v["trait"]) if v.get("trait") else ""
+            trait = self.path(v["trait"]) if v.get("trait") and v["trait"].get("path") else ""
+            if not trait:
+                return f"{self.ty(v['self_type'])}::{v['name']}"
             return f"<{self.ty(v['self_type'])} as {trait}>::{v['name']}"
         if kind == "function_pointer":
             sig = v["sig"]
             args = ", ".join(self.ty(a[1]) for a in sig["inputs"])
             out = f" -> {self.ty(sig['output'])}" if sig.get("output") else ""
             return f"fn({args}){out}"
-        return f"<{kind}>"
+        raise Unknown(f"type kind {kind}")
 
     def path(self, p):
+        """A path by what it names, not how the source spells it: a local
+        item by its public name, another crate's by its full path."""
         name = p.get("path") or p.get("name") or "?"
+        id_ = p.get("id")
+        if id_ is not None and id_ in self.canonical:
+            name = self.canonical[id_]
+        elif id_ is not None and str(id_) in self.paths and name not in ("Self",):
+            name = "::".join(self.paths[str(id_)]["path"])
         return name + self.args(p.get("args"))
 
     def args(self, a):
@@ -98,6 +124,9 @@ class Lister:
         if kind == "angle_bracketed":
             parts = []
             for arg in v["args"]:
+                if isinstance(arg, str):
+                    parts.append("_")
+                    continue
                 (k, x), = arg.items()
                 parts.append(self.ty(x) if k == "type" else str(x) if k != "const" else x.get("expr", "_"))
             for c in v.get("constraints", []):
@@ -125,19 +154,23 @@ class Lister:
             return modifier + self.path(v["trait"])
         if kind == "outlives":
             return v
-        return f"<{kind}>"
+        if kind == "use":
+            return "use<..>"
+        raise Unknown(f"bound kind {kind}")
 
     def generics(self, g):
         params = []
         for p in g.get("params", []):
             (kind, v), = p["kind"].items()
             if kind == "lifetime":
-                params.append(p["name"])
+                outlives = " + ".join(v.get("outlives", []))
+                params.append(p["name"] + (f": {outlives}" if outlives else ""))
             elif kind == "type":
                 if v.get("is_synthetic"):
                     continue
                 bounds = " + ".join(self.bound(b) for b in v.get("bounds", []))
-                params.append(p["name"] + (f": {bounds}" if bounds else ""))
+                default = f" = {self.ty(v['default'])}" if v.get("default") else ""
+                params.append(p["name"] + (f": {bounds}" if bounds else "") + default)
             elif kind == "const":
                 params.append(f"const {p['name']}: {self.ty(v['type'])}")
         return "<" + ", ".join(params) + ">" if params else ""
@@ -147,7 +180,13 @@ class Lister:
         for w in g.get("where_predicates", []):
             (kind, v), = w.items()
             if kind == "bound_predicate":
-                preds.append(f"{self.ty(v['type'])}: " + " + ".join(self.bound(b) for b in v["bounds"]))
+                hrtb = [p["name"] for p in v.get("generic_params", [])]
+                prefix = f"for<{', '.join(hrtb)}> " if hrtb else ""
+                preds.append(f"{prefix}{self.ty(v['type'])}: " + " + ".join(self.bound(b) for b in v["bounds"]))
+            elif kind == "lifetime_predicate":
+                preds.append(f"{v['lifetime']}: " + " + ".join(v["outlives"]))
+            elif kind == "eq_predicate":
+                preds.append(f"{self.ty(v['lhs'])} == {self.ty(v['rhs']) if isinstance(v['rhs'], dict) and 'type' not in v['rhs'] else v['rhs']}")
         return " where " + ", ".join(preds) if preds else ""
 
     def signature(self, name, f):
@@ -207,19 +246,25 @@ class Lister:
 
     def finish(self):
         for id_, paths in self.names.items():
-            canonical = min(paths, key=lambda p: (p.count("::"), p))
+            self.canonical[id_] = min(paths, key=lambda p: (p.count("::"), p))
+        for id_, paths in self.names.items():
+            canonical = self.canonical[id_]
             for other in sorted(paths - {canonical}):
                 self.out.add(f"pub use {other} = {canonical}")
             self.describe(self.item(id_), canonical)
 
     def describe(self, item, path):
         (kind, inner), = item["inner"].items()
+        attrs = " ".join(str(a) for a in item.get("attrs", []))
+        if "non_exhaustive" in attrs:
+            self.out.add(f"#[non_exhaustive] {path}")
         g = inner.get("generics", {}) if isinstance(inner, dict) else {}
         if kind == "module":
             self.module(item, path)
         elif kind == "struct":
-            self.out.add(f"pub struct {path}{self.generics(g)}{self.where(g)}")
             struct_kind = inner["kind"]
+            if not (isinstance(struct_kind, dict) and "tuple" in struct_kind):
+                self.out.add(f"pub struct {path}{self.generics(g)}{self.where(g)}")
             if isinstance(struct_kind, dict) and "plain" in struct_kind:
                 for fid in struct_kind["plain"]["fields"]:
                     field = self.item(fid)
@@ -228,9 +273,10 @@ class Lister:
                 if struct_kind["plain"].get("has_stripped_fields"):
                     self.out.add(f"pub {path}: has private fields")
             elif isinstance(struct_kind, dict) and "tuple" in struct_kind:
-                fields = [self.item(f) for f in struct_kind["tuple"] if f is not None]
-                types = [self.ty(f["inner"]["struct_field"]) for f in fields if f and f.get("visibility") == "public"]
-                self.out.add(f"pub struct {path}({', '.join(types)})")
+                fields = [self.item(f) if f is not None else None for f in struct_kind["tuple"]]
+                types = [self.ty(f["inner"]["struct_field"]) if f and f.get("visibility") == "public" else "_"
+                         for f in fields]
+                self.out.add(f"pub struct {path}{self.generics(g)}({', '.join(types)}){self.where(g)}")
             self.impls(inner["impls"], path)
         elif kind == "enum":
             self.out.add(f"pub enum {path}{self.generics(g)}{self.where(g)}")
@@ -248,6 +294,8 @@ class Lister:
             self.out.add(f"pub {unsafe}trait {path}{self.generics(g)}{': ' + supertraits if supertraits else ''}")
             for iid in inner["items"]:
                 self.assoc(self.item(iid), path, in_trait=True)
+            # Its implementations for other crates' types (`&E`, `Box<E>`).
+            self.impls(inner.get("implementations", []), path)
         elif kind == "function":
             self.out.add(f"pub {self.signature(path, inner)}")
         elif kind == "constant":
@@ -259,7 +307,7 @@ class Lister:
         elif kind == "macro":
             self.out.add(f"macro {path}!")
         else:
-            self.out.add(f"pub {kind} {path}")
+            raise Unknown(f"item kind {kind} at {path}")
 
     def variant(self, v, path):
         if v is None:
@@ -283,7 +331,14 @@ class Lister:
             if imp is None:
                 continue
             inner = imp["inner"]["impl"]
-            if inner.get("is_synthetic") or inner.get("blanket_impl") is not None:
+            # Blanket impls (`impl<T> From<T> for T`) are the standard
+            # library's; auto traits (`Send`, `Sync`, ...) stay: losing one
+            # breaks users.
+            if inner.get("blanket_impl") is not None:
+                continue
+            # Unstable compiler-internal traits, not promises to users.
+            trait_path = (inner.get("trait") or {}).get("path", "")
+            if trait_path.rsplit("::", 1)[-1] in ("StructuralPartialEq", "Freeze", "UnsafeUnpin"):
                 continue
             g = inner.get("generics", {})
             if inner.get("trait") is None:

@@ -55,9 +55,10 @@ pub enum Group {
     Service,
 }
 
+#[cfg(test)]
 impl Group {
     /// The section heading `docs/configuration.md` gives the group.
-    pub fn title(self) -> &'static str {
+    fn title(self) -> &'static str {
         match self {
             Group::Model => "Model (`ModelConfig`)",
             Group::Memory => "Memory (`MemoryConfig`)",
@@ -498,7 +499,7 @@ impl Config {
     /// [`Error::InvalidConfig`] naming the first variable with a bad value,
     /// or the variable of a setting a combination check refuses.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(env::process)
+        ConfigBuilder::from_env()?.build()
     }
 
     /// As [`from_env`](Self::from_env), reading variables through `get`.
@@ -507,6 +508,30 @@ impl Config {
     ///
     /// As [`from_env`](Self::from_env).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        ConfigBuilder::from_lookup(get)?.build()
+    }
+}
+
+impl ConfigBuilder {
+    /// The defaults overridden by the environment, not yet checked as a
+    /// whole: a tool sets its flags over it, then [`build`](Self::build)s,
+    /// so a flag can correct what a variable set, and each check names the
+    /// variable or flag that set the value it refuses.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first variable whose value the
+    /// setting cannot take.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(env::process)
+    }
+
+    /// As [`ConfigBuilder::from_env`], reading variables through `get`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConfigBuilder::from_env`].
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut builder = Config::builder();
         for setting in TABLE {
             if let Some(found) = lookup(setting, &get) {
@@ -514,14 +539,13 @@ impl Config {
                 builder = builder.set(setting, &found.value, found.var)?;
             }
         }
-        builder.build()
+        Ok(builder)
     }
-}
 
-impl ConfigBuilder {
     /// Sets one setting from text, as the environment or a flag gives it.
     /// `origin` (`MEMBATCH_THREADS`, `--threads`) names it in errors, here
-    /// and in [`build`](Self::build)'s checks of combinations.
+    /// and in [`build`](Self::build)'s checks of combinations (which name
+    /// a setting nobody set by its variable).
     ///
     /// # Errors
     ///
@@ -529,8 +553,17 @@ impl ConfigBuilder {
     /// value of the setting.
     pub fn set(self, setting: &Setting, value: &str, origin: &str) -> Result<Self> {
         let mut b = (setting.apply)(self, origin, value.trim())?;
-        b.origins.retain(|(field, _)| *field != setting.field);
-        b.origins.push((setting.field, origin.to_string()));
+        if b.origins.is_empty() {
+            b.origins = TABLE.iter().map(|s| (s.field, s.env.to_string())).collect();
+        }
+        match b
+            .origins
+            .iter_mut()
+            .find(|(field, _)| *field == setting.field)
+        {
+            Some(entry) => entry.1 = origin.to_string(),
+            None => b.origins.push((setting.field, origin.to_string())),
+        }
         Ok(b)
     }
 }
@@ -737,9 +770,14 @@ mod tests {
                 &[("MEMBATCH_MIN_BATCH_SIZE", "65")][..],
                 "MEMBATCH_MIN_BATCH_SIZE",
             ),
+            // A check refusing a setting nobody set names its variable.
             (
                 &[("EMBEDDING_MAX_QUEUED_TOKENS", "100")][..],
-                "max_tokens_per_request",
+                "MEMBATCH_MAX_TOKENS_PER_REQUEST",
+            ),
+            (
+                &[("MEMBATCH_MAX_BATCH_SIZE", "4")][..],
+                "MEMBATCH_MIN_BATCH_SIZE",
             ),
             (
                 &[
@@ -781,6 +819,26 @@ mod tests {
             .build()
         {
             Err(Error::InvalidConfig { name, .. }) => assert_eq!(name, "--min-batch-size"),
+            other => panic!("{other:?}"),
+        }
+        // A flag corrects what a variable set: the check runs once, on both.
+        let env = ConfigBuilder::from_lookup(vars(&[("MEMBATCH_MAX_BATCH_SIZE", "4")])).unwrap();
+        let c = env
+            .clone()
+            .set(min, "2", "--min-batch-size")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            (c.batch().min_batch_size(), c.batch().max_batch_size()),
+            (2, 4)
+        );
+        match env
+            .set(find("max_batch_size").unwrap(), "6", "--max-batch-size")
+            .unwrap()
+            .build()
+        {
+            Err(Error::InvalidConfig { name, .. }) => assert_eq!(name, "MEMBATCH_MIN_BATCH_SIZE"),
             other => panic!("{other:?}"),
         }
         assert!(min.check("0", "--min-batch-size").is_err());

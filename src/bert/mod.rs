@@ -72,8 +72,9 @@ pub struct OutputSettings {
 /// ```no_run
 /// use membatch::{BertEmbedder, Embedder, ModelSource};
 ///
-/// // The default model: $MEMBATCH_MODEL, else the copy scripts/fetch-model.sh
-/// // placed, else sentence-transformers/all-MiniLM-L6-v2 from the hub cache.
+/// // No source: the copy scripts/fetch-model.sh placed, else
+/// // sentence-transformers/all-MiniLM-L6-v2 from the hub cache
+/// // (`Config::from_env()` reads $MEMBATCH_MODEL into the model settings).
 /// let embedder = BertEmbedder::builder().threads(2).build()?;
 /// let vectors = embedder.embed(&["A man is eating food.", "A man is riding a horse."])?;
 /// assert_eq!(vectors[0].len(), embedder.info().dimension);

@@ -171,7 +171,9 @@ impl SystemProbe {
         Self::with_cgroup(cgroup)
     }
 
-    /// A probe that reads a given cgroup directory (tests and unusual mounts).
+    /// A probe that reads a given cgroup directory (membatch's own tests;
+    /// not part of the API).
+    #[doc(hidden)]
     pub fn with_cgroup(cgroup: Option<CgroupPaths>) -> Self {
         SystemProbe {
             cgroup,
@@ -183,7 +185,9 @@ impl SystemProbe {
     /// A probe that reads the process's status (`VmRSS`, `VmHWM`) and the
     /// system's memory (`MemTotal`, `MemAvailable`) from other files than
     /// `/proc/self/status` and `/proc/meminfo` (Linux; a `/proc` mounted
-    /// elsewhere, or tests of what happens when they cannot be read).
+    /// elsewhere, or tests of what happens when they cannot be read; not
+    /// part of the API).
+    #[doc(hidden)]
     pub fn with_files(
         status: impl Into<std::path::PathBuf>,
         meminfo: impl Into<std::path::PathBuf>,
@@ -199,7 +203,9 @@ impl SystemProbe {
         }
     }
 
-    /// The cgroup directories this probe reads, if any.
+    /// The cgroup directories this probe reads, if any (not part of the
+    /// API).
+    #[doc(hidden)]
     pub fn cgroup_paths(&self) -> Option<&CgroupPaths> {
         self.cgroup.as_ref()
     }

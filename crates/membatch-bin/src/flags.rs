@@ -1,5 +1,6 @@
 //! The library's settings as flags: one clap argument per row of
-//! [`membatch::settings`], applied over what [`Config::from_env`] read, so
+//! [`membatch::settings`], applied over what
+//! [`ConfigBuilder::from_env`](membatch::ConfigBuilder::from_env) read, so
 //! each setting has one parser (the table's) whether it comes from the
 //! environment or the command line.
 
@@ -7,7 +8,7 @@ use std::marker::PhantomData;
 
 use clap::{Arg, ArgMatches, Command};
 use membatch::settings::{self, Group, Setting};
-use membatch::{Config, ConfigBuilder};
+use membatch::ConfigBuilder;
 
 /// Which groups of settings a program takes as flags.
 pub trait Groups {
@@ -68,14 +69,15 @@ impl<G: Groups> Settings<G> {
         Ok(builder)
     }
 
-    /// The environment's settings ([`Config::from_env`]) with the flags
-    /// over them, not yet built: a program may set more.
+    /// The environment's settings ([`ConfigBuilder::from_env`]) with the
+    /// flags over them, not yet built: a program may set more, and the
+    /// checks of combinations run once, on both.
     ///
     /// # Errors
     ///
     /// [`membatch::Error::InvalidConfig`] naming the variable or flag.
     pub fn builder(&self) -> membatch::Result<ConfigBuilder> {
-        self.apply(Config::from_env()?.into_builder())
+        self.apply(ConfigBuilder::from_env()?)
     }
 
     /// The value given for the setting `name`, if its flag was given.
@@ -142,6 +144,7 @@ impl<G: Groups> clap::Args for Settings<G> {
 mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
+    use membatch::Config;
 
     #[derive(Parser, Debug)]
     struct Tool {

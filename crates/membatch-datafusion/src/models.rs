@@ -8,9 +8,11 @@ use membatch::{BertEmbedder, BertEmbedderBuilder, Config, Embedder, ModelSource}
 
 use crate::udf::EmbedUdfBuilder;
 
-/// The library's settings the tools take as flags (`--memory-budget`,
-/// `--threads`, `--precision`, ...): all but `--model`, which names models
-/// here (`[NAME=]SOURCE`, repeatable).
+/// The library's settings this crate's binaries take as flags
+/// (`--memory-budget`, `--threads`, `--precision`, ...): all but `--model`,
+/// which names models there (`[NAME=]SOURCE`, repeatable). For those
+/// binaries, not part of the API.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub struct ModelFlags;
 

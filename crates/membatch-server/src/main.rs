@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use membatch::memory::MemoryBudget;
 use membatch::service::EmbedService;
+use membatch::settings::Group;
 use membatch::{BertEmbedderBuilder, BertReranker, Embedder, ModelSource};
-use membatch_bin::{fail, size, AllGroups, Failure, LogArgs, Settings};
+use membatch_bin::{fail, size, Failure, Groups, LogArgs, Settings};
 use membatch_server::{router, AppState};
 
 /// An OpenAI-compatible embedding server that never dies of memory.
@@ -62,7 +63,18 @@ struct Args {
     #[command(flatten)]
     log: LogArgs,
     #[command(flatten)]
-    settings: Settings<AllGroups>,
+    settings: Settings<ServerSettings>,
+}
+
+/// Every library setting as a flag but `--normalize`: the routes choose
+/// (OpenAI's vectors have unit length; `/embed` asks).
+#[derive(Debug, Clone, Copy)]
+struct ServerSettings;
+
+impl Groups for ServerSettings {
+    const GROUPS: &'static [Group] =
+        &[Group::Model, Group::Memory, Group::Batching, Group::Service];
+    const EXCEPT: &'static [&'static str] = &["normalize"];
 }
 
 fn main() -> ExitCode {

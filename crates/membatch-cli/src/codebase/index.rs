@@ -394,6 +394,8 @@ mod tests {
         let before = current();
 
         write_tree(tree.path(), "new");
+        // A window's three new chunks are one batch (the batcher starts at
+        // eight texts), so two batches are two windows committed.
         let failing = |inner| FailsAfter {
             inner,
             ok: 2,

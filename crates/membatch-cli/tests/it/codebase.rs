@@ -416,21 +416,24 @@ fn a_query_ranks_the_file_with_the_phrase_first() {
 fn an_older_variable_name_works_and_says_its_new_name_in_json_logs() {
     let s = setup();
     write(s.tree.path(), "a.txt", lines(3, "a"));
-    let o = Command::new(env!("CARGO_BIN_EXE_membatch"))
-        .args([
-            "codebase",
-            "index",
-            s.tree.path().to_str().unwrap(),
-            "--out",
-        ])
-        .arg(s.out.path())
-        .args(["--model", s.model.to_str().unwrap(), "--json"])
-        .args(["--log-format", "json"])
-        .env_remove("RUST_LOG")
-        .env_remove("MEMBATCH_THREADS")
-        .env("EMBEDDING_THREADS", "1")
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_membatch"));
+    cmd.args([
+        "codebase",
+        "index",
+        s.tree.path().to_str().unwrap(),
+        "--out",
+    ])
+    .arg(s.out.path())
+    .args(["--model", s.model.to_str().unwrap(), "--json"])
+    .args(["--log-format", "json"])
+    .env_remove("RUST_LOG");
+    // Only this test's variable: no other setting's line in the log.
+    for setting in membatch::settings::all() {
+        for var in std::iter::once(setting.env()).chain(setting.aliases().iter().copied()) {
+            cmd.env_remove(var);
+        }
+    }
+    let o = cmd.env("EMBEDDING_THREADS", "1").output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let logs: Vec<Value> = stderr(&o)
         .lines()

@@ -18,7 +18,11 @@ use membatch_datafusion::{ballista, models, session, EmbedUdf, ModelFlags, Model
 
 /// A Ballista executor with membatch's embed.
 #[derive(Parser, Debug)]
-#[command(name = "membatch-executor", version)]
+#[command(
+    name = "membatch-executor",
+    version,
+    after_help = "--memory-budget (or --memory-limit) is the memory for the tasks and the model together: one pool."
+)]
 struct Args {
     /// The scheduler, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:50050")]
@@ -49,8 +53,6 @@ struct Args {
     stats: bool,
     #[command(flatten)]
     log: LogArgs,
-    /// The library's settings; --memory-budget is for the tasks and the
-    /// model together.
     #[command(flatten)]
     settings: Settings<ModelFlags>,
 }

@@ -33,7 +33,11 @@ use membatch_datafusion::{
 
 /// SQL with `embed(text [, model])` inside a memory limit.
 #[derive(Parser, Debug)]
-#[command(name = "membatch-sql", version)]
+#[command(
+    name = "membatch-sql",
+    version,
+    after_help = "--memory-budget (or --memory-limit) is the memory for the query and the model together: one pool."
+)]
 struct Args {
     /// A table, NAME=PATH: a .csv, .jsonl (.ndjson, .json) or .parquet file,
     /// a directory of such files, or a directory of text files read as
@@ -64,8 +68,6 @@ struct Args {
     stats: bool,
     #[command(flatten)]
     log: LogArgs,
-    /// The library's settings; --memory-budget (or --memory-limit) is for
-    /// the query and the model together.
     #[command(flatten)]
     settings: Settings<ModelFlags>,
 }
