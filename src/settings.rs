@@ -642,6 +642,36 @@ mod tests {
     }
 
     #[test]
+    fn every_default_the_table_states_is_the_default() {
+        let default = Config::default();
+        let mut checked = 0;
+        for s in all() {
+            // Defaults in words ("the model's", "never") are not values; any
+            // text is a model directory.
+            if s.name == "model" || s.check(s.default, "default").is_err() {
+                continue;
+            }
+            let c = Config::builder()
+                .set(s, s.default, "default")
+                .unwrap()
+                .build()
+                .unwrap();
+            if s.name == "max_memory" {
+                // A percentage set is the default percentage applied.
+                let gib = 1 << 30;
+                assert_eq!(
+                    c.memory().budget_bytes(gib),
+                    default.memory().budget_bytes(gib)
+                );
+            } else {
+                assert_eq!(c, default, "{}'s stated default {:?}", s.name, s.default);
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 12, "the defaults that are values");
+    }
+
+    #[test]
     fn every_setting_reaches_its_config() {
         let c = Config::from_lookup(vars(&[
             ("MEMBATCH_MODEL", "/models/minilm"),
