@@ -143,6 +143,43 @@ pub fn exit(name: &str, result: Result<(), Failure>) -> ExitCode {
     }
 }
 
+/// What every program does before its work: the one-line panic hook, the
+/// arguments ([`parse_args`]), then logging in the format `log` reads from
+/// them.
+///
+/// # Errors
+///
+/// The exit code to return when the program should stop (`--help`, an
+/// invalid argument).
+pub fn start<A: clap::Parser>(
+    name: &'static str,
+    default_filter: &str,
+    log: impl FnOnce(&A) -> LogFormat,
+) -> Result<A, ExitCode> {
+    one_line_panics(name);
+    let args = parse_args::<A>(name)?;
+    init_logging(default_filter, log(&args));
+    Ok(args)
+}
+
+/// A whole async program: [`start`], then `work` on [`run_async`].
+#[cfg(feature = "tokio")]
+pub fn main_async<A, F>(
+    name: &'static str,
+    default_filter: &str,
+    log: impl FnOnce(&A) -> LogFormat,
+    work: impl FnOnce(A) -> F,
+) -> ExitCode
+where
+    A: clap::Parser,
+    F: std::future::Future<Output = Result<(), Failure>>,
+{
+    match start::<A>(name, default_filter, log) {
+        Ok(args) => run_async(name, work(args)),
+        Err(code) => code,
+    }
+}
+
 /// Runs `work` on a multi-threaded tokio runtime, then as [`exit`].
 #[cfg(feature = "tokio")]
 pub fn run_async<F>(name: &str, work: F) -> ExitCode

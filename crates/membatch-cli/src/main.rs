@@ -36,12 +36,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    membatch_bin::one_line_panics("membatch");
-    let cli = match membatch_bin::parse_args::<Cli>("membatch") {
-        Ok(a) => a,
+    let cli = match membatch_bin::start::<Cli>("membatch", "error", |c| c.log.log_format) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    membatch_bin::init_logging("error", cli.log.log_format);
     let result = match cli.command {
         Command::Codebase(args) => codebase::run(&args),
     };

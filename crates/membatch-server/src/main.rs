@@ -78,13 +78,12 @@ impl Groups for ServerSettings {
 }
 
 fn main() -> ExitCode {
-    membatch_bin::one_line_panics("membatch-server");
-    let args = match membatch_bin::parse_args::<Args>("membatch-server") {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    membatch_bin::init_logging("membatch=info,membatch_server=info", args.log.log_format);
-    membatch_bin::run_async("membatch-server", serve(args))
+    membatch_bin::main_async(
+        "membatch-server",
+        "membatch=info,membatch_server=info",
+        |a: &Args| a.log.log_format,
+        serve,
+    )
 }
 
 async fn serve(args: Args) -> Result<(), Failure> {

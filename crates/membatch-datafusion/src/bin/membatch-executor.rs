@@ -58,13 +58,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    membatch_bin::one_line_panics("membatch-executor");
-    let args = match membatch_bin::parse_args::<Args>("membatch-executor") {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    membatch_bin::init_logging("warn", args.log.log_format);
-    membatch_bin::run_async("membatch-executor", run(args))
+    membatch_bin::main_async(
+        "membatch-executor",
+        "warn",
+        |a: &Args| a.log.log_format,
+        run,
+    )
 }
 
 async fn run(args: Args) -> Result<(), Failure> {

@@ -117,13 +117,7 @@ struct Session {
 }
 
 fn main() -> ExitCode {
-    membatch_bin::one_line_panics("membatch-sql");
-    let args = match membatch_bin::parse_args::<Args>("membatch-sql") {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    membatch_bin::init_logging("error", args.log.log_format);
-    membatch_bin::run_async("membatch-sql", run(args))
+    membatch_bin::main_async("membatch-sql", "error", |a: &Args| a.log.log_format, run)
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
