@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: fetch the model (idempotent), then run the
-# `embed` CLI on examples/data/sample.txt. Extra arguments go to `embed`
+# The main job on a fresh machine: fetch the model (idempotent), then run
+# `membatch embed` on examples/data/sample.txt. Extra arguments go to it
 # (e.g. --threads 2). Output: target/sample-embeddings.jsonl, plus a short
 # report of each text's nearest neighbour to show the vectors mean something.
 set -euo pipefail
@@ -10,12 +10,12 @@ scripts/fetch-model.sh
 input=examples/data/sample.txt
 output=target/sample-embeddings.jsonl
 # `--workspace`: the same features, so the same build, as scripts/test.sh.
-if [ ! -x target/debug/examples/embed ]; then
-    echo "building the embed example (about 3 minutes the first time on 2 cores)"
+if [ ! -x target/debug/membatch ]; then
+    echo "building membatch (about 3 minutes the first time on 2 cores)"
 fi
-cargo build --quiet --workspace --example embed
+cargo build --quiet --workspace --bin membatch
 start=$(date +%s%N)
-target/debug/examples/embed "$@" <"$input" >"$output"
+target/debug/membatch embed "$@" --input "$input" --output "$output"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "embedded $(wc -l <"$output") texts from $input in ${ms} ms (model load included) -> $output"
 

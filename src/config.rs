@@ -182,6 +182,18 @@ impl ConfigBuilder {
         self
     }
 
+    /// The model's prompt put before every text.
+    pub fn prompt_name(mut self, name: impl Into<String>) -> Self {
+        self.model.prompt_name = Some(name.into());
+        self
+    }
+
+    /// Keep the first `n` dimensions of every vector.
+    pub fn dimensions(mut self, n: usize) -> Self {
+        self.model.dimensions = Some(n);
+        self
+    }
+
     /// What a batch does when memory refuses it.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.batch = self.batch.retry(retry);

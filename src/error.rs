@@ -220,7 +220,7 @@ pub enum Error {
 
     /// A text has more tokens than the model reads, and its caller asked
     /// for it to be refused rather than truncated
-    /// ([`Truncation::Refuse`](crate::service::Truncation::Refuse)).
+    /// ([`Truncation::Refuse`](crate::Truncation::Refuse)).
     #[error(
         "text {index} has more tokens than the model's {max_tokens}: \
          shorten it, or let it be truncated"

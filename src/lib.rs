@@ -120,8 +120,8 @@ pub mod fuzzing;
 pub use batch::{BatchConfig, BatchEmbedder, BatchSizeRule, RetryPolicy};
 pub use config::{Config, ConfigBuilder};
 pub use embedder::{
-    CostPrior, Embedder, LazyEmbedder, ModelInfo, ModelLoader, ModelShape, ModelState, Reranker,
-    Tokens,
+    CostPrior, EmbedOptions, Embedder, LazyEmbedder, ModelInfo, ModelLoader, ModelShape,
+    ModelState, Prompt, Reranker, Tokens, Truncation,
 };
 pub use error::{BoxError, Error, ErrorReport, ModelFileError, Result};
 pub use memory::{MemoryBudget, MemoryConfig, MemoryGuard};
@@ -138,6 +138,6 @@ pub use source::{default_model_dir, DEFAULT_MODEL};
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub use bert::{
-    BertEmbedder, BertEmbedderBuilder, BertLoader, BertReranker, OutputSettings, Pooling, Prompted,
+    BertEmbedder, BertEmbedderBuilder, BertLoader, BertReranker, OutputSettings, Pooling,
     TokenCounter,
 };

@@ -40,11 +40,22 @@ pub struct ModelConfig {
     pub max_seq_length: Option<usize>,
     /// How the weights are held. Default: [`Precision::F32`].
     pub precision: Precision,
+    /// The model's prompt put before every text (`prompts` in
+    /// `config_sentence_transformers.json`). Default: the model's
+    /// `default_prompt_name`, else none. A call can choose another
+    /// ([`EmbedOptions`](crate::EmbedOptions)).
+    pub prompt_name: Option<String>,
+    /// Keep the first N dimensions of every vector (Matryoshka
+    /// truncation; normalised again when the model normalises). At least
+    /// 1, at most the model's dimension (its backend checks that). Default:
+    /// all.
+    pub dimensions: Option<usize>,
 }
 
 impl ModelConfig {
     /// Checks the settings a value of this type can get wrong: zero threads
-    /// or a zero sequence length.
+    /// a zero sequence length or
+    /// dimension, an empty prompt name.
     ///
     /// # Errors
     ///
@@ -55,6 +66,16 @@ impl ModelConfig {
                 "threads",
                 0,
                 "at least one compute thread is needed",
+            ));
+        }
+        if self.dimensions == Some(0) {
+            return Err(Error::invalid_config("dimensions", 0, "must be at least 1"));
+        }
+        if self.prompt_name.as_deref() == Some("") {
+            return Err(Error::invalid_config(
+                "prompt_name",
+                "",
+                "name one of the model's prompts",
             ));
         }
         if self.max_seq_length == Some(0) {

@@ -243,6 +243,32 @@ static TABLE: &[Setting] = &[
         },
     },
     Setting {
+        name: "prompt_name",
+        env: "MEMBATCH_PROMPT_NAME",
+        aliases: &[],
+        flag: Some("prompt-name"),
+        group: Group::Model,
+        value: "NAME",
+        default: "the model's default_prompt_name, else none",
+        help: "The model's prompt put before every text (`prompts` in \
+               config_sentence_transformers.json, e.g. `query`); a call can choose another.",
+        field: "prompt_name",
+        apply: |b, _, v| Ok(b.prompt_name(v)),
+    },
+    Setting {
+        name: "dimensions",
+        env: "MEMBATCH_DIMENSIONS",
+        aliases: &[],
+        flag: Some("dimensions"),
+        group: Group::Model,
+        value: "N",
+        default: "all of the model's",
+        help: "Keep the first N dimensions of every vector (Matryoshka truncation), \
+               normalised again when the model normalises.",
+        field: "dimensions",
+        apply: |b, n, v| Ok(b.dimensions(count(n, v)?)),
+    },
+    Setting {
         name: "max_memory",
         env: "MEMBATCH_MAX_MEMORY",
         aliases: &["EMBEDDING_MAX_MEMORY", PERCENT_ALIAS],
@@ -647,8 +673,9 @@ mod tests {
         let mut checked = 0;
         for s in all() {
             // Defaults in words ("the model's", "never") are not values; any
-            // text is a model directory.
-            if s.name == "model" || s.check(s.default, "default").is_err() {
+            // text is a model directory or a prompt's name.
+            if ["model", "prompt_name"].contains(&s.name) || s.check(s.default, "default").is_err()
+            {
                 continue;
             }
             let c = Config::builder()
@@ -679,6 +706,8 @@ mod tests {
             ("MEMBATCH_MAX_SEQ_LENGTH", "128"),
             ("MEMBATCH_NORMALIZE", "off"),
             ("MEMBATCH_PRECISION", "INT8"),
+            ("MEMBATCH_PROMPT_NAME", "query"),
+            ("MEMBATCH_DIMENSIONS", "256"),
             ("MEMBATCH_MAX_MEMORY", "300MiB"),
             ("MEMBATCH_MIN_BATCH_SIZE", "4"),
             ("MEMBATCH_MAX_BATCH_SIZE", " 32 "),
@@ -699,6 +728,10 @@ mod tests {
         assert_eq!(
             (m.threads, m.max_seq_length, m.normalize, m.precision),
             (Some(2), Some(128), Some(false), Precision::Int8)
+        );
+        assert_eq!(
+            (m.prompt_name.as_deref(), m.dimensions),
+            (Some("query"), Some(256))
         );
         assert_eq!(c.memory().max_bytes(), Some(300 << 20));
         let b = c.batch();

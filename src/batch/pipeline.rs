@@ -10,7 +10,7 @@ use super::cost::CostModel;
 use super::metrics::{BatchMetrics, Progress};
 use super::plan::{batch_len, Remaining};
 use super::rule::BatchSizeRule;
-use crate::embedder::Embedder;
+use crate::embedder::{EmbedOptions, Embedder};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, MemoryReading, WorkReport};
 use crate::pressure::PressureLevel;
@@ -176,8 +176,22 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// needs for longer than the retry policy waits; the embedder's own
     /// errors.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        self.embed_with(texts, &EmbedOptions::default())
+    }
+
+    /// As [`embed`](Self::embed), embedding as `options` say (see
+    /// [`stream_with`](Self::stream_with)).
+    ///
+    /// # Errors
+    ///
+    /// As [`stream_with`](Self::stream_with).
+    pub fn embed_with<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        options: &EmbedOptions,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); texts.len()];
-        for batch in self.stream(texts)? {
+        for batch in self.stream_with(texts, options)? {
             let batch = batch?;
             for (i, v) in batch.indices.into_iter().zip(batch.embeddings) {
                 out[i] = v;

@@ -7,7 +7,8 @@ use super::metrics::{per_second, Progress};
 use super::pipeline::BatchEmbedder;
 use super::plan::{longest_first, tokenize, TOKENIZE_CHUNK};
 use super::run::Ran;
-use crate::embedder::{Embedder, Tokens};
+use crate::embedder::{EmbedOptions, Embedder, Tokens, WithOptions};
+use crate::error::Error;
 use crate::error::Result;
 
 /// Texts a run tokenizes and orders at a time: a window of tokens (about
@@ -31,8 +32,27 @@ impl<E: Embedder> BatchEmbedder<E> {
     /// [`Error::EmbedderContract`](crate::Error::EmbedderContract) when it
     /// returns another number of results than texts.
     pub fn stream<'a, S: AsRef<str>>(&'a self, texts: &'a [S]) -> Result<BatchStream<'a, E, S>> {
+        self.stream_with(texts, &EmbedOptions::default())
+    }
+
+    /// As [`stream`](Self::stream), embedding as `options` say: behind the
+    /// model's prompt they choose (counted in every batch's tokens), cut to
+    /// their dimensions, refusing long texts when they do.
+    ///
+    /// # Errors
+    ///
+    /// As [`stream`](Self::stream); [`Error::InvalidConfig`] for a prompt
+    /// the model does not define or dimensions it does not have;
+    /// [`Error::TextTooLong`] (from the window that holds it) for a text
+    /// too long when the options refuse them.
+    pub fn stream_with<'a, S: AsRef<str>>(
+        &'a self,
+        texts: &'a [S],
+        options: &EmbedOptions,
+    ) -> Result<BatchStream<'a, E, S>> {
+        options.check(&self.embedder)?;
         tracing::info!(texts = texts.len(), "embedding texts");
-        let mut stream = BatchStream::new(RunGuard::new(self), texts);
+        let mut stream = BatchStream::new(RunGuard::new(self), texts, options.clone());
         stream.next_window()?;
         Ok(stream)
     }
@@ -73,6 +93,7 @@ pub struct BatchStream<'a, E, S> {
     owner: &'a BatchEmbedder<E>,
     _run: RunGuard<'a, E>,
     texts: &'a [S],
+    options: EmbedOptions,
     /// The input index where the next window starts.
     window_end: usize,
     /// The current window's texts as input indices, longest first.
@@ -99,11 +120,12 @@ impl<E, S> fmt::Debug for BatchStream<'_, E, S> {
 }
 
 impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
-    fn new(run: RunGuard<'a, E>, texts: &'a [S]) -> Self {
+    fn new(run: RunGuard<'a, E>, texts: &'a [S], options: EmbedOptions) -> Self {
         BatchStream {
             owner: run.owner,
             _run: run,
             texts,
+            options,
             window_end: 0,
             order: Vec::new(),
             tokens: Vec::new(),
@@ -120,7 +142,21 @@ impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
         let start = self.window_end;
         let end = (start + WINDOW_TEXTS).min(self.texts.len());
         self.tokens.clear();
-        let tokens = tokenize(&self.owner.embedder, &self.texts[start..end])?;
+        let view = WithOptions {
+            embedder: &self.owner.embedder,
+            options: &self.options,
+        };
+        let tokens = tokenize(&view, &self.texts[start..end])?;
+        let max_tokens = view.info().max_seq_length;
+        self.options
+            .check_truncation(&tokens, max_tokens)
+            .map_err(|e| match e {
+                Error::TextTooLong { index, max_tokens } => Error::TextTooLong {
+                    index: start + index,
+                    max_tokens,
+                },
+                other => other,
+            })?;
         // Tokenizing's memory is freed: callers waiting for room may fit now.
         self.owner.budget.wake_waiters();
         let lengths: Vec<usize> = tokens.iter().map(Tokens::len).collect();
@@ -164,9 +200,10 @@ impl<'a, E: Embedder, S: AsRef<str>> BatchStream<'a, E, S> {
         self.spent(started);
         let Ran {
             texts: n,
-            embeddings,
+            mut embeddings,
             figure_after_bytes,
         } = ran?;
+        self.options.shape(&owner.embedder.info(), &mut embeddings);
         let indices = self.order[self.pos..self.pos + n].to_vec();
         self.pos += n;
         self.done += n;

@@ -36,7 +36,6 @@ pub struct BertEmbedderBuilder {
     model: ModelConfig,
     budget: Option<MemoryBudget>,
     pooling: Option<Pooling>,
-    prompt_name: Option<String>,
 }
 
 impl From<ModelConfig> for BertEmbedderBuilder {
@@ -45,7 +44,6 @@ impl From<ModelConfig> for BertEmbedderBuilder {
             model,
             budget: None,
             pooling: None,
-            prompt_name: None,
         }
     }
 }
@@ -110,7 +108,17 @@ impl BertEmbedderBuilder {
     /// budget like the text's. Default: the file's `default_prompt_name`,
     /// else none. See also [`BertEmbedder::embed_with_prompt`].
     pub fn prompt_name(mut self, name: impl Into<String>) -> Self {
-        self.prompt_name = Some(name.into());
+        self.model.prompt_name = Some(name.into());
+        self
+    }
+
+    /// Keeps the first `n` dimensions of every vector (Matryoshka
+    /// truncation, for models trained for it), normalised again when the
+    /// model normalises; [`Embedder::info`](crate::Embedder::info) then
+    /// says `n`. Default: all. A call can keep fewer still
+    /// ([`EmbedOptions::dimensions`](crate::EmbedOptions::dimensions)).
+    pub fn dimensions(mut self, n: usize) -> Self {
+        self.model.dimensions = Some(n);
         self
     }
 
@@ -166,7 +174,20 @@ impl BertEmbedderBuilder {
                 .or(sentence.max_seq_length)
                 .unwrap_or(config.max_tokens()),
             precision: model.precision,
+            dimensions: model.dimensions,
         };
+        if let Some(n) = model.dimensions {
+            if n > config.hidden_size {
+                return Err(Error::invalid_config(
+                    "dimensions",
+                    n,
+                    format!(
+                        "must be between 1 and the model's dimension ({})",
+                        config.hidden_size
+                    ),
+                ));
+            }
+        }
         if settings.precision == Precision::Int8 && !config.family.is_packed() {
             return Err(Error::invalid_config(
                 "precision",
@@ -202,7 +223,7 @@ impl BertEmbedderBuilder {
             texts: sentence.prompts,
             include_prompt: sentence.include_prompt,
         };
-        let prompt = match self
+        let prompt = match model
             .prompt_name
             .as_ref()
             .or(sentence.default_prompt_name.as_ref())
@@ -329,7 +350,9 @@ pub(super) struct Prepared {
 impl Prepared {
     /// What the model is before its weights are read (no weight bytes).
     pub(super) fn info(&self) -> ModelInfo {
-        ModelInfo::new(self.config.hidden_size, self.settings.max_seq_length)
+        let dimension = self.settings.dimensions.unwrap_or(self.config.hidden_size);
+        ModelInfo::new(dimension, self.settings.max_seq_length)
+            .with_normalized(self.settings.normalize)
             .with_shape(self.shape())
             .with_cost_prior(super::cost_prior_of(&self.config))
             .with_word_by_word(super::word_by_word(&self.tokenizer))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
-use super::prompts::ActivePrompt;
+use super::prompts::{ActivePrompt, Prompts};
 use super::BertEmbedder;
 use super::{encode, run_on};
 use crate::embedder::{LazyEmbedder, ModelLoader};
@@ -38,6 +38,7 @@ pub struct BertLoader {
     builder: BertEmbedderBuilder,
     tokenizer: Tokenizer,
     info: ModelInfo,
+    prompts: Prompts,
     prompt: Option<ActivePrompt>,
     /// The dedicated compute pool, when threads were requested: the
     /// loader tokenizes on it, and every model it loads runs on it.
@@ -63,6 +64,7 @@ impl BertLoader {
             pool,
             info: prepared.info(),
             prompt: prepared.prompt,
+            prompts: prepared.prompts,
             tokenizer: prepared.tokenizer,
             builder,
         }
@@ -86,6 +88,19 @@ impl ModelLoader for BertLoader {
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
         run_on(self.pool.as_deref(), || {
             encode(&self.tokenizer, texts, self.prompt.as_ref())
+        })
+    }
+
+    fn prompt_names(&self) -> Vec<String> {
+        self.prompts.names()
+    }
+
+    fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
+        let prompt = prompt
+            .map(|name| self.prompts.active(name, &self.tokenizer))
+            .transpose()?;
+        run_on(self.pool.as_deref(), || {
+            encode(&self.tokenizer, texts, prompt.as_ref())
         })
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
-use crate::embedder::{CostPrior, Embedder, ModelInfo, Tokens};
+use crate::embedder::{CostPrior, EmbedOptions, Embedder, ModelInfo, Tokens};
 use crate::error::{boxed, BoxError, Error, Result};
 use crate::memory::MemoryProbe;
 use crate::model_config::ModelConfig;
@@ -43,7 +43,6 @@ use candle_models::CandleEncoder;
 use encoder::{BertConfig, Encoder, Packed};
 pub use lazy::BertLoader;
 pub use pooling::Pooling;
-pub use prompts::Prompted;
 use prompts::{ActivePrompt, Prompts};
 pub use rerank::BertReranker;
 
@@ -59,6 +58,9 @@ pub struct OutputSettings {
     pub max_seq_length: usize,
     /// How the weights are held.
     pub precision: Precision,
+    /// The first dimensions kept of each vector (Matryoshka truncation,
+    /// before normalisation), when fewer than the model's.
+    pub dimensions: Option<usize>,
 }
 
 /// A BERT sentence embedder on the CPU.
@@ -143,30 +145,18 @@ impl BertEmbedder {
 
     /// Embeds `texts` behind the model's prompt `name` (E5's `"query: "`,
     /// BGE's query instruction), as sentence-transformers'
-    /// `encode(texts, prompt_name=name)` does.
+    /// `encode(texts, prompt_name=name)` does: a shorthand for
+    /// [`embed_with`](Embedder::embed_with) and
+    /// [`EmbedOptions::with_prompt_name`] (which a
+    /// [`BatchEmbedder`](crate::BatchEmbedder) and an
+    /// [`EmbedService`](crate::EmbedService) take too).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] when the model has no prompt of that name;
     /// otherwise as [`Embedder::embed`].
     pub fn embed_with_prompt(&self, name: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.with_prompt(name)?.embed(texts)
-    }
-
-    /// This embedder behind the model's prompt `name`, as an [`Embedder`]
-    /// whose token counts include the prompt, so a
-    /// [`BatchEmbedder`](crate::BatchEmbedder) budgets prompted texts
-    /// truly.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] when the model has no prompt of that name.
-    pub fn with_prompt(&self, name: &str) -> Result<Prompted<'_>> {
-        let prompt = self.prompts.active(name, &self.tokenizer)?;
-        Ok(Prompted {
-            embedder: self,
-            prompt,
-        })
+        self.embed_with(texts, &EmbedOptions::new().with_prompt_name(name))
     }
 
     /// The number of compute threads, when a dedicated pool was requested.
@@ -192,7 +182,7 @@ impl BertEmbedder {
     }
 
     /// Each text behind `prompt` (or none) as the model sees it.
-    fn tokenize_prompted(
+    fn tokenize_behind(
         &self,
         texts: &[&str],
         prompt: Option<&ActivePrompt>,
@@ -203,29 +193,24 @@ impl BertEmbedder {
         self.run(|| encode(&self.tokenizer, texts, prompt))
     }
 
-    /// Embeds tokenized texts whose first `skip` tokens are a prompt.
-    fn embed_skipping(&self, batch: &[&Tokens], skip: usize) -> Result<Vec<Vec<f32>>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.run(|| self.forward(batch, skip))
-    }
-
-    /// Runs the encoder and pools each text, leaving out its first `skip`
-    /// tokens (a prompt the model pools without) from every pooling but CLS.
-    fn forward(&self, texts: &[&Tokens], skip: usize) -> Result<Vec<Vec<f32>>> {
+    /// Runs the encoder and pools each text, leaving out the leading tokens
+    /// its prompt keeps out of pooling (from every pooling but CLS).
+    fn forward(&self, texts: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
         let batch = Packed::new(texts.iter().map(|t| t.ids()));
         check_room(&*self.probe, self.encoder.cost_prior(), &batch)?;
         let width = self.encoder.hidden_size();
         let mut pooled = Vec::with_capacity(texts.len());
         self.encoder
-            .forward_each(&batch, &*self.probe, |_, states| {
+            .forward_each(&batch, &*self.probe, |i, states| {
                 let len = states.len() / width;
                 let skip = match self.settings.pooling {
                     Pooling::Cls => 0,
-                    _ => skip.min(len),
+                    _ => texts[i].pooling_skip().min(len),
                 };
                 let mut v = self.settings.pooling.apply(&states[skip * width..], width);
+                if let Some(n) = self.settings.dimensions {
+                    v.truncate(n);
+                }
                 if self.settings.normalize {
                     pooling::l2_normalize(&mut v);
                 }
@@ -303,11 +288,25 @@ impl Embedder for BertEmbedder {
     }
 
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
-        self.tokenize_prompted(texts, self.prompt.as_ref())
+        self.tokenize_behind(texts, self.prompt.as_ref())
     }
 
     fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
-        self.embed_skipping(batch, self.prompt.as_ref().map_or(0, |p| p.skip))
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|| self.forward(batch))
+    }
+
+    fn prompt_names(&self) -> Vec<String> {
+        self.prompts.names()
+    }
+
+    fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
+        let prompt = prompt
+            .map(|name| self.prompts.active(name, &self.tokenizer))
+            .transpose()?;
+        self.tokenize_behind(texts, prompt.as_ref())
     }
 }
 
@@ -341,7 +340,11 @@ fn encode(
         None => tokenizer.encode_batch(texts.to_vec(), true),
     };
     let encoded = encoded.map_err(|e| Error::Tokenization(BoxError::from(e)))?;
-    Ok(encoded.into_iter().map(tokens_of).collect())
+    let skip = prompt.map_or(0, |p| p.skip);
+    Ok(encoded
+        .into_iter()
+        .map(|e| tokens_of(e).with_pooling_skip(skip))
+        .collect())
 }
 
 /// What membatch keeps of a tokenizer's encoding: the ids, the segment

@@ -1,12 +1,11 @@
-//! Prompts: the model's named prompts (`config_sentence_transformers.json`),
-//! the one in force, and an embedder behind one of them.
+//! Prompts: the model's named prompts (`config_sentence_transformers.json`)
+//! and the one in force.
 
 use std::collections::BTreeMap;
 
 use tokenizers::Tokenizer;
 
-use super::BertEmbedder;
-use crate::embedder::{Embedder, ModelInfo, Tokens};
+use crate::embedder::unknown_prompt;
 use crate::error::{BoxError, Error, Result};
 
 /// A model's named prompts and how they are pooled.
@@ -18,19 +17,15 @@ pub(crate) struct Prompts {
 }
 
 impl Prompts {
+    /// The prompts' names, in order.
+    pub(super) fn names(&self) -> Vec<String> {
+        self.texts.keys().cloned().collect()
+    }
+
     /// The prompt `name`, ready to put before texts.
     pub(super) fn active(&self, name: &str, tokenizer: &Tokenizer) -> Result<ActivePrompt> {
         let Some(text) = self.texts.get(name) else {
-            let known: Vec<&str> = self.texts.keys().map(String::as_str).collect();
-            return Err(Error::invalid_config(
-                "prompt_name",
-                name,
-                if known.is_empty() {
-                    "the model defines no prompts (config_sentence_transformers.json)".to_string()
-                } else {
-                    format!("the model's prompts are: {}", known.join(", "))
-                },
-            ));
+            return Err(unknown_prompt(name, &self.names()));
         };
         // Without include_prompt, sentence-transformers leaves the prompt's
         // tokens out of pooling: as many leading tokens as the prompt alone
@@ -58,27 +53,4 @@ pub(crate) struct ActivePrompt {
     pub(super) text: String,
     /// Leading tokens left out of pooling.
     pub(super) skip: usize,
-}
-
-/// A [`BertEmbedder`] behind one of its model's prompts, from
-/// [`BertEmbedder::with_prompt`]: every text is embedded and counted with
-/// the prompt before it.
-#[derive(Debug, Clone)]
-pub struct Prompted<'a> {
-    pub(super) embedder: &'a BertEmbedder,
-    pub(super) prompt: ActivePrompt,
-}
-
-impl Embedder for Prompted<'_> {
-    fn info(&self) -> ModelInfo {
-        self.embedder.info
-    }
-
-    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
-        self.embedder.tokenize_prompted(texts, Some(&self.prompt))
-    }
-
-    fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
-        self.embedder.embed_skipping(batch, self.prompt.skip)
-    }
 }

@@ -39,6 +39,25 @@ pub trait ModelLoader: Send + Sync + 'static {
     ///
     /// As [`Embedder::tokenize`].
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>>;
+
+    /// As [`Embedder::prompt_names`], without the weights. Default: none.
+    fn prompt_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// As [`Embedder::tokenize_prompted`], without the weights. Default:
+    /// `None` tokenizes as [`tokenize`](Self::tokenize), a name is an
+    /// error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Embedder::tokenize_prompted`].
+    fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
+        match prompt {
+            None => self.tokenize(texts),
+            Some(name) => Err(super::unknown_prompt(name, &self.prompt_names())),
+        }
+    }
 }
 
 /// An [`Embedder`] whose weights are loaded on the first
@@ -173,6 +192,14 @@ impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
 
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
         self.loader.tokenize(texts)
+    }
+
+    fn prompt_names(&self) -> Vec<String> {
+        self.loader.prompt_names()
+    }
+
+    fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
+        self.loader.tokenize_prompted(texts, prompt)
     }
 
     fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 mod lazy;
+mod options;
 mod reranker;
 pub use lazy::{LazyEmbedder, ModelLoader};
+pub(crate) use options::{truncate_dimensions, unknown_prompt, WithOptions};
+pub use options::{EmbedOptions, Prompt, Truncation};
 pub use reranker::Reranker;
 
 /// A text-embedding backend.
@@ -55,7 +58,7 @@ pub trait Embedder: Send + Sync {
     /// included, truncated to [`ModelInfo::max_seq_length`]. One entry per
     /// text, in order; an empty slice returns an empty vector. A text that
     /// truncation cut must be marked ([`Tokens::truncated`]): refusing
-    /// long texts ([`Truncation::Refuse`](crate::service::Truncation::Refuse))
+    /// long texts ([`Truncation::Refuse`](crate::Truncation::Refuse))
     /// and cutting huge ones to a bounded prefix rely on it.
     ///
     /// Tokenization is cheap next to a forward pass, so a batcher
@@ -114,6 +117,55 @@ pub trait Embedder: Send + Sync {
         self.embed_tokens(&tokens.iter().collect::<Vec<_>>())
     }
 
+    /// Embeds `texts` as `options` say (a prompt, fewer dimensions,
+    /// refusing long texts) as one batch: one vector per text, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an
+    /// unknown prompt or dimensions the model does not have;
+    /// [`Error::TextTooLong`](crate::Error::TextTooLong) when the options
+    /// refuse a long text; otherwise as [`embed`](Embedder::embed).
+    fn embed_with(&self, texts: &[&str], options: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
+        options.check(self)?;
+        let tokens = options.tokenize(self, texts)?;
+        let mut vectors = self.embed_tokens(&tokens.iter().collect::<Vec<_>>())?;
+        options.shape(&self.info(), &mut vectors);
+        Ok(vectors)
+    }
+
+    /// The names of the model's prompts (`prompts` in
+    /// `config_sentence_transformers.json`): what
+    /// [`tokenize_prompted`](Embedder::tokenize_prompted) and
+    /// [`EmbedOptions::prompt`] may name. Default: none.
+    fn prompt_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// As [`tokenize`](Embedder::tokenize), with the model's prompt
+    /// `prompt` before each text, or with no prompt at all for `None`
+    /// (whatever prompt [`tokenize`](Embedder::tokenize) puts by
+    /// default). The tokens say how many of their first tokens pooling
+    /// leaves out ([`Tokens::pooling_skip`]), so texts behind different
+    /// prompts can share a batch.
+    ///
+    /// The default, for a backend without prompts: `None` tokenizes as
+    /// [`tokenize`](Embedder::tokenize), a name is an error. A backend whose
+    /// [`tokenize`](Embedder::tokenize) puts a prompt by default overrides
+    /// it, so that `None` means no prompt.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming
+    /// `prompt_name` and listing the model's prompts, for a name the model
+    /// does not define; otherwise as [`tokenize`](Embedder::tokenize).
+    fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
+        match prompt {
+            None => self.tokenize(texts),
+            Some(name) => Err(unknown_prompt(name, &self.prompt_names())),
+        }
+    }
+
     /// Whether the model's weights are in memory. Default
     /// [`ModelState::Loaded`]: an embedder that exists holds its model; a
     /// lazily loaded one ([`LazyEmbedder`]) says when it does not.
@@ -149,6 +201,8 @@ pub struct Tokens {
     /// Empty when every token is in segment 0.
     type_ids: Vec<u32>,
     truncated: bool,
+    /// Leading tokens (a prompt) that pooling leaves out.
+    pooling_skip: usize,
 }
 
 impl Tokens {
@@ -158,6 +212,7 @@ impl Tokens {
             ids,
             type_ids: Vec::new(),
             truncated: false,
+            pooling_skip: 0,
         }
     }
 
@@ -183,6 +238,20 @@ impl Tokens {
     pub fn truncated(mut self, truncated: bool) -> Self {
         self.truncated = truncated;
         self
+    }
+
+    /// These tokens, whose first `n` are a prompt that pooling leaves out
+    /// (a model whose pooling config sets `include_prompt: false`).
+    #[must_use]
+    pub fn with_pooling_skip(mut self, n: usize) -> Self {
+        self.pooling_skip = n;
+        self
+    }
+
+    /// How many leading tokens pooling leaves out (a prompt's; 0 for most
+    /// models, which pool the prompt with the text).
+    pub fn pooling_skip(&self) -> usize {
+        self.pooling_skip
     }
 
     /// The token ids.
@@ -257,6 +326,12 @@ pub struct ModelInfo {
     /// bounded prefix with the same tokens instead of having it tokenized
     /// whole.
     pub word_by_word: bool,
+    /// Whether the vectors have unit length (the model normalises them):
+    /// a vector cut to fewer dimensions ([`EmbedOptions::dimensions`]) is
+    /// then normalised again. Default `false`: a backend that normalises
+    /// says so ([`with_normalized`](Self::with_normalized)), or its cut
+    /// vectors keep the length they have.
+    pub normalized: bool,
 }
 
 impl ModelInfo {
@@ -270,6 +345,7 @@ impl ModelInfo {
             cost_prior: None,
             weight_bytes: None,
             word_by_word: false,
+            normalized: false,
         }
     }
 
@@ -299,6 +375,14 @@ impl ModelInfo {
     #[must_use]
     pub fn with_word_by_word(mut self, word_by_word: bool) -> Self {
         self.word_by_word = word_by_word;
+        self
+    }
+
+    /// With whether the vectors have unit length (see
+    /// [`normalized`](Self::normalized)).
+    #[must_use]
+    pub fn with_normalized(mut self, normalized: bool) -> Self {
+        self.normalized = normalized;
         self
     }
 
@@ -507,6 +591,12 @@ macro_rules! forward_embedder {
             }
             fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
                 (**self).embed_tokens(batch)
+            }
+            fn prompt_names(&self) -> Vec<String> {
+                (**self).prompt_names()
+            }
+            fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
+                (**self).tokenize_prompted(texts, prompt)
             }
             fn state(&self) -> ModelState {
                 (**self).state()

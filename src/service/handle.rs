@@ -14,23 +14,13 @@ use super::pending::Pending;
 use super::queue::{Request, Shared, Status, Submitting};
 use super::worker::Worker;
 use crate::batch::{tokenize, BatchConfig};
-use crate::embedder::{Embedder, ModelInfo, ModelState, Reranker, Tokens};
+use crate::embedder::{
+    EmbedOptions, Embedder, ModelInfo, ModelState, Reranker, Tokens, Truncation, WithOptions,
+};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryBudget, MemoryConfig};
 use crate::pressure::PressureLevel;
 use crate::rerank::QueryPairs;
-
-/// What admission does with a text longer than the model reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Truncation {
-    /// Keep its first tokens, as the model's tokenizer truncates (the
-    /// default, as sentence-transformers does).
-    #[default]
-    Cut,
-    /// Refuse the request with [`Error::TextTooLong`].
-    Refuse,
-}
 
 /// One resident model (and, optionally, a cross-encoder beside it)
 /// shared by many callers.
@@ -150,23 +140,33 @@ impl EmbedService {
     /// texts, [`Error::WorkerFailed`], or [`Error::Closed`] when a shutdown
     /// ran out of time before the request.
     pub fn submit<S: AsRef<str>>(&self, texts: &[S]) -> Result<Pending> {
-        self.submit_with(texts, Truncation::Cut)
+        self.submit_with(texts, &EmbedOptions::default())
     }
 
-    /// As [`submit`](Self::submit), saying what to do with a text longer
-    /// than the model reads.
+    /// As [`submit`](Self::submit), with this request's own options: the
+    /// model's prompt to put before its texts, the dimensions to keep,
+    /// what to do with a text longer than the model reads. Requests with
+    /// different options share batches.
     ///
     /// # Errors
     ///
-    /// As [`submit`](Self::submit); with [`Truncation::Refuse`],
-    /// [`Error::TextTooLong`] for the first text truncation would cut.
+    /// As [`submit`](Self::submit); [`Error::InvalidConfig`] for a prompt
+    /// the model does not define or dimensions it does not have; with
+    /// [`Truncation::Refuse`], [`Error::TextTooLong`] for the first text
+    /// truncation would cut.
     pub fn submit_with<S: AsRef<str>>(
         &self,
         texts: &[S],
-        truncation: Truncation,
+        options: &EmbedOptions,
     ) -> Result<Pending> {
-        self.admit(Kind::Embed, texts.len(), truncation, || {
-            tokenize(&*self.shared.embedder, texts)
+        let embedder = &*self.shared.embedder;
+        options.check(embedder)?;
+        let pending = self.admit(Kind::Embed, texts.len(), options.truncation, || {
+            tokenize(&WithOptions { embedder, options }, texts)
+        })?;
+        Ok(match options.dimensions {
+            Some(n) => pending.shaped(n, embedder.info().normalized),
+            None => pending,
         })
     }
 

@@ -24,7 +24,7 @@ mod queue;
 mod worker;
 
 pub use config::{ServiceConfig, ServiceConfigBuilder};
-pub use handle::{EmbedService, EmbedServiceBuilder, Truncation};
+pub use handle::{EmbedService, EmbedServiceBuilder};
 pub use metrics::{Histogram, Refusals, ServiceMetrics, UnloadReport, WorkCounts};
 pub use pending::Pending;
 pub use worker::Worker;

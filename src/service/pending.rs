@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
+use crate::embedder::truncate_dimensions;
 use crate::error::{Error, Result};
 
 /// What a request's caller receives: the vectors, or the error.
@@ -24,6 +25,9 @@ pub(crate) type Answer = Result<Vec<Vec<f32>>>;
 pub struct Pending {
     inner: Inner,
     tokens: usize,
+    /// The dimensions the request keeps, and whether they are normalised
+    /// again (see [`EmbedOptions::dimensions`](crate::EmbedOptions::dimensions)).
+    dimensions: Option<(usize, bool)>,
 }
 
 #[derive(Debug)]
@@ -39,6 +43,7 @@ impl Pending {
         Pending {
             inner: Inner::Ready(Some(answer)),
             tokens: 0,
+            dimensions: None,
         }
     }
 
@@ -46,7 +51,15 @@ impl Pending {
         Pending {
             inner: Inner::Queued(rx),
             tokens,
+            dimensions: None,
         }
+    }
+
+    /// This answer with its vectors cut to `n` dimensions, normalised again
+    /// when `renormalize`.
+    pub(crate) fn shaped(mut self, n: usize, renormalize: bool) -> Self {
+        self.dimensions = Some((n, renormalize));
+        self
     }
 
     /// The request's tokens as counted at admission (special tokens
@@ -82,7 +95,8 @@ impl Future for Pending {
     type Output = Answer;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let answer = match &mut this.inner {
             Inner::Ready(answer) => Poll::Ready(answer.take().unwrap_or(Err(Error::Closed))),
             // The worker answers every request it accepts, also when it
             // fails; a sender dropped unanswered means the process is
@@ -90,6 +104,17 @@ impl Future for Pending {
             Inner::Queued(rx) => Pin::new(rx)
                 .poll(cx)
                 .map(|r| r.unwrap_or(Err(Error::Closed))),
+        };
+        match this.dimensions {
+            Some((n, renormalize)) => answer.map(|a| {
+                a.map(|mut vectors| {
+                    for v in &mut vectors {
+                        truncate_dimensions(v, n, renormalize);
+                    }
+                    vectors
+                })
+            }),
+            None => answer,
         }
     }
 }

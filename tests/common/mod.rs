@@ -149,6 +149,19 @@ pub fn token_counts<E: Embedder + ?Sized>(embedder: &E, texts: &[&str]) -> Vec<u
     tokens.iter().map(Tokens::len).collect()
 }
 
+/// The number of tokens each text becomes behind the model's prompt
+/// `prompt`, prompt tokens included.
+pub fn prompted_token_counts<E: Embedder + ?Sized>(
+    embedder: &E,
+    prompt: &str,
+    texts: &[&str],
+) -> Vec<usize> {
+    let tokens = embedder
+        .tokenize_prompted(texts, Some(prompt))
+        .expect("tokenize");
+    tokens.iter().map(Tokens::len).collect()
+}
+
 /// The token ids each text becomes, by `embedder`'s `tokenize`.
 pub fn token_ids<E: Embedder + ?Sized>(embedder: &E, texts: &[&str]) -> Vec<Vec<u32>> {
     let tokens = embedder.tokenize(texts).expect("tokenize");

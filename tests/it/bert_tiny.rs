@@ -3,7 +3,7 @@
 #![cfg(feature = "candle")]
 
 use crate::common::{max_abs_diff, norm, tiny, token_counts, token_ids, Tiny, TINY_HIDDEN};
-use membatch::{BertEmbedder, Embedder, Error, ModelSource, Pooling};
+use membatch::{BertEmbedder, EmbedOptions, Embedder, Error, ModelSource, Pooling};
 
 #[test]
 fn empty_input_gives_empty_output() {
@@ -117,6 +117,117 @@ fn normalisation_follows_modules_json_and_can_be_overridden() {
     );
     let scaled: Vec<f32> = raw.iter().map(|x| x / n).collect();
     assert!(max_abs_diff(&scaled, &unit) <= 1e-5);
+}
+
+#[test]
+fn matryoshka_dimensions_are_the_first_values_normalised_again() {
+    let text = ["a man is eating food", "the quick brown fox"];
+    for normalize in [true, false] {
+        let dir = crate::common::tiny_model_dir(&Tiny {
+            normalize,
+            ..Tiny::default()
+        });
+        let full = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+        let all = full.embed(&text).unwrap();
+        // Cut by hand: the first 8 values, back to unit length when the
+        // model normalises (sentence-transformers' truncate_dim, then
+        // normalize_embeddings).
+        let cut: Vec<Vec<f32>> = all
+            .iter()
+            .map(|v| {
+                let v = v[..8].to_vec();
+                if normalize {
+                    let n = norm(&v);
+                    v.iter().map(|x| x / n).collect()
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let per_call = full
+            .embed_with(&text, &EmbedOptions::new().with_dimensions(8))
+            .unwrap();
+        let built = BertEmbedder::builder()
+            .source(ModelSource::dir(dir.path()))
+            .dimensions(8)
+            .build()
+            .unwrap();
+        assert_eq!(built.info().dimension, 8);
+        assert_eq!(built.info().normalized, normalize);
+        let per_embedder = built.embed(&text).unwrap();
+        for i in 0..text.len() {
+            assert!(max_abs_diff(&per_call[i], &cut[i]) <= 1e-6, "per call");
+            assert!(
+                max_abs_diff(&per_embedder[i], &cut[i]) <= 1e-6,
+                "per embedder"
+            );
+        }
+        // A call may keep fewer than the embedder, never more.
+        let four = built
+            .embed_with(&text, &EmbedOptions::new().with_dimensions(4))
+            .unwrap();
+        assert_eq!(four[0].len(), 4);
+        let err = built
+            .embed_with(&text, &EmbedOptions::new().with_dimensions(9))
+            .unwrap_err();
+        assert!(err.to_string().contains("model's dimension (8)"), "{err}");
+    }
+    for bad in [0, TINY_HIDDEN + 1] {
+        let dir = crate::common::tiny_model_dir(&Tiny::default());
+        let err = BertEmbedder::builder()
+            .source(ModelSource::dir(dir.path()))
+            .dimensions(bad)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig { name, .. } if name == "dimensions"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn texts_behind_different_prompts_share_a_batch_each_pooled_without_its_prompt() {
+    let dir = crate::common::tiny_model_dir(&Tiny {
+        pooling: format!(
+            r#"{{"word_embedding_dimension": {TINY_HIDDEN}, "pooling_mode_mean_tokens": true, "include_prompt": false}}"#
+        ),
+        ..Tiny::default()
+    });
+    crate::common::write(
+        dir.path(),
+        "config_sentence_transformers.json",
+        r#"{"prompts": {"query": "the quick ", "document": "a man is "}}"#,
+    );
+    let e = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+    let text = ["hello world"];
+    let query = e.tokenize_prompted(&text, Some("query")).unwrap().remove(0);
+    let document = e
+        .tokenize_prompted(&text, Some("document"))
+        .unwrap()
+        .remove(0);
+    let plain = e.tokenize_prompted(&text, None).unwrap().remove(0);
+    // [CLS] + the prompt's words: left out of mean pooling.
+    assert_eq!(
+        (
+            query.pooling_skip(),
+            document.pooling_skip(),
+            plain.pooling_skip()
+        ),
+        (3, 4, 0)
+    );
+    let mixed = e.embed_tokens(&[&query, &plain, &document]).unwrap();
+    for (i, t) in [&query, &plain, &document].into_iter().enumerate() {
+        let alone = e.embed_tokens(&[t]).unwrap().remove(0);
+        assert!(max_abs_diff(&mixed[i], &alone) <= 1e-6, "text {i}");
+    }
+    assert_eq!(mixed[0], e.embed_with_prompt("query", &text).unwrap()[0]);
+    // The skip is what changes the vector: the same tokens pooled whole differ.
+    let whole = e
+        .embed_tokens(&[&membatch::Tokens::new(query.ids().to_vec())])
+        .unwrap()
+        .remove(0);
+    assert!(max_abs_diff(&whole, &mixed[0]) > 1e-3);
 }
 
 #[test]

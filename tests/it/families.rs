@@ -7,11 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_close, copy_dir, max_abs_diff, token_counts};
+use crate::common::{assert_close, copy_dir, max_abs_diff, prompted_token_counts};
 
 use membatch::memory::{MemoryBudget, MemoryConfig};
 use membatch::rerank::rerank_in_batches;
-use membatch::{BatchConfig, BertEmbedder, BertReranker, Embedder, ModelSource, Pooling, Reranker};
+use membatch::{
+    BatchConfig, BertEmbedder, BertReranker, EmbedOptions, Embedder, ModelSource, Pooling, Reranker,
+};
 use serde::Deserialize;
 
 const TOL: f32 = 1e-4;
@@ -100,10 +102,14 @@ fn xlm_roberta_with_a_unigram_tokenizer_and_e5_style_prompts() {
     check_embeddings("tiny-xlm-roberta", &model, &r);
     assert!(!model.info().word_by_word);
     let texts: Vec<&str> = r.texts.iter().map(String::as_str).collect();
-    let query = model.with_prompt("query").unwrap();
     let counts: Vec<usize> = r.query_input_ids.iter().map(Vec::len).collect();
-    assert_eq!(token_counts(&query, &texts), counts);
-    assert_close(&query.embed(&texts).unwrap(), &r.query, "query prompt");
+    assert_eq!(prompted_token_counts(&model, "query", &texts), counts);
+    let query = EmbedOptions::new().with_prompt_name("query");
+    assert_close(
+        &model.embed_with(&texts, &query).unwrap(),
+        &r.query,
+        "query prompt",
+    );
     assert_close(
         &model.embed_with_prompt("passage", &texts).unwrap(),
         &r.passage,

@@ -11,11 +11,13 @@
 #![cfg(feature = "candle")]
 
 use crate::common::{
-    assert_close, copy_dir, fetched_model, fetched_model_dir, golden_file, token_counts,
+    assert_close, copy_dir, fetched_model, fetched_model_dir, golden_file, prompted_token_counts,
+    token_counts,
 };
 use membatch::memory::{MemoryBudget, MemoryConfig};
 use membatch::{
-    BatchConfig, BatchEmbedder, BertEmbedder, Embedder, Error, ModelFileError, ModelSource, Pooling,
+    BatchConfig, BatchEmbedder, BertEmbedder, EmbedOptions, EmbedService, Embedder, Error,
+    ModelFileError, ModelSource, Pooling,
 };
 use serde::Deserialize;
 
@@ -99,17 +101,34 @@ fn prompts_from_the_model_files_match_sentence_transformers() {
         "query",
     );
     // Through a batcher: the prompt's tokens are in the counts it budgets.
-    let passage = model.with_prompt("passage").unwrap();
-    let q = model.with_prompt("query").unwrap();
-    assert_eq!(token_counts(&q, &t), v.query_token_counts);
+    assert_eq!(
+        prompted_token_counts(&model, "query", &t),
+        v.query_token_counts
+    );
     let batcher = BatchEmbedder::new(
-        &passage,
+        &model,
         MemoryBudget::new(MemoryConfig::default()),
         BatchConfig::default(),
     )
     .unwrap();
-    let batched = batcher.embed(&t).unwrap();
+    let passage = EmbedOptions::new().with_prompt_name("passage");
+    let batched = batcher.embed_with(&t, &passage).unwrap();
     assert_close(&batched, &v.passage, "passage through BatchEmbedder");
+    // Texts behind different prompts share the service's batches.
+    let service = EmbedService::builder(BertEmbedder::load(ModelSource::dir(dir.path())).unwrap())
+        .spawn()
+        .unwrap();
+    let query = EmbedOptions::new().with_prompt_name("query");
+    let (a, b) = (
+        service.submit_with(&t, &query).unwrap(),
+        service.submit_with(&t, &passage).unwrap(),
+    );
+    assert_close(&a.wait().unwrap(), &v.query, "query through the service");
+    assert_close(
+        &b.wait().unwrap(),
+        &v.passage,
+        "passage through the service",
+    );
     // Chosen at build: every text of this embedder gets it.
     let always = BertEmbedder::builder()
         .source(ModelSource::dir(dir.path()))
@@ -157,8 +176,24 @@ fn a_prompt_left_out_of_pooling_matches_sentence_transformers() {
         "query, include_prompt false",
     );
     // The prompt's tokens still count: the model reads them.
-    let q = model.with_prompt("query").unwrap();
-    assert_eq!(token_counts(&q, &t), v.query_token_counts);
+    assert_eq!(
+        prompted_token_counts(&model, "query", &t),
+        v.query_token_counts
+    );
+    // Through the service, beside texts without a prompt: each text's own
+    // prompt tokens are left out of its pooling.
+    let service = EmbedService::builder(model).spawn().unwrap();
+    let query = EmbedOptions::new().with_prompt_name("query");
+    let (a, b) = (
+        service.submit_with(&t, &query).unwrap(),
+        service.submit(&t).unwrap(),
+    );
+    assert_close(
+        &a.wait().unwrap(),
+        &v.query_prompt_excluded,
+        "query, include_prompt false, through the service",
+    );
+    assert_eq!(b.wait().unwrap().len(), t.len());
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::fakes::{text, Fake, Machine, Scripted, ScriptedReranker, MIB};
-use membatch::service::{EmbedService, ServiceConfig, Truncation};
+use membatch::service::{EmbedService, ServiceConfig};
+use membatch::{EmbedOptions, Truncation};
 use membatch::{Embedder, Error, ModelInfo, ModelState, Result, Tokens};
 use membatch::{LazyEmbedder, ModelLoader};
 
@@ -670,7 +671,12 @@ fn a_text_too_long_is_refused_when_asked_and_truncated_otherwise() {
     let svc = service(scripted(), ServiceConfig::default());
     let long = "w ".repeat(300);
     let texts = ["short", long.as_str()];
-    let err = svc.submit_with(&texts, Truncation::Refuse).unwrap_err();
+    let err = svc
+        .submit_with(
+            &texts,
+            &EmbedOptions::new().with_truncation(Truncation::Refuse),
+        )
+        .unwrap_err();
     assert!(
         matches!(
             err,

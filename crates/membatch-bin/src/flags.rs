@@ -126,9 +126,13 @@ impl<G: Groups> clap::Args for Settings<G> {
                         .map(|()| v.to_string())
                         .map_err(crate::reason)
                 });
-            if s.name() == "max_memory" {
+            match s.name() {
                 // membatch-sql's earlier name for it.
-                arg = arg.alias("memory-limit");
+                "max_memory" => arg = arg.alias("memory-limit"),
+                // What a server calls it: the prompt of a request that
+                // names none (docs/server.md).
+                "prompt_name" => arg = arg.alias("default-prompt-name"),
+                _ => {}
             }
             cmd = cmd.arg(arg);
         }

@@ -1,6 +1,9 @@
 //! `membatch`: membatch's command-line tools.
 //!
 //! ```text
+//! membatch embed [--input PATH [--field NAME]] [--output PATH]
+//!     [--format jsonl|npy|safetensors] [--prompt-name NAME] [--dimensions N]
+//!     [--precision f32|int8] [--memory-budget SIZE|PERCENT] [--threads N] [--model DIR|REPO]
 //! membatch codebase index <DIR> --out <INDEX_DIR>
 //!     [--memory-budget SIZE|PERCENT] [--max-file-size SIZE]
 //!     [--chunk-tokens N] [--overlap N] [--json]
@@ -13,6 +16,7 @@
 //! variables (docs/configuration.md).
 
 mod codebase;
+mod embed;
 
 use std::process::ExitCode;
 
@@ -31,6 +35,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Embed texts (stdin or a file) to JSON Lines, .npy or .safetensors, within a memory limit.
+    Embed(embed::Args),
     /// Embed a source tree within a memory limit, and search it.
     Codebase(codebase::Args),
 }
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let result = match cli.command {
+        Command::Embed(args) => embed::run(&args),
         Command::Codebase(args) => codebase::run(&args),
     };
     membatch_bin::exit("membatch", result)

@@ -1,4 +1,5 @@
-//! `embed(text [, model])`: membatch as a DataFusion scalar function.
+//! `embed(text [, model [, prompt [, dimensions]]])`: membatch as a
+//! DataFusion scalar function.
 //!
 //! Each call gets one of DataFusion's record batches (8,192 rows by
 //! default) and hands its non-null texts to membatch's
@@ -21,7 +22,7 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 use membatch::batch::BatchMetrics;
-use membatch::{BatchConfig, BatchEmbedder, Embedder, MemoryBudget};
+use membatch::{BatchConfig, BatchEmbedder, EmbedOptions, Embedder, MemoryBudget, Prompt};
 
 use crate::pool::{reserve_weights, PoolShare};
 
@@ -34,10 +35,15 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 /// membatch's `embed` as a DataFusion [`ScalarUDFImpl`].
 ///
 /// `embed(text)` embeds with the first model, `embed(text, 'name')` with
-/// the model registered under `name` (a literal). Text may be `Utf8`,
-/// `LargeUtf8`, `Utf8View` or a dictionary of them; the result is a
-/// `FixedSizeList<Float32>` of the model's dimension, null where the text
-/// is null.
+/// the model registered under `name` (a literal);
+/// `embed(text, 'name', 'query')` puts the model's prompt `query` before
+/// each text (a literal; `NULL` for the model's default), and
+/// `embed(text, 'name', NULL, 256)` keeps the first 256 dimensions
+/// (Matryoshka truncation, normalised again when the model normalises; a
+/// literal, since the result type is fixed when the query is planned).
+/// Text may be `Utf8`, `LargeUtf8`, `Utf8View` or a dictionary of them; the
+/// result is a `FixedSizeList<Float32>` of the model's dimension (or the
+/// call's), null where the text is null.
 ///
 /// A function built with [`EmbedUdfBuilder::planning_model`] only plans:
 /// it has the same name, signature and result type but no weights, for a
@@ -221,6 +227,68 @@ impl EmbedUdf {
             ),
         }
     }
+
+    /// The model and options of a call whose arguments after the text are
+    /// `literals` (`None` where an argument is not a literal), checked.
+    fn call(&self, literals: &[Option<&ScalarValue>]) -> Result<(&Model, EmbedOptions)> {
+        let model = match literals.first() {
+            None => self.model_named(None)?,
+            Some(scalar) => self.model_of_scalar(*scalar)?,
+        };
+        let mut options = EmbedOptions::new();
+        match literals.get(1) {
+            None => {}
+            Some(Some(s)) if s.is_null() => {}
+            Some(Some(s)) => match s.try_as_str() {
+                Some(Some(name)) => options = options.with_prompt(Prompt::Named(name.into())),
+                _ => {
+                    return plan_err!(
+                        "{}'s third argument must be a prompt name as a literal string, or NULL",
+                        self.name
+                    )
+                }
+            },
+            Some(None) => {
+                return plan_err!(
+                    "{}'s third argument must be a prompt name as a literal string, or NULL",
+                    self.name
+                )
+            }
+        }
+        if let Some(scalar) = literals.get(2) {
+            let n = scalar
+                .and_then(|s| s.cast_to(&DataType::Int64).ok())
+                .and_then(|s| match s {
+                    ScalarValue::Int64(Some(n)) => Some(n),
+                    _ => None,
+                });
+            match n {
+                Some(n) if n >= 1 && n as u64 <= model.dimension as u64 => {
+                    options = options.with_dimensions(n as usize);
+                }
+                Some(n) => {
+                    return plan_err!(
+                        "{}: dimensions {n} is not between 1 and model {:?}'s {}",
+                        self.name,
+                        model.name,
+                        model.dimension
+                    )
+                }
+                None => {
+                    return plan_err!(
+                        "{}'s fourth argument must be a number of dimensions as a literal integer",
+                        self.name
+                    )
+                }
+            }
+        }
+        if let Some(runner) = &model.runner {
+            options
+                .check(runner.embedder())
+                .map_err(|e| plan_datafusion_err!("{}: {}", self.name, e.report()))?;
+        }
+        Ok((model, options))
+    }
 }
 
 impl EmbedUdfBuilder {
@@ -347,7 +415,12 @@ impl EmbedUdfBuilder {
         }
         Ok(EmbedUdf {
             signature: Signature::one_of(
-                vec![TypeSignature::String(1), TypeSignature::String(2)],
+                vec![
+                    TypeSignature::String(1),
+                    TypeSignature::String(2),
+                    TypeSignature::Any(3),
+                    TypeSignature::Any(4),
+                ],
                 Volatility::Immutable,
             ),
             name: self.name,
@@ -404,23 +477,26 @@ impl ScalarUDFImpl for EmbedUdf {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let model = match args.scalar_arguments.get(1) {
-            None => self.model_named(None)?,
-            Some(scalar) => self.model_of_scalar(*scalar)?,
-        };
+        let literals = args.scalar_arguments.get(1..).unwrap_or_default();
+        let (model, options) = self.call(literals)?;
         Ok(Arc::new(Field::new(
             self.name(),
-            vector_type(model.dimension)?,
+            vector_type(options.dimensions.unwrap_or(model.dimension))?,
             true,
         )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let model = match args.args.get(1) {
-            None => self.model_named(None)?,
-            Some(ColumnarValue::Scalar(s)) => self.model_of_scalar(Some(s))?,
-            Some(ColumnarValue::Array(_)) => self.model_of_scalar(None)?,
-        };
+        let literals: Vec<Option<&ScalarValue>> = args
+            .args
+            .iter()
+            .skip(1)
+            .map(|a| match a {
+                ColumnarValue::Scalar(s) => Some(s),
+                ColumnarValue::Array(_) => None,
+            })
+            .collect();
+        let (model, options) = self.call(&literals)?;
         let runner = model.runner.as_ref().ok_or_else(|| {
             exec_datafusion_err!(
                 "{}: this process only plans with model {:?}; it runs on membatch executors \
@@ -434,7 +510,8 @@ impl ScalarUDFImpl for EmbedUdf {
         };
         let texts = plain_strings(text.to_array(args.number_rows)?)?;
         let values = strings(&texts)?;
-        embed_rows(runner, model.dimension, &values, texts.logical_nulls())
+        let dimension = options.dimensions.unwrap_or(model.dimension);
+        embed_rows(runner, &options, dimension, &values, texts.logical_nulls())
             .map(ColumnarValue::Array)
     }
 }
@@ -463,6 +540,7 @@ fn strings(array: &ArrayRef) -> Result<Vec<Option<&str>>> {
 /// row holds zeros under its null bit.
 fn embed_rows(
     runner: &BatchEmbedder<Arc<dyn Embedder>>,
+    options: &EmbedOptions,
     dimension: usize,
     rows: &[Option<&str>],
     nulls: Option<datafusion::arrow::buffer::NullBuffer>,
@@ -474,7 +552,7 @@ fn embed_rows(
         .unzip();
     let mut values = vec![0f32; rows.len() * dimension];
     if !texts.is_empty() {
-        for batch in runner.stream(&texts).map_err(to_datafusion)? {
+        for batch in runner.stream_with(&texts, options).map_err(to_datafusion)? {
             let batch = batch.map_err(to_datafusion)?;
             for (i, vector) in batch.indices.into_iter().zip(batch.embeddings) {
                 if vector.len() != dimension {

@@ -9,7 +9,7 @@ use axum::Json;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use membatch::service::Truncation;
+use membatch::{EmbedOptions, Truncation};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -24,6 +24,10 @@ pub(crate) struct EmbeddingsRequest {
     encoding_format: Option<String>,
     #[serde(default)]
     dimensions: Option<i64>,
+    /// The model's prompt before each input (an extension, as
+    /// sentence-transformers' `prompt_name`); default: the server's.
+    #[serde(default)]
+    prompt_name: Option<String>,
     /// Accepted and ignored, as the API allows.
     #[serde(default)]
     #[allow(dead_code)]
@@ -107,19 +111,61 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
-/// Runs `texts` through the service within the request timeout: admission
-/// on a blocking thread (it tokenizes them, once), then the answer
-/// awaited. Returns the vectors and the tokens counted at admission.
+/// Runs `texts` through the service as `options` say, within the request
+/// timeout: admission on a blocking thread (it tokenizes them, once), then
+/// the answer awaited. Returns the vectors and the tokens counted at
+/// admission.
 async fn run(
     app: &AppState,
     texts: Vec<String>,
-    truncation: Truncation,
+    options: EmbedOptions,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     let service = app.service.clone();
-    let pending = tokio::task::spawn_blocking(move || service.submit_with(&texts, truncation))
+    let pending = tokio::task::spawn_blocking(move || service.submit_with(&texts, &options))
         .await
-        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))??;
+        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))?
+        .map_err(request_error)?;
     crate::await_answer(app, pending).await
+}
+
+/// A refused option (an unknown prompt, dimensions the model lacks) is the
+/// caller's 400, naming the field; other errors as the service's.
+fn request_error(e: membatch::Error) -> ApiError {
+    match &e {
+        membatch::Error::InvalidConfig { name, .. } => {
+            let param = match name.as_str() {
+                "prompt_name" => Some("prompt_name"),
+                "dimensions" => Some("dimensions"),
+                _ => None,
+            };
+            ApiError::bad_request(e.report().to_string(), param)
+        }
+        _ => ApiError::from(e),
+    }
+}
+
+/// Checks a request's `dimensions` against a model of `dimension`.
+fn dimensions(requested: Option<i64>, dimension: usize) -> Result<Option<usize>, ApiError> {
+    match requested {
+        None => Ok(None),
+        Some(d) if d >= 1 && d as u64 <= dimension as u64 => Ok(Some(d as usize)),
+        Some(d) => Err(ApiError::bad_request(
+            format!("dimensions {d} is not between 1 and the model's {dimension}"),
+            Some("dimensions"),
+        )),
+    }
+}
+
+/// The options of a request that names `prompt_name` and `dimensions`.
+fn options(prompt_name: Option<String>, dimensions: Option<usize>) -> EmbedOptions {
+    let mut options = EmbedOptions::new();
+    if let Some(name) = prompt_name {
+        options = options.with_prompt_name(name);
+    }
+    if let Some(n) = dimensions {
+        options = options.with_dimensions(n);
+    }
+    options
 }
 
 /// A valid OpenAI request: what to embed and how to answer.
@@ -127,7 +173,7 @@ async fn run(
 pub(crate) struct OpenAiJob {
     pub(crate) texts: Vec<String>,
     base64: bool,
-    dimensions: Option<usize>,
+    options: EmbedOptions,
     model: Option<String>,
 }
 
@@ -147,20 +193,11 @@ pub(crate) fn validate_openai(
             ))
         }
     };
-    let dimensions = match req.dimensions {
-        None => None,
-        Some(d) if d >= 1 && d as u64 <= dimension as u64 => Some(d as usize),
-        Some(d) => {
-            return Err(ApiError::bad_request(
-                format!("dimensions {d} is not between 1 and the model's {dimension}"),
-                Some("dimensions"),
-            ))
-        }
-    };
+    let dimensions = dimensions(req.dimensions, dimension)?;
     Ok(OpenAiJob {
         texts: req.input.into_texts()?,
         base64,
-        dimensions,
+        options: options(req.prompt_name, dimensions),
         model: req.model,
     })
 }
@@ -172,14 +209,11 @@ pub(crate) async fn openai(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
     let job = validate_openai(req, app.service.info().dimension)?;
-    let (vectors, tokens) = run(&app, job.texts, Truncation::Cut).await?;
+    let (vectors, tokens) = run(&app, job.texts, job.options).await?;
     let data = vectors
         .into_iter()
         .enumerate()
         .map(|(index, mut v)| {
-            if let Some(d) = job.dimensions {
-                v.truncate(d);
-            }
             // OpenAI's embeddings have unit length (and a shortened one is
             // normalised again).
             normalize(&mut v);
@@ -211,7 +245,7 @@ pub(crate) async fn openai(
 }
 
 /// The native request: `{"inputs": "..." | [...], "normalize": bool,
-/// "truncate": bool}`.
+/// "truncate": bool, "prompt_name": "...", "dimensions": N}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmbedRequest {
     pub(crate) inputs: NativeInputs,
@@ -219,6 +253,12 @@ pub(crate) struct EmbedRequest {
     normalize: bool,
     #[serde(default = "yes")]
     truncate: bool,
+    /// The model's prompt before each input; default: the server's.
+    #[serde(default)]
+    prompt_name: Option<String>,
+    /// Keep the first N dimensions (Matryoshka).
+    #[serde(default)]
+    dimensions: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -245,7 +285,9 @@ pub(crate) async fn native(
         } else {
             Truncation::Refuse
         };
-        let (mut vectors, _) = run(&app, texts, truncation).await?;
+        let dimensions = dimensions(req.dimensions, app.service.info().dimension)?;
+        let options = options(req.prompt_name, dimensions).with_truncation(truncation);
+        let (mut vectors, _) = run(&app, texts, options).await?;
         if req.normalize {
             vectors.iter_mut().for_each(|v| normalize(v));
         }

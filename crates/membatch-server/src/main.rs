@@ -184,9 +184,12 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
         Some(dir) => {
             let mut model = config.model().clone();
             model.source = Some(ModelSource::parse(dir));
-            // The embedding model's truncation length is not the
-            // reranker's: it takes its own from its files.
+            // The embedding model's truncation length, prompt and
+            // dimensions are not the reranker's: it takes its length from
+            // its files, and scores pairs without either.
             model.max_seq_length = None;
+            model.prompt_name = None;
+            model.dimensions = None;
             let reranker = BertReranker::from_builder(
                 BertEmbedderBuilder::from(model).budget(budget.clone()),
             )?;

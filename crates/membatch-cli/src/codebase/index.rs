@@ -7,12 +7,12 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use membatch::batch::BatchMetrics;
 use membatch::memory::{MemoryProbe, SystemProbe};
-use membatch::{BatchEmbedder, BertEmbedder, Embedder};
+use membatch::{BatchEmbedder, BertEmbedder, EmbedOptions, Embedder, Prompt};
 use serde::Serialize;
 
 use super::cache::{Key, VectorCache};
 use super::writer::{remove_stale_generations, switch_current, ChunkMeta, IndexWriter, Meta};
-use super::{model_config, model_id, Args, WINDOW};
+use super::{document_prompt, model_config, model_id, prompt_label, Args, WINDOW};
 use membatch_bin::{fail, positive, size, Failure};
 use membatch_corpus::{read_text, relative, walk, Chunker, Skipped, Unreadable, WalkOptions};
 
@@ -27,7 +27,8 @@ pub(super) struct IndexArgs {
     /// Skip files larger than this.
     #[arg(long, default_value = "1MiB", value_parser = size)]
     max_file_size: u64,
-    /// Tokens per chunk, special tokens included [default: the model's max_seq_length]
+    /// Tokens per chunk, special tokens included [default: the model's max_seq_length,
+    /// less the document prompt's tokens]
     #[arg(long, value_parser = positive)]
     chunk_tokens: Option<usize>,
     /// Tokens shared by neighbouring chunks [default: 32, at most an
@@ -101,9 +102,28 @@ fn index_with<E: Embedder>(
     let config = model_config(args)?;
     let embedder = BertEmbedder::from_config(config.model())?;
     let model_id = model_id(&config, &embedder)?;
+    let prompt = document_prompt(&config, &embedder);
+    let options = EmbedOptions::new().with_prompt(prompt.clone());
+    options.check(&embedder)?;
+    // A chunk and its prompt must fit the model together: chunks are sized
+    // in the tokens the prompt leaves.
+    let prompt_tokens = match &prompt {
+        Prompt::Named(name) => {
+            let behind = embedder.tokenize_prompted(&[""], Some(name))?[0].len();
+            behind.saturating_sub(embedder.tokenize_prompted(&[""], None)?[0].len())
+        }
+        _ => 0,
+    };
+    // The cache keys name the prompt: vectors behind another prompt are
+    // never reused.
+    let cache_model = format!("{model_id} prompt:{:?}", prompt_label(&prompt));
     let chunker = Chunker::new(
         embedder.token_counter()?,
-        embedder.info().max_seq_length,
+        embedder
+            .info()
+            .max_seq_length
+            .saturating_sub(prompt_tokens)
+            .max(3),
         *chunk_tokens,
         *overlap,
     )
@@ -144,7 +164,7 @@ fn index_with<E: Embedder>(
     let (mut indexed_files, mut embedded, mut reused) = (0, 0, 0);
     let mut flush =
         |pending: &mut Vec<(ChunkMeta, String)>, writer: &mut IndexWriter| -> Result<(), Failure> {
-            let (e, r) = embed_window(&batcher, &cache, &model_id, pending, writer)?;
+            let (e, r) = embed_window(&batcher, &options, &cache, &cache_model, pending, writer)?;
             embedded += e;
             reused += r;
             let done = embedded + reused;
@@ -186,6 +206,7 @@ fn index_with<E: Embedder>(
     let chunks = writer.rows();
     writer.finish(&Meta {
         model: model_id.clone(),
+        document_prompt: prompt_label(&prompt),
         dimension,
         root: root.clone(),
         files: indexed_files,
@@ -218,6 +239,7 @@ fn index_with<E: Embedder>(
 /// reused).
 fn embed_window<E: Embedder>(
     batcher: &BatchEmbedder<E>,
+    options: &EmbedOptions,
     cache: &VectorCache,
     model_id: &str,
     pending: &mut Vec<(ChunkMeta, String)>,
@@ -233,7 +255,7 @@ fn embed_window<E: Embedder>(
         .collect();
     if !missing.is_empty() {
         let texts: Vec<&str> = missing.iter().map(|&i| pending[i].1.as_str()).collect();
-        for (&i, v) in missing.iter().zip(batcher.embed(&texts)?) {
+        for (&i, v) in missing.iter().zip(batcher.embed_with(&texts, options)?) {
             vectors[i] = Some(v);
         }
     }
@@ -361,7 +383,9 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        let crate::Command::Codebase(args) = cli.command;
+        let crate::Command::Codebase(args) = cli.command else {
+            panic!("a codebase command")
+        };
         let index = match &args.command {
             super::super::Command::Index(index) => index.clone(),
             other => panic!("{other:?}"),

@@ -11,7 +11,11 @@
 //! generation against a question ([`query`]).
 //!
 //! `INDEX_DIR` holds:
-//! - `cache.redb`: blake3(model id, chunk text) → vector, committed after
+//! Chunks are embedded behind the model's document prompt and a query
+//! behind its query prompt, when the model defines them (`--prompt-name`,
+//! `--query-prompt-name`).
+//!
+//! - `cache.redb`: blake3(model id, prompt, chunk text) → vector, committed after
 //!   every window, so a re-run (or a run after an interruption) embeds only
 //!   chunks it has not seen;
 //! - `gen-<id>/`: one complete index: `embeddings.safetensors` (one F32
@@ -35,7 +39,7 @@ mod writer;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use membatch::{BertEmbedder, Config, ModelSource};
+use membatch::{BertEmbedder, Config, Embedder, ModelSource, Prompt};
 
 use membatch_bin::{fail, positive, EmbeddingGroups, Failure, Settings};
 
@@ -50,6 +54,11 @@ pub(crate) struct Args {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// The model's prompt before a query [default: its `query` prompt, else none]
+    /// (documents get --prompt-name, else its `document` prompt, else its `passage`
+    /// prompt, else none)
+    #[arg(long, global = true, value_name = "NAME")]
+    query_prompt_name: Option<String>,
     #[command(flatten)]
     settings: Settings<EmbeddingGroups>,
 }
@@ -114,6 +123,42 @@ fn model_id(config: &Config, embedder: &BertEmbedder) -> Result<String, Failure>
         embedder.settings(),
         &h.finalize().to_hex()[..16]
     ))
+}
+
+/// The prompt chunks are embedded behind: `--prompt-name` (or
+/// `MEMBATCH_PROMPT_NAME`), else the model's prompt named `document`, else
+/// `passage`, else none.
+fn document_prompt(config: &Config, embedder: &dyn Embedder) -> Prompt {
+    match &config.model().prompt_name {
+        Some(name) => Prompt::Named(name.clone()),
+        None => first_prompt(embedder, &["document", "passage"]),
+    }
+}
+
+/// The prompt a query is embedded behind: `--query-prompt-name`, else the
+/// model's prompt named `query`, else none.
+fn query_prompt(args: &Args, embedder: &dyn Embedder) -> Prompt {
+    match &args.query_prompt_name {
+        Some(name) => Prompt::Named(name.clone()),
+        None => first_prompt(embedder, &["query"]),
+    }
+}
+
+/// The first of `names` the model defines as a prompt, else none.
+fn first_prompt(embedder: &dyn Embedder, names: &[&str]) -> Prompt {
+    let defined = embedder.prompt_names();
+    names
+        .iter()
+        .find(|n| defined.iter().any(|d| d == *n))
+        .map_or(Prompt::Off, |n| Prompt::Named((*n).to_string()))
+}
+
+/// The prompt's name for the index's records (`None`: no prompt).
+fn prompt_label(prompt: &Prompt) -> Option<String> {
+    match prompt {
+        Prompt::Named(name) => Some(name.clone()),
+        _ => None,
+    }
 }
 
 /// The model's name for messages: a repo id, or a directory's last part.

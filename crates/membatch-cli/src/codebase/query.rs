@@ -5,11 +5,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use membatch::{BertEmbedder, Embedder};
+use membatch::{BertEmbedder, EmbedOptions, Embedder};
 use serde::Serialize;
 
 use super::writer::{read_current, ChunkMeta, Meta};
-use super::{model_config, model_id, Args};
+use super::{model_config, model_id, query_prompt, Args};
 use membatch_bin::{fail, Failure};
 
 #[derive(Serialize)]
@@ -49,11 +49,13 @@ pub(super) fn query(args: &Args, index: &Path, text: &str, k: usize) -> Result<(
     let model_id = model_id(&config, &embedder)?;
     if meta.model != model_id {
         return Err(fail(format!(
-            "the index was built with {} but this query would use {model_id}; pass the same --model",
+            "the index was built with {} but this query would use {model_id}; pass the same \
+             --model and model settings (--dimensions, --precision, ...)",
             meta.model
         )));
     }
-    let q = embedder.embed(&[text])?.remove(0);
+    let options = EmbedOptions::new().with_prompt(query_prompt(args, &embedder));
+    let q = embedder.embed_with(&[text], &options)?.remove(0);
 
     // SAFETY: a generation's files are never modified once written; a later
     // run writes a new generation and removes this one, which leaves the

@@ -17,6 +17,10 @@ use membatch_bin::{fail, Failure};
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) struct Meta {
     pub(super) model: String,
+    /// The prompt chunks were embedded behind (none for an index written
+    /// before prompts were recorded).
+    #[serde(default)]
+    pub(super) document_prompt: Option<String>,
     pub(super) dimension: usize,
     pub(super) root: PathBuf,
     pub(super) files: usize,

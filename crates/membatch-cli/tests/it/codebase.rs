@@ -459,3 +459,130 @@ fn an_older_variable_name_works_and_says_its_new_name_in_json_logs() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// The index's vectors, row by row.
+fn matrix(out: &Path) -> Vec<Vec<f32>> {
+    let gen = std::fs::read_to_string(out.join("CURRENT")).unwrap();
+    let bytes = std::fs::read(out.join(gen.trim()).join("embeddings.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = tensors.tensor("embeddings").unwrap();
+    let d = t.shape()[1];
+    t.data()
+        .chunks(d * 4)
+        .map(|r| {
+            r.chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn documents_and_queries_get_their_prompts_which_with_dimensions_key_the_cache() {
+    let s = setup();
+    membatch_testkit::tiny::write(
+        &s.model,
+        "config_sentence_transformers.json",
+        r#"{"prompts": {"query": "the quick ", "document": "a man ", "passage": "lazy "}, "default_prompt_name": null}"#,
+    );
+    let body = "hello world\n";
+    write(s.tree.path(), "a.txt", body);
+    let (model, tree, out) = (&s.model, s.tree.path(), s.out.path());
+    let summary = index(model, tree, out, &[]);
+    assert_eq!(n(&summary, "embedded"), 1);
+    let chunk = &chunks(out)[0];
+    let text = &body[n(chunk, "start_byte") as usize..n(chunk, "end_byte") as usize];
+    let library = membatch::BertEmbedder::load(membatch::ModelSource::dir(model)).unwrap();
+    let document = library.embed_with_prompt("document", &[text]).unwrap();
+    let row = &matrix(out)[0];
+    let diff = row
+        .iter()
+        .zip(&document[0])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff <= 1e-6, "chunks get the document prompt: {diff}");
+
+    // The query gets the query prompt: its score is the cosine of the two.
+    let query = library.embed_with_prompt("query", &["hello"]).unwrap();
+    let cosine: f32 = query[0].iter().zip(row).map(|(a, b)| a * b).sum();
+    let o = run(&[
+        "query",
+        out.to_str().unwrap(),
+        "hello",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let score = json_lines(&o)[0]["score"].as_f64().unwrap() as f32;
+    assert!((score - cosine).abs() < 1e-5, "{score} vs {cosine}");
+
+    // Another prompt, or fewer dimensions: embedded again, not reused.
+    let again = |extra: &[&str]| {
+        let summary = index(model, tree, out, extra);
+        (n(&summary, "embedded"), n(&summary, "reused"))
+    };
+    assert_eq!(again(&[]), (0, 1), "the same settings reuse");
+    assert_eq!(again(&["--prompt-name", "passage"]), (1, 0));
+    assert_eq!(again(&["--prompt-name", "passage"]), (0, 1));
+    assert_eq!(again(&["--dimensions", "8"]), (1, 0));
+    assert_eq!(matrix(out)[0].len(), 8);
+    let query_with = |extra: &[&str]| {
+        let mut args = vec![
+            "query",
+            out.to_str().unwrap(),
+            "hello",
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let o = query_with(&[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--dimensions"), "{}", stderr(&o));
+    assert!(query_with(&["--dimensions", "8"]).status.success());
+    let o = query_with(&["--dimensions", "8", "--query-prompt-name", "nope"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("the model's prompts are: document, passage, query"),
+        "{}",
+        stderr(&o)
+    );
+    // An unknown document prompt fails before anything is written.
+    let o = run_index(model, tree, out, &["--prompt-name", "nope"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    assert_eq!(matrix(out)[0].len(), 8, "the index is untouched");
+}
+
+#[test]
+fn a_full_chunk_fits_the_model_with_its_prompt() {
+    let s = setup();
+    membatch_testkit::tiny::write(
+        &s.model,
+        "config_sentence_transformers.json",
+        r#"{"prompts": {"document": "a man is eating "}}"#,
+    );
+    write(
+        s.tree.path(),
+        "long.txt",
+        "the quick brown fox ".repeat(200),
+    );
+    index(&s.model, s.tree.path(), s.out.path(), &[]);
+    let body = std::fs::read_to_string(s.tree.path().join("long.txt")).unwrap();
+    let library = membatch::BertEmbedder::load(membatch::ModelSource::dir(&s.model)).unwrap();
+    let all = chunks(s.out.path());
+    assert!(all.len() > 5);
+    for c in &all {
+        let text = &body[n(c, "start_byte") as usize..n(c, "end_byte") as usize];
+        let tokens = membatch::Embedder::tokenize_prompted(&library, &[text], Some("document"))
+            .unwrap()
+            .remove(0);
+        assert!(
+            !tokens.is_truncated(),
+            "{} tokens with the prompt: cut",
+            tokens.len()
+        );
+    }
+}

@@ -4,4 +4,5 @@
 //! `scripts/test.sh` runs them (root ones by their `as_root` path).
 
 mod codebase;
+mod embed;
 mod faults;

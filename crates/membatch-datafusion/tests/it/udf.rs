@@ -2,7 +2,8 @@
 //! tests are `#[ignore]`d in a plain `cargo test`, run by scripts/test.sh,
 //! and fail without it): the same vectors as membatch's `BatchEmbedder`
 //! for every string type, nulls kept null, and memory shared with the
-//! query's own operators in one pool.
+//! query's own operators in one pool. Prompts and dimensions per call run a
+//! tiny random model.
 
 use std::sync::Arc;
 
@@ -314,4 +315,116 @@ async fn a_planning_function_plans_but_does_not_run() {
     );
     let err = df.collect().await.unwrap_err().to_string();
     assert!(err.contains("only plans"), "{err}");
+}
+
+/// A tiny random model with a `query` and a `document` prompt.
+fn prompted_tiny() -> (tempfile::TempDir, BertEmbedder) {
+    use membatch_testkit::tiny::{tiny_model_dir, write, Tiny};
+    let dir = tiny_model_dir(&Tiny::default());
+    write(
+        dir.path(),
+        "config_sentence_transformers.json",
+        r#"{"prompts": {"query": "the quick ", "document": "a man "}, "default_prompt_name": null}"#,
+    );
+    let model = BertEmbedder::load(ModelSource::dir(dir.path())).unwrap();
+    (dir, model)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_and_dimensions_per_call_as_literals() {
+    let (dir, model) = prompted_tiny();
+    let texts = ["hello world", "the quick brown fox", "東京"];
+    let query = model.embed_with_prompt("query", &texts).unwrap();
+    let plain = model.embed(&texts).unwrap();
+    let cut = model
+        .embed_with(&texts, &membatch::EmbedOptions::new().with_dimensions(8))
+        .unwrap();
+    let embed = EmbedUdf::builder()
+        .model(
+            "tiny",
+            BertEmbedder::load(ModelSource::dir(dir.path())).unwrap(),
+        )
+        .budget(budget())
+        .build()
+        .unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_udf(embed.to_udf());
+    let column: ArrayRef = Arc::new(StringArray::from(
+        texts
+            .iter()
+            .map(|t| Some(t.to_string()))
+            .collect::<Vec<_>>(),
+    ));
+    ctx.register_table("docs", table(column)).unwrap();
+    let close = |got: &[Option<Vec<f32>>], want: &[Vec<f32>], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(want) {
+            let g = g.as_ref().unwrap();
+            assert_eq!(g.len(), w.len(), "{what}");
+            let diff = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff <= 1e-6, "{what}: differs by {diff}");
+        }
+    };
+    let got = embed_column(
+        &ctx,
+        "SELECT id, embed(text, 'tiny', 'query') FROM docs ORDER BY id",
+    )
+    .await;
+    close(&got, &query, "the query prompt");
+    let got = embed_column(
+        &ctx,
+        "SELECT id, embed(text, 'tiny', NULL) FROM docs ORDER BY id",
+    )
+    .await;
+    close(&got, &plain, "NULL: the model's default");
+    let got = embed_column(
+        &ctx,
+        "SELECT id, embed(text, 'tiny', NULL, 8) FROM docs ORDER BY id",
+    )
+    .await;
+    close(&got, &cut, "8 dimensions");
+    // The result type is the call's: 8 values per row.
+    let df = ctx
+        .sql("SELECT embed(text, 'tiny', 'document', 8) AS v FROM docs")
+        .await
+        .unwrap();
+    let field = df.schema().field(0).clone();
+    assert_eq!(
+        field.data_type(),
+        &DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), 8)
+    );
+
+    // Planning errors, each naming what is wrong.
+    for (sql, wanted) in [
+        (
+            "SELECT embed(text, 'tiny', 'passage') FROM docs",
+            "the model's prompts are: document, query",
+        ),
+        (
+            "SELECT embed(text, 'tiny', NULL, 0) FROM docs",
+            "dimensions 0 is not between 1",
+        ),
+        (
+            "SELECT embed(text, 'tiny', NULL, 33) FROM docs",
+            "dimensions 33 is not between 1",
+        ),
+        (
+            "SELECT embed(text, 'tiny', text) FROM docs",
+            "third argument must be a prompt name",
+        ),
+        (
+            "SELECT embed(text, 'tiny', NULL, id) FROM docs",
+            "fourth argument must be a number",
+        ),
+    ] {
+        let err = match ctx.sql(sql).await {
+            Err(e) => e.to_string(),
+            Ok(df) => df.collect().await.unwrap_err().to_string(),
+        };
+        assert!(err.contains(wanted), "{sql}: {err}");
+    }
 }

@@ -281,6 +281,114 @@ fn base64_and_dimensions() {
     assert_eq!(e["param"], "encoding_format");
 }
 
+/// A tiny model with a `query` and a `document` prompt.
+fn prompted_model() -> tempfile::TempDir {
+    let dir = tiny_model_dir(&Tiny::default());
+    membatch_testkit::tiny::write(
+        dir.path(),
+        "config_sentence_transformers.json",
+        r#"{"prompts": {"query": "the quick ", "document": "a man "}, "default_prompt_name": null}"#,
+    );
+    dir
+}
+
+/// `/embed`'s vectors.
+fn native_vectors(r: &Reply) -> Vec<Vec<f32>> {
+    assert_eq!(r.status, 200, "{r:?}");
+    serde_json::from_str(&r.body).unwrap()
+}
+
+#[test]
+fn prompts_and_dimensions_per_request_and_the_servers_default_prompt() {
+    let model = prompted_model();
+    let dir = model.path().to_str().unwrap();
+    // The server runs the model unnormalised and normalises per route:
+    // `"normalize": false` gives the model's raw vectors.
+    let library = BertEmbedder::builder()
+        .source(ModelSource::dir(model.path()))
+        .normalize(false)
+        .build()
+        .unwrap();
+    let unit = BertEmbedder::load(ModelSource::dir(model.path())).unwrap();
+    let text = ["hello world"];
+    let query = library.embed_with_prompt("query", &text).unwrap();
+    let document = library.embed_with_prompt("document", &text).unwrap();
+    let plain = library.embed(&text).unwrap();
+    assert_ne!(query, plain);
+
+    let server = Server::start(&["--model", dir], &[]);
+    let embed = server.url("/embed");
+    // Bit for bit: one text, the same pass, the model's own normalisation.
+    let native = |body: Value| native_vectors(&post(&embed, &body.to_string(), None));
+    assert_eq!(
+        native(json!({"inputs": "hello world", "normalize": false})),
+        plain
+    );
+    assert_eq!(
+        native(json!({"inputs": "hello world", "normalize": false, "prompt_name": "query"})),
+        query
+    );
+    let openai = vectors(
+        &post(
+            &server.url("/v1/embeddings"),
+            &json!({"input": "hello world", "prompt_name": "document"}).to_string(),
+            None,
+        )
+        .json(),
+    );
+    let unit_document = unit.embed_with_prompt("document", &text).unwrap();
+    for (a, b) in openai[0].iter().zip(&unit_document[0]) {
+        assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+    }
+    // Matryoshka on the native route: the library's cut, normalised again.
+    let cut = unit
+        .embed_with(&text, &membatch::EmbedOptions::new().with_dimensions(8))
+        .unwrap();
+    let short = native(json!({"inputs": "hello world", "dimensions": 8}));
+    assert_eq!(short[0].len(), 8);
+    for (a, b) in short[0].iter().zip(&cut[0]) {
+        assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+    }
+
+    // An unknown prompt, or dimensions the model lacks: 400s naming them.
+    let e = openai_error(
+        &post(
+            &server.url("/v1/embeddings"),
+            r#"{"input": "x", "prompt_name": "passage"}"#,
+            None,
+        ),
+        400,
+    );
+    assert_eq!(e["param"], "prompt_name");
+    assert!(
+        e["message"].as_str().unwrap().contains("document, query"),
+        "{e}"
+    );
+    for body in [
+        r#"{"inputs": "x", "prompt_name": "passage"}"#,
+        r#"{"inputs": "x", "dimensions": 0}"#,
+        r#"{"inputs": "x", "dimensions": 33}"#,
+    ] {
+        let r = post(&embed, body, None);
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+        assert!(r.json()["error"].is_string(), "native error shape: {r:?}");
+    }
+    drop(server);
+
+    // The server's default prompt: a request without one gets it.
+    let server = Server::start(&["--model", dir, "--default-prompt-name", "query"], &[]);
+    let embed = server.url("/embed");
+    let native = |body: Value| native_vectors(&post(&embed, &body.to_string(), None));
+    assert_eq!(
+        native(json!({"inputs": "hello world", "normalize": false})),
+        query
+    );
+    assert_eq!(
+        native(json!({"inputs": "hello world", "normalize": false, "prompt_name": "document"})),
+        document
+    );
+}
+
 #[test]
 fn bad_inputs_are_400s_in_the_openai_envelope() {
     let (server, _model) = Server::tiny(&[]);
