@@ -6,6 +6,7 @@
 //!     [--max-inputs-per-request N] [--max-tokens-per-request N]
 //!     [--max-queued-tokens N] [--idle-unload-secs N] [--request-timeout-secs N]
 //!     [--api-key KEY] [--reranker DIR|REPO] [--lazy] [--log-format text|json]
+//! membatch-server --health-check [--host H] [--port P]
 //! ```
 //!
 //! Every flag also reads an environment variable (`--help` names them):
@@ -60,6 +61,10 @@ struct Args {
     /// Load the model on the first request instead of at startup.
     #[arg(long, env = "MEMBATCH_LAZY")]
     lazy: bool,
+    /// Ask the server listening on --host/--port for /health, and exit 0 when it answers
+    /// 200 (a container's health check that needs no HTTP client in the image).
+    #[arg(long)]
+    health_check: bool,
     #[command(flatten)]
     log: LogArgs,
     #[command(flatten)]
@@ -87,6 +92,11 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), Failure> {
+    if args.health_check {
+        return tokio::task::spawn_blocking(move || health_check(&args.host, args.port))
+            .await
+            .map_err(|e| fail(format!("the health check failed: {e}")))?;
+    }
     let (service, state) = build(&args)?;
     let app = router(state, args.max_body as usize);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
@@ -133,6 +143,52 @@ async fn serve(args: Args) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Asks the server on `host:port` for `/health` (on loopback when `host`
+/// is a wildcard address), within 3 s: `Ok` when it answers 200.
+///
+/// A dozen lines of HTTP/1.1 by hand rather than an HTTP client: the one
+/// request a health check makes needs none, and the image then needs no
+/// `curl`.
+fn health_check(host: &str, port: u16) -> Result<(), Failure> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    if port == 0 {
+        return Err(fail(
+            "--health-check needs the server's port (--port or MEMBATCH_PORT), not 0",
+        ));
+    }
+    let host = match host {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        h => h,
+    };
+    let timeout = Duration::from_secs(3);
+    let addr = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| fail(format!("cannot resolve {host}:{port}")))?;
+    let unhealthy = |e: std::io::Error| fail(format!("http://{addr}/health: {e}"));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(unhealthy)?;
+    stream.set_read_timeout(Some(timeout)).map_err(unhealthy)?;
+    stream.set_write_timeout(Some(timeout)).map_err(unhealthy)?;
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(unhealthy)?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).map_err(unhealthy)?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status_line = status_line.lines().next().unwrap_or("");
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "http://{addr}/health answered {status_line:?}"
+        )))
+    }
 }
 
 /// Ctrl-C, or SIGTERM where there is one.

@@ -836,3 +836,31 @@ fn rerank_without_a_reranker_says_how_to_start_one() {
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.body.contains("--reranker"), "{}", r.body);
 }
+
+#[test]
+fn the_binary_checks_a_servers_health_itself() {
+    let (server, _model) = Server::tiny(&[]);
+    server.wait_loaded();
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let check = |port: &str| {
+        Command::new(env!("CARGO_BIN_EXE_membatch-server"))
+            .args(["--health-check", "--host", "0.0.0.0", "--port", port])
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let ok = check(&port);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    drop(server);
+    let down = check(&port);
+    assert!(!down.status.success());
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/health"), "{err}");
+    let zero = check("0");
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("needs the server's port"));
+}
