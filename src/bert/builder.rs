@@ -219,16 +219,13 @@ impl BertEmbedderBuilder {
             }))
             .map_err(|e| Error::Tokenization(BoxError::from(e)))?;
         tokenizer.with_padding(None);
-        let prompts = Prompts {
-            texts: sentence.prompts,
-            include_prompt: sentence.include_prompt,
-        };
+        let prompts = Prompts::new(sentence.prompts, sentence.include_prompt, &tokenizer)?;
         let prompt = match model
             .prompt_name
             .as_ref()
             .or(sentence.default_prompt_name.as_ref())
         {
-            Some(name) => Some(prompts.active(name, &tokenizer)?),
+            Some(name) => Some(prompts.active(name)?.clone()),
             None => None,
         };
         Ok(Prepared {

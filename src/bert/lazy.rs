@@ -96,11 +96,9 @@ impl ModelLoader for BertLoader {
     }
 
     fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
-        let prompt = prompt
-            .map(|name| self.prompts.active(name, &self.tokenizer))
-            .transpose()?;
+        let prompt = prompt.map(|name| self.prompts.active(name)).transpose()?;
         run_on(self.pool.as_deref(), || {
-            encode(&self.tokenizer, texts, prompt.as_ref())
+            encode(&self.tokenizer, texts, prompt)
         })
     }
 }

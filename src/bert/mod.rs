@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
-use crate::embedder::{CostPrior, EmbedOptions, Embedder, ModelInfo, Tokens};
+use crate::embedder::{l2_normalize, CostPrior, EmbedOptions, Embedder, ModelInfo, Tokens};
 use crate::error::{boxed, BoxError, Error, Result};
 use crate::memory::MemoryProbe;
 use crate::model_config::ModelConfig;
@@ -212,7 +212,7 @@ impl BertEmbedder {
                     v.truncate(n);
                 }
                 if self.settings.normalize {
-                    pooling::l2_normalize(&mut v);
+                    l2_normalize(&mut v);
                 }
                 pooled.push(v);
             })?;
@@ -303,10 +303,8 @@ impl Embedder for BertEmbedder {
     }
 
     fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
-        let prompt = prompt
-            .map(|name| self.prompts.active(name, &self.tokenizer))
-            .transpose()?;
-        self.tokenize_behind(texts, prompt.as_ref())
+        let prompt = prompt.map(|name| self.prompts.active(name)).transpose()?;
+        self.tokenize_behind(texts, prompt)
     }
 }
 

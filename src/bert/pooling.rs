@@ -62,15 +62,10 @@ impl Pooling {
     }
 }
 
-/// Divides by the L2 norm, floored at 1e-12 like torch's `normalize`.
-pub(crate) fn l2_normalize(x: &mut [f32]) {
-    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-    x.iter_mut().for_each(|v| *v /= norm);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedder::l2_normalize;
 
     /// Three tokens of dimension 2.
     const ROWS: [f32; 6] = [1., 2., 3., 4., 5., -6.];

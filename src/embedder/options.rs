@@ -163,13 +163,22 @@ impl EmbedOptions {
         embedder: &(impl Embedder + ?Sized),
         texts: &[&str],
     ) -> Result<Vec<Tokens>> {
-        let tokens = match &self.prompt {
-            Prompt::Default => embedder.tokenize(texts)?,
-            Prompt::Off => embedder.tokenize_prompted(texts, None)?,
-            Prompt::Named(name) => embedder.tokenize_prompted(texts, Some(name))?,
-        };
+        let tokens = self.tokenize_prompted(embedder, texts)?;
         self.check_truncation(&tokens, embedder.info().max_seq_length)?;
         Ok(tokens)
+    }
+
+    /// Tokenizes `texts` behind the chosen prompt.
+    fn tokenize_prompted(
+        &self,
+        embedder: &(impl Embedder + ?Sized),
+        texts: &[&str],
+    ) -> Result<Vec<Tokens>> {
+        match &self.prompt {
+            Prompt::Default => embedder.tokenize(texts),
+            Prompt::Off => embedder.tokenize_prompted(texts, None),
+            Prompt::Named(name) => embedder.tokenize_prompted(texts, Some(name)),
+        }
     }
 
     /// With [`Truncation::Refuse`], [`Error::TextTooLong`] for the first of
@@ -211,12 +220,12 @@ pub(crate) fn truncate_dimensions(v: &mut Vec<f32>, n: usize, renormalize: bool)
     }
 }
 
-/// Divides `v` by its L2 norm (a zero vector stays zero).
-pub(crate) fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
+/// Divides by the L2 norm, floored at 1e-12 like torch's `normalize` (a
+/// zero vector stays zero): what a model's `Normalize` module does, and
+/// what a cut vector gets again.
+pub(crate) fn l2_normalize(x: &mut [f32]) {
+    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    x.iter_mut().for_each(|v| *v /= norm);
 }
 
 /// The error for a prompt the model does not define, listing those it
@@ -253,11 +262,7 @@ impl<E: Embedder + ?Sized> Embedder for WithOptions<'_, E> {
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
         // Truncation is checked on the whole text's tokens by the caller:
         // a batcher may hand a huge text over as a prefix.
-        EmbedOptions {
-            truncation: Truncation::Cut,
-            ..self.options.clone()
-        }
-        .tokenize(self.embedder, texts)
+        self.options.tokenize_prompted(self.embedder, texts)
     }
 
     fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
