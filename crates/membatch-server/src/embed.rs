@@ -123,25 +123,8 @@ async fn run(
     let service = app.service.clone();
     let pending = tokio::task::spawn_blocking(move || service.submit_with(&texts, &options))
         .await
-        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))?
-        .map_err(request_error)?;
+        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))??;
     crate::await_answer(app, pending).await
-}
-
-/// A refused option (an unknown prompt, dimensions the model lacks) is the
-/// caller's 400, naming the field; other errors as the service's.
-fn request_error(e: membatch::Error) -> ApiError {
-    match &e {
-        membatch::Error::InvalidConfig { name, .. } => {
-            let param = match name.as_str() {
-                "prompt_name" => Some("prompt_name"),
-                "dimensions" => Some("dimensions"),
-                _ => None,
-            };
-            ApiError::bad_request(e.report().to_string(), param)
-        }
-        _ => ApiError::from(e),
-    }
 }
 
 /// Checks a request's `dimensions` against a model of `dimension`.

@@ -190,6 +190,17 @@ impl From<membatch::Error> for ApiError {
             E::TimedOut { .. } => unavailable("timeout", Some(Duration::from_secs(1))),
             E::Closed => unavailable("shutting_down", None),
             E::WorkerFailed { .. } => unavailable("worker_failed", None),
+            // Within a request, a setting refused is one of the request's
+            // own options (a prompt the model lacks, dimensions it does not
+            // have): the caller's 400, naming the field.
+            E::InvalidConfig { name, .. } => ApiError::bad_request(
+                message.clone(),
+                match name.as_str() {
+                    "prompt_name" => Some("prompt_name"),
+                    "dimensions" => Some("dimensions"),
+                    _ => None,
+                },
+            ),
             E::Tokenization(_) => ApiError {
                 code: Some("tokenization"),
                 param: Some("input"),
