@@ -17,6 +17,7 @@
 
 mod codebase;
 mod embed;
+mod matrix;
 
 use std::process::ExitCode;
 

@@ -109,12 +109,8 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Writes the safetensors file by streaming the rows after its header,
-    /// then `meta.json`, and syncs everything to disk.
-    ///
-    /// The header is written by hand because the `safetensors` crate
-    /// serialises only tensors held in memory, and the point here is never
-    /// to hold the whole matrix.
+    /// Writes the safetensors file by streaming the rows after its header
+    /// ([`crate::matrix`]), then `meta.json`, and syncs everything to disk.
     pub(super) fn finish(mut self, meta: &Meta) -> Result<(), Failure> {
         self.chunks.flush()?;
         self.chunks.get_ref().sync_all()?;
@@ -123,23 +119,15 @@ impl IndexWriter {
             .into_inner()
             .map_err(|e| fail(e.to_string()))?;
         let bytes = (self.rows * self.dimension * 4) as u64;
-        let header = serde_json::json!({
-            "__metadata__": { "model": meta.model },
-            "embeddings": {
-                "dtype": "F32",
-                "shape": [self.rows, self.dimension],
-                "data_offsets": [0, bytes],
-            }
-        })
-        .to_string();
-        // The data must start 8-byte aligned: pad the header with spaces.
-        let mut header = header.into_bytes();
-        while !header.len().is_multiple_of(8) {
-            header.push(b' ');
-        }
+        let header = crate::matrix::safetensors_header(
+            "embeddings",
+            self.rows as u64,
+            self.dimension as u64,
+            &[("model", meta.model.as_str())],
+            0,
+        );
         let path = self.dir.join("embeddings.safetensors");
         let mut out = BufWriter::new(File::create(&path)?);
-        out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(&header)?;
         rows.rewind()?;
         let copied = std::io::copy(&mut rows, &mut out)?;

@@ -67,7 +67,7 @@ impl Format {
                      *.{} or drop --format",
                     a.name(),
                     output.map_or_else(String::new, |p| p.display().to_string()),
-                    extension(a)
+                    a.name()
                 )))
             }
             (Some(a), _) => a,
@@ -82,14 +82,6 @@ impl Format {
             )));
         }
         Ok(format)
-    }
-}
-
-fn extension(f: Format) -> &'static str {
-    match f {
-        Format::Jsonl => "jsonl",
-        Format::Npy => "npy",
-        Format::Safetensors => "safetensors",
     }
 }
 
@@ -179,8 +171,8 @@ impl Sink {
     ) -> Result<(), Failure> {
         self.dimension = dimension;
         self.metadata = metadata;
-        let widest = self.header(u64::MAX / (4 * dimension.max(1) as u64));
-        self.header_len = Sink::reserved(widest.len(), self.format);
+        let widest = self.header(u64::MAX / (4 * dimension.max(1) as u64), 0);
+        self.header_len = widest.len();
         let reserved = vec![b' '; self.header_len];
         self.out
             .write_all(&reserved)
@@ -237,13 +229,12 @@ impl Sink {
             return Err(self.write_error(e));
         }
         if self.header_len > 0 {
-            let mut header = self.header(self.rows);
-            if header.len() > self.header_len {
+            let header = self.header(self.rows, self.header_len);
+            if header.len() != self.header_len {
                 return Err(fail(
                     "the output's header outgrew its room (a bug in membatch)",
                 ));
             }
-            pad(&mut header, self.header_len, self.format);
             let out = self.out.get_mut();
             let written = out
                 .seek_start()
@@ -261,38 +252,33 @@ impl Sink {
         Ok(())
     }
 
-    /// The header of a matrix of `rows` rows (empty for JSON Lines), before
-    /// padding.
-    fn header(&self, rows: u64) -> Vec<u8> {
+    /// The header of a matrix of `rows` rows (empty for JSON Lines),
+    /// complete and padded as its format wants, to at least `min_len`
+    /// bytes (the room reserved for it).
+    fn header(&self, rows: u64, min_len: usize) -> Vec<u8> {
         let d = self.dimension as u64;
         match self.format {
             Format::Jsonl => Vec::new(),
             Format::Npy => {
                 // NPY 1.0: magic, version, the dict's length (u16 LE), the
-                // dict; padded with spaces and a newline to a multiple of 64.
+                // dict padded with spaces and a newline to a multiple of 64.
                 let dict =
                     format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {d}), }}");
-                let mut h = b"\x93NUMPY\x01\x00\0\0".to_vec();
+                let len = (10 + dict.len() + 1).max(min_len).div_ceil(64) * 64;
+                let mut h = b"\x93NUMPY\x01\x00".to_vec();
+                h.extend_from_slice(&((len - 10) as u16).to_le_bytes());
                 h.extend_from_slice(dict.as_bytes());
+                h.resize(len - 1, b' ');
+                h.push(b'\n');
                 h
             }
             Format::Safetensors => {
-                let mut metadata = serde_json::Map::new();
-                for (k, v) in &self.metadata {
-                    metadata.insert(k.clone(), v.clone().into());
-                }
-                let json = serde_json::json!({
-                    "__metadata__": metadata,
-                    "embeddings": {
-                        "dtype": "F32",
-                        "shape": [rows, d],
-                        "data_offsets": [0, rows.saturating_mul(d).saturating_mul(4)],
-                    }
-                })
-                .to_string();
-                let mut h = vec![0; 8];
-                h.extend_from_slice(json.as_bytes());
-                h
+                let metadata: Vec<(&str, &str)> = self
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                crate::matrix::safetensors_header("embeddings", rows, d, &metadata, min_len)
             }
         }
     }
@@ -302,39 +288,6 @@ impl Sink {
         match &self.file {
             Some((_, path)) => fail(format!("cannot write {}: {e}", path.display())),
             None => fail(format!("cannot write to stdout: {e}")),
-        }
-    }
-}
-
-/// Pads `header` (from [`Sink::header`]) to `len` bytes and fills in its
-/// length field.
-fn pad(header: &mut Vec<u8>, len: usize, format: Format) {
-    match format {
-        Format::Jsonl => {}
-        Format::Npy => {
-            header.resize(len - 1, b' ');
-            header.push(b'\n');
-            let dict = (len - 10) as u16;
-            header[8..10].copy_from_slice(&dict.to_le_bytes());
-        }
-        Format::Safetensors => {
-            // Trailing spaces in the JSON are allowed, and keep the data
-            // 8-byte aligned.
-            header.resize(len, b' ');
-            let json = (len - 8) as u64;
-            header[..8].copy_from_slice(&json.to_le_bytes());
-        }
-    }
-}
-
-impl Sink {
-    /// Rounds the reserved header up as the format wants (NPY: a multiple
-    /// of 64 with room for the newline; safetensors: of 8).
-    fn reserved(len: usize, format: Format) -> usize {
-        match format {
-            Format::Jsonl => 0,
-            Format::Npy => (len + 1).div_ceil(64) * 64,
-            Format::Safetensors => len.div_ceil(8) * 8,
         }
     }
 }
