@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use membatch::memory::{CgroupPaths, CgroupVersion};
+use membatch_testkit::process::feed;
 
 mod common;
 
@@ -170,25 +171,6 @@ fn isolate(cmd: &mut Command, envs: &[(&str, &str)]) {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-}
-
-/// Runs `cmd` with `stdin` written to it, collecting its output.
-fn feed(mut cmd: Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_vec();
-    // Write from a thread: the child may fill its stdout before reading all input.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
 }
 
 impl Drop for TempCgroup {

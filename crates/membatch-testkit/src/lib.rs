@@ -12,4 +12,5 @@
 
 pub mod corpus;
 pub mod fuzz;
+pub mod process;
 pub mod tiny;

@@ -13,27 +13,14 @@ use serde_json::Value;
 
 /// Runs `membatch embed ARGS...` with `stdin`.
 fn embed(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_membatch"))
-        .arg("embed")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_membatch"));
+    cmd.arg("embed")
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("MEMBATCH_MODEL")
         .env_remove("MEMBATCH_PROMPT_NAME")
-        .env_remove("MEMBATCH_DIMENSIONS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    // Written from a thread: the tool may stop reading (an error) first.
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+        .env_remove("MEMBATCH_DIMENSIONS");
+    membatch_testkit::process::feed(cmd, stdin)
 }
 
 fn stderr(out: &Output) -> String {
