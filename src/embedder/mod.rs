@@ -8,7 +8,10 @@ mod lazy;
 mod options;
 mod reranker;
 pub use lazy::{LazyEmbedder, ModelLoader};
-pub(crate) use options::{l2_normalize, truncate_dimensions, unknown_prompt, WithOptions};
+// The BERT backend's pooling normalises with the same function.
+#[cfg(feature = "candle")]
+pub(crate) use options::l2_normalize;
+pub(crate) use options::{truncate_dimensions, unknown_prompt, WithOptions};
 pub use options::{EmbedOptions, Prompt, Truncation};
 pub use reranker::Reranker;
 
