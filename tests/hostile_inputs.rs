@@ -1,6 +1,6 @@
 //! Hostile inputs through the `embed` CLI (and so the library) on a tiny
-//! model: empty, whitespace, NUL bytes, a 100 MB line, a million tiny
-//! lines, one word repeated two million times. Each gives a correct result
+//! model: empty, whitespace, NUL bytes, a 100 MB line, a quarter million
+//! tiny lines, one word repeated two million times. Each gives a correct result
 //! or a one-line typed error, in bounded memory (the child's peak RSS, read
 //! with `wait4`). Alone in its test binary: the kernel counts in a child's
 //! peak the memory of the process that started it, so the tests that load
@@ -131,16 +131,18 @@ fn a_100_mb_line_is_embedded_in_memory_proportional_to_the_line() {
 }
 
 #[test]
-fn a_million_tiny_lines_stream_in_flat_memory() {
+fn a_quarter_million_tiny_lines_stream_in_flat_memory() {
+    const LINES: usize = 250_000;
     let r = run(|w| {
-        for i in 0..1_000_000u32 {
-            writeln!(w, "{}", ["a", "fox", "the dog", ""][i as usize % 4]).unwrap();
+        for i in 0..LINES {
+            writeln!(w, "{}", ["a", "fox", "the dog", ""][i % 4]).unwrap();
         }
     });
     assert!(r.status.success(), "{}", r.stderr);
-    assert_eq!(r.lines, 1_000_000);
-    // Measured: 8 MiB (windows of 2,048 lines).
-    assert!(r.max_rss < 64 * MIB, "peak RSS {} MiB", r.max_rss / MIB);
+    assert_eq!(r.lines, LINES);
+    // Measured: 8 MiB (windows of 2,048 lines). Holding every vector
+    // until the end would take 31 MiB for them alone (250,000 × 32 floats).
+    assert!(r.max_rss < 24 * MIB, "peak RSS {} MiB", r.max_rss / MIB);
 }
 
 #[test]

@@ -350,10 +350,10 @@ mod as_root {
         assert_eq!(cg.oom_kills(), 0);
     }
 
-    /// 64 callers at once, each embedding 4 of 256 long texts (all 256
+    /// 64 callers at once, each embedding 2 of 128 long texts (all 256
     /// tokens), in a 240 MiB cgroup: through one EmbedService every call
     /// succeeds (queued, not refused), never OOM-killed, although the load is
-    /// 16 times what one batch can hold there.
+    /// 8 times what one batch can hold there.
     #[test]
     #[ignore = "needs root to create a memory cgroup: scripts/test.sh runs it as root"]
     fn sixty_four_concurrent_callers_all_succeed_through_one_service_in_240_mib() {
@@ -361,7 +361,7 @@ mod as_root {
         let cg = TempCgroup::new("service", limit);
         let out = cg.run_with(
             &example("service_load"),
-            &["--callers", "64", "--per-caller", "4"],
+            &["--callers", "64", "--per-caller", "2"],
             b"",
             &[],
         );
@@ -468,17 +468,24 @@ mod as_root {
     #[test]
     #[ignore = "needs root to create a memory cgroup: scripts/test.sh runs it as root"]
     fn a_limit_lowered_during_a_run_shrinks_its_batches_and_it_completes() {
-        // 540 texts fill the first 15 batches (8, 12, … 64); the 16th and
-        // the 96 after it run once the limit is lowered.
-        let texts = membatch_testkit::corpus::uniform_corpus(700, 300, 21);
+        // Batches grow by 28 texts (8, 36, 64): 44 texts fill the first two,
+        // the third (64) and the 112 after it run once the limit is lowered.
+        let texts = membatch_testkit::corpus::uniform_corpus(220, 300, 21);
         let want = unconstrained(&texts, 4);
         let input: String = texts.iter().map(|t| format!("{t}\n")).collect();
         let cg = TempCgroup::new("lowered", 600 * MIB);
-        let child = cg.spawn(&example("embed"), &[], &[("RUST_LOG", "membatch=debug")]);
+        let child = cg.spawn(
+            &example("embed"),
+            &[],
+            &[
+                ("RUST_LOG", "membatch=debug"),
+                ("MEMBATCH_BATCH_STEP", "28"),
+            ],
+        );
         let lowered = std::cell::Cell::new(None);
-        // After the sixteenth batch started: the rule has grown to 64 by then,
-        // and batches of 64 texts of 256 tokens have run.
-        let out = watch(child, input, "processing batch", 16, || {
+        // After the third batch started: the rule has grown to 64 by then,
+        // and a batch of 64 texts of 256 tokens has run.
+        let out = watch(child, input, "processing batch", 3, || {
             std::thread::sleep(Duration::from_millis(300));
             let started = Instant::now();
             while !cg.set_limit(230 * MIB) {
@@ -512,7 +519,7 @@ mod as_root {
             .filter(|l| l.contains("processing batch"))
             .collect();
         eprintln!(
-            "limit taken {:?} after the first try, 300 ms into the 16th batch; {} batches in all",
+            "limit taken {:?} after the first try, 300 ms into the third batch; {} batches in all",
             lowered.get().unwrap(),
             after.len()
         );
