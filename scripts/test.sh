@@ -10,12 +10,6 @@
 # it without them, at release speed: Cargo.toml). Prints each phase's time
 # and the total at the end (docs/testing.md has a fresh clone's figures and
 # the budget).
-#
-# The build lints as it compiles: clippy's driver compiles the workspace's
-# own crates (every target: tests, binaries, examples, benches), with
-# warnings as errors, so one compilation of the dependencies serves both
-# the tests and the lints (a separate `cargo clippy` type-checks all of
-# them again). `--no-lint` builds with plain rustc.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,31 +33,6 @@ report() {
 }
 trap report EXIT
 
-lint=1
-for arg in "$@"; do
-    case "$arg" in
-        --no-lint) lint=0 ;;
-        *) echo "usage: scripts/test.sh [--no-lint]" >&2; exit 2 ;;
-    esac
-done
-if [ "$lint" -eq 1 ]; then
-    if ! driver=$(command -v clippy-driver); then
-        echo "scripts/test.sh: clippy-driver not found (rustup component add clippy), or run with --no-lint" >&2
-        exit 2
-    fi
-    # What `cargo clippy -- -D warnings` sets: clippy's driver in place of
-    # rustc for the workspace's crates (dependencies build with rustc, their
-    # lints capped), and its arguments, separated as it reads them.
-    export RUSTC_WORKSPACE_WRAPPER="$driver"
-    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-fi
-# Every cargo command selects the whole workspace with these features:
-# dependencies are then built once, with one set of features (a command
-# that selected the root package alone would resolve other features and
-# rebuild most of them). The kernels' bench internals are hidden items the
-# benches (and the unit tests) use; building them here lints the benches.
-features=(--workspace --features membatch/bench-internals)
-
 logs=target/test-logs
 mkdir -p "$logs"
 
@@ -78,18 +47,17 @@ mkdir -p "$logs"
 ) >"$logs/fetch-model.log" 2>&1 &
 fetch=$!
 
-# One build of every integration test, binary, example and bench of the
-# workspace (the benches in the test profile: built, not run).
+# One build of every integration test and binary of the workspace, and of
+# the examples the tests run (the other examples are compiled by clippy in CI). Every
+# cargo command here selects the whole workspace: dependencies are then
+# built once, with one set of features (a command that selected the root
+# package alone would resolve other features and rebuild most of them).
 if [ ! -d target/debug/deps ]; then
-    echo "building the workspace's tests (about 11 minutes the first time on 2 cores)"
+    echo "building the workspace's tests (about 9 minutes the first time on 2 cores)"
 fi
-cargo test "${features[@]}" --test '*' --benches --no-run
-cargo build "${features[@]}" --examples
-if [ "$lint" -eq 1 ]; then
-    phase "build, linted: tests, binaries, examples, benches"
-else
-    phase "build: tests, binaries, examples, benches"
-fi
+cargo test --workspace --test '*' --no-run
+cargo build --workspace --example embed --example memory_report --example service_load
+phase "build: integration tests, binaries, examples"
 
 if ! wait "$fetch"; then
     cat "$logs/fetch-model.log" >&2
@@ -106,14 +74,14 @@ phase "model weights (waited for, beyond the build)"
 root_tests=
 root_skip=()
 if [ "$(id -u)" -eq 0 ]; then
-    cargo test "${features[@]}" --test real_limits --test it -- --include-ignored as_root:: \
+    cargo test --workspace --test real_limits --test it -- --include-ignored as_root:: \
         >"$logs/as_root.log" 2>&1 &
     root_tests=$!
 else
     root_skip=(--skip as_root::)
     echo "NOT RUN: the as_root:: tests (real memory cgroups: tests/real_limits.rs; a full disk: the CLI's faults) need root (you are uid $(id -u)); CI runs them as root." >&2
 fi
-cargo test "${features[@]}" --test '*' -- --include-ignored --skip as_root::
+cargo test --workspace --test '*' -- --include-ignored --skip as_root::
 if [ -n "$root_tests" ]; then
     root_ok=0
     wait "$root_tests" || root_ok=$?
@@ -130,7 +98,7 @@ else
     phase "tests: integration (no root)"
 fi
 
-cargo test "${features[@]}" --doc
+cargo test --workspace --doc
 phase "tests: doctests (README included)"
 
 # The unit tests of every crate (every kernel against its reference, the
@@ -141,9 +109,9 @@ phase "tests: doctests (README included)"
 # checks on, unoptimised. The dev profile builds it without them, at
 # release speed, for everything else (they made its kernels 1.6x slower;
 # Cargo.toml); the unit tests' inputs are small, and unoptimised the
-# library compiles in half the time (this phase: 45 s, against 92 s at
-# opt-level 3).
-cargo test "${features[@]}" --lib --bin membatch \
+# library compiles in half the time (this phase took 45 s, against 92 s
+# at opt-level 3 with the checks).
+cargo test --workspace --lib --bin membatch \
     --config 'profile.dev.package.membatch.opt-level=0' \
     --config 'profile.dev.package.membatch.debug-assertions=true' \
     --config 'profile.dev.package.membatch.overflow-checks=true' \
