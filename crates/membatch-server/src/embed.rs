@@ -104,7 +104,7 @@ struct Usage {
 }
 
 /// Divides by the L2 norm (a zero vector stays zero).
-fn normalize(v: &mut [f32]) {
+pub(crate) fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
@@ -115,7 +115,7 @@ fn normalize(v: &mut [f32]) {
 /// timeout: admission on a blocking thread (it tokenizes them, once), then
 /// the answer awaited. Returns the vectors and the tokens counted at
 /// admission.
-async fn run(
+pub(crate) async fn run(
     app: &AppState,
     texts: Vec<String>,
     options: EmbedOptions,
@@ -128,7 +128,10 @@ async fn run(
 }
 
 /// Checks a request's `dimensions` against a model of `dimension`.
-fn dimensions(requested: Option<i64>, dimension: usize) -> Result<Option<usize>, ApiError> {
+pub(crate) fn dimensions(
+    requested: Option<i64>,
+    dimension: usize,
+) -> Result<Option<usize>, ApiError> {
     match requested {
         None => Ok(None),
         Some(d) if d >= 1 && d as u64 <= dimension as u64 => Ok(Some(d as usize)),

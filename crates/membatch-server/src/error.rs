@@ -16,6 +16,8 @@ pub enum ErrorStyle {
     OpenAi,
     /// `{"error": "...", "error_type": "..."}`, as the native `/embed`.
     Native,
+    /// `{"error": "..."}`, as Ollama's API.
+    Ollama,
 }
 
 /// An HTTP error: status, body and, for overload and memory, `Retry-After`.
@@ -108,6 +110,13 @@ impl ApiError {
     #[must_use]
     pub fn native(mut self) -> Self {
         self.style = ErrorStyle::Native;
+        self
+    }
+
+    /// The same error with Ollama's body.
+    #[must_use]
+    pub fn ollama(mut self) -> Self {
+        self.style = ErrorStyle::Ollama;
         self
     }
 
@@ -229,6 +238,7 @@ impl IntoResponse for ApiError {
                 "error": self.message,
                 "error_type": self.code.unwrap_or(self.kind),
             }),
+            ErrorStyle::Ollama => json!({ "error": self.message }),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {

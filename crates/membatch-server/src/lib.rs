@@ -39,6 +39,7 @@
 
 mod embed;
 pub mod error;
+mod ollama;
 mod ops;
 mod prometheus;
 mod rerank;
@@ -161,6 +162,14 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
         ("/embeddings", post(embed::openai), Access::Key),
         ("/embed", post(embed::native), Access::Key),
         ("/rerank", post(rerank::rerank), Access::Key),
+        ("/api/embed", post(ollama::embed_route), Access::Key),
+        (
+            "/api/embeddings",
+            post(ollama::embeddings_route),
+            Access::Key,
+        ),
+        ("/api/tags", get(ollama::tags), Access::Key),
+        ("/api/version", get(ollama::version), Access::Key),
         ("/info", get(ops::info), Access::Key),
         ("/memory", get(ops::memory), Access::Key),
         ("/memory/unload", post(ops::unload), Access::Key),

@@ -864,3 +864,63 @@ fn the_binary_checks_a_servers_health_itself() {
     let zero = check("0");
     assert!(String::from_utf8_lossy(&zero.stderr).contains("needs the server's port"));
 }
+
+#[test]
+fn ollamas_embed_routes_answer_in_its_shape() {
+    let model = tiny_model_dir(&Tiny::default());
+    let dir = model.path().to_str().unwrap();
+    let server = Server::start(&["--model", dir, "--served-model-name", "all-minilm"], &[]);
+    let unit = BertEmbedder::load(ModelSource::dir(model.path())).unwrap();
+    let want = unit.embed(&["hello world", "the quick brown fox"]).unwrap();
+    let r = post(
+        &server.url("/api/embed"),
+        r#"{"model": "anything", "input": ["hello world", "the quick brown fox"], "keep_alive": "5m", "options": {"temperature": 0}}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let body = r.json();
+    assert_eq!(body["model"], "all-minilm", "the served model's name");
+    let got: Vec<Vec<f32>> = serde_json::from_value(body["embeddings"].clone()).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        let diff = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "{diff}");
+    }
+    assert!(body["prompt_eval_count"].as_u64().unwrap() > 4);
+    assert!(body["total_duration"].as_u64().unwrap() > 0);
+    let one = post(
+        &server.url("/api/embeddings"),
+        r#"{"model": "m", "prompt": "hello world"}"#,
+        None,
+    );
+    let v: Vec<f32> = serde_json::from_value(one.json()["embedding"].clone()).unwrap();
+    assert!(v.iter().zip(&want[0]).all(|(a, b)| (a - b).abs() <= 1e-6));
+    let short = post(
+        &server.url("/api/embed"),
+        r#"{"input": "hello", "dimensions": 8}"#,
+        None,
+    );
+    assert_eq!(short.json()["embeddings"][0].as_array().unwrap().len(), 8);
+    let tags = get(&server.url("/api/tags")).json();
+    assert_eq!(tags["models"][0]["model"], "all-minilm");
+    assert!(get(&server.url("/api/version")).json()["version"].is_string());
+    // Ollama's error shape: {"error": "..."}, and the server goes on.
+    for body in [
+        r#"{"input": []}"#,
+        r#"{"input": "x", "dimensions": 0}"#,
+        r#"{"input": [1, 2]}"#,
+        r#"{"model": "m"}"#,
+    ] {
+        let r = post(&server.url("/api/embed"), body, None);
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+        let e = r.json();
+        assert!(
+            e["error"].is_string() && e.as_object().unwrap().len() == 1,
+            "{body}: {e}"
+        );
+    }
+    assert_eq!(get(&server.url("/health")).status, 200);
+}
