@@ -195,6 +195,7 @@ pub(crate) async fn openai(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
     let job = validate_openai(req, app.service.info().dimension)?;
+    app.check_model(job.model.as_deref())?;
     let (vectors, tokens) = run(&app, job.texts, job.options).await?;
     let data = vectors
         .into_iter()
@@ -219,7 +220,7 @@ pub(crate) async fn openai(
     let response = EmbeddingsResponse {
         object: "list",
         data,
-        model: job.model.unwrap_or_else(|| app.model_name.clone()),
+        model: app.model_name.clone(),
         usage: Usage {
             prompt_tokens: tokens,
             total_tokens: tokens,

@@ -85,6 +85,19 @@ impl ApiError {
         }
     }
 
+    /// 404: the request names a model this server does not serve.
+    pub fn model_not_found(asked: &str, served: &str) -> Self {
+        ApiError {
+            code: Some("model_not_found"),
+            param: Some("model"),
+            ..ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("the model {asked:?} does not exist: this server serves {served:?}"),
+            )
+        }
+    }
+
     /// 500: a bug or an unexpected failure.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)

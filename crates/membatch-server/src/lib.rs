@@ -107,6 +107,14 @@ pub struct AppState {
     api_key: Option<String>,
     request_timeout: Duration,
     http: Counts,
+    /// When the state was made: the served model's `created` in
+    /// `/v1/models` (seconds since the epoch).
+    created: u64,
+    /// Whether a request naming another model is refused (404) rather
+    /// than answered by the served one.
+    strict_model_name: bool,
+    /// The other model names requests sent, each warned about once.
+    other_names: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
@@ -119,7 +127,42 @@ impl AppState {
             api_key: None,
             request_timeout: Duration::from_secs(60),
             http: Counts::default(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            strict_model_name: false,
+            other_names: Default::default(),
         }
+    }
+
+    /// Refuses a request that names another model than the served one
+    /// with a 404 (`model_not_found`) instead of answering it with the
+    /// served model.
+    #[must_use]
+    pub fn strict_model_name(mut self, strict: bool) -> Self {
+        self.strict_model_name = strict;
+        self
+    }
+
+    /// Checks the model a request names: the served model answers any
+    /// name (a warning is logged once per other name), unless the state is
+    /// strict.
+    pub(crate) fn check_model(&self, asked: Option<&str>) -> Result<(), ApiError> {
+        let Some(asked) = asked.filter(|a| *a != self.model_name) else {
+            return Ok(());
+        };
+        if self.strict_model_name {
+            return Err(ApiError::model_not_found(asked, &self.model_name));
+        }
+        let mut seen = self.other_names.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() < 1024 && seen.insert(asked.to_string()) {
+            tracing::warn!(
+                asked,
+                served = %self.model_name,
+                "a request names another model; the served model answers it (--strict-model-name refuses it)"
+            );
+        }
+        Ok(())
     }
 
     /// Requires `Authorization: Bearer <key>` on every route but
@@ -171,6 +214,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
         ("/api/tags", get(ollama::tags), Access::Key),
         ("/api/version", get(ollama::version), Access::Key),
         ("/info", get(ops::info), Access::Key),
+        ("/v1/models", get(ops::models), Access::Key),
+        ("/v1/models/{id}", get(ops::model), Access::Key),
         ("/memory", get(ops::memory), Access::Key),
         ("/memory/unload", post(ops::unload), Access::Key),
         ("/health", get(ops::health), Access::Open),

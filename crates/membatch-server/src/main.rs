@@ -58,6 +58,10 @@ struct Args {
     /// A cross-encoder (directory or hub repo id) to serve POST /rerank with [default: none]
     #[arg(long, env = "MEMBATCH_RERANKER")]
     reranker: Option<String>,
+    /// Refuse a request that names another model than the served one (404
+    /// model_not_found) instead of answering it with the served model.
+    #[arg(long, env = "MEMBATCH_STRICT_MODEL_NAME")]
+    strict_model_name: bool,
     /// Load the model on the first request instead of at startup.
     #[arg(long, env = "MEMBATCH_LAZY")]
     lazy: bool,
@@ -273,7 +277,8 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
             other => other.to_string(),
         });
     let mut state = AppState::new(service.clone(), name)
-        .request_timeout(Duration::from_secs(args.request_timeout_secs.max(1)));
+        .request_timeout(Duration::from_secs(args.request_timeout_secs.max(1)))
+        .strict_model_name(args.strict_model_name);
     if let Some(key) = &args.api_key {
         state = state.api_key(key.clone());
     }

@@ -45,6 +45,33 @@ pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Response {
     Json(json!({"status": "ok", "model": model.as_str()})).into_response()
 }
 
+/// The served model as OpenAI's API lists a model.
+fn model_entry(app: &AppState) -> serde_json::Value {
+    json!({
+        "id": app.model_name,
+        "object": "model",
+        "created": app.created,
+        "owned_by": "membatch",
+    })
+}
+
+/// `GET /v1/models`: the served model.
+pub(crate) async fn models(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({ "object": "list", "data": [model_entry(&app)] }))
+}
+
+/// `GET /v1/models/{id}`: the served model, or 404 for any other id.
+pub(crate) async fn model(
+    State(app): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if id == app.model_name {
+        Ok(Json(model_entry(&app)))
+    } else {
+        Err(ApiError::model_not_found(&id, &app.model_name))
+    }
+}
+
 /// `GET /info`: the model and the limits.
 pub(crate) async fn info(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let s = &app.service;

@@ -190,7 +190,10 @@ fn the_openai_route_matches_the_library_for_concurrent_callers() {
                 assert_eq!(r.status, 200, "{r:?}");
                 let v = r.json();
                 assert_eq!(v["object"], "list");
-                assert_eq!(v["model"], "mini");
+                assert_eq!(
+                    v["model"], "all-MiniLM-L6-v2",
+                    "the served model, not the asked one"
+                );
                 let got = vectors(&v);
                 let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 let want = library.embed(&texts).unwrap();
@@ -923,4 +926,47 @@ fn ollamas_embed_routes_answer_in_its_shape() {
         );
     }
     assert_eq!(get(&server.url("/health")).status, 200);
+}
+
+#[test]
+fn the_served_model_is_listed_named_in_answers_and_strictly_checked_when_asked() {
+    let (server, _model) = Server::tiny(&["--served-model-name", "mini"]);
+    let list = get(&server.url("/v1/models")).json();
+    assert_eq!(list["object"], "list");
+    assert_eq!(list["data"][0]["id"], "mini");
+    assert_eq!(list["data"][0]["object"], "model");
+    assert!(list["data"][0]["created"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(get(&server.url("/v1/models/mini")).json()["id"], "mini");
+    let e = openai_error(&get(&server.url("/v1/models/other")), 404);
+    assert_eq!(e["code"], "model_not_found");
+    let r = post(
+        &server.url("/v1/embeddings"),
+        r#"{"input": "x", "model": "text-embedding-3-small"}"#,
+        None,
+    );
+    assert_eq!(
+        r.json()["model"],
+        "mini",
+        "answered by the served model, named so"
+    );
+    drop(server);
+    let (strict, _model) = Server::tiny(&["--served-model-name", "mini", "--strict-model-name"]);
+    let url = strict.url("/v1/embeddings");
+    let e = openai_error(
+        &post(&url, r#"{"input": "x", "model": "other"}"#, None),
+        404,
+    );
+    assert_eq!(
+        (e["code"].as_str(), e["param"].as_str()),
+        (Some("model_not_found"), Some("model"))
+    );
+    assert_eq!(
+        post(&url, r#"{"input": "x", "model": "mini"}"#, None).status,
+        200
+    );
+    assert_eq!(
+        post(&url, r#"{"input": "x"}"#, None).status,
+        200,
+        "no model named: the served one"
+    );
 }
