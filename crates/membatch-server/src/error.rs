@@ -18,6 +18,10 @@ pub enum ErrorStyle {
     Native,
     /// `{"error": "..."}`, as Ollama's API.
     Ollama,
+    /// `{"message": "..."}`, as Cohere's API.
+    Cohere,
+    /// `{"detail": "..."}`, as Jina's API.
+    Jina,
 }
 
 /// An HTTP error: status, body and, for overload and memory, `Retry-After`.
@@ -123,6 +127,20 @@ impl ApiError {
     #[must_use]
     pub fn native(mut self) -> Self {
         self.style = ErrorStyle::Native;
+        self
+    }
+
+    /// The same error with Cohere's body.
+    #[must_use]
+    pub fn cohere(mut self) -> Self {
+        self.style = ErrorStyle::Cohere;
+        self
+    }
+
+    /// The same error with Jina's body.
+    #[must_use]
+    pub fn jina(mut self) -> Self {
+        self.style = ErrorStyle::Jina;
         self
     }
 
@@ -252,6 +270,8 @@ impl IntoResponse for ApiError {
                 "error_type": self.code.unwrap_or(self.kind),
             }),
             ErrorStyle::Ollama => json!({ "error": self.message }),
+            ErrorStyle::Cohere => json!({ "message": self.message }),
+            ErrorStyle::Jina => json!({ "detail": self.message }),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {

@@ -205,6 +205,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
         ("/embeddings", post(embed::openai), Access::Key),
         ("/embed", post(embed::native), Access::Key),
         ("/rerank", post(rerank::rerank), Access::Key),
+        ("/v2/rerank", post(rerank::cohere), Access::Key),
+        ("/v1/rerank", post(rerank::jina), Access::Key),
         ("/api/embed", post(ollama::embed_route), Access::Key),
         (
             "/api/embeddings",
@@ -266,6 +268,13 @@ async fn await_answer(
         Ok(answer) => Ok((answer?, tokens)),
         Err(_) => Err(ApiError::timed_out(app.request_timeout)),
     }
+}
+
+/// A number for each answer that wants an id (Cohere's `id`), unique
+/// within the process.
+pub(crate) fn request_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// 401 unless the request carries the API key (when one is set).

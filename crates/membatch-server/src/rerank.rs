@@ -9,6 +9,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -34,66 +35,201 @@ pub(crate) struct Rank {
     text: Option<String>,
 }
 
-/// `POST /rerank`.
+/// Scores every text against `query` with the service's reranker: the
+/// raw logits, in input order, and the pairs' tokens. The checks every
+/// rerank route shares come first: a reranker, some texts, not too many.
+async fn score(
+    app: &Arc<AppState>,
+    query: String,
+    texts: Vec<String>,
+    field: &'static str,
+) -> Result<(Vec<f32>, Vec<String>, usize), ApiError> {
+    if app.service.reranker_info().is_none() {
+        return Err(ApiError::bad_request(
+            "this server has no reranker: start it with --reranker DIR (a cross-encoder)",
+            None,
+        ));
+    }
+    if texts.is_empty() {
+        return Err(ApiError::bad_request(
+            format!("{field} is empty"),
+            Some(field),
+        ));
+    }
+    if texts.len() > MAX_RERANK_TEXTS {
+        return Err(ApiError::bad_request(
+            format!(
+                "{} {field}, more than the {MAX_RERANK_TEXTS} one request may hold",
+                texts.len()
+            ),
+            Some(field),
+        ));
+    }
+    // Admission on a blocking thread (it tokenizes the pairs, once); then
+    // the pairs run on the service's worker, in its queue and memory
+    // budget, and a request that timed out is skipped.
+    let service = app.service.clone();
+    let (pending, texts) = tokio::task::spawn_blocking(move || {
+        let pending = service.submit_rerank(&query, &texts);
+        (pending, texts)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("admission failed: {e}")))?;
+    let (scores, tokens) = crate::await_answer(app, pending?).await?;
+    Ok((scores.into_iter().map(|s| s[0]).collect(), texts, tokens))
+}
+
+fn sigmoid(logit: f32) -> f32 {
+    1.0 / (1.0 + (-logit).exp())
+}
+
+/// The indices of `scores`, best first (ties keep the input order), at
+/// most `top_n`.
+fn ranked(scores: &[f32], top_n: Option<usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.truncate(top_n.unwrap_or(usize::MAX));
+    order
+}
+
+/// `POST /rerank`, text-embeddings-inference's shape.
 pub(crate) async fn rerank(
     State(app): State<Arc<AppState>>,
     body: Result<Json<RerankRequest>, JsonRejection>,
 ) -> Result<Json<Vec<Rank>>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
-        if app.service.reranker_info().is_none() {
-            return Err(ApiError::bad_request(
-                "this server has no reranker: start it with --reranker DIR (a cross-encoder)",
-                None,
-            ));
-        }
-        if req.texts.is_empty() {
-            return Err(ApiError::bad_request("texts is empty", Some("texts")));
-        }
-        if req.texts.len() > MAX_RERANK_TEXTS {
-            return Err(ApiError::bad_request(
-                format!(
-                    "{} texts, more than the {MAX_RERANK_TEXTS} one request may hold",
-                    req.texts.len()
-                ),
-                Some("texts"),
-            ));
-        }
         let RerankRequest {
             query,
             texts,
             raw_scores,
             return_text,
         } = req;
-        // Admission on a blocking thread (it tokenizes the pairs, once);
-        // then the pairs run on the service's worker, in its queue and
-        // memory budget, and a request that timed out is skipped.
-        let service = app.service.clone();
-        let (pending, texts) = tokio::task::spawn_blocking(move || {
-            let pending = service.submit_rerank(&query, &texts);
-            (pending, texts)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))?;
-        let (scores, _) = crate::await_answer(&app, pending?).await?;
-        let mut ranks: Vec<Rank> = scores
+        let (logits, texts, _) = score(&app, query, texts, "texts").await?;
+        let ranks = ranked(&logits, None)
             .into_iter()
-            .enumerate()
-            .map(|(index, logit)| (index, logit[0]))
-            .map(|(index, logit)| Rank {
+            .map(|index| Rank {
                 index,
                 score: if raw_scores {
-                    logit
+                    logits[index]
                 } else {
-                    1.0 / (1.0 + (-logit).exp())
+                    sigmoid(logits[index])
                 },
                 text: return_text.then(|| texts[index].clone()),
             })
             .collect();
-        // Best first; ties keep the input order.
-        ranks.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(Json(ranks))
     }
     .await;
     result.map_err(ApiError::native)
+}
+
+/// Cohere's v2 rerank request, as `cohere.ClientV2.rerank` (7.x) sends it.
+/// `model` is answered by the served reranker; `max_tokens_per_doc` and
+/// `priority` are accepted and ignored (each pair is cut at the
+/// reranker's own limit).
+#[derive(Debug, Deserialize)]
+pub(crate) struct CohereRequest {
+    #[serde(default)]
+    #[allow(dead_code)]
+    model: Option<String>,
+    query: String,
+    documents: Vec<String>,
+    #[serde(default)]
+    top_n: Option<usize>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    max_tokens_per_doc: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    priority: Option<i64>,
+}
+
+/// `POST /v2/rerank`: Cohere's shape. `relevance_score` is the sigmoid of
+/// the logit, as `/rerank` scores.
+pub(crate) async fn cohere(
+    State(app): State<Arc<AppState>>,
+    body: Result<Json<CohereRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let result = async {
+        let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        let (logits, _, tokens) = score(&app, req.query, req.documents, "documents").await?;
+        let results: Vec<serde_json::Value> = ranked(&logits, req.top_n)
+            .into_iter()
+            .map(|index| json!({"index": index, "relevance_score": sigmoid(logits[index])}))
+            .collect();
+        Ok(Json(json!({
+            "id": format!("membatch-{}", crate::request_number()),
+            "results": results,
+            "meta": {
+                "api_version": {"version": "2"},
+                "billed_units": {"search_units": 1},
+                "tokens": {"input_tokens": tokens},
+            },
+        })))
+    }
+    .await;
+    result.map_err(ApiError::cohere)
+}
+
+/// A Jina document: a string or `{"text": ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum JinaDocument {
+    Text(String),
+    Object { text: String },
+}
+
+/// Jina's rerank request (its published API reference). `model` is
+/// answered by the served reranker.
+#[derive(Debug, Deserialize)]
+pub(crate) struct JinaRequest {
+    #[serde(default)]
+    #[allow(dead_code)]
+    model: Option<String>,
+    query: String,
+    documents: Vec<JinaDocument>,
+    #[serde(default)]
+    top_n: Option<usize>,
+    #[serde(default = "yes")]
+    return_documents: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/rerank`: Jina's shape.
+pub(crate) async fn jina(
+    State(app): State<Arc<AppState>>,
+    body: Result<Json<JinaRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let result = async {
+        let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        let texts = req
+            .documents
+            .into_iter()
+            .map(|d| match d {
+                JinaDocument::Text(t) | JinaDocument::Object { text: t } => t,
+            })
+            .collect();
+        let (logits, texts, tokens) = score(&app, req.query, texts, "documents").await?;
+        let results: Vec<serde_json::Value> = ranked(&logits, req.top_n)
+            .into_iter()
+            .map(|index| {
+                let mut r = json!({"index": index, "relevance_score": sigmoid(logits[index])});
+                if req.return_documents {
+                    r["document"] = json!({"text": texts[index]});
+                }
+                r
+            })
+            .collect();
+        Ok(Json(json!({
+            "model": app.model_name,
+            "usage": {"total_tokens": tokens},
+            "results": results,
+        })))
+    }
+    .await;
+    result.map_err(ApiError::jina)
 }

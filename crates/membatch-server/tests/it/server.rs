@@ -970,3 +970,82 @@ fn the_served_model_is_listed_named_in_answers_and_strictly_checked_when_asked()
         "no model named: the served one"
     );
 }
+
+#[test]
+fn cohere_and_jina_rerank_shapes_give_the_tei_routes_scores() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/models/tiny-bert-reranker");
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("reference.json")).unwrap()).unwrap();
+    let (server, _model) = Server::tiny(&["--reranker", fixture.to_str().unwrap()]);
+    let tei = post(
+        &server.url("/rerank"),
+        &json!({"query": reference["query"], "texts": reference["documents"]}).to_string(),
+        None,
+    )
+    .json();
+    let tei: Vec<(u64, f64)> = tei
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["score"].as_f64().unwrap()))
+        .collect();
+    let n = tei.len();
+    let cohere = post(
+        &server.url("/v2/rerank"),
+        &json!({"model": "rerank-v3.5", "query": reference["query"], "documents": reference["documents"], "top_n": 2, "max_tokens_per_doc": 512}).to_string(),
+        None,
+    );
+    assert_eq!(cohere.status, 200, "{cohere:?}");
+    let c = cohere.json();
+    assert!(c["id"].is_string() && c["meta"]["tokens"]["input_tokens"].as_u64().unwrap() > 0);
+    let results = c["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2.min(n), "top_n");
+    for (r, (i, s)) in results.iter().zip(&tei) {
+        assert_eq!(r["index"].as_u64().unwrap(), *i);
+        assert!((r["relevance_score"].as_f64().unwrap() - s).abs() <= 1e-6);
+    }
+    let docs: Vec<Value> = reference["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                d.clone()
+            } else {
+                json!({"text": d})
+            }
+        })
+        .collect();
+    let jina = post(
+        &server.url("/v1/rerank"),
+        &json!({"model": "jina-reranker-v2", "query": reference["query"], "documents": docs})
+            .to_string(),
+        None,
+    );
+    assert_eq!(jina.status, 200, "{jina:?}");
+    let j = jina.json();
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len(), n);
+    for (r, (i, s)) in results.iter().zip(&tei) {
+        assert_eq!(r["index"].as_u64().unwrap(), *i);
+        assert!((r["relevance_score"].as_f64().unwrap() - s).abs() <= 1e-6);
+        assert_eq!(r["document"]["text"], reference["documents"][*i as usize]);
+    }
+    assert!(j["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    // Each API's own error shape.
+    let e = post(
+        &server.url("/v2/rerank"),
+        r#"{"query": "q", "documents": []}"#,
+        None,
+    );
+    assert_eq!(e.status, 400);
+    assert!(e.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("documents is empty"));
+    let e = post(&server.url("/v1/rerank"), r#"{"query": "q"}"#, None);
+    assert_eq!(e.status, 400);
+    assert!(e.json()["detail"].is_string(), "{e:?}");
+}
