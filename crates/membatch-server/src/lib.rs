@@ -204,6 +204,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
         ("/v1/embeddings", post(embed::openai), Access::Key),
         ("/embeddings", post(embed::openai), Access::Key),
         ("/embed", post(embed::native), Access::Key),
+        // What huggingface_hub's InferenceClient(base_url=...) posts to.
+        ("/", post(embed::native), Access::Key),
         ("/rerank", post(rerank::rerank), Access::Key),
         ("/v2/rerank", post(rerank::cohere), Access::Key),
         ("/v1/rerank", post(rerank::jina), Access::Key),
