@@ -123,10 +123,15 @@ impl ApiError {
         }
     }
 
-    /// The same error with the native body.
+    /// The same error with the native body, and text-embeddings-inference's
+    /// status for it: a text that fails validation (too long with
+    /// truncation off, untokenizable) is a 413, as TEI answers it.
     #[must_use]
     pub fn native(mut self) -> Self {
         self.style = ErrorStyle::Native;
+        if self.status == StatusCode::UNPROCESSABLE_ENTITY {
+            self.status = StatusCode::PAYLOAD_TOO_LARGE;
+        }
         self
     }
 

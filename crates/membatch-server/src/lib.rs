@@ -43,6 +43,7 @@ mod ollama;
 mod ops;
 mod prometheus;
 mod rerank;
+mod tokenize;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +89,21 @@ pub mod fuzzing {
                 Err(e) => check(e),
             }
         }
+        if let Ok(req) = serde_json::from_slice::<crate::ollama::EmbedRequest>(body) {
+            match crate::ollama::validate(req, dimension) {
+                Ok((texts, options)) => {
+                    assert!(!texts.is_empty());
+                    assert!(options
+                        .dimensions
+                        .is_none_or(|n| (1..=dimension).contains(&n)));
+                }
+                Err(e) => check(e.ollama()),
+            }
+        }
+        // The rerank shapes parse or are refused by the extractor; what
+        // they hold is checked by the shared scoring path.
+        let _ = serde_json::from_slice::<crate::rerank::CohereRequest>(body);
+        let _ = serde_json::from_slice::<crate::rerank::JinaRequest>(body);
     }
 
     #[cfg(test)]
@@ -115,6 +131,8 @@ pub struct AppState {
     strict_model_name: bool,
     /// The other model names requests sent, each warned about once.
     other_names: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The model's tokenizer, for `/tokenize` and `/decode`.
+    tokenizer: Option<Arc<tokenizers::Tokenizer>>,
 }
 
 impl AppState {
@@ -132,7 +150,20 @@ impl AppState {
                 .map_or(0, |d| d.as_secs()),
             strict_model_name: false,
             other_names: Default::default(),
+            tokenizer: None,
         }
+    }
+
+    /// Serves `/tokenize` and `/decode` with the model's `tokenizer.json`
+    /// at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`membatch::Error::Tokenization`] when the file cannot be read as a
+    /// tokenizer.
+    pub fn tokenizer_file(mut self, path: &std::path::Path) -> membatch::Result<Self> {
+        self.tokenizer = Some(Arc::new(tokenize::load(path)?));
+        Ok(self)
     }
 
     /// Refuses a request that names another model than the served one
@@ -207,6 +238,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
         // What huggingface_hub's InferenceClient(base_url=...) posts to.
         ("/", post(embed::native), Access::Key),
         ("/rerank", post(rerank::rerank), Access::Key),
+        ("/tokenize", post(tokenize::tokenize), Access::Key),
+        ("/decode", post(tokenize::decode), Access::Key),
         ("/v2/rerank", post(rerank::cohere), Access::Key),
         ("/v1/rerank", post(rerank::jina), Access::Key),
         ("/api/embed", post(ollama::embed_route), Access::Key),

@@ -282,5 +282,10 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     if let Some(key) = &args.api_key {
         state = state.api_key(key.clone());
     }
+    // /tokenize and /decode, when the model's files can be found now (a
+    // hub model not cached yet is fetched by its first load instead).
+    if let Ok(Some(path)) = source.resolve().and_then(|f| f.optional("tokenizer.json")) {
+        state = state.tokenizer_file(&path)?;
+    }
     Ok((service, state))
 }

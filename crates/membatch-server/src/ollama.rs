@@ -85,6 +85,29 @@ async fn embed(
     Ok((vectors, tokens))
 }
 
+/// Checks a `/api/embed` request against a model of `dimension`: its
+/// texts and options, or the 400 that says why not.
+pub(crate) fn validate(
+    req: EmbedRequest,
+    dimension: usize,
+) -> Result<(Vec<String>, EmbedOptions), ApiError> {
+    let texts = match req.input {
+        OllamaInput::One(t) => vec![t],
+        OllamaInput::Many(t) => t,
+    };
+    if texts.is_empty() {
+        return Err(ApiError::bad_request("input is empty", Some("input")));
+    }
+    let mut options = EmbedOptions::new();
+    if let Some(n) = crate::embed::dimensions(req.dimensions, dimension)? {
+        options = options.with_dimensions(n);
+    }
+    if req.truncate == Some(false) {
+        options = options.with_truncation(Truncation::Refuse);
+    }
+    Ok((texts, options))
+}
+
 /// `POST /api/embed`.
 pub(crate) async fn embed_route(
     State(app): State<Arc<AppState>>,
@@ -93,21 +116,7 @@ pub(crate) async fn embed_route(
     let started = Instant::now();
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
-        let texts = match req.input {
-            OllamaInput::One(t) => vec![t],
-            OllamaInput::Many(t) => t,
-        };
-        if texts.is_empty() {
-            return Err(ApiError::bad_request("input is empty", Some("input")));
-        }
-        let dimensions = crate::embed::dimensions(req.dimensions, app.service.info().dimension)?;
-        let mut options = EmbedOptions::new();
-        if let Some(n) = dimensions {
-            options = options.with_dimensions(n);
-        }
-        if req.truncate == Some(false) {
-            options = options.with_truncation(Truncation::Refuse);
-        }
+        let (texts, options) = validate(req, app.service.info().dimension)?;
         let loaded = app.service.model_state().is_loaded();
         let (embeddings, tokens) = embed(&app, texts, options).await?;
         let total = started.elapsed().as_nanos() as u64;

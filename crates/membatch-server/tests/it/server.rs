@@ -437,7 +437,7 @@ fn the_native_route_normalises_on_request_and_refuses_truncation_when_asked() {
     let long = "hello ".repeat(40);
     let body = json!({"inputs": long, "truncate": false}).to_string();
     let r = post(&url, &body, None);
-    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(r.status, 413, "TEI's status for a validation error: {r:?}");
     let e = r.json();
     assert!(e["error"].as_str().unwrap().contains("24"), "{e}");
     assert!(e["error_type"].is_string());
@@ -1048,4 +1048,62 @@ fn cohere_and_jina_rerank_shapes_give_the_tei_routes_scores() {
     let e = post(&server.url("/v1/rerank"), r#"{"query": "q"}"#, None);
     assert_eq!(e.status, 400);
     assert!(e.json()["detail"].is_string(), "{e:?}");
+}
+
+#[test]
+fn tokenize_and_decode_as_tei_answers_them() {
+    let (server, model) = Server::tiny(&[]);
+    let library = BertEmbedder::load(ModelSource::dir(model.path())).unwrap();
+    let texts = ["hello world", "the quick brown fox"];
+    let r = post(
+        &server.url("/tokenize"),
+        &json!({"inputs": texts}).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let lists = r.json();
+    let want = library.tokenize(&texts).unwrap();
+    for (list, (tokens, text)) in lists.as_array().unwrap().iter().zip(want.iter().zip(texts)) {
+        let ids: Vec<u32> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ids, tokens.ids(), "the ids the model runs");
+        let first = &list[0];
+        assert_eq!(
+            (first["special"].as_bool(), first["start"].is_null()),
+            (Some(true), true)
+        );
+        let word = &list[1];
+        let (start, stop) = (
+            word["start"].as_u64().unwrap() as usize,
+            word["stop"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(word["text"], text[start..stop]);
+        let decoded = post(
+            &server.url("/decode"),
+            &json!({"ids": ids}).to_string(),
+            None,
+        )
+        .json();
+        assert_eq!(decoded[0], *text, "decoding the ids gives the text back");
+    }
+    let without = post(
+        &server.url("/tokenize"),
+        r#"{"inputs": "hello", "add_special_tokens": false}"#,
+        None,
+    )
+    .json();
+    assert_eq!(without[0].as_array().unwrap().len(), 1);
+    for (route, body) in [
+        ("/tokenize", r#"{"inputs": []}"#),
+        ("/decode", r#"{"ids": [999999]}"#),
+        ("/decode", r#"{"ids": "x"}"#),
+    ] {
+        let r = post(&server.url(route), body, None);
+        assert!(r.status == 400 || r.status == 422, "{route} {body}: {r:?}");
+        assert!(r.json()["error"].is_string(), "{r:?}");
+    }
 }
