@@ -183,10 +183,27 @@ impl EmbedService {
     /// [`Error::InvalidConfig`] when the service has no reranker; otherwise
     /// as [`submit`](Self::submit), counting each pair's tokens.
     pub fn submit_rerank<S: AsRef<str>>(&self, query: &str, documents: &[S]) -> Result<Pending> {
+        self.submit_rerank_with(query, documents, Truncation::Cut)
+    }
+
+    /// As [`submit_rerank`](Self::submit_rerank), saying what to do with a
+    /// pair longer than the reranker reads.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_rerank`](Self::submit_rerank); with
+    /// [`Truncation::Refuse`], [`Error::TextTooLong`] for the first pair
+    /// truncation would cut.
+    pub fn submit_rerank_with<S: AsRef<str>>(
+        &self,
+        query: &str,
+        documents: &[S],
+        truncation: Truncation,
+    ) -> Result<Pending> {
         let Some((reranker, _)) = &self.shared.reranker else {
             return Err(super::worker::no_reranker());
         };
-        self.admit(Kind::Rerank, documents.len(), Truncation::Cut, || {
+        self.admit(Kind::Rerank, documents.len(), truncation, || {
             tokenize(&QueryPairs::new(&**reranker, query), documents)
         })
     }

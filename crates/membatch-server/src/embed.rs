@@ -246,6 +246,25 @@ pub(crate) struct EmbedRequest {
     /// Keep the first N dimensions (Matryoshka).
     #[serde(default)]
     dimensions: Option<i64>,
+    /// Which end a long text is cut from: `Right` (keep the first tokens,
+    /// the only one membatch does).
+    #[serde(default)]
+    truncation_direction: Option<String>,
+}
+
+/// Checks TEI's `truncation_direction`: `Right` (or `right`) is what
+/// membatch does; `Left` is refused with TEI's validation status.
+pub(crate) fn truncation_direction(direction: Option<&str>) -> Result<(), ApiError> {
+    match direction {
+        None | Some("Right" | "right") => Ok(()),
+        Some(other) => Err(ApiError::unprocessable(
+            format!(
+                "truncation_direction {other:?} is not supported: membatch keeps a text's first \
+                 tokens (Right)"
+            ),
+            Some("truncation_direction"),
+        )),
+    }
 }
 
 fn yes() -> bool {
@@ -272,6 +291,7 @@ pub(crate) async fn native(
         } else {
             Truncation::Refuse
         };
+        truncation_direction(req.truncation_direction.as_deref())?;
         let dimensions = dimensions(req.dimensions, app.service.info().dimension)?;
         let options = options(req.prompt_name, dimensions).with_truncation(truncation);
         let (mut vectors, _) = run(&app, texts, options).await?;

@@ -133,6 +133,8 @@ pub struct AppState {
     other_names: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The model's tokenizer, for `/tokenize` and `/decode`.
     tokenizer: Option<Arc<tokenizers::Tokenizer>>,
+    /// How the weights are held, for `/info`.
+    precision: membatch::Precision,
 }
 
 impl AppState {
@@ -151,7 +153,15 @@ impl AppState {
             strict_model_name: false,
             other_names: Default::default(),
             tokenizer: None,
+            precision: membatch::Precision::F32,
         }
+    }
+
+    /// How the model's weights are held (`/info` says it). Default f32.
+    #[must_use]
+    pub fn precision(mut self, precision: membatch::Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// Serves `/tokenize` and `/decode` with the model's `tokenizer.json`

@@ -278,7 +278,8 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
         });
     let mut state = AppState::new(service.clone(), name)
         .request_timeout(Duration::from_secs(args.request_timeout_secs.max(1)))
-        .strict_model_name(args.strict_model_name);
+        .strict_model_name(args.strict_model_name)
+        .precision(config.model().precision);
     if let Some(key) = &args.api_key {
         state = state.api_key(key.clone());
     }

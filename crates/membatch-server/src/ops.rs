@@ -89,6 +89,22 @@ pub(crate) async fn info(State(app): State<Arc<AppState>>) -> Json<serde_json::V
         "idle_unload_seconds": c.idle_unload().map(|d| d.as_secs()),
         "request_timeout_seconds": app.request_timeout.as_secs_f64(),
         "version": env!("CARGO_PKG_VERSION"),
+        // text-embeddings-inference's fields, for its clients.
+        "model_id": app.model_name,
+        "model_sha": null,
+        "model_dtype": match app.precision {
+            membatch::Precision::Int8 => "int8",
+            _ => "float32",
+        },
+        "max_concurrent_requests": c.max_queued_requests(),
+        "max_input_length": model.max_seq_length,
+        "max_batch_tokens": c.max_tokens_per_request(),
+        "max_batch_requests": null,
+        "max_client_batch_size": c.max_inputs_per_request(),
+        "auto_truncate": true,
+        "tokenization_workers": null,
+        "sha": null,
+        "docker_label": null,
     }))
 }
 

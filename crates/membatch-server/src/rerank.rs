@@ -25,6 +25,13 @@ pub(crate) struct RerankRequest {
     raw_scores: bool,
     #[serde(default)]
     return_text: bool,
+    /// Whether a pair longer than the reranker reads is cut (default) or
+    /// refused (413).
+    #[serde(default = "yes")]
+    truncate: bool,
+    /// Which end a long pair is cut from: `Right` only (see `/embed`).
+    #[serde(default)]
+    truncation_direction: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,6 +50,7 @@ async fn score(
     query: String,
     texts: Vec<String>,
     field: &'static str,
+    truncation: membatch::Truncation,
 ) -> Result<(Vec<f32>, Vec<String>, usize), ApiError> {
     if app.service.reranker_info().is_none() {
         return Err(ApiError::bad_request(
@@ -70,7 +78,7 @@ async fn score(
     // budget, and a request that timed out is skipped.
     let service = app.service.clone();
     let (pending, texts) = tokio::task::spawn_blocking(move || {
-        let pending = service.submit_rerank(&query, &texts);
+        let pending = service.submit_rerank_with(&query, &texts, truncation);
         (pending, texts)
     })
     .await
@@ -99,13 +107,21 @@ pub(crate) async fn rerank(
 ) -> Result<Json<Vec<Rank>>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        crate::embed::truncation_direction(req.truncation_direction.as_deref())?;
         let RerankRequest {
             query,
             texts,
             raw_scores,
             return_text,
+            truncate,
+            ..
         } = req;
-        let (logits, texts, _) = score(&app, query, texts, "texts").await?;
+        let truncation = if truncate {
+            membatch::Truncation::Cut
+        } else {
+            membatch::Truncation::Refuse
+        };
+        let (logits, texts, _) = score(&app, query, texts, "texts", truncation).await?;
         let ranks = ranked(&logits, None)
             .into_iter()
             .map(|index| Rank {
@@ -153,7 +169,14 @@ pub(crate) async fn cohere(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
-        let (logits, _, tokens) = score(&app, req.query, req.documents, "documents").await?;
+        let (logits, _, tokens) = score(
+            &app,
+            req.query,
+            req.documents,
+            "documents",
+            membatch::Truncation::Cut,
+        )
+        .await?;
         let results: Vec<serde_json::Value> = ranked(&logits, req.top_n)
             .into_iter()
             .map(|index| json!({"index": index, "relevance_score": sigmoid(logits[index])}))
@@ -213,7 +236,14 @@ pub(crate) async fn jina(
                 JinaDocument::Text(t) | JinaDocument::Object { text: t } => t,
             })
             .collect();
-        let (logits, texts, tokens) = score(&app, req.query, texts, "documents").await?;
+        let (logits, texts, tokens) = score(
+            &app,
+            req.query,
+            texts,
+            "documents",
+            membatch::Truncation::Cut,
+        )
+        .await?;
         let results: Vec<serde_json::Value> = ranked(&logits, req.top_n)
             .into_iter()
             .map(|index| {

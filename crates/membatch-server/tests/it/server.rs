@@ -472,6 +472,23 @@ fn an_api_key_guards_every_route_but_health_and_metrics() {
     assert_eq!(get(&server.url("/info")).status, 401);
     assert_eq!(get(&server.url("/health")).status, 200);
     assert_eq!(get(&server.url("/metrics")).status, 200);
+    // The other APIs' routes too (Ollama's client sends the key from
+    // OLLAMA_API_KEY).
+    for path in [
+        "/",
+        "/embed",
+        "/api/embed",
+        "/api/embeddings",
+        "/v2/rerank",
+        "/v1/rerank",
+        "/tokenize",
+        "/decode",
+    ] {
+        assert_eq!(post(&server.url(path), "{}", None).status, 401, "{path}");
+    }
+    for path in ["/api/tags", "/api/version", "/v1/models", "/v1/models/x"] {
+        assert_eq!(get(&server.url(path)).status, 401, "{path}");
+    }
 }
 
 #[test]
@@ -680,6 +697,11 @@ fn info_memory_and_metrics_say_what_they_promise() {
     assert_eq!(info["max_seq_length"], 24);
     assert_eq!(info["max_inputs_per_request"], 7);
     assert!(info["version"].is_string() && info["model"].is_string());
+    // text-embeddings-inference's fields beside membatch's.
+    assert_eq!(info["model_id"], info["model"]);
+    assert_eq!(info["max_input_length"], info["max_seq_length"]);
+    assert_eq!(info["model_dtype"], "float32");
+    assert!(info["max_client_batch_size"].as_u64().unwrap() > 0);
     let memory = get(&server.url("/memory")).json();
     for key in [
         "rss_bytes",
@@ -1106,4 +1128,47 @@ fn tokenize_and_decode_as_tei_answers_them() {
         assert!(r.status == 400 || r.status == 422, "{route} {body}: {r:?}");
         assert!(r.json()["error"].is_string(), "{r:?}");
     }
+}
+
+#[test]
+fn tei_truncation_fields_are_honoured_or_refused_with_its_status() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/models/tiny-bert-reranker");
+    let (server, _model) = Server::tiny(&["--reranker", fixture.to_str().unwrap()]);
+    let long = "hello ".repeat(400);
+    let embed = server.url("/embed");
+    let ok = post(
+        &embed,
+        &json!({"inputs": "hi", "truncation_direction": "Right"}).to_string(),
+        None,
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let left = post(
+        &embed,
+        &json!({"inputs": "hi", "truncation_direction": "Left"}).to_string(),
+        None,
+    );
+    assert_eq!(left.status, 413, "{left:?}");
+    assert!(
+        left.json()["error"].as_str().unwrap().contains("Right"),
+        "{left:?}"
+    );
+    let rerank = server.url("/rerank");
+    let cut = post(
+        &rerank,
+        &json!({"query": "q", "texts": [long]}).to_string(),
+        None,
+    );
+    assert_eq!(cut.status, 200, "cut by default: {cut:?}");
+    let refused = post(
+        &rerank,
+        &json!({"query": "q", "texts": ["short", long], "truncate": false}).to_string(),
+        None,
+    );
+    assert_eq!(refused.status, 413, "{refused:?}");
+    assert!(
+        refused.json()["error"].as_str().unwrap().contains("[1]"),
+        "{refused:?}"
+    );
+    assert_eq!(get(&server.url("/health")).status, 200);
 }
