@@ -22,30 +22,49 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/clients/requirements.txt "$ve
     echo "setting up $venv (the client libraries)"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/clients/requirements.txt
+    # pip's download cache outside target/, so a clean clone on the same
+    # machine does not fetch the wheels again.
+    PIP_CACHE_DIR="${PIP_CACHE_DIR:-$HOME/.cache/pip}" "$venv/bin/pip" install --quiet \
+        --disable-pip-version-check --retries 5 --timeout 60 -r scripts/clients/requirements.txt
     cp scripts/clients/requirements.txt "$venv/requirements.txt"
 fi
 scripts/fetch-model.sh >/dev/null
 if [ $build -eq 1 ]; then
     cargo build --quiet --workspace --bin membatch-server --bin membatch
 fi
+for bin in membatch-server membatch; do
+    [ -x "target/debug/$bin" ] || { echo "client-test: no target/debug/$bin (build it, or drop --no-build)" >&2; exit 1; }
+done
+# The server's settings are its flags here, not whatever the environment
+# holds (an API key would make every request a 401).
+while IFS='=' read -r name _; do
+    case "$name" in MEMBATCH_HOME) ;; MEMBATCH_*|EMBEDDING_*) unset "$name" ;; esac
+done < <(env)
 
 served=all-MiniLM-L6-v2
 reranker=tests/fixtures/models/tiny-bert-reranker
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Port 0: the server picks a free port and prints its address.
 log=target/client-test-server.log
-target/debug/membatch-server --port "$port" --served-model-name "$served" \
+target/debug/membatch-server --port 0 --served-model-name "$served" \
     --reranker "$reranker" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
-url="http://127.0.0.1:$port"
-for _ in $(seq 1 300); do
-    if python3 -c "import json, sys, urllib.request; sys.exit(json.load(urllib.request.urlopen('$url/health'))['model'] != 'loaded')" 2>/dev/null; then
+url=""
+loaded=0
+for _ in $(seq 1 600); do
+    [ -n "$url" ] || url=$(sed -n 's/^membatch-server listening on //p' "$log" | head -1)
+    if [ -n "$url" ] && python3 -c "import json, sys, urllib.request; sys.exit(json.load(urllib.request.urlopen('$url/health'))['model'] != 'loaded')" 2>/dev/null; then
+        loaded=1
         break
     fi
-    kill -0 $server 2>/dev/null || { cat "$log"; echo "client-test: the server exited" >&2; exit 1; }
+    kill -0 $server 2>/dev/null || break
     sleep 0.2
 done
+if [ $loaded -eq 0 ]; then
+    cat "$log"
+    echo "client-test: the server did not come up with its model loaded within 120 s" >&2
+    exit 1
+fi
 
 MEMBATCH_URL=$url MEMBATCH_SERVED=$served MEMBATCH_RERANKER_FIXTURE=$reranker \
     "$venv/bin/python" scripts/clients/test_clients.py

@@ -38,6 +38,7 @@ pub struct BertLoader {
     builder: BertEmbedderBuilder,
     tokenizer: Tokenizer,
     info: ModelInfo,
+    settings: super::OutputSettings,
     prompts: Prompts,
     prompt: Option<ActivePrompt>,
     /// The dedicated compute pool, when threads were requested: the
@@ -63,11 +64,20 @@ impl BertLoader {
         BertLoader {
             pool,
             info: prepared.info(),
+            settings: prepared.settings,
             prompt: prepared.prompt,
             prompts: prepared.prompts,
             tokenizer: prepared.tokenizer,
             builder,
         }
+    }
+}
+
+impl BertLoader {
+    /// The output settings the loaded model will run with (pooling,
+    /// normalisation, sequence length, precision, dimensions).
+    pub fn settings(&self) -> super::OutputSettings {
+        self.settings
     }
 }
 

@@ -249,7 +249,7 @@ pub(crate) struct EmbedRequest {
     /// Which end a long text is cut from: `Right` (keep the first tokens,
     /// the only one membatch does).
     #[serde(default)]
-    truncation_direction: Option<String>,
+    pub(crate) truncation_direction: Option<String>,
 }
 
 /// Checks TEI's `truncation_direction`: `Right` (or `right`) is what

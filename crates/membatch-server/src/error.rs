@@ -149,10 +149,14 @@ impl ApiError {
         self
     }
 
-    /// The same error with Ollama's body.
+    /// The same error with Ollama's body, and Ollama's status for it: a
+    /// text it cannot embed as sent is a 400.
     #[must_use]
     pub fn ollama(mut self) -> Self {
         self.style = ErrorStyle::Ollama;
+        if self.status == StatusCode::UNPROCESSABLE_ENTITY {
+            self.status = StatusCode::BAD_REQUEST;
+        }
         self
     }
 

@@ -100,10 +100,22 @@ pub mod fuzzing {
                 Err(e) => check(e.ollama()),
             }
         }
-        // The rerank shapes parse or are refused by the extractor; what
-        // they hold is checked by the shared scoring path.
-        let _ = serde_json::from_slice::<crate::rerank::CohereRequest>(body);
-        let _ = serde_json::from_slice::<crate::rerank::JinaRequest>(body);
+        if let Ok(req) = serde_json::from_slice::<crate::rerank::CohereRequest>(body) {
+            if let Err(e) = crate::rerank::check_shaped(req.documents.len(), req.top_n) {
+                check(e.cohere());
+            }
+        }
+        if let Ok(req) = serde_json::from_slice::<crate::rerank::JinaRequest>(body) {
+            if let Err(e) = crate::rerank::check_shaped(req.documents.len(), req.top_n) {
+                check(e.jina());
+            }
+        }
+        if let Ok(req) = serde_json::from_slice::<crate::embed::EmbedRequest>(body) {
+            if let Err(e) = crate::embed::truncation_direction(req.truncation_direction.as_deref())
+            {
+                check(e.native());
+            }
+        }
     }
 
     #[cfg(test)]
@@ -131,10 +143,16 @@ pub struct AppState {
     strict_model_name: bool,
     /// The other model names requests sent, each warned about once.
     other_names: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The model's tokenizer, for `/tokenize` and `/decode`.
-    tokenizer: Option<Arc<tokenizers::Tokenizer>>,
+    /// The model's tokenizer, for `/tokenize` and `/decode`: loaded on
+    /// their first call from `tokenizer_source`.
+    tokenizer: std::sync::OnceLock<Arc<tokenizers::Tokenizer>>,
+    tokenizer_source: Option<membatch::ModelSource>,
     /// How the weights are held, for `/info`.
     precision: membatch::Precision,
+    /// The reranker's name, for the rerank routes' answers and checks.
+    reranker_name: Option<String>,
+    /// The model's pooling (`mean`, `cls`, ...), for TEI's `/info`.
+    pooling: Option<String>,
 }
 
 impl AppState {
@@ -152,9 +170,27 @@ impl AppState {
                 .map_or(0, |d| d.as_secs()),
             strict_model_name: false,
             other_names: Default::default(),
-            tokenizer: None,
+            tokenizer: std::sync::OnceLock::new(),
+            tokenizer_source: None,
             precision: membatch::Precision::F32,
+            reranker_name: None,
+            pooling: None,
         }
+    }
+
+    /// The name the reranker answers to on the rerank routes.
+    #[must_use]
+    pub fn reranker_name(mut self, name: impl Into<String>) -> Self {
+        self.reranker_name = Some(name.into());
+        self
+    }
+
+    /// The embedding model's pooling, as TEI's `/info` reports it
+    /// (`mean`, `cls`, `max`, `lasttoken`).
+    #[must_use]
+    pub fn pooling(mut self, pooling: impl Into<String>) -> Self {
+        self.pooling = Some(pooling.into());
+        self
     }
 
     /// How the model's weights are held (`/info` says it). Default f32.
@@ -164,16 +200,30 @@ impl AppState {
         self
     }
 
-    /// Serves `/tokenize` and `/decode` with the model's `tokenizer.json`
-    /// at `path`.
-    ///
-    /// # Errors
-    ///
-    /// [`membatch::Error::Tokenization`] when the file cannot be read as a
-    /// tokenizer.
-    pub fn tokenizer_file(mut self, path: &std::path::Path) -> membatch::Result<Self> {
-        self.tokenizer = Some(Arc::new(tokenize::load(path)?));
-        Ok(self)
+    /// Serves `/tokenize` and `/decode` with the `tokenizer.json` of the
+    /// model at `source`, read on their first call (a few MB, outside the
+    /// service's memory budget).
+    #[must_use]
+    pub fn tokenizer_source(mut self, source: membatch::ModelSource) -> Self {
+        self.tokenizer_source = Some(source);
+        self
+    }
+
+    /// The tokenizer, read now if it is not yet (blocking: call it off the
+    /// async workers).
+    pub(crate) fn tokenizer(&self) -> Result<Arc<tokenizers::Tokenizer>, ApiError> {
+        if let Some(t) = self.tokenizer.get() {
+            return Ok(t.clone());
+        }
+        let Some(source) = &self.tokenizer_source else {
+            return Err(ApiError::bad_request(
+                "this server shows no tokenizer (it was built without the model's source)",
+                None,
+            ));
+        };
+        let path = source.resolve()?.required("tokenizer.json")?;
+        let tokenizer = Arc::new(tokenize::load(&path)?);
+        Ok(self.tokenizer.get_or_init(|| tokenizer).clone())
     }
 
     /// Refuses a request that names another model than the served one
@@ -189,17 +239,29 @@ impl AppState {
     /// name (a warning is logged once per other name), unless the state is
     /// strict.
     pub(crate) fn check_model(&self, asked: Option<&str>) -> Result<(), ApiError> {
-        let Some(asked) = asked.filter(|a| *a != self.model_name) else {
+        self.check_name(asked, &self.model_name)
+    }
+
+    /// As [`check_model`](Self::check_model), for the reranker.
+    pub(crate) fn check_reranker(&self, asked: Option<&str>) -> Result<(), ApiError> {
+        match &self.reranker_name {
+            Some(served) => self.check_name(asked, served),
+            None => Ok(()),
+        }
+    }
+
+    fn check_name(&self, asked: Option<&str>, served: &str) -> Result<(), ApiError> {
+        let Some(asked) = asked.filter(|a| *a != served) else {
             return Ok(());
         };
         if self.strict_model_name {
-            return Err(ApiError::model_not_found(asked, &self.model_name));
+            return Err(ApiError::model_not_found(asked, served));
         }
         let mut seen = self.other_names.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() < 1024 && seen.insert(asked.to_string()) {
             tracing::warn!(
                 asked,
-                served = %self.model_name,
+                served,
                 "a request names another model; the served model answers it (--strict-model-name refuses it)"
             );
         }
@@ -262,7 +324,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
         ("/api/version", get(ollama::version), Access::Key),
         ("/info", get(ops::info), Access::Key),
         ("/v1/models", get(ops::models), Access::Key),
-        ("/v1/models/{id}", get(ops::model), Access::Key),
+        // A hub model's name holds a slash.
+        ("/v1/models/{*id}", get(ops::model), Access::Key),
         ("/memory", get(ops::memory), Access::Key),
         ("/memory/unload", post(ops::unload), Access::Key),
         ("/health", get(ops::health), Access::Open),
@@ -331,7 +394,16 @@ async fn require_key(State(app): State<Arc<AppState>>, request: Request, next: N
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(key.as_str()) {
-            return ApiError::unauthorized().into_response();
+            // In the error shape of the API the path belongs to.
+            let e = ApiError::unauthorized();
+            let e = match request.uri().path() {
+                p if p.starts_with("/api/") => e.ollama(),
+                "/v2/rerank" => e.cohere(),
+                "/v1/rerank" => e.jina(),
+                "/" | "/embed" | "/rerank" | "/tokenize" | "/decode" => e.native(),
+                _ => e,
+            };
+            return e.into_response();
         }
     }
     next.run(request).await

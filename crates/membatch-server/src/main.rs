@@ -238,6 +238,12 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     let model = BertEmbedderBuilder::from(config.model().clone())
         .budget(budget.clone())
         .build_lazy()?;
+    let pooling = match model.loader().settings().pooling {
+        membatch::Pooling::Cls => "cls",
+        membatch::Pooling::Max => "max",
+        membatch::Pooling::LastToken => "lasttoken",
+        _ => "mean",
+    };
     let embedder: Arc<dyn Embedder> = Arc::new(model);
     // A reranker loads now, within the same budget as the embedding model.
     let reranker = match &args.reranker {
@@ -279,14 +285,21 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     let mut state = AppState::new(service.clone(), name)
         .request_timeout(Duration::from_secs(args.request_timeout_secs.max(1)))
         .strict_model_name(args.strict_model_name)
-        .precision(config.model().precision);
+        .precision(config.model().precision)
+        .pooling(pooling);
+    if let Some(dir) = &args.reranker {
+        let source = ModelSource::parse(dir);
+        state = state.reranker_name(match &source {
+            ModelSource::Dir(p) => p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            other => other.to_string(),
+        });
+    }
     if let Some(key) = &args.api_key {
         state = state.api_key(key.clone());
     }
-    // /tokenize and /decode, when the model's files can be found now (a
-    // hub model not cached yet is fetched by its first load instead).
-    if let Ok(Some(path)) = source.resolve().and_then(|f| f.optional("tokenizer.json")) {
-        state = state.tokenizer_file(&path)?;
-    }
+    state = state.tokenizer_source(source.clone());
     Ok((service, state))
 }

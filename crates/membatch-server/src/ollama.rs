@@ -4,7 +4,8 @@
 //! and `GET /api/version`. Errors are Ollama's `{"error": "..."}`.
 //!
 //! Fields, as the `ollama` Python client (0.6) sends them:
-//! - `model`: answered with the served model's name, whatever was asked;
+//! - `model`: answered by the served model, named so (another name logs a
+//!   warning once, or is a 404 with `--strict-model-name`);
 //! - `input` (a string or a list of strings), or `prompt` on the older route;
 //! - `truncate` (default true): false refuses a text longer than the model
 //!   reads, as Ollama does;
@@ -39,7 +40,6 @@ pub(crate) enum OllamaInput {
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmbedRequest {
     #[serde(default)]
-    #[allow(dead_code)]
     model: Option<String>,
     input: OllamaInput,
     #[serde(default)]
@@ -60,7 +60,6 @@ pub(crate) struct EmbedRequest {
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmbeddingsRequest {
     #[serde(default)]
-    #[allow(dead_code)]
     model: Option<String>,
     prompt: String,
     #[serde(default)]
@@ -116,6 +115,7 @@ pub(crate) async fn embed_route(
     let started = Instant::now();
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        app.check_model(req.model.as_deref())?;
         let (texts, options) = validate(req, app.service.info().dimension)?;
         let loaded = app.service.model_state().is_loaded();
         let (embeddings, tokens) = embed(&app, texts, options).await?;
@@ -141,6 +141,7 @@ pub(crate) async fn embeddings_route(
 ) -> Result<Json<Value>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        app.check_model(req.model.as_deref())?;
         let (mut vectors, _) = embed(&app, vec![req.prompt], EmbedOptions::new()).await?;
         Ok(Json(
             json!({ "embedding": vectors.pop().unwrap_or_default() }),

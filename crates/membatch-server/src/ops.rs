@@ -96,6 +96,7 @@ pub(crate) async fn info(State(app): State<Arc<AppState>>) -> Json<serde_json::V
             membatch::Precision::Int8 => "int8",
             _ => "float32",
         },
+        "model_type": {"embedding": {"pooling": app.pooling.as_deref().unwrap_or("mean")}},
         "max_concurrent_requests": c.max_queued_requests(),
         "max_input_length": model.max_seq_length,
         "max_batch_tokens": c.max_tokens_per_request(),

@@ -58,21 +58,7 @@ async fn score(
             None,
         ));
     }
-    if texts.is_empty() {
-        return Err(ApiError::bad_request(
-            format!("{field} is empty"),
-            Some(field),
-        ));
-    }
-    if texts.len() > MAX_RERANK_TEXTS {
-        return Err(ApiError::bad_request(
-            format!(
-                "{} {field}, more than the {MAX_RERANK_TEXTS} one request may hold",
-                texts.len()
-            ),
-            Some(field),
-        ));
-    }
+    check_count(texts.len(), field)?;
     // Admission on a blocking thread (it tokenizes the pairs, once); then
     // the pairs run on the service's worker, in its queue and memory
     // budget, and a request that timed out is skipped.
@@ -87,8 +73,44 @@ async fn score(
     Ok((scores.into_iter().map(|s| s[0]).collect(), texts, tokens))
 }
 
+/// Some texts to score, and not more than one request may hold.
+pub(crate) fn check_count(n: usize, field: &'static str) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::bad_request(
+            format!("{field} is empty"),
+            Some(field),
+        ));
+    }
+    if n > MAX_RERANK_TEXTS {
+        return Err(ApiError::bad_request(
+            format!("{n} {field}, more than the {MAX_RERANK_TEXTS} one request may hold"),
+            Some(field),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a Cohere or Jina request as its route does before scoring: its
+/// documents' count and `top_n`.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn check_shaped(documents: usize, top: Option<usize>) -> Result<(), ApiError> {
+    check_count(documents, "documents")?;
+    top_n(top).map(drop)
+}
+
 fn sigmoid(logit: f32) -> f32 {
     1.0 / (1.0 + (-logit).exp())
+}
+
+/// Checks a `top_n`: at least 1 when given.
+fn top_n(n: Option<usize>) -> Result<Option<usize>, ApiError> {
+    match n {
+        Some(0) => Err(ApiError::bad_request(
+            "top_n must be at least 1",
+            Some("top_n"),
+        )),
+        n => Ok(n),
+    }
 }
 
 /// The indices of `scores`, best first (ties keep the input order), at
@@ -147,12 +169,11 @@ pub(crate) async fn rerank(
 #[derive(Debug, Deserialize)]
 pub(crate) struct CohereRequest {
     #[serde(default)]
-    #[allow(dead_code)]
     model: Option<String>,
     query: String,
-    documents: Vec<String>,
+    pub(crate) documents: Vec<String>,
     #[serde(default)]
-    top_n: Option<usize>,
+    pub(crate) top_n: Option<usize>,
     #[serde(default)]
     #[allow(dead_code)]
     max_tokens_per_doc: Option<u64>,
@@ -169,6 +190,8 @@ pub(crate) async fn cohere(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        app.check_reranker(req.model.as_deref())?;
+        let top = top_n(req.top_n)?;
         let (logits, _, tokens) = score(
             &app,
             req.query,
@@ -177,7 +200,7 @@ pub(crate) async fn cohere(
             membatch::Truncation::Cut,
         )
         .await?;
-        let results: Vec<serde_json::Value> = ranked(&logits, req.top_n)
+        let results: Vec<serde_json::Value> = ranked(&logits, top)
             .into_iter()
             .map(|index| json!({"index": index, "relevance_score": sigmoid(logits[index])}))
             .collect();
@@ -208,12 +231,11 @@ pub(crate) enum JinaDocument {
 #[derive(Debug, Deserialize)]
 pub(crate) struct JinaRequest {
     #[serde(default)]
-    #[allow(dead_code)]
     model: Option<String>,
     query: String,
-    documents: Vec<JinaDocument>,
+    pub(crate) documents: Vec<JinaDocument>,
     #[serde(default)]
-    top_n: Option<usize>,
+    pub(crate) top_n: Option<usize>,
     #[serde(default = "yes")]
     return_documents: bool,
 }
@@ -229,6 +251,8 @@ pub(crate) async fn jina(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
+        app.check_reranker(req.model.as_deref())?;
+        let top = top_n(req.top_n)?;
         let texts = req
             .documents
             .into_iter()
@@ -244,7 +268,7 @@ pub(crate) async fn jina(
             membatch::Truncation::Cut,
         )
         .await?;
-        let results: Vec<serde_json::Value> = ranked(&logits, req.top_n)
+        let results: Vec<serde_json::Value> = ranked(&logits, top)
             .into_iter()
             .map(|index| {
                 let mut r = json!({"index": index, "relevance_score": sigmoid(logits[index])});
@@ -255,7 +279,7 @@ pub(crate) async fn jina(
             })
             .collect();
         Ok(Json(json!({
-            "model": app.model_name,
+            "model": app.reranker_name.as_deref().unwrap_or(&app.model_name),
             "usage": {"total_tokens": tokens},
             "results": results,
         })))

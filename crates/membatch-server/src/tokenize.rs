@@ -1,6 +1,6 @@
 //! text-embeddings-inference's `POST /tokenize` and `POST /decode`, over
-//! the model's own `tokenizer.json` (loaded once at startup, a few MB; the
-//! service's embedder keeps its tokenizer to itself).
+//! the model's own `tokenizer.json` (read on their first call, a few MB;
+//! the service's embedder keeps its tokenizer to itself).
 //!
 //! `/tokenize`: `{"inputs": "..." | [...], "add_special_tokens": true}` →
 //! one list per input of `{"id", "text", "special", "start", "stop"}`
@@ -67,13 +67,16 @@ pub(crate) struct DecodeRequest {
     skip_special_tokens: bool,
 }
 
-fn tokenizer(app: &AppState) -> Result<&Tokenizer, ApiError> {
-    app.tokenizer.as_deref().ok_or_else(|| {
-        ApiError::bad_request(
-            "this server has no tokenizer to show (the model has no tokenizer.json)",
-            None,
-        )
-    })
+/// Runs `f` with the tokenizer on a blocking thread: tokenizing a body
+/// of megabytes must not hold an async worker (`/health` answers on them).
+async fn with_tokenizer<T: Send + 'static>(
+    app: &Arc<AppState>,
+    f: impl FnOnce(&Tokenizer) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || f(&*app.tokenizer()?))
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
 }
 
 /// `POST /tokenize`.
@@ -97,11 +100,12 @@ pub(crate) async fn tokenize(
                 Some("inputs"),
             ));
         }
-        let tokenizer = tokenizer(&app)?;
+        let add_special_tokens = req.add_special_tokens;
+        let out = with_tokenizer(&app, move |tokenizer| {
         let mut out = Vec::with_capacity(texts.len());
         for text in &texts {
             let encoding = tokenizer
-                .encode(text.as_str(), req.add_special_tokens)
+                .encode(text.as_str(), add_special_tokens)
                 .map_err(|e| ApiError::unprocessable(format!("cannot tokenize: {e}"), None))?;
             let tokens: Vec<Value> = (0..encoding.len())
                 .map(|i| {
@@ -118,6 +122,9 @@ pub(crate) async fn tokenize(
                 .collect();
             out.push(Value::Array(tokens));
         }
+        Ok(out)
+        })
+        .await?;
         Ok(Json(Value::Array(out)))
     }
     .await;
@@ -138,21 +145,35 @@ pub(crate) async fn decode(
         if lists.is_empty() {
             return Err(ApiError::bad_request("ids is empty", Some("ids")));
         }
-        let tokenizer = tokenizer(&app)?;
-        let vocab = tokenizer.get_vocab_size(true) as u32;
-        let mut out = Vec::with_capacity(lists.len());
-        for ids in &lists {
-            if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
-                return Err(ApiError::bad_request(
-                    format!("id {bad} is not in the model's vocabulary of {vocab}"),
-                    Some("ids"),
-                ));
-            }
-            let text = tokenizer
-                .decode(ids, req.skip_special_tokens)
-                .map_err(|e| ApiError::unprocessable(format!("cannot decode: {e}"), None))?;
-            out.push(Value::String(text));
+        let max = app.service.config().max_inputs_per_request();
+        if lists.len() > max {
+            return Err(ApiError::bad_request(
+                format!(
+                    "{} lists of ids, more than the {max} one request may hold",
+                    lists.len()
+                ),
+                Some("ids"),
+            ));
         }
+        let skip_special_tokens = req.skip_special_tokens;
+        let out = with_tokenizer(&app, move |tokenizer| {
+            let vocab = tokenizer.get_vocab_size(true) as u32;
+            let mut out = Vec::with_capacity(lists.len());
+            for ids in &lists {
+                if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
+                    return Err(ApiError::bad_request(
+                        format!("id {bad} is not in the model's vocabulary of {vocab}"),
+                        Some("ids"),
+                    ));
+                }
+                let text = tokenizer
+                    .decode(ids, skip_special_tokens)
+                    .map_err(|e| ApiError::unprocessable(format!("cannot decode: {e}"), None))?;
+                out.push(Value::String(text));
+            }
+            Ok(out)
+        })
+        .await?;
         Ok(Json(Value::Array(out)))
     }
     .await;

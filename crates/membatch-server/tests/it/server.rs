@@ -474,17 +474,20 @@ fn an_api_key_guards_every_route_but_health_and_metrics() {
     assert_eq!(get(&server.url("/metrics")).status, 200);
     // The other APIs' routes too (Ollama's client sends the key from
     // OLLAMA_API_KEY).
-    for path in [
-        "/",
-        "/embed",
-        "/api/embed",
-        "/api/embeddings",
-        "/v2/rerank",
-        "/v1/rerank",
-        "/tokenize",
-        "/decode",
+    // Each in its API's error shape.
+    for (path, field) in [
+        ("/", "error_type"),
+        ("/embed", "error_type"),
+        ("/tokenize", "error_type"),
+        ("/decode", "error_type"),
+        ("/api/embed", "error"),
+        ("/api/embeddings", "error"),
+        ("/v2/rerank", "message"),
+        ("/v1/rerank", "detail"),
     ] {
-        assert_eq!(post(&server.url(path), "{}", None).status, 401, "{path}");
+        let r = post(&server.url(path), "{}", None);
+        assert_eq!(r.status, 401, "{path}");
+        assert!(r.json()[field].is_string(), "{path}: {r:?}");
     }
     for path in ["/api/tags", "/api/version", "/v1/models", "/v1/models/x"] {
         assert_eq!(get(&server.url(path)).status, 401, "{path}");
@@ -991,6 +994,23 @@ fn the_served_model_is_listed_named_in_answers_and_strictly_checked_when_asked()
         200,
         "no model named: the served one"
     );
+    // Ollama's routes check the name too, in Ollama's shape.
+    let r = post(
+        &strict.url("/api/embed"),
+        r#"{"model": "other", "input": "x"}"#,
+        None,
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("other"),
+        "{r:?}"
+    );
+    let r = post(
+        &strict.url("/api/embed"),
+        r#"{"model": "mini", "input": "x"}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
 }
 
 #[test]
@@ -1125,7 +1145,7 @@ fn tokenize_and_decode_as_tei_answers_them() {
         ("/decode", r#"{"ids": "x"}"#),
     ] {
         let r = post(&server.url(route), body, None);
-        assert!(r.status == 400 || r.status == 422, "{route} {body}: {r:?}");
+        assert_eq!(r.status, 400, "{route} {body}: {r:?}");
         assert!(r.json()["error"].is_string(), "{r:?}");
     }
 }
