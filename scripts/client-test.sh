@@ -6,15 +6,19 @@
 # (`membatch embed`, the reranker fixture's logits), at most 1e-5 apart.
 # Fetches the model, builds the binaries unless --no-build, starts the
 # server on a free loopback port, runs scripts/clients/test_clients.py.
+# `--setup` only makes the venv.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 start=$SECONDS
 build=1
+setup_only=0
 case "${1:-}" in
     --no-build) build=0 ;;
+    # Only the venv: CI makes it while the workspace builds.
+    --setup) setup_only=1 ;;
     "") ;;
-    *) echo "client-test: unknown argument $1 (the one option is --no-build)" >&2; exit 1 ;;
+    *) echo "client-test: unknown argument $1 (the options are --no-build and --setup)" >&2; exit 1 ;;
 esac
 
 venv=target/py-clients
@@ -27,6 +31,10 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/clients/requirements.txt "$ve
     PIP_CACHE_DIR="${PIP_CACHE_DIR:-$HOME/.cache/pip}" "$venv/bin/pip" install --quiet \
         --disable-pip-version-check --retries 5 --timeout 60 -r scripts/clients/requirements.txt
     cp scripts/clients/requirements.txt "$venv/requirements.txt"
+fi
+if [ $setup_only -eq 1 ]; then
+    echo "client-test: $venv ready in $((SECONDS - start)) s"
+    exit 0
 fi
 scripts/fetch-model.sh >/dev/null
 if [ $build -eq 1 ]; then

@@ -65,6 +65,21 @@ impl ApiError {
         }
     }
 
+    /// 413: more inputs than one request may hold (`field` names them).
+    pub fn too_many_inputs(n: usize, max: usize, field: &'static str) -> Self {
+        ApiError {
+            code: Some("too_many_inputs"),
+            param: Some(field),
+            ..ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                // The library's wording for the same refusal
+                // (`Error::RequestTooLarge`), so every route says it alike.
+                format!("request too large: {n} {field}, at most {max} allowed per request"),
+            )
+        }
+    }
+
     /// 401: no valid API key.
     pub fn unauthorized() -> Self {
         ApiError {

@@ -82,10 +82,7 @@ pub(crate) fn check_count(n: usize, field: &'static str) -> Result<(), ApiError>
         ));
     }
     if n > MAX_RERANK_TEXTS {
-        return Err(ApiError::bad_request(
-            format!("{n} {field}, more than the {MAX_RERANK_TEXTS} one request may hold"),
-            Some(field),
-        ));
+        return Err(ApiError::too_many_inputs(n, MAX_RERANK_TEXTS, field));
     }
     Ok(())
 }

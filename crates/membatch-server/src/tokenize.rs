@@ -95,10 +95,7 @@ pub(crate) async fn tokenize(
         }
         let max = app.service.config().max_inputs_per_request();
         if texts.len() > max {
-            return Err(ApiError::bad_request(
-                format!("{} inputs, more than the {max} one request may hold", texts.len()),
-                Some("inputs"),
-            ));
+            return Err(ApiError::too_many_inputs(texts.len(), max, "inputs"));
         }
         let add_special_tokens = req.add_special_tokens;
         let out = with_tokenizer(&app, move |tokenizer| {
@@ -147,13 +144,7 @@ pub(crate) async fn decode(
         }
         let max = app.service.config().max_inputs_per_request();
         if lists.len() > max {
-            return Err(ApiError::bad_request(
-                format!(
-                    "{} lists of ids, more than the {max} one request may hold",
-                    lists.len()
-                ),
-                Some("ids"),
-            ));
+            return Err(ApiError::too_many_inputs(lists.len(), max, "ids"));
         }
         let skip_special_tokens = req.skip_special_tokens;
         let out = with_tokenizer(&app, move |tokenizer| {

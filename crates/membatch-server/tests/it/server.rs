@@ -458,6 +458,48 @@ fn too_large_bodies_and_requests_are_413s_with_json_bodies() {
     let e = openai_error(&post(&url, r#"{"input": ["a", "b", "c"]}"#, None), 413);
     assert_eq!(e["code"], "too_many_inputs");
     assert_eq!(post(&url, r#"{"input": ["a", "b"]}"#, None).status, 200);
+    // A list over the limit on every other route that takes one: a 413 in
+    // that API's own shape (TEI's `error` and `error_type`, Ollama's
+    // `error` alone), and the server goes on.
+    for (path, body, keys) in [
+        (
+            "/embed",
+            r#"{"inputs": ["a", "b", "c"]}"#,
+            &["error", "error_type"][..],
+        ),
+        (
+            "/",
+            r#"{"inputs": ["a", "b", "c"]}"#,
+            &["error", "error_type"][..],
+        ),
+        (
+            "/tokenize",
+            r#"{"inputs": ["a", "b", "c"]}"#,
+            &["error", "error_type"][..],
+        ),
+        (
+            "/decode",
+            r#"{"ids": [[101], [102], [103]]}"#,
+            &["error", "error_type"][..],
+        ),
+        (
+            "/api/embed",
+            r#"{"input": ["a", "b", "c"]}"#,
+            &["error"][..],
+        ),
+    ] {
+        let r = post(&server.url(path), body, None);
+        assert_eq!(r.status, 413, "{path}: {r:?}");
+        let e = r.json();
+        let mut got: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, keys, "{path}: {e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("at most 2 allowed"),
+            "{path}: {e}"
+        );
+    }
+    assert_eq!(get(&server.url("/health")).status, 200);
 }
 
 #[test]
@@ -1090,6 +1132,32 @@ fn cohere_and_jina_rerank_shapes_give_the_tei_routes_scores() {
     let e = post(&server.url("/v1/rerank"), r#"{"query": "q"}"#, None);
     assert_eq!(e.status, 400);
     assert!(e.json()["detail"].is_string(), "{e:?}");
+    // More documents than one request may hold: a 413 on every rerank
+    // route, in its API's shape, before anything is scored.
+    let many = vec!["d"; membatch_server::MAX_RERANK_TEXTS + 1];
+    for (path, body, key) in [
+        ("/rerank", json!({"query": "q", "texts": many}), "error"),
+        (
+            "/v2/rerank",
+            json!({"query": "q", "documents": many}),
+            "message",
+        ),
+        (
+            "/v1/rerank",
+            json!({"query": "q", "documents": many}),
+            "detail",
+        ),
+    ] {
+        let r = post(&server.url(path), &body.to_string(), None);
+        assert_eq!(r.status, 413, "{path}: {r:?}");
+        assert!(
+            r.json()[key]
+                .as_str()
+                .unwrap()
+                .contains("at most 2048 allowed"),
+            "{path}: {r:?}"
+        );
+    }
 }
 
 #[test]
