@@ -3,7 +3,8 @@
 # huggingface_hub, ollama, langchain-ollama, cohere; pinned in
 # scripts/clients/requirements.txt, in a venv under target/): each one's
 # vectors or scores against a reference made without the server
-# (`membatch embed`, the reranker fixture's logits), at most 1e-5 apart.
+# (`membatch embed`, the reranker fixture's logits), at most 1e-5 apart;
+# and the server's /openapi.json through openapi-spec-validator.
 # Fetches the model, builds the binaries unless --no-build, starts the
 # server on a free loopback port, runs scripts/clients/test_clients.py.
 # `--setup` only makes the venv.

@@ -3,7 +3,8 @@
 Run by scripts/client-test.sh with a server at MEMBATCH_URL serving
 all-MiniLM-L6-v2 (named SERVED) and the tiny reranker fixture. Every
 vector is compared with `membatch embed`'s (the library, no server), every
-score with the fixture's reference logits: at most 1e-5 apart.
+score with the fixture's reference logits: at most 1e-5 apart. The
+server's /openapi.json is checked with openapi-spec-validator.
 """
 
 import json
@@ -132,7 +133,22 @@ def test_cohere():
               f"cohere: empty documents are a 400 ({e.body})")
 
 
-for test in [test_openai, test_huggingface_hub, test_ollama, test_langchain_ollama, test_cohere]:
+def test_openapi():
+    import urllib.request
+    from openapi_spec_validator import validate
+    spec = json.load(urllib.request.urlopen(URL + "/openapi.json"))
+    try:
+        validate(spec)
+        check(True, f"/openapi.json is a valid OpenAPI {spec['openapi']} document "
+                    f"({len(spec['paths'])} paths)")
+    except Exception as e:  # the validator's errors are of several classes
+        check(False, f"/openapi.json is not a valid OpenAPI document: {e}")
+    committed = json.load(open(os.path.join(os.path.dirname(__file__), "../../docs/openapi.json")))
+    check(spec == committed, "/openapi.json is docs/openapi.json")
+
+
+for test in [test_openai, test_huggingface_hub, test_ollama, test_langchain_ollama, test_cohere,
+             test_openapi]:
     test()
 
 if failures:

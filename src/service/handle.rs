@@ -265,6 +265,7 @@ impl EmbedService {
             }
         }
         let tokens: usize = texts.iter().map(Tokens::len).sum();
+        let truncated = texts.iter().filter(|t| t.is_truncated()).count();
         if tokens > config.max_tokens_per_request() {
             return Err(self.refused(Error::RequestTooLarge {
                 limit: "tokens",
@@ -300,11 +301,12 @@ impl EmbedService {
                 tokens,
                 tx: Some(tx),
                 arrived: Instant::now(),
+                span: tracing::Span::current(),
             });
         }
         shared.counters.lock().accepted(kind);
         shared.work.notify_one();
-        Ok(Pending::queued(rx, tokens))
+        Ok(Pending::queued(rx, tokens, truncated))
     }
 
     /// Counts a refusal by its reason and returns it.

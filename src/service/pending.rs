@@ -25,6 +25,7 @@ pub(crate) type Answer = Result<Vec<Vec<f32>>>;
 pub struct Pending {
     inner: Inner,
     tokens: usize,
+    truncated: usize,
     /// The dimensions the request keeps, and whether they are normalised
     /// again (see [`EmbedOptions::dimensions`](crate::EmbedOptions::dimensions)).
     dimensions: Option<(usize, bool)>,
@@ -43,14 +44,16 @@ impl Pending {
         Pending {
             inner: Inner::Ready(Some(answer)),
             tokens: 0,
+            truncated: 0,
             dimensions: None,
         }
     }
 
-    pub(crate) fn queued(rx: oneshot::Receiver<Answer>, tokens: usize) -> Self {
+    pub(crate) fn queued(rx: oneshot::Receiver<Answer>, tokens: usize, truncated: usize) -> Self {
         Pending {
             inner: Inner::Queued(rx),
             tokens,
+            truncated,
             dimensions: None,
         }
     }
@@ -66,6 +69,13 @@ impl Pending {
     /// included, after truncation): what a server reports as usage.
     pub fn tokens(&self) -> usize {
         self.tokens
+    }
+
+    /// How many of the request's texts truncation cut to the model's
+    /// sequence length at admission (0 when it refused truncation): what a
+    /// server tells its caller.
+    pub fn truncated(&self) -> usize {
+        self.truncated
     }
 
     /// Blocks the current thread until the answer comes.
@@ -165,7 +175,7 @@ mod tests {
             tx.send(Ok(vec![vec![1.0]])).unwrap();
         });
         let started = Instant::now();
-        assert_eq!(Pending::queued(rx, 0).wait().unwrap(), vec![vec![1.0]]);
+        assert_eq!(Pending::queued(rx, 0, 0).wait().unwrap(), vec![vec![1.0]]);
         assert!(started.elapsed() >= Duration::from_millis(50));
         sender.join().unwrap();
     }
@@ -173,7 +183,7 @@ mod tests {
     #[test]
     fn a_timeout_gives_up_and_closes_the_channel() {
         let (tx, rx) = oneshot::channel::<Answer>();
-        let err = Pending::queued(rx, 0)
+        let err = Pending::queued(rx, 0, 0)
             .wait_timeout(Duration::from_millis(20))
             .unwrap_err();
         assert!(matches!(err, Error::TimedOut { .. }), "{err}");
@@ -184,7 +194,10 @@ mod tests {
     fn a_dropped_sender_is_an_error_not_a_hang() {
         let (tx, rx) = oneshot::channel::<Answer>();
         drop(tx);
-        assert!(matches!(Pending::queued(rx, 0).wait(), Err(Error::Closed)));
+        assert!(matches!(
+            Pending::queued(rx, 0, 0).wait(),
+            Err(Error::Closed)
+        ));
         assert_eq!(Pending::ready(Ok(Vec::new())).wait().unwrap().len(), 0);
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct Request {
     /// Where the answer goes (the worker takes it when it takes the request).
     pub(crate) tx: Option<oneshot::Sender<Answer>>,
     pub(crate) arrived: Instant,
+    /// The caller's span at admission (a server's request span): the
+    /// worker says in it which batches ran the request's texts.
+    pub(crate) span: tracing::Span,
 }
 
 /// Whether the service takes work.

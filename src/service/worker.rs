@@ -4,6 +4,7 @@
 //! every request it took exactly once.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -277,8 +278,13 @@ fn run_window<E: Embedder>(
             .iter()
             .map(|it| &window[it.slot].request.texts[it.text])
             .collect();
+        // Numbered within the process: a request's log lines name the
+        // batches that ran its texts (below), a batch's lines its number.
+        static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
+        let number = NEXT_BATCH.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "batch",
+            number,
             texts = tracing::field::Empty,
             requests = tracing::field::Empty,
             tokens = tracing::field::Empty
@@ -310,6 +316,10 @@ fn run_window<E: Embedder>(
                     slot.remaining -= 1;
                 }
                 for r in requests {
+                    let texts = done.iter().filter(|it| it.slot == r).count();
+                    window[r].request.span.in_scope(|| {
+                        tracing::debug!(batch = number, texts, "texts ran in a batch");
+                    });
                     answer_if_complete(shared, &mut window[r]);
                 }
                 items.drain(..n);

@@ -8,20 +8,26 @@ use axum::extract::State;
 use axum::Json;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use membatch::{EmbedOptions, Truncation};
 
-use crate::error::ApiError;
+#[allow(unused_imports)] // the OpenAPI attributes name them
+use crate::error::{ApiError, OpenAiError, TeiError};
 use crate::AppState;
 
 /// OpenAI's embeddings request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EmbeddingsRequest {
     input: Input,
+    /// Answered by the served model (another name is logged once, or a 404
+    /// with `--strict-model-name`).
     #[serde(default)]
     model: Option<String>,
+    /// `float` (default) or `base64` (little-endian float32).
     #[serde(default)]
     encoding_format: Option<String>,
+    /// Keep the first N dimensions, normalised again (Matryoshka).
     #[serde(default)]
     dimensions: Option<i64>,
     /// The model's prompt before each input (an extension, as
@@ -36,7 +42,7 @@ pub(crate) struct EmbeddingsRequest {
 
 /// `input`: a string, strings, or (refused) token ids, which are parsed
 /// only to say why they are refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Input {
     One(String),
@@ -75,29 +81,33 @@ impl Input {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct EmbeddingsResponse {
+/// OpenAI's embeddings response.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EmbeddingsResponse {
     object: &'static str,
     data: Vec<EmbeddingData>,
     model: String,
     usage: Usage,
 }
 
-#[derive(Debug, Serialize)]
+/// One input's embedding.
+#[derive(Debug, Serialize, ToSchema)]
 struct EmbeddingData {
     object: &'static str,
     embedding: Embedding,
     index: usize,
 }
 
-#[derive(Debug, Serialize)]
+/// Floats, or their little-endian float32 bytes in base64.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 enum Embedding {
     Float(Vec<f32>),
     Base64(String),
 }
 
-#[derive(Debug, Serialize)]
+/// The request's tokens, as counted at admission.
+#[derive(Debug, Serialize, ToSchema)]
 struct Usage {
     prompt_tokens: usize,
     total_tokens: usize,
@@ -121,9 +131,7 @@ pub(crate) async fn run(
     options: EmbedOptions,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     let service = app.service.clone();
-    let pending = tokio::task::spawn_blocking(move || service.submit_with(&texts, &options))
-        .await
-        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))??;
+    let pending = crate::blocking(move || service.submit_with(&texts, &options)).await??;
     crate::await_answer(app, pending).await
 }
 
@@ -189,10 +197,31 @@ pub(crate) fn validate_openai(
 }
 
 /// `POST /v1/embeddings` and `POST /embeddings`.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "OpenAI",
+    summary = "Embeddings, as OpenAI's API answers them (also at /embeddings)",
+    request_body = EmbeddingsRequest,
+    responses(
+        (status = 200, description = "One embedding per input, in order, of unit length",
+            body = EmbeddingsResponse, headers(
+                ("x-request-id" = String, description = "The request's id"),
+                ("x-membatch-truncated" = usize, description = "Inputs cut to the model's sequence length"))),
+        (status = 400, description = "Malformed, empty, token ids, a prompt or dimensions the model lacks", body = OpenAiError),
+        (status = 401, description = "No valid API key", body = OpenAiError),
+        (status = 404, description = "Another model, with --strict-model-name", body = OpenAiError),
+        (status = 413, description = "A body, or more inputs or tokens, over the limits", body = OpenAiError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = OpenAiError),
+        (status = 500, description = "A failure of the server", body = OpenAiError),
+        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = OpenAiError),
+    ),
+    security(("api_key" = []))
+)]
 pub(crate) async fn openai(
     State(app): State<Arc<AppState>>,
     body: Result<Json<EmbeddingsRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EmbeddingsResponse>, ApiError> {
     let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
     let job = validate_openai(req, app.service.info().dimension)?;
     app.check_model(job.model.as_deref())?;
@@ -226,18 +255,20 @@ pub(crate) async fn openai(
             total_tokens: tokens,
         },
     };
-    Ok(Json(serde_json::to_value(response).map_err(|e| {
-        ApiError::internal(format!("cannot encode the response: {e}"))
-    })?))
+    Ok(Json(response))
 }
 
-/// The native request: `{"inputs": "..." | [...], "normalize": bool,
-/// "truncate": bool, "prompt_name": "...", "dimensions": N}`.
-#[derive(Debug, Deserialize)]
+/// The native request (text-embeddings-inference's): `{"inputs": "..." |
+/// [...], "normalize": bool, "truncate": bool, "prompt_name": "...",
+/// "dimensions": N}`.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EmbedRequest {
     pub(crate) inputs: NativeInputs,
+    /// Unit-length vectors (default true).
     #[serde(default = "yes")]
     normalize: bool,
+    /// Cut a text longer than the model reads (default true); false
+    /// refuses it (413).
     #[serde(default = "yes")]
     truncate: bool,
     /// The model's prompt before each input; default: the server's.
@@ -271,7 +302,8 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+/// One text or many.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum NativeInputs {
     One(String),
@@ -279,6 +311,26 @@ pub(crate) enum NativeInputs {
 }
 
 /// `POST /embed`: `[[...], ...]`, one vector per input.
+#[utoipa::path(
+    post,
+    path = "/embed",
+    tag = "text-embeddings-inference",
+    summary = "Embeddings, as text-embeddings-inference answers them (also at POST /)",
+    request_body = EmbedRequest,
+    responses(
+        (status = 200, description = "One vector per input, in order", body = Vec<Vec<f32>>,
+            headers(
+                ("x-request-id" = String, description = "The request's id"),
+                ("x-membatch-truncated" = usize, description = "Inputs cut to the model's sequence length"))),
+        (status = 400, description = "Malformed or empty, a prompt or dimensions the model lacks", body = TeiError),
+        (status = 401, description = "No valid API key", body = TeiError),
+        (status = 413, description = "Over the limits; a text too long with truncate false; truncation_direction Left", body = TeiError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = TeiError),
+        (status = 500, description = "A failure of the server", body = TeiError),
+        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = TeiError),
+    ),
+    security(("api_key" = []))
+)]
 pub(crate) async fn native(
     State(app): State<Arc<AppState>>,
     body: Result<Json<EmbedRequest>, JsonRejection>,

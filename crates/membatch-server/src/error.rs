@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Which error body a route answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,26 +279,82 @@ impl From<membatch::Error> for ApiError {
     }
 }
 
+/// OpenAI's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OpenAiError {
+    error: OpenAiErrorDetail,
+}
+
+/// OpenAI's error: what went wrong, its type, the field at fault, a code.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OpenAiErrorDetail {
+    message: String,
+    /// `invalid_request_error`, `authentication_error`, `rate_limit_error`,
+    /// `service_unavailable`, `server_error`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'static str>,
+    /// `too_many_inputs`, `overloaded`, `memory_critical`, `model_not_found`, ...
+    code: Option<&'static str>,
+}
+
+/// text-embeddings-inference's error body (the native routes).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TeiError {
+    error: String,
+    /// The code (`too_many_inputs`, `text_too_long`, ...) or the type.
+    error_type: &'static str,
+}
+
+/// Ollama's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OllamaError {
+    error: String,
+}
+
+/// Cohere's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CohereError {
+    message: String,
+}
+
+/// Jina's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct JinaError {
+    detail: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.style {
-            ErrorStyle::OpenAi => json!({
-                "error": {
-                    "message": self.message,
-                    "type": self.kind,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            }),
-            ErrorStyle::Native => json!({
-                "error": self.message,
-                "error_type": self.code.unwrap_or(self.kind),
-            }),
-            ErrorStyle::Ollama => json!({ "error": self.message }),
-            ErrorStyle::Cohere => json!({ "message": self.message }),
-            ErrorStyle::Jina => json!({ "detail": self.message }),
+        let status = self.status;
+        let message = self.message;
+        let mut response = match self.style {
+            ErrorStyle::OpenAi => (
+                status,
+                axum::Json(OpenAiError {
+                    error: OpenAiErrorDetail {
+                        message,
+                        kind: self.kind,
+                        param: self.param,
+                        code: self.code,
+                    },
+                }),
+            )
+                .into_response(),
+            ErrorStyle::Native => (
+                status,
+                axum::Json(TeiError {
+                    error: message,
+                    error_type: self.code.unwrap_or(self.kind),
+                }),
+            )
+                .into_response(),
+            ErrorStyle::Ollama => {
+                (status, axum::Json(OllamaError { error: message })).into_response()
+            }
+            ErrorStyle::Cohere => (status, axum::Json(CohereError { message })).into_response(),
+            ErrorStyle::Jina => (status, axum::Json(JinaError { detail: message })).into_response(),
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
             // Whole seconds, rounded up, at least one.
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);

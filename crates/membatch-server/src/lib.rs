@@ -39,7 +39,9 @@
 
 mod embed;
 pub mod error;
+pub mod observe;
 mod ollama;
+mod openapi;
 mod ops;
 mod prometheus;
 mod rerank;
@@ -153,6 +155,8 @@ pub struct AppState {
     reranker_name: Option<String>,
     /// The model's pooling (`mean`, `cls`, ...), for TEI's `/info`.
     pooling: Option<String>,
+    /// The origins browsers may call from (CORS); none: no CORS headers.
+    cors_origins: Vec<String>,
 }
 
 impl AppState {
@@ -175,7 +179,21 @@ impl AppState {
             precision: membatch::Precision::F32,
             reranker_name: None,
             pooling: None,
+            cors_origins: Vec::new(),
         }
+    }
+
+    /// Lets browser apps from `origins` call the routes (CORS): preflight
+    /// `OPTIONS` requests are answered before the API key is checked, and
+    /// an answer to an origin not listed carries no CORS headers. `*`
+    /// allows any origin. Default: none (no CORS headers at all).
+    #[must_use]
+    pub fn cors_allow_origins<S: Into<String>>(
+        mut self,
+        origins: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.cors_origins = origins.into_iter().map(Into::into).collect();
+        self
     }
 
     /// The name the reranker answers to on the rerank routes.
@@ -302,34 +320,62 @@ enum Access {
 /// Every route of the server, once: its path, its handlers, and whether it
 /// asks for the API key. `/metrics` labels responses by the path matched
 /// here.
-fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
+/// A route: its path, its method, its handler, who may call it.
+struct Route {
+    path: &'static str,
+    /// `get` or `post`, as OpenAPI names them (the OpenAPI test compares).
+    #[cfg_attr(not(test), allow(dead_code))]
+    method: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+    access: Access,
+}
+
+/// A route whose `handler` answers `method` (`get` or `post`) only.
+fn route<H, T>(path: &'static str, method: &'static str, handler: H, access: Access) -> Route
+where
+    H: axum::handler::Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    let handler = match method {
+        "get" => get(handler),
+        _ => post(handler),
+    };
+    Route {
+        path,
+        method,
+        handler,
+        access,
+    }
+}
+
+/// Every route, as the router serves it and the OpenAPI document lists it
+/// (a test holds the two equal).
+fn routes() -> Vec<Route> {
+    use Access::{Key, Open};
     vec![
-        ("/v1/embeddings", post(embed::openai), Access::Key),
-        ("/embeddings", post(embed::openai), Access::Key),
-        ("/embed", post(embed::native), Access::Key),
+        route("/v1/embeddings", "post", embed::openai, Key),
+        route("/embeddings", "post", embed::openai, Key),
+        route("/embed", "post", embed::native, Key),
         // What huggingface_hub's InferenceClient(base_url=...) posts to.
-        ("/", post(embed::native), Access::Key),
-        ("/rerank", post(rerank::rerank), Access::Key),
-        ("/tokenize", post(tokenize::tokenize), Access::Key),
-        ("/decode", post(tokenize::decode), Access::Key),
-        ("/v2/rerank", post(rerank::cohere), Access::Key),
-        ("/v1/rerank", post(rerank::jina), Access::Key),
-        ("/api/embed", post(ollama::embed_route), Access::Key),
-        (
-            "/api/embeddings",
-            post(ollama::embeddings_route),
-            Access::Key,
-        ),
-        ("/api/tags", get(ollama::tags), Access::Key),
-        ("/api/version", get(ollama::version), Access::Key),
-        ("/info", get(ops::info), Access::Key),
-        ("/v1/models", get(ops::models), Access::Key),
+        route("/", "post", embed::native, Key),
+        route("/rerank", "post", rerank::rerank, Key),
+        route("/tokenize", "post", tokenize::tokenize, Key),
+        route("/decode", "post", tokenize::decode, Key),
+        route("/v2/rerank", "post", rerank::cohere, Key),
+        route("/v1/rerank", "post", rerank::jina, Key),
+        route("/api/embed", "post", ollama::embed_route, Key),
+        route("/api/embeddings", "post", ollama::embeddings_route, Key),
+        route("/api/tags", "get", ollama::tags, Key),
+        route("/api/version", "get", ollama::version, Key),
+        route("/info", "get", ops::info, Key),
+        route("/v1/models", "get", ops::models, Key),
         // A hub model's name holds a slash.
-        ("/v1/models/{*id}", get(ops::model), Access::Key),
-        ("/memory", get(ops::memory), Access::Key),
-        ("/memory/unload", post(ops::unload), Access::Key),
-        ("/health", get(ops::health), Access::Open),
-        ("/metrics", get(ops::metrics), Access::Open),
+        route("/v1/models/{*id}", "get", ops::model, Key),
+        route("/memory", "get", ops::memory, Key),
+        route("/memory/unload", "post", ops::unload, Key),
+        route("/health", "get", ops::health, Open),
+        route("/metrics", "get", ops::metrics, Open),
+        route("/openapi.json", "get", openapi::serve, Open),
     ]
 }
 
@@ -339,14 +385,15 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>, Access)> {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let state = Arc::new(state);
     let (mut keyed, mut open) = (Router::new(), Router::new());
-    for (path, handlers, access) in routes() {
-        match access {
-            Access::Key => keyed = keyed.route(path, handlers),
-            Access::Open => open = open.route(path, handlers),
+    for r in routes() {
+        match r.access {
+            Access::Key => keyed = keyed.route(r.path, r.handler),
+            Access::Open => open = open.route(r.path, r.handler),
         }
     }
     let keyed = keyed.route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    keyed
+    let cors = cors(&state.cors_origins);
+    let app = keyed
         .merge(open)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count))
@@ -359,8 +406,46 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                     .unwrap_or_else(|| "a panic without a message".into());
                 ApiError::internal(format!("internal error: {message}")).into_response()
             },
-        ))
+        ));
+    // Outside the key check: a browser's preflight carries no key.
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    // Outermost: every request gets an id and an access line, 404s and
+    // preflights included.
+    app.layer(middleware::from_fn(observe::observe))
         .with_state(state)
+}
+
+/// The CORS layer for `origins` (`*`: any), or none when there are none.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                observe::REQUEST_ID,
+            ])
+            .expose_headers([observe::REQUEST_ID, observe::TRUNCATED, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// Awaits a submitted request's answer within the request timeout,
@@ -371,11 +456,31 @@ async fn await_answer(
     app: &AppState,
     pending: Pending,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
-    let tokens = pending.tokens();
+    let (tokens, truncated) = (pending.tokens(), pending.truncated());
     match tokio::time::timeout(app.request_timeout, pending).await {
-        Ok(answer) => Ok((answer?, tokens)),
+        Ok(answer) => {
+            let vectors = answer?;
+            observe::served(observe::Served {
+                texts: vectors.len(),
+                tokens,
+                truncated,
+            });
+            Ok((vectors, tokens))
+        }
         Err(_) => Err(ApiError::timed_out(app.request_timeout)),
     }
+}
+
+/// Runs `f` (a submission to the service: it tokenizes) on a blocking
+/// thread, inside the request's span, so the service's worker can log in
+/// that span.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| ApiError::internal(format!("admission failed: {e}")))
 }
 
 /// A number for each answer that wants an id (Cohere's `id`), unique

@@ -6,6 +6,7 @@
 //!     [--max-inputs-per-request N] [--max-tokens-per-request N]
 //!     [--max-queued-tokens N] [--idle-unload-secs N] [--request-timeout-secs N]
 //!     [--api-key KEY] [--reranker DIR|REPO] [--lazy] [--log-format text|json]
+//!     [--cors-allow-origin ORIGIN]...
 //! membatch-server --health-check [--host H] [--port P]
 //! ```
 //!
@@ -62,6 +63,15 @@ struct Args {
     /// model_not_found) instead of answering it with the served model.
     #[arg(long, env = "MEMBATCH_STRICT_MODEL_NAME")]
     strict_model_name: bool,
+    /// Let browser apps from ORIGIN call the server (CORS; repeat the flag or separate
+    /// origins with commas; `*`: any origin) [default: no CORS headers]
+    #[arg(
+        long,
+        env = "MEMBATCH_CORS_ALLOW_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    cors_allow_origin: Vec<String>,
     /// Load the model on the first request instead of at startup.
     #[arg(long, env = "MEMBATCH_LAZY")]
     lazy: bool,
@@ -285,6 +295,7 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     let mut state = AppState::new(service.clone(), name)
         .request_timeout(Duration::from_secs(args.request_timeout_secs.max(1)))
         .strict_model_name(args.strict_model_name)
+        .cors_allow_origins(args.cors_allow_origin.iter().cloned())
         .precision(config.model().precision)
         .pooling(pooling);
     if let Some(dir) = &args.reranker {

@@ -9,20 +9,24 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+#[allow(unused_imports)] // the OpenAPI attributes name them
+use crate::error::{ApiError, CohereError, JinaError, TeiError};
 use crate::AppState;
 
 /// Most texts in one rerank request.
 pub const MAX_RERANK_TEXTS: usize = 2048;
 
-#[derive(Debug, Deserialize)]
+/// text-embeddings-inference's rerank request.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RerankRequest {
     query: String,
     texts: Vec<String>,
+    /// The logits instead of their sigmoid.
     #[serde(default)]
     raw_scores: bool,
+    /// Each result carries its text.
     #[serde(default)]
     return_text: bool,
     /// Whether a pair longer than the reranker reads is cut (default) or
@@ -34,7 +38,8 @@ pub(crate) struct RerankRequest {
     truncation_direction: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One text's score, best first.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Rank {
     index: usize,
     score: f32,
@@ -63,12 +68,11 @@ async fn score(
     // the pairs run on the service's worker, in its queue and memory
     // budget, and a request that timed out is skipped.
     let service = app.service.clone();
-    let (pending, texts) = tokio::task::spawn_blocking(move || {
+    let (pending, texts) = crate::blocking(move || {
         let pending = service.submit_rerank_with(&query, &texts, truncation);
         (pending, texts)
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("admission failed: {e}")))?;
+    .await?;
     let (scores, tokens) = crate::await_answer(app, pending?).await?;
     Ok((scores.into_iter().map(|s| s[0]).collect(), texts, tokens))
 }
@@ -120,6 +124,25 @@ fn ranked(scores: &[f32], top_n: Option<usize>) -> Vec<usize> {
 }
 
 /// `POST /rerank`, text-embeddings-inference's shape.
+#[utoipa::path(
+    post,
+    path = "/rerank",
+    tag = "text-embeddings-inference",
+    summary = "Scores texts against a query with the reranker, best first",
+    request_body = RerankRequest,
+    responses(
+        (status = 200, description = "Every text's score, best first", body = Vec<Rank>,
+            headers(
+                ("x-request-id" = String, description = "The request's id"),
+                ("x-membatch-truncated" = usize, description = "Pairs cut to the reranker's sequence length"))),
+        (status = 400, description = "Malformed or empty, or no reranker", body = TeiError),
+        (status = 401, description = "No valid API key", body = TeiError),
+        (status = 413, description = "Over the limits; a pair too long with truncate false", body = TeiError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = TeiError),
+        (status = 503, description = "Memory critical, a timeout or shutdown", body = TeiError),
+    ),
+    security(("api_key" = []))
+)]
 pub(crate) async fn rerank(
     State(app): State<Arc<AppState>>,
     body: Result<Json<RerankRequest>, JsonRejection>,
@@ -163,28 +186,102 @@ pub(crate) async fn rerank(
 /// `model` is answered by the served reranker; `max_tokens_per_doc` and
 /// `priority` are accepted and ignored (each pair is cut at the
 /// reranker's own limit).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CohereRequest {
     #[serde(default)]
     model: Option<String>,
     query: String,
     pub(crate) documents: Vec<String>,
+    /// The best N only (at least 1).
     #[serde(default)]
     pub(crate) top_n: Option<usize>,
+    /// Accepted and ignored: each pair is cut at the reranker's limit.
     #[serde(default)]
     #[allow(dead_code)]
     max_tokens_per_doc: Option<u64>,
+    /// Accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]
     priority: Option<i64>,
 }
 
+/// Cohere's v2 rerank response.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CohereResponse {
+    id: String,
+    results: Vec<Relevance>,
+    meta: CohereMeta,
+}
+
+/// A document's index and score (Cohere's and Jina's results).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Relevance {
+    index: usize,
+    /// The sigmoid of the reranker's logit.
+    relevance_score: f32,
+    /// Jina's, with `return_documents`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<DocumentText>,
+}
+
+/// A document as Jina returns it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DocumentText {
+    text: String,
+}
+
+/// Cohere's `meta`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CohereMeta {
+    api_version: CohereVersion,
+    billed_units: CohereBilled,
+    tokens: CohereTokens,
+}
+
+/// Cohere's API version.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CohereVersion {
+    version: &'static str,
+}
+
+/// What Cohere would bill: one search unit.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CohereBilled {
+    search_units: u32,
+}
+
+/// The request's tokens (every pair's).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CohereTokens {
+    input_tokens: usize,
+}
+
 /// `POST /v2/rerank`: Cohere's shape. `relevance_score` is the sigmoid of
 /// the logit, as `/rerank` scores.
+#[utoipa::path(
+    post,
+    path = "/v2/rerank",
+    tag = "Cohere",
+    summary = "Rerank, as Cohere's v2 API answers it",
+    request_body = CohereRequest,
+    responses(
+        (status = 200, description = "The documents' scores, best first", body = CohereResponse,
+            headers(
+                ("x-request-id" = String, description = "The request's id"),
+                ("x-membatch-truncated" = usize, description = "Pairs cut to the reranker's sequence length"))),
+        (status = 400, description = "Malformed or empty, top_n 0, or no reranker", body = CohereError),
+        (status = 401, description = "No valid API key", body = CohereError),
+        (status = 404, description = "Another model, with --strict-model-name", body = CohereError),
+        (status = 413, description = "Over the limits", body = CohereError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = CohereError),
+        (status = 503, description = "Memory critical, a timeout or shutdown", body = CohereError),
+    ),
+    security(("api_key" = []))
+)]
 pub(crate) async fn cohere(
     State(app): State<Arc<AppState>>,
     body: Result<Json<CohereRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CohereResponse>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
         app.check_reranker(req.model.as_deref())?;
@@ -197,26 +294,32 @@ pub(crate) async fn cohere(
             membatch::Truncation::Cut,
         )
         .await?;
-        let results: Vec<serde_json::Value> = ranked(&logits, top)
+        let results = ranked(&logits, top)
             .into_iter()
-            .map(|index| json!({"index": index, "relevance_score": sigmoid(logits[index])}))
+            .map(|index| Relevance {
+                index,
+                relevance_score: sigmoid(logits[index]),
+                document: None,
+            })
             .collect();
-        Ok(Json(json!({
-            "id": format!("membatch-{}", crate::request_number()),
-            "results": results,
-            "meta": {
-                "api_version": {"version": "2"},
-                "billed_units": {"search_units": 1},
-                "tokens": {"input_tokens": tokens},
+        Ok(Json(CohereResponse {
+            id: format!("membatch-{}", crate::request_number()),
+            results,
+            meta: CohereMeta {
+                api_version: CohereVersion { version: "2" },
+                billed_units: CohereBilled { search_units: 1 },
+                tokens: CohereTokens {
+                    input_tokens: tokens,
+                },
             },
-        })))
+        }))
     }
     .await;
     result.map_err(ApiError::cohere)
 }
 
 /// A Jina document: a string or `{"text": ...}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum JinaDocument {
     Text(String),
@@ -225,16 +328,33 @@ pub(crate) enum JinaDocument {
 
 /// Jina's rerank request (its published API reference). `model` is
 /// answered by the served reranker.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct JinaRequest {
     #[serde(default)]
     model: Option<String>,
     query: String,
     pub(crate) documents: Vec<JinaDocument>,
+    /// The best N only (at least 1).
     #[serde(default)]
     pub(crate) top_n: Option<usize>,
+    /// Each result carries its document (default true).
     #[serde(default = "yes")]
     return_documents: bool,
+}
+
+/// Jina's rerank response.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct JinaResponse {
+    /// The reranker's name.
+    model: String,
+    usage: JinaUsage,
+    results: Vec<Relevance>,
+}
+
+/// The request's tokens (every pair's).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct JinaUsage {
+    total_tokens: usize,
 }
 
 fn yes() -> bool {
@@ -242,10 +362,30 @@ fn yes() -> bool {
 }
 
 /// `POST /v1/rerank`: Jina's shape.
+#[utoipa::path(
+    post,
+    path = "/v1/rerank",
+    tag = "Jina",
+    summary = "Rerank, as Jina's API answers it",
+    request_body = JinaRequest,
+    responses(
+        (status = 200, description = "The documents' scores, best first", body = JinaResponse,
+            headers(
+                ("x-request-id" = String, description = "The request's id"),
+                ("x-membatch-truncated" = usize, description = "Pairs cut to the reranker's sequence length"))),
+        (status = 400, description = "Malformed or empty, top_n 0, or no reranker", body = JinaError),
+        (status = 401, description = "No valid API key", body = JinaError),
+        (status = 404, description = "Another model, with --strict-model-name", body = JinaError),
+        (status = 413, description = "Over the limits", body = JinaError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = JinaError),
+        (status = 503, description = "Memory critical, a timeout or shutdown", body = JinaError),
+    ),
+    security(("api_key" = []))
+)]
 pub(crate) async fn jina(
     State(app): State<Arc<AppState>>,
     body: Result<Json<JinaRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JinaResponse>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
         app.check_reranker(req.model.as_deref())?;
@@ -265,21 +405,26 @@ pub(crate) async fn jina(
             membatch::Truncation::Cut,
         )
         .await?;
-        let results: Vec<serde_json::Value> = ranked(&logits, top)
+        let results = ranked(&logits, top)
             .into_iter()
-            .map(|index| {
-                let mut r = json!({"index": index, "relevance_score": sigmoid(logits[index])});
-                if req.return_documents {
-                    r["document"] = json!({"text": texts[index]});
-                }
-                r
+            .map(|index| Relevance {
+                index,
+                relevance_score: sigmoid(logits[index]),
+                document: req.return_documents.then(|| DocumentText {
+                    text: texts[index].clone(),
+                }),
             })
             .collect();
-        Ok(Json(json!({
-            "model": app.reranker_name.as_deref().unwrap_or(&app.model_name),
-            "usage": {"total_tokens": tokens},
-            "results": results,
-        })))
+        Ok(Json(JinaResponse {
+            model: app
+                .reranker_name
+                .clone()
+                .unwrap_or_else(|| app.model_name.clone()),
+            usage: JinaUsage {
+                total_tokens: tokens,
+            },
+            results,
+        }))
     }
     .await;
     result.map_err(ApiError::jina)

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+#[allow(unused_imports)] // the OpenAPI attributes name it
+use crate::error::{ApiError, TeiError};
 use crate::AppState;
 
 /// The model's tokenizer as `/tokenize` and `/decode` use it: no
@@ -35,8 +36,10 @@ pub(crate) fn load(path: &std::path::Path) -> membatch::Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-#[derive(Debug, Deserialize)]
+/// One text or many.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(as = TokenizeInputs)]
 pub(crate) enum Inputs {
     One(String),
     Many(Vec<String>),
@@ -46,23 +49,41 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /tokenize`'s request.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct TokenizeRequest {
     inputs: Inputs,
+    /// The model's special tokens around each input (default true).
     #[serde(default = "yes")]
     add_special_tokens: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// One token of an input.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Token {
+    id: u32,
+    /// The input's text the token covers (the token itself when special).
+    text: String,
+    special: bool,
+    /// Byte offset of the token's start in the input; null when special.
+    start: Option<usize>,
+    /// Byte offset of the token's end in the input; null when special.
+    stop: Option<usize>,
+}
+
+/// One list of ids or many.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Ids {
     One(Vec<u32>),
     Many(Vec<Vec<u32>>),
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /decode`'s request.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct DecodeRequest {
     ids: Ids,
+    /// Leave the special tokens out (default true).
     #[serde(default = "yes")]
     skip_special_tokens: bool,
 }
@@ -80,10 +101,24 @@ async fn with_tokenizer<T: Send + 'static>(
 }
 
 /// `POST /tokenize`.
+#[utoipa::path(
+    post,
+    path = "/tokenize",
+    tag = "text-embeddings-inference",
+    summary = "The model's tokens of each input, untruncated",
+    request_body = TokenizeRequest,
+    responses(
+        (status = 200, description = "One list of tokens per input", body = Vec<Vec<Token>>),
+        (status = 400, description = "Malformed or empty", body = TeiError),
+        (status = 401, description = "No valid API key", body = TeiError),
+        (status = 413, description = "More inputs than one request may hold; an input that cannot be tokenized", body = TeiError),
+    ),
+    security(("api_key" = []))
+)]
 pub(crate) async fn tokenize(
     State(app): State<Arc<AppState>>,
     body: Result<Json<TokenizeRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<Vec<Token>>>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
         let texts = match req.inputs {
@@ -99,40 +134,67 @@ pub(crate) async fn tokenize(
         }
         let add_special_tokens = req.add_special_tokens;
         let out = with_tokenizer(&app, move |tokenizer| {
-        let mut out = Vec::with_capacity(texts.len());
-        for text in &texts {
-            let encoding = tokenizer
-                .encode(text.as_str(), add_special_tokens)
-                .map_err(|e| ApiError::unprocessable(format!("cannot tokenize: {e}"), None))?;
-            let tokens: Vec<Value> = (0..encoding.len())
-                .map(|i| {
-                    let id = encoding.get_ids()[i];
-                    let special = encoding.get_special_tokens_mask()[i] == 1;
-                    let (start, stop) = encoding.get_offsets()[i];
-                    if special {
-                        json!({"id": id, "text": encoding.get_tokens()[i], "special": true, "start": null, "stop": null})
-                    } else {
-                        let piece = text.get(start..stop).unwrap_or(&encoding.get_tokens()[i]);
-                        json!({"id": id, "text": piece, "special": false, "start": start, "stop": stop})
-                    }
-                })
-                .collect();
-            out.push(Value::Array(tokens));
-        }
-        Ok(out)
+            let mut out = Vec::with_capacity(texts.len());
+            for text in &texts {
+                let encoding = tokenizer
+                    .encode(text.as_str(), add_special_tokens)
+                    .map_err(|e| ApiError::unprocessable(format!("cannot tokenize: {e}"), None))?;
+                let tokens: Vec<Token> = (0..encoding.len())
+                    .map(|i| {
+                        let id = encoding.get_ids()[i];
+                        let special = encoding.get_special_tokens_mask()[i] == 1;
+                        let (start, stop) = encoding.get_offsets()[i];
+                        let token = &encoding.get_tokens()[i];
+                        if special {
+                            Token {
+                                id,
+                                text: token.clone(),
+                                special,
+                                start: None,
+                                stop: None,
+                            }
+                        } else {
+                            let piece = text.get(start..stop).unwrap_or(token);
+                            Token {
+                                id,
+                                text: piece.to_string(),
+                                special,
+                                start: Some(start),
+                                stop: Some(stop),
+                            }
+                        }
+                    })
+                    .collect();
+                out.push(tokens);
+            }
+            Ok(out)
         })
         .await?;
-        Ok(Json(Value::Array(out)))
+        Ok(Json(out))
     }
     .await;
     result.map_err(ApiError::native)
 }
 
 /// `POST /decode`.
+#[utoipa::path(
+    post,
+    path = "/decode",
+    tag = "text-embeddings-inference",
+    summary = "The text of each list of ids",
+    request_body = DecodeRequest,
+    responses(
+        (status = 200, description = "One string per list of ids", body = Vec<String>),
+        (status = 400, description = "Malformed or empty, an id outside the vocabulary", body = TeiError),
+        (status = 401, description = "No valid API key", body = TeiError),
+        (status = 413, description = "More lists than one request may hold", body = TeiError),
+    ),
+    security(("api_key" = []))
+)]
 pub(crate) async fn decode(
     State(app): State<Arc<AppState>>,
     body: Result<Json<DecodeRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<String>>, ApiError> {
     let result = async {
         let Json(req) = body.map_err(|r| ApiError::from_rejection(&r))?;
         let lists = match req.ids {
@@ -160,12 +222,12 @@ pub(crate) async fn decode(
                 let text = tokenizer
                     .decode(ids, skip_special_tokens)
                     .map_err(|e| ApiError::unprocessable(format!("cannot decode: {e}"), None))?;
-                out.push(Value::String(text));
+                out.push(text);
             }
             Ok(out)
         })
         .await?;
-        Ok(Json(Value::Array(out)))
+        Ok(Json(out))
     }
     .await;
     result.map_err(ApiError::native)

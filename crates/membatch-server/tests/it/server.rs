@@ -24,6 +24,10 @@ impl Server {
     /// Starts the binary with `args` (plus `--port 0`) and waits for its
     /// "listening" line.
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Server::start_piped(args, envs, Stdio::inherit())
+    }
+
+    fn start_piped(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_membatch-server"));
         cmd.args(["--port", "0"]).args(args);
         // Every setting's variables, and the server's key.
@@ -37,11 +41,7 @@ impl Server {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -52,6 +52,25 @@ impl Server {
             .unwrap_or_else(|| panic!("no listening line: {line:?}"))
             .to_string();
         Server { child, base }
+    }
+
+    /// As [`start`](Self::start), with its log (stderr) collected.
+    fn start_logged(
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> (Self, std::sync::Arc<std::sync::Mutex<String>>) {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut server = Server::start_piped(args, envs, Stdio::piped());
+        let stderr = server.child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        (server, log)
     }
 
     /// A server over a fresh tiny model.
@@ -87,17 +106,27 @@ impl Drop for Server {
     }
 }
 
-/// A response: status, `Retry-After` header, JSON (or text) body.
+/// A response: status, `Retry-After` header, every header, JSON (or
+/// text) body.
 #[derive(Debug)]
 struct Reply {
     status: u16,
     retry_after: Option<String>,
+    headers: Vec<(String, String)>,
     body: String,
 }
 
 impl Reply {
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The header `name` (lower case), if the response has it.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -107,11 +136,32 @@ fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
         Err(ureq::Error::Status(_, r)) => r,
         Err(e) => panic!("transport error: {e}"),
     };
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| {
+            let v = response.header(&n)?.to_string();
+            Some((n.to_ascii_lowercase(), v))
+        })
+        .collect();
     Reply {
         status: response.status(),
         retry_after: response.header("retry-after").map(String::from),
+        headers,
         body: response.into_string().unwrap(),
     }
+}
+
+/// `method url` with `headers` and, when given, a JSON `body`.
+fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(60));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    reply(match body {
+        Some(b) => req.set("content-type", "application/json").send_string(b),
+        None => req.call(),
+    })
 }
 
 fn post(url: &str, body: &str, key: Option<&str>) -> Reply {
@@ -1259,4 +1309,192 @@ fn tei_truncation_fields_are_honoured_or_refused_with_its_status() {
         "{refused:?}"
     );
     assert_eq!(get(&server.url("/health")).status, 200);
+}
+
+/// Every request gets an id (the caller's `x-request-id`, or a new one; a
+/// malformed one is replaced), answered in the header and carried by every
+/// log line about the request: the access line (status, latency, texts,
+/// tokens, truncated inputs) and the worker's line naming the batch that
+/// ran its texts. Every embedding route says how many inputs were
+/// truncated.
+#[test]
+fn request_ids_access_lines_and_truncation_are_visible() {
+    let model = tiny_model_dir(&Tiny::default());
+    let (server, log) = Server::start_logged(
+        &[
+            "--model",
+            model.path().to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        &[("RUST_LOG", "membatch=debug,membatch_server=info")],
+    );
+    server.wait_loaded();
+    let long = "word ".repeat(2000);
+    let body = json!({"input": ["short", long]}).to_string();
+    let r = send(
+        "POST",
+        &server.url("/v1/embeddings"),
+        &[("x-request-id", "req-42")],
+        Some(&body),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-request-id"), Some("req-42"));
+    assert_eq!(r.header("x-membatch-truncated"), Some("1"));
+    for (path, body) in [
+        ("/embed", r#"{"inputs": ["short"]}"#),
+        ("/", r#"{"inputs": "short"}"#),
+        ("/api/embed", r#"{"input": "short"}"#),
+        ("/api/embeddings", r#"{"prompt": "short"}"#),
+        ("/embeddings", r#"{"input": "short"}"#),
+    ] {
+        let r = send("POST", &server.url(path), &[], Some(body));
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(r.header("x-membatch-truncated"), Some("0"), "{path}");
+        let id = r.header("x-request-id").unwrap();
+        assert_eq!(id.len(), 36, "{path}: a new UUID, {id}");
+    }
+    for bad in ["has space", &"x".repeat(200)] {
+        let r = send("GET", &server.url("/info"), &[("x-request-id", bad)], None);
+        let id = r.header("x-request-id").unwrap();
+        assert!(id != bad && id.len() == 36, "{bad:?} was echoed: {id}");
+    }
+    // A route without texts has an id and no truncation header.
+    let r = get(&server.url("/health"));
+    assert!(r.header("x-request-id").is_some());
+    assert_eq!(r.header("x-membatch-truncated"), None);
+    // --max-seq-length is the server's too: 8 tokens cut a ten-word text.
+    let (short, _m) = Server::tiny(&["--max-seq-length", "8"]);
+    let body = r#"{"input": ["one two three four five six seven eight nine ten", "two"]}"#;
+    let r = send("POST", &short.url("/v1/embeddings"), &[], Some(body));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-membatch-truncated"), Some("1"));
+
+    // The log: JSON lines; req-42's access line and its worker line.
+    let started = Instant::now();
+    let lines: Vec<Value> = loop {
+        let text = log.lock().unwrap().clone();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        if lines
+            .iter()
+            .any(|l| l["span"]["id"] == "req-42" && l["fields"]["message"] == "answered")
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let of_42: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["id"] == "req-42")
+        .collect();
+    let access = of_42
+        .iter()
+        .find(|l| l["fields"]["message"] == "answered")
+        .unwrap_or_else(|| panic!("no access line for req-42 in {lines:#?}"));
+    let f = &access["fields"];
+    assert_eq!(f["status"], 200, "{access}");
+    assert_eq!(f["texts"], 2, "{access}");
+    assert_eq!(f["truncated"], 1, "{access}");
+    assert!(
+        f["tokens"].as_u64().unwrap() > 2 && f["latency_ms"].is_number(),
+        "{access}"
+    );
+    assert_eq!(access["span"]["path"], "/v1/embeddings");
+    let ran = of_42
+        .iter()
+        .find(|l| l["fields"]["message"] == "texts ran in a batch")
+        .unwrap_or_else(|| panic!("no batch line for req-42 in {of_42:#?}"));
+    let batch = &ran["fields"]["batch"];
+    assert!(batch.is_u64(), "{ran}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["name"] == "batch" && l["span"]["number"] == *batch),
+        "no line of batch {batch} in {lines:#?}"
+    );
+}
+
+/// CORS is off by default; with `--cors-allow-origin` a preflight is
+/// answered before the API key is asked for, the listed origin gets the
+/// CORS headers (the request id and truncation headers exposed), and
+/// another origin gets none.
+#[test]
+fn cors_answers_the_allowed_origin_only_and_preflights_need_no_key() {
+    let body = r#"{"input": "hi"}"#;
+    let origin = "https://app.example";
+    let preflight = [
+        ("origin", origin),
+        ("access-control-request-method", "POST"),
+        (
+            "access-control-request-headers",
+            "authorization,content-type",
+        ),
+    ];
+    let (plain, _m) = Server::tiny(&[]);
+    let r = send(
+        "POST",
+        &plain.url("/v1/embeddings"),
+        &[("origin", origin)],
+        Some(body),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        None,
+        "off by default"
+    );
+
+    let (server, _m) = Server::tiny(&["--cors-allow-origin", origin, "--api-key", "k"]);
+    let url = server.url("/v1/embeddings");
+    let pre = send("OPTIONS", &url, &preflight, None);
+    assert!(pre.status == 200 || pre.status == 204, "{pre:?}");
+    assert_eq!(pre.header("access-control-allow-origin"), Some(origin));
+    let allowed = pre
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    let r = send(
+        "POST",
+        &url,
+        &[("origin", origin), ("authorization", "Bearer k")],
+        Some(body),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+    let exposed = r
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("x-request-id") && exposed.contains("x-membatch-truncated"),
+        "{exposed}"
+    );
+    // The key is still asked for on the request itself.
+    let r = send("POST", &url, &[("origin", origin)], Some(body));
+    assert_eq!(r.status, 401);
+    // Another origin: no CORS headers, on the preflight or the request.
+    let other = [
+        ("origin", "https://evil.example"),
+        ("access-control-request-method", "POST"),
+    ];
+    let pre = send("OPTIONS", &url, &other, None);
+    assert_eq!(pre.header("access-control-allow-origin"), None, "{pre:?}");
+    let r = send(
+        "POST",
+        &url,
+        &[
+            ("origin", "https://evil.example"),
+            ("authorization", "Bearer k"),
+        ],
+        Some(body),
+    );
+    assert_eq!(r.header("access-control-allow-origin"), None, "{r:?}");
 }
