@@ -212,9 +212,12 @@ pub(crate) fn validate_openai(
         (status = 401, description = "No valid API key", body = OpenAiError),
         (status = 404, description = "Another model, with --strict-model-name", body = OpenAiError),
         (status = 413, description = "A body, or more inputs or tokens, over the limits", body = OpenAiError),
-        (status = 429, description = "The queue is full: retry after Retry-After", body = OpenAiError),
+        (status = 422, description = "A text that cannot be tokenized", body = OpenAiError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = OpenAiError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
         (status = 500, description = "A failure of the server", body = OpenAiError),
-        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = OpenAiError),
+        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = OpenAiError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("api_key" = []))
 )]
@@ -325,9 +328,11 @@ pub(crate) enum NativeInputs {
         (status = 400, description = "Malformed or empty, a prompt or dimensions the model lacks", body = TeiError),
         (status = 401, description = "No valid API key", body = TeiError),
         (status = 413, description = "Over the limits; a text too long with truncate false; truncation_direction Left", body = TeiError),
-        (status = 429, description = "The queue is full: retry after Retry-After", body = TeiError),
-        (status = 500, description = "A failure of the server", body = TeiError),
-        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = TeiError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = TeiError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "The model failed on the batch, or a caught panic (in OpenAI's shape)", body = TeiError),
+        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = TeiError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("api_key" = []))
 )]

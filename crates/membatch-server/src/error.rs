@@ -293,8 +293,10 @@ pub(crate) struct OpenAiErrorDetail {
     /// `service_unavailable`, `server_error`.
     #[serde(rename = "type")]
     kind: &'static str,
+    #[schema(required = true)]
     param: Option<&'static str>,
     /// `too_many_inputs`, `overloaded`, `memory_critical`, `model_not_found`, ...
+    #[schema(required = true)]
     code: Option<&'static str>,
 }
 

@@ -187,13 +187,33 @@ impl AppState {
     /// `OPTIONS` requests are answered before the API key is checked, and
     /// an answer to an origin not listed carries no CORS headers. `*`
     /// allows any origin. Default: none (no CORS headers at all).
-    #[must_use]
-    pub fn cors_allow_origins<S: Into<String>>(
+    ///
+    /// # Errors
+    ///
+    /// [`membatch::Error::InvalidConfig`] (naming `cors_allow_origin`) for
+    /// an origin that is not a scheme and host (`https://app.example`).
+    pub fn cors_allow_origins<S: AsRef<str>>(
         mut self,
         origins: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.cors_origins = origins.into_iter().map(Into::into).collect();
-        self
+    ) -> membatch::Result<Self> {
+        let mut list = Vec::new();
+        for origin in origins {
+            let o = origin.as_ref().trim().trim_end_matches('/');
+            let valid = o == "*"
+                || (o.contains("://")
+                    && !o.contains(char::is_whitespace)
+                    && axum::http::HeaderValue::from_str(o).is_ok());
+            if !valid {
+                return Err(membatch::Error::InvalidConfig {
+                    name: "cors_allow_origin".into(),
+                    value: o.to_string(),
+                    reason: "not an origin: a scheme and host (https://app.example), or *".into(),
+                });
+            }
+            list.push(o.to_string());
+        }
+        self.cors_origins = list;
+        Ok(self)
     }
 
     /// The name the reranker answers to on the rerank routes.
@@ -287,7 +307,8 @@ impl AppState {
     }
 
     /// Requires `Authorization: Bearer <key>` on every route but
-    /// `/health` and `/metrics` (401 otherwise).
+    /// `/health`, `/metrics` and `/openapi.json` (401 otherwise, in the
+    /// route's API's error shape).
     #[must_use]
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
@@ -317,9 +338,6 @@ enum Access {
     Open,
 }
 
-/// Every route of the server, once: its path, its handlers, and whether it
-/// asks for the API key. `/metrics` labels responses by the path matched
-/// here.
 /// A route: its path, its method, its handler, who may call it.
 struct Route {
     path: &'static str,
@@ -348,8 +366,9 @@ where
     }
 }
 
-/// Every route, as the router serves it and the OpenAPI document lists it
-/// (a test holds the two equal).
+/// Every route of the server, once, as the router serves it and the
+/// OpenAPI document lists it (a test holds the two equal). `/metrics`
+/// labels responses by the path matched here.
 fn routes() -> Vec<Route> {
     use Access::{Key, Open};
     vec![
@@ -421,28 +440,24 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 /// The CORS layer for `origins` (`*`: any), or none when there are none.
 fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use axum::http::{HeaderValue, Method};
-    use tower_http::cors::{AllowOrigin, CorsLayer};
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
     if origins.is_empty() {
         return None;
     }
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
-        )
+        // Checked by `AppState::cors_allow_origins`.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     Some(
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([
-                header::CONTENT_TYPE,
-                header::AUTHORIZATION,
-                observe::REQUEST_ID,
-            ])
+            // Whatever headers the preflight asks for (client libraries
+            // send their own, as OpenAI's x-stainless-*): no credentials
+            // are allowed, so mirroring them opens nothing.
+            .allow_headers(AllowHeaders::mirror_request())
             .expose_headers([observe::REQUEST_ID, observe::TRUNCATED, header::RETRY_AFTER])
             .max_age(Duration::from_secs(3600)),
     )

@@ -295,7 +295,7 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     let mut state = AppState::new(service.clone(), name)
         .request_timeout(Duration::from_secs(args.request_timeout_secs.max(1)))
         .strict_model_name(args.strict_model_name)
-        .cors_allow_origins(args.cors_allow_origin.iter().cloned())
+        .cors_allow_origins(&args.cors_allow_origin)?
         .precision(config.model().precision)
         .pooling(pooling);
     if let Some(dir) = &args.reranker {

@@ -189,8 +189,11 @@ pub(crate) fn validate(
         (status = 401, description = "No valid API key", body = OllamaError),
         (status = 404, description = "Another model, with --strict-model-name", body = OllamaError),
         (status = 413, description = "Over the limits", body = OllamaError),
-        (status = 429, description = "The queue is full: retry after Retry-After", body = OllamaError),
-        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = OllamaError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = OllamaError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "The model failed on the batch, or a caught panic (in OpenAI's shape)", body = OllamaError),
+        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = OllamaError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("api_key" = []))
 )]
@@ -236,8 +239,11 @@ pub(crate) async fn embed_route(
         (status = 401, description = "No valid API key", body = OllamaError),
         (status = 404, description = "Another model, with --strict-model-name", body = OllamaError),
         (status = 413, description = "Over the limits", body = OllamaError),
-        (status = 429, description = "The queue is full: retry after Retry-After", body = OllamaError),
-        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = OllamaError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = OllamaError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "The model failed on the batch, or a caught panic (in OpenAI's shape)", body = OllamaError),
+        (status = 503, description = "Memory critical, the model unavailable, a timeout or shutdown", body = OllamaError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("api_key" = []))
 )]

@@ -158,16 +158,19 @@ pub(crate) struct Info {
     dimension: usize,
     /// Tokens a text is cut to.
     max_seq_length: usize,
+    #[schema(required = true)]
     reranker_max_seq_length: Option<usize>,
     max_inputs_per_request: usize,
     max_tokens_per_request: usize,
     max_queued_requests: usize,
     max_queued_tokens: usize,
+    #[schema(required = true)]
     idle_unload_seconds: Option<u64>,
     request_timeout_seconds: f64,
     version: &'static str,
     /// TEI's: the served model's name.
     model_id: String,
+    #[schema(required = true)]
     model_sha: Option<String>,
     /// TEI's: `float32` or `int8`.
     model_dtype: &'static str,
@@ -176,11 +179,15 @@ pub(crate) struct Info {
     max_concurrent_requests: usize,
     max_input_length: usize,
     max_batch_tokens: usize,
+    #[schema(required = true)]
     max_batch_requests: Option<usize>,
     max_client_batch_size: usize,
     auto_truncate: bool,
+    #[schema(required = true)]
     tokenization_workers: Option<usize>,
+    #[schema(required = true)]
     sha: Option<String>,
+    #[schema(required = true)]
     docker_label: Option<String>,
 }
 
@@ -250,14 +257,19 @@ pub(crate) async fn info(State(app): State<Arc<AppState>>) -> Json<Info> {
 /// `GET /memory`'s answer: what membatch sees.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Memory {
+    #[schema(required = true)]
     rss_bytes: Option<u64>,
+    #[schema(required = true)]
     peak_rss_bytes: Option<u64>,
     system_total_bytes: u64,
     system_available_bytes: u64,
     /// `v1` or `v2`, when in a memory cgroup.
     #[schema(value_type = Option<String>)]
+    #[schema(required = true)]
     cgroup_version: Option<CgroupVersion>,
+    #[schema(required = true)]
     cgroup_limit_bytes: Option<u64>,
+    #[schema(required = true)]
     cgroup_usage_bytes: Option<u64>,
     effective_limit_bytes: u64,
     /// The figure compared with the budget.
@@ -319,7 +331,9 @@ pub(crate) async fn memory(State(app): State<Arc<AppState>>) -> Json<Memory> {
 pub(crate) struct Unloaded {
     /// Whether the model was loaded (and is now freed).
     freed: bool,
+    #[schema(required = true)]
     rss_before_bytes: Option<u64>,
+    #[schema(required = true)]
     rss_after_bytes: Option<u64>,
     figure_before_bytes: u64,
     figure_after_bytes: u64,

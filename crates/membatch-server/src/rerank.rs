@@ -138,8 +138,11 @@ fn ranked(scores: &[f32], top_n: Option<usize>) -> Vec<usize> {
         (status = 400, description = "Malformed or empty, or no reranker", body = TeiError),
         (status = 401, description = "No valid API key", body = TeiError),
         (status = 413, description = "Over the limits; a pair too long with truncate false", body = TeiError),
-        (status = 429, description = "The queue is full: retry after Retry-After", body = TeiError),
-        (status = 503, description = "Memory critical, a timeout or shutdown", body = TeiError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = TeiError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "The reranker failed on the batch, or a caught panic (in OpenAI's shape)", body = TeiError),
+        (status = 503, description = "Memory critical, a timeout or shutdown", body = TeiError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("api_key" = []))
 )]
@@ -194,6 +197,7 @@ pub(crate) struct CohereRequest {
     pub(crate) documents: Vec<String>,
     /// The best N only (at least 1).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub(crate) top_n: Option<usize>,
     /// Accepted and ignored: each pair is cut at the reranker's limit.
     #[serde(default)]
@@ -221,6 +225,7 @@ pub(crate) struct Relevance {
     relevance_score: f32,
     /// Jina's, with `return_documents`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     document: Option<DocumentText>,
 }
 
@@ -273,8 +278,12 @@ pub(crate) struct CohereTokens {
         (status = 401, description = "No valid API key", body = CohereError),
         (status = 404, description = "Another model, with --strict-model-name", body = CohereError),
         (status = 413, description = "Over the limits", body = CohereError),
-        (status = 429, description = "The queue is full: retry after Retry-After", body = CohereError),
-        (status = 503, description = "Memory critical, a timeout or shutdown", body = CohereError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = CohereError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
+        (status = 422, description = "A document that cannot be tokenized", body = CohereError),
+        (status = 500, description = "The reranker failed on the batch, or a caught panic (in OpenAI's shape)", body = CohereError),
+        (status = 503, description = "Memory critical, a timeout or shutdown", body = CohereError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("api_key" = []))
 )]
@@ -336,6 +345,7 @@ pub(crate) struct JinaRequest {
     pub(crate) documents: Vec<JinaDocument>,
     /// The best N only (at least 1).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub(crate) top_n: Option<usize>,
     /// Each result carries its document (default true).
     #[serde(default = "yes")]
@@ -377,8 +387,12 @@ fn yes() -> bool {
         (status = 401, description = "No valid API key", body = JinaError),
         (status = 404, description = "Another model, with --strict-model-name", body = JinaError),
         (status = 413, description = "Over the limits", body = JinaError),
-        (status = 429, description = "The queue is full: retry after Retry-After", body = JinaError),
-        (status = 503, description = "Memory critical, a timeout or shutdown", body = JinaError),
+        (status = 429, description = "The queue is full: retry after Retry-After", body = JinaError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
+        (status = 422, description = "A document that cannot be tokenized", body = JinaError),
+        (status = 500, description = "The reranker failed on the batch, or a caught panic (in OpenAI's shape)", body = JinaError),
+        (status = 503, description = "Memory critical, a timeout or shutdown", body = JinaError,
+            headers(("retry-after" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("api_key" = []))
 )]

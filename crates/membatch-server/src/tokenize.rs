@@ -66,8 +66,10 @@ pub(crate) struct Token {
     text: String,
     special: bool,
     /// Byte offset of the token's start in the input; null when special.
+    #[schema(required = true)]
     start: Option<usize>,
     /// Byte offset of the token's end in the input; null when special.
+    #[schema(required = true)]
     stop: Option<usize>,
 }
 
@@ -112,6 +114,8 @@ async fn with_tokenizer<T: Send + 'static>(
         (status = 400, description = "Malformed or empty", body = TeiError),
         (status = 401, description = "No valid API key", body = TeiError),
         (status = 413, description = "More inputs than one request may hold; an input that cannot be tokenized", body = TeiError),
+        (status = 500, description = "A caught panic (in OpenAI's shape)", body = TeiError),
+        (status = 503, description = "The model's tokenizer.json cannot be read", body = TeiError),
     ),
     security(("api_key" = []))
 )]
@@ -187,7 +191,9 @@ pub(crate) async fn tokenize(
         (status = 200, description = "One string per list of ids", body = Vec<String>),
         (status = 400, description = "Malformed or empty, an id outside the vocabulary", body = TeiError),
         (status = 401, description = "No valid API key", body = TeiError),
-        (status = 413, description = "More lists than one request may hold", body = TeiError),
+        (status = 413, description = "More lists than one request may hold; ids that cannot be decoded", body = TeiError),
+        (status = 500, description = "A caught panic (in OpenAI's shape)", body = TeiError),
+        (status = 503, description = "The model's tokenizer.json cannot be read", body = TeiError),
     ),
     security(("api_key" = []))
 )]

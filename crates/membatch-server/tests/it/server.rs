@@ -1131,6 +1131,12 @@ fn cohere_and_jina_rerank_shapes_give_the_tei_routes_scores() {
         None,
     );
     assert_eq!(cohere.status, 200, "{cohere:?}");
+    // The fixture's last document is longer than the reranker reads.
+    assert_eq!(
+        cohere.header("x-membatch-truncated"),
+        Some("1"),
+        "{cohere:?}"
+    );
     let c = cohere.json();
     assert!(c["id"].is_string() && c["meta"]["tokens"]["input_tokens"].as_u64().unwrap() > 0);
     let results = c["results"].as_array().unwrap();
@@ -1359,10 +1365,36 @@ fn request_ids_access_lines_and_truncation_are_visible() {
         let id = r.header("x-request-id").unwrap();
         assert!(id != bad && id.len() == 36, "{bad:?} was echoed: {id}");
     }
-    // A route without texts has an id and no truncation header.
+    // A route without texts has an id and no truncation header; so has
+    // every refusal, whichever layer answers it (404 and 405 from the
+    // router, 413 from the body limit, 400 from a handler).
     let r = get(&server.url("/health"));
     assert!(r.header("x-request-id").is_some());
     assert_eq!(r.header("x-membatch-truncated"), None);
+    for (method, path, body) in [
+        ("GET", "/no/such/route", None),
+        ("GET", "/v1/embeddings", None),
+        ("POST", "/v1/embeddings", Some("{")),
+        (
+            "POST",
+            "/v1/embeddings",
+            Some(&*format!(r#"{{"input": "{}"}}"#, "x".repeat(9 << 20))),
+        ),
+    ] {
+        let r = send(
+            method,
+            &server.url(path),
+            &[("x-request-id", "refused-1")],
+            body,
+        );
+        assert!(r.status >= 400, "{method} {path}: {r:?}");
+        assert_eq!(
+            r.header("x-request-id"),
+            Some("refused-1"),
+            "{method} {path}: {}",
+            r.status
+        );
+    }
     // --max-seq-length is the server's too: 8 tokens cut a ten-word text.
     let (short, _m) = Server::tiny(&["--max-seq-length", "8"]);
     let body = r#"{"input": ["one two three four five six seven eight nine ten", "two"]}"#;
@@ -1480,6 +1512,22 @@ fn cors_answers_the_allowed_origin_only_and_preflights_need_no_key() {
     // The key is still asked for on the request itself.
     let r = send("POST", &url, &[("origin", origin)], Some(body));
     assert_eq!(r.status, 401);
+    // A client library's own headers (OpenAI's SDK sends x-stainless-*)
+    // are allowed too: the preflight mirrors them.
+    let sdk = [
+        ("origin", origin),
+        ("access-control-request-method", "POST"),
+        (
+            "access-control-request-headers",
+            "authorization,x-stainless-os",
+        ),
+    ];
+    let pre = send("OPTIONS", &url, &sdk, None);
+    let allowed = pre
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-stainless-os"), "{pre:?}");
     // Another origin: no CORS headers, on the preflight or the request.
     let other = [
         ("origin", "https://evil.example"),
@@ -1497,4 +1545,63 @@ fn cors_answers_the_allowed_origin_only_and_preflights_need_no_key() {
         Some(body),
     );
     assert_eq!(r.header("access-control-allow-origin"), None, "{r:?}");
+}
+
+/// `--cors-allow-origin` takes a comma-separated list (spaces around the
+/// commas trimmed) and `*`, and refuses what is not an origin at startup,
+/// naming the flag.
+#[test]
+fn cors_origins_are_a_list_or_any_and_a_bad_one_is_refused_at_startup() {
+    let model = tiny_model_dir(&Tiny::default());
+    let dir = model.path().to_str().unwrap();
+    let preflight = |server: &Server, origin: &str| {
+        let r = send(
+            "OPTIONS",
+            &server.url("/embed"),
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+            ],
+            None,
+        );
+        r.header("access-control-allow-origin").map(String::from)
+    };
+    let listed = Server::start(
+        &["--model", dir],
+        &[(
+            "MEMBATCH_CORS_ALLOW_ORIGIN",
+            "https://a.example, https://b.example/",
+        )],
+    );
+    assert_eq!(
+        preflight(&listed, "https://a.example").as_deref(),
+        Some("https://a.example")
+    );
+    assert_eq!(
+        preflight(&listed, "https://b.example").as_deref(),
+        Some("https://b.example")
+    );
+    assert_eq!(preflight(&listed, "https://c.example"), None);
+    let any = Server::start(&["--model", dir, "--cors-allow-origin", "*"], &[]);
+    assert_eq!(preflight(&any, "https://c.example").as_deref(), Some("*"));
+    let out = Command::new(env!("CARGO_BIN_EXE_membatch-server"))
+        .args([
+            "--model",
+            dir,
+            "--port",
+            "0",
+            "--cors-allow-origin",
+            "app.example",
+        ])
+        .env_remove("MEMBATCH_CORS_ALLOW_ORIGIN")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cors_allow_origin") && stderr.contains("app.example"),
+        "{stderr}"
+    );
 }
