@@ -152,8 +152,7 @@ fn run(args: Args) -> Result<(), Failure> {
             })?;
         }
         None => {
-            let embedder = BertEmbedder::from_config(config.model())?;
-            let batcher = BatchEmbedder::with_config(embedder, &config)?;
+            let batcher = BatchEmbedder::load(&config)?;
             for_each_window(WINDOW, |first, texts| {
                 write_lines(&mut out, first, &batcher.embed(texts)?)
             })?;

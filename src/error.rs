@@ -119,24 +119,30 @@ pub enum Error {
     )]
     MemoryUnknown,
 
-    /// Loading the model would need more memory than the process can get
-    /// (the container's limit, else the machine's available memory, minus
-    /// what is in use), so it is refused instead of being OOM-killed.
+    /// Loading the model would need more memory than the budget has left
+    /// (or than is free under the limit, when that is less), so it is
+    /// refused instead of being OOM-killed. The rule:
+    /// [`MemoryBudget::admit_load`](crate::memory::MemoryBudget::admit_load).
     #[error(
-        "not enough memory to load the model: loading needs about {} but only {} is free \
-         under the memory limit; raise the limit{}",
-        bytesize::ByteSize(*needed), bytesize::ByteSize(*available),
+        "not enough memory to load the model: it needs about {} (its weights and one \
+         full-length text) but the memory budget of {} has only {} left; raise the memory \
+         limit or the budget's share (MemoryConfig, MEMBATCH_MAX_MEMORY){}",
+        bytesize::ByteSize(*needed), bytesize::ByteSize(*budget), bytesize::ByteSize(*available),
         if *precision == Precision::F32 {
-            " or hold the weights as int8 (Precision::Int8, MEMBATCH_PRECISION=int8: about a third of the memory)"
+            ", or hold the weights as int8 (Precision::Int8, MEMBATCH_PRECISION=int8: about a third of the memory)"
         } else {
             ""
         }
     )]
     ModelTooLarge {
-        /// The estimated peak of loading, in bytes.
+        /// What the load needs, in bytes
+        /// ([`LoadEstimate::needed_bytes`](crate::memory::LoadEstimate::needed_bytes)).
         needed: u64,
-        /// The memory free under the limit when loading was refused.
+        /// The room it had: the budget's headroom, or the memory free
+        /// under the limit when that was less.
         available: u64,
+        /// The budget at the time, in bytes.
+        budget: u64,
         /// The precision the weights were to be loaded in.
         precision: Precision,
     },
@@ -456,6 +462,7 @@ mod tests {
         let too_large = Error::ModelTooLarge {
             needed: 200 << 20,
             available: 100 << 20,
+            budget: 180 << 20,
             precision: Precision::F32,
         }
         .to_string();

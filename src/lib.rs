@@ -107,6 +107,9 @@ mod source;
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub mod bert;
 
+#[cfg(feature = "candle")]
+mod assemble;
+
 #[cfg(test)]
 mod test_util;
 

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::encoder::{Activation, BertConfig};
-use super::load::{check_room_to_load, load_bert_config, load_tokenizer, load_weights};
+use super::load::{load_bert_config, load_estimate, load_tokenizer, load_weights};
 use super::metadata::SentenceConfig;
 use super::pooling::Pooling;
 use super::prompts::{ActivePrompt, Prompts};
 use super::{BertEmbedder, OutputSettings};
 use crate::embedder::{ModelInfo, ModelShape};
 use crate::error::{boxed, BoxError, Error, Result};
-use crate::memory::{MemoryBudget, MemoryProbe};
+use crate::memory::{LoadEstimate, MemoryBudget, MemoryConfig, MemoryProbe};
 use crate::model_config::ModelConfig;
 use crate::precision::Precision;
 use crate::source::{ModelFiles, ModelSource};
@@ -122,13 +122,27 @@ impl BertEmbedderBuilder {
         self
     }
 
-    /// Checks the memory the weights need to load against `budget` as
-    /// well as against the process's limit: a model that would not fit the
-    /// budget is refused with [`Error::ModelTooLarge`] before it is read
-    /// (a service loading and unloading its model shares its budget so).
+    /// The memory budget the model loads under and reads memory through:
+    /// a load is admitted by [`MemoryBudget::admit_load`] (the weights and
+    /// one full-length text must fit the budget's headroom), else refused
+    /// with [`Error::ModelTooLarge`] before a weight is read. Give the
+    /// budget the batches run under (a service loading and unloading its
+    /// model shares it so). Default: a budget of [`MemoryConfig`]'s
+    /// defaults (70% of the limit).
     pub fn budget(mut self, budget: MemoryBudget) -> Self {
         self.budget = Some(budget);
         self
+    }
+
+    /// What loading this model's weights will cost, from its configuration
+    /// (no weight is read): what [`build`](Self::build) checks against the
+    /// budget.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), for what it reads before the weights.
+    pub fn load_estimate(&self) -> Result<LoadEstimate> {
+        Ok(self.prepare()?.load_estimate())
     }
 
     /// Loads the model.
@@ -140,15 +154,15 @@ impl BertEmbedderBuilder {
     /// - [`Error::ModelFile`] naming the file for a missing directory or
     ///   file, unreadable JSON, a missing or misshapen tensor, a corrupt
     ///   weights file, an unsupported architecture, pooling or module;
-    /// - [`Error::ModelTooLarge`] when loading the weights would not fit
-    ///   under the memory limit (or the budget, when one is given);
+    /// - [`Error::ModelTooLarge`] when the weights and one full-length
+    ///   text would not fit the memory budget ([`budget`](Self::budget));
     /// - [`Error::Hub`] when a hub file can be neither found in the cache nor
     ///   fetched;
     /// - [`Error::ThreadPool`] when the thread pool cannot start.
     pub fn build(self) -> Result<BertEmbedder> {
         let prepared = self.prepare()?;
         let pool = self.thread_pool()?;
-        self.load_weights(prepared, pool)
+        self.load_weights(&prepared, pool)
     }
 
     /// Checks the settings and reads everything but the weights: the
@@ -233,7 +247,7 @@ impl BertEmbedderBuilder {
             files,
             config,
             activation,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             settings,
             prompts,
             prompt,
@@ -243,11 +257,11 @@ impl BertEmbedderBuilder {
     /// Reads the weights of a prepared model, after checking they fit.
     fn load_weights(
         &self,
-        p: Prepared,
+        p: &Prepared,
         pool: Option<Arc<rayon::ThreadPool>>,
     ) -> Result<BertEmbedder> {
         let probe = self.memory_probe();
-        let encoder = self.load_checked(&p, &*probe, |p, int8| {
+        let encoder = self.load_checked(p, |p, int8| {
             load_weights(&p.files, &p.config, p.activation, int8)
         })?;
         let info = p
@@ -257,10 +271,10 @@ impl BertEmbedderBuilder {
         let embedder = BertEmbedder {
             encoder,
             info,
-            tokenizer: p.tokenizer,
+            tokenizer: p.tokenizer.clone(),
             settings: p.settings,
-            prompts: p.prompts,
-            prompt: p.prompt,
+            prompts: p.prompts.clone(),
+            prompt: p.prompt.clone(),
             pool,
             probe,
             name: p.source.id(),
@@ -277,17 +291,15 @@ impl BertEmbedderBuilder {
     }
 
     /// Reads a prepared model's weights with `read` (given whether to
-    /// quantise) after checking their load peak fits under the limit (as
-    /// `probe`, the model's own, reads it) and the budget, then hands the
-    /// load's temporary memory back.
+    /// quantise) once the budget admits the load, then hands the load's
+    /// temporary memory back.
     pub(super) fn load_checked<T>(
         &self,
         p: &Prepared,
-        probe: &dyn MemoryProbe,
         read: impl FnOnce(&Prepared, bool) -> Result<T>,
     ) -> Result<T> {
         let precision = p.settings.precision;
-        check_room_to_load(&p.config, precision, probe, self.budget.as_ref())?;
+        self.load_budget().admit_load(&p.load_estimate(), precision)?;
         let loaded = read(p, precision == Precision::Int8)?;
         // Loading went through temporary tensors (and, for int8, the f32
         // weights): hand that memory back before the first batch measures.
@@ -302,6 +314,14 @@ impl BertEmbedderBuilder {
             Some(budget) => budget.probe().clone(),
             None => crate::memory::system_probe(),
         }
+    }
+
+    /// The budget a load is admitted under: the one given, else the
+    /// defaults' over the system's figures.
+    fn load_budget(&self) -> MemoryBudget {
+        self.budget
+            .clone()
+            .unwrap_or_else(|| MemoryBudget::new(MemoryConfig::default()))
     }
 
     /// The dedicated compute pool, when threads were requested (shared by a
@@ -325,7 +345,7 @@ impl BertEmbedderBuilder {
     /// loader's load).
     pub(super) fn load_prepared(
         &self,
-        prepared: Prepared,
+        prepared: &Prepared,
         pool: Option<Arc<rayon::ThreadPool>>,
     ) -> Result<BertEmbedder> {
         self.load_weights(prepared, pool)
@@ -338,7 +358,8 @@ pub(super) struct Prepared {
     pub(super) files: ModelFiles,
     pub(super) config: BertConfig,
     pub(super) activation: Activation,
-    pub(super) tokenizer: Tokenizer,
+    /// Shared with the models a lazy loader loads from it.
+    pub(super) tokenizer: Arc<Tokenizer>,
     pub(super) settings: OutputSettings,
     pub(super) prompts: Prompts,
     pub(super) prompt: Option<ActivePrompt>,
@@ -353,6 +374,11 @@ impl Prepared {
             .with_shape(self.shape())
             .with_cost_prior(super::cost_prior_of(&self.config))
             .with_word_by_word(super::word_by_word(&self.tokenizer))
+    }
+
+    /// What loading the weights will cost.
+    pub(super) fn load_estimate(&self) -> LoadEstimate {
+        load_estimate(&self.config, self.settings.precision, self.settings.max_seq_length)
     }
 
     pub(super) fn shape(&self) -> ModelShape {

@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use tokenizers::Tokenizer;
 
 use super::builder::{BertEmbedderBuilder, Prepared};
-use super::prompts::{ActivePrompt, Prompts};
 use super::BertEmbedder;
 use super::{encode, run_on};
 use crate::embedder::{LazyEmbedder, ModelLoader};
@@ -36,11 +34,10 @@ impl BertEmbedderBuilder {
 /// them. From [`BertEmbedderBuilder::build_lazy`].
 pub struct BertLoader {
     builder: BertEmbedderBuilder,
-    tokenizer: Tokenizer,
+    /// The configuration, files and tokenizer, read once: every load reads
+    /// only the weights, and its model shares this tokenizer.
+    prepared: Prepared,
     info: ModelInfo,
-    settings: super::OutputSettings,
-    prompts: Prompts,
-    prompt: Option<ActivePrompt>,
     /// The dedicated compute pool, when threads were requested: the
     /// loader tokenizes on it, and every model it loads runs on it.
     pool: Option<Arc<rayon::ThreadPool>>,
@@ -64,10 +61,7 @@ impl BertLoader {
         BertLoader {
             pool,
             info: prepared.info(),
-            settings: prepared.settings,
-            prompt: prepared.prompt,
-            prompts: prepared.prompts,
-            tokenizer: prepared.tokenizer,
+            prepared,
             builder,
         }
     }
@@ -77,18 +71,18 @@ impl BertLoader {
     /// The output settings the loaded model will run with (pooling,
     /// normalisation, sequence length, precision, dimensions).
     pub fn settings(&self) -> super::OutputSettings {
-        self.settings
+        self.prepared.settings
     }
 }
 
 impl ModelLoader for BertLoader {
     type Model = BertEmbedder;
 
-    /// Reads the model's files again (they may have changed on disk since)
-    /// and its weights, after checking they fit.
+    /// Reads the weights (from the file as it is now), once the budget
+    /// admits the load; the configuration and tokenizer are those read
+    /// when the loader was built, so every load costs the same.
     fn load(&self) -> Result<BertEmbedder> {
-        let prepared = self.builder.prepare()?;
-        self.builder.load_prepared(prepared, self.pool.clone())
+        self.builder.load_prepared(&self.prepared, self.pool.clone())
     }
 
     fn info(&self) -> ModelInfo {
@@ -97,18 +91,20 @@ impl ModelLoader for BertLoader {
 
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
         run_on(self.pool.as_deref(), || {
-            encode(&self.tokenizer, texts, self.prompt.as_ref())
+            encode(&self.prepared.tokenizer, texts, self.prepared.prompt.as_ref())
         })
     }
 
     fn prompt_names(&self) -> Vec<String> {
-        self.prompts.names()
+        self.prepared.prompts.names()
     }
 
     fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
-        let prompt = prompt.map(|name| self.prompts.active(name)).transpose()?;
+        let prompt = prompt
+            .map(|name| self.prepared.prompts.active(name))
+            .transpose()?;
         run_on(self.pool.as_deref(), || {
-            encode(&self.tokenizer, texts, prompt)
+            encode(&self.prepared.tokenizer, texts, prompt)
         })
     }
 }

@@ -11,7 +11,7 @@ use super::encoder::{Activation, BertConfig, Encoder, Family, SafetensorsFile, T
 use super::metadata::read_json;
 use super::Backbone;
 use crate::error::{boxed, BoxError, Error, ModelFileError, Result};
-use crate::memory::{MemoryBudget, MemoryProbe};
+use crate::memory::LoadEstimate;
 use crate::precision::Precision;
 use crate::source::ModelFiles;
 
@@ -227,15 +227,19 @@ pub(super) fn read_weights<T>(
     read
 }
 
-/// The peak memory of loading the weights. The packed pass reads every
-/// tensor straight into its final form: the peak is what stays plus one
-/// dense layer read in `f32` and its packed copy. Its word table is read
-/// a row at a time as batches first use each row; it counts whole here,
-/// because a long-running process may come to use every row, and a model
-/// admitted now must not run out of room later. Candle's models read through
-/// a mapped file, where the word embedding table (read last, and the
-/// largest) is alive twice in `f32` before it takes its final form.
-fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
+/// What loading the weights costs (see [`LoadEstimate`]), from the
+/// configuration alone. The packed pass reads every tensor straight into
+/// its final form: what stays is the dense layers, the small tables and
+/// the norms; while loading, one dense layer is held in `f32` beside its
+/// packed copy. Its word table is read a row at a time as batches first
+/// use each row: on demand, not part of the load. Candle's models read
+/// through a mapped file and hold the word table whole, twice in `f32`
+/// while it takes its final form.
+pub(super) fn load_estimate(
+    config: &BertConfig,
+    precision: Precision,
+    max_seq_length: usize,
+) -> LoadEstimate {
     // Saturating: a config.json with absurd sizes gives an estimate no
     // machine has (a typed refusal), never an overflow.
     let mul = |a: u64, b: u64| a.saturating_mul(b);
@@ -255,45 +259,18 @@ fn load_peak_bytes(config: &BertConfig, precision: Precision) -> u64 {
         Precision::F32 => mul(4, values),
         Precision::Int8 => values.saturating_add(mul(8, values.div_ceil(32))),
     };
-    let sum = |parts: &[u64]| parts.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    let resident = held(dense).saturating_add(mul(4, small));
+    let first_batch = super::cost_prior_of(config).bytes(1, max_seq_length);
     if config.family.is_packed() {
         let word_held = match precision {
             Precision::F32 => mul(4, word),
             Precision::Int8 => word.saturating_add(mul(4, word.div_ceil(32))),
         };
         let largest_layer = mul(3, mul(h, h)).max(mul(h, i));
-        sum(&[held(dense), mul(4, small), word_held, mul(8, largest_layer)])
+        LoadEstimate::new(resident, mul(8, largest_layer), first_batch).with_on_demand(word_held)
     } else {
-        sum(&[held(dense), mul(4, small), mul(8, word)])
+        LoadEstimate::new(resident.saturating_add(mul(4, word)), mul(4, word), first_batch)
     }
-}
-
-/// Refuses to load when the weights cannot fit in the memory free under
-/// the process's limit (and in `budget`'s headroom, when given): a typed
-/// error instead of an OOM kill.
-pub(super) fn check_room_to_load(
-    config: &BertConfig,
-    precision: Precision,
-    probe: &dyn MemoryProbe,
-    budget: Option<&MemoryBudget>,
-) -> Result<()> {
-    let mut available = probe.snapshot().free_bytes();
-    if let Some(budget) = budget {
-        available = available.min(budget.read().headroom_bytes());
-    }
-    // An eighth on top for the tokenizer, the allocator's slack and the
-    // first batch's own needs.
-    let peak = load_peak_bytes(config, precision);
-    let needed = peak.saturating_add(peak / 8);
-    tracing::debug!(needed, available, %precision, "memory for loading the weights");
-    if needed > available {
-        return Err(Error::ModelTooLarge {
-            needed,
-            available,
-            precision,
-        });
-    }
-    Ok(())
 }
 
 fn has_pytorch_weights(files: &ModelFiles) -> bool {
@@ -314,24 +291,30 @@ mod tests {
     }
 
     #[test]
-    fn the_load_peak_is_the_weights_plus_one_layer_read_in_f32() {
+    fn the_load_holds_the_dense_weights_and_reads_the_word_table_on_demand() {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         // all-MiniLM-L6-v2: 86.7 MiB of f32 weights, 44.7 MiB of which is
-        // the word table; resident growth while loading measured 95.2 MiB
-        // (f32) and 31.0 MiB (int8), the tokenizer included
-        // (examples/precision_report).
-        let f32 = mib(load_peak_bytes(&minilm(), Precision::F32));
-        let int8 = mib(load_peak_bytes(&minilm(), Precision::Int8));
-        assert!((88.0..96.0).contains(&f32), "{f32}");
-        assert!((27.0..35.0).contains(&int8), "{int8}");
-        // Through candle's mapped reader, the word table twice in f32.
+        // the word table, read a row at a time by the batches.
+        let f32 = load_estimate(&minilm(), Precision::F32, 256);
+        let int8 = load_estimate(&minilm(), Precision::Int8, 256);
+        assert!((40.0..45.0).contains(&mib(f32.resident_bytes)), "{f32:?}");
+        assert!((44.0..45.0).contains(&mib(f32.on_demand_bytes)), "{f32:?}");
+        assert!((12.0..14.0).contains(&mib(int8.resident_bytes)), "{int8:?}");
+        assert!((11.0..13.0).contains(&mib(int8.on_demand_bytes)), "{int8:?}");
+        // One layer read in f32 beside its packed copy: 4.5 MiB.
+        assert_eq!(f32.transient_bytes, 8 * 384 * 1536);
+        // One text of 256 tokens: about 3.4 MiB of buffers.
+        assert!((3.0..4.5).contains(&mib(f32.first_batch_bytes)), "{f32:?}");
+        // Through candle's mapped reader, the word table whole, twice
+        // while loading.
         let mut distil = minilm();
         distil.family = Family::DistilBert;
-        let f32 = mib(load_peak_bytes(&distil, Precision::F32));
-        assert!((125.0..135.0).contains(&f32), "{f32}");
+        let d = load_estimate(&distil, Precision::F32, 256);
+        assert!((125.0..135.0).contains(&mib(d.peak_bytes())), "{d:?}");
+        assert_eq!(d.on_demand_bytes, 0);
         // Absurd sizes saturate instead of overflowing.
         let mut huge = minilm();
         huge.hidden_size = 1 << 40;
-        assert_eq!(load_peak_bytes(&huge, Precision::F32), u64::MAX);
+        assert_eq!(load_estimate(&huge, Precision::F32, 256).needed_bytes(), u64::MAX);
     }
 }

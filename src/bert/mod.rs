@@ -87,7 +87,7 @@ pub struct OutputSettings {
 /// ```
 pub struct BertEmbedder {
     encoder: Backbone,
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
     settings: OutputSettings,
     prompts: Prompts,
     /// The prompt put before every text, when one was chosen.

@@ -30,7 +30,7 @@ use crate::source::ModelSource;
 pub struct BertReranker {
     encoder: Encoder,
     head: ClassifierHead,
-    tokenizer: Tokenizer,
+    tokenizer: std::sync::Arc<Tokenizer>,
     info: ModelInfo,
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     probe: std::sync::Arc<dyn MemoryProbe>,
@@ -76,7 +76,7 @@ impl BertReranker {
             ));
         }
         let probe = builder.memory_probe();
-        let (encoder, head) = builder.load_checked(&p, &*probe, |p, int8| {
+        let (encoder, head) = builder.load_checked(&p, |p, int8| {
             read_tensors(&p.files, |tensors| {
                 let head = ClassifierHead::load(&tensors, p.config.family, p.config.hidden_size)?;
                 let encoder = Encoder::load(tensors, &p.config, p.activation, int8)?;

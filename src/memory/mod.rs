@@ -17,6 +17,7 @@
 mod budget;
 mod cgroup;
 mod config;
+mod load;
 mod platform;
 mod probe;
 mod reader;
@@ -31,6 +32,7 @@ pub use cgroup::CgroupPaths;
 #[cfg(any(fuzzing, test))]
 pub(crate) use config::parse_size;
 pub use config::{MemoryConfig, MemoryConfigBuilder, MemoryLimit};
+pub use load::LoadEstimate;
 pub use probe::{FigureSource, MemoryProbe, MemorySnapshot, SystemProbe};
 #[cfg(feature = "candle")]
 pub(crate) use reclaim::forget_file_cache;

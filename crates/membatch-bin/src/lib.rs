@@ -255,6 +255,7 @@ mod tests {
         let e = membatch::Error::ModelTooLarge {
             needed: 3,
             available: 1,
+            budget: 2,
             precision: membatch::Precision::F32,
         };
         let Failure(m) = Failure::from(e);

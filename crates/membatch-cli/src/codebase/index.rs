@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use membatch::batch::BatchMetrics;
-use membatch::memory::{MemoryProbe, SystemProbe};
-use membatch::{BatchEmbedder, BertEmbedder, EmbedOptions, Embedder, Prompt};
+use membatch::memory::{MemoryBudget, MemoryProbe, SystemProbe};
+use membatch::{BatchEmbedder, BertEmbedder, BertEmbedderBuilder, EmbedOptions, Embedder, Prompt};
 use serde::Serialize;
 
 use super::cache::{Key, VectorCache};
@@ -100,7 +100,11 @@ fn index_with<E: Embedder>(
         .canonicalize()
         .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
     let config = model_config(args)?;
-    let embedder = BertEmbedder::from_config(config.model())?;
+    // One budget for the load and the batches (MemoryBudget::admit_load).
+    let budget = MemoryBudget::new(config.memory().clone());
+    let embedder = BertEmbedderBuilder::from(config.model().clone())
+        .budget(budget.clone())
+        .build()?;
     let model_id = model_id(&config, &embedder)?;
     let prompt = document_prompt(&config, &embedder);
     let options = EmbedOptions::new().with_prompt(prompt.clone());
@@ -148,7 +152,7 @@ fn index_with<E: Embedder>(
     let bar = progress_bar(files.len() as u64, args.json);
     let bar_for_batches = bar.clone();
     let dimension = embedder.info().dimension;
-    let batcher = BatchEmbedder::with_config(embedder, &config)?.with_progress(move |p| {
+    let batcher = BatchEmbedder::new(embedder, budget, *config.batch())?.with_progress(move |p| {
         bar_for_batches.set_message(format!(
             "batch {} · {} MiB",
             p.batch_size,

@@ -103,15 +103,19 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     }
 
     let config = args.settings.builder()?.build()?;
-    let embedder = BertEmbedder::from_config(config.model())?;
-    sink.begin(embedder.info().dimension, metadata(&embedder))?;
+    // The model loads under the budget its batches then share.
+    let batcher = BatchEmbedder::load(&config)?;
+    sink.begin(
+        batcher.embedder().info().dimension,
+        metadata(batcher.embedder()),
+    )?;
     let bar = progress_bar();
     let done_before = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let batcher = {
         let bar = bar.clone();
         let done_before = done_before.clone();
-        BatchEmbedder::with_config(embedder, &config)?.with_progress(move |p| {
+        batcher.with_progress(move |p| {
             let done = done_before.load(std::sync::atomic::Ordering::Relaxed) + p.done as u64;
             bar.set_position(done);
             bar.set_message(format!(
