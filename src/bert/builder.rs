@@ -299,7 +299,8 @@ impl BertEmbedderBuilder {
         read: impl FnOnce(&Prepared, bool) -> Result<T>,
     ) -> Result<T> {
         let precision = p.settings.precision;
-        self.load_budget().admit_load(&p.load_estimate(), precision)?;
+        self.load_budget()
+            .admit_load(&p.load_estimate(), precision)?;
         let loaded = read(p, precision == Precision::Int8)?;
         // Loading went through temporary tensors (and, for int8, the f32
         // weights): hand that memory back before the first batch measures.
@@ -378,7 +379,11 @@ impl Prepared {
 
     /// What loading the weights will cost.
     pub(super) fn load_estimate(&self) -> LoadEstimate {
-        load_estimate(&self.config, self.settings.precision, self.settings.max_seq_length)
+        load_estimate(
+            &self.config,
+            self.settings.precision,
+            self.settings.max_seq_length,
+        )
     }
 
     pub(super) fn shape(&self) -> ModelShape {

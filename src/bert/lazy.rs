@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-
 use super::builder::{BertEmbedderBuilder, Prepared};
 use super::BertEmbedder;
 use super::{encode, run_on};
@@ -82,7 +81,8 @@ impl ModelLoader for BertLoader {
     /// admits the load; the configuration and tokenizer are those read
     /// when the loader was built, so every load costs the same.
     fn load(&self) -> Result<BertEmbedder> {
-        self.builder.load_prepared(&self.prepared, self.pool.clone())
+        self.builder
+            .load_prepared(&self.prepared, self.pool.clone())
     }
 
     fn info(&self) -> ModelInfo {
@@ -91,7 +91,11 @@ impl ModelLoader for BertLoader {
 
     fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
         run_on(self.pool.as_deref(), || {
-            encode(&self.prepared.tokenizer, texts, self.prepared.prompt.as_ref())
+            encode(
+                &self.prepared.tokenizer,
+                texts,
+                self.prepared.prompt.as_ref(),
+            )
         })
     }
 

@@ -269,7 +269,11 @@ pub(super) fn load_estimate(
         let largest_layer = mul(3, mul(h, h)).max(mul(h, i));
         LoadEstimate::new(resident, mul(8, largest_layer), first_batch).with_on_demand(word_held)
     } else {
-        LoadEstimate::new(resident.saturating_add(mul(4, word)), mul(4, word), first_batch)
+        LoadEstimate::new(
+            resident.saturating_add(mul(4, word)),
+            mul(4, word),
+            first_batch,
+        )
     }
 }
 
@@ -300,7 +304,10 @@ mod tests {
         assert!((40.0..45.0).contains(&mib(f32.resident_bytes)), "{f32:?}");
         assert!((44.0..45.0).contains(&mib(f32.on_demand_bytes)), "{f32:?}");
         assert!((12.0..14.0).contains(&mib(int8.resident_bytes)), "{int8:?}");
-        assert!((11.0..13.0).contains(&mib(int8.on_demand_bytes)), "{int8:?}");
+        assert!(
+            (11.0..13.0).contains(&mib(int8.on_demand_bytes)),
+            "{int8:?}"
+        );
         // One layer read in f32 beside its packed copy: 4.5 MiB.
         assert_eq!(f32.transient_bytes, 8 * 384 * 1536);
         // One text of 256 tokens: about 3.4 MiB of buffers.
@@ -315,6 +322,9 @@ mod tests {
         // Absurd sizes saturate instead of overflowing.
         let mut huge = minilm();
         huge.hidden_size = 1 << 40;
-        assert_eq!(load_estimate(&huge, Precision::F32, 256).needed_bytes(), u64::MAX);
+        assert_eq!(
+            load_estimate(&huge, Precision::F32, 256).needed_bytes(),
+            u64::MAX
+        );
     }
 }

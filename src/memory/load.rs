@@ -120,7 +120,9 @@ impl MemoryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{CgroupMemory, CgroupVersion, MemoryConfig, MemoryProbe, MemorySnapshot, Reclaim};
+    use crate::memory::{
+        CgroupMemory, CgroupVersion, MemoryConfig, MemoryProbe, MemorySnapshot, Reclaim,
+    };
     use parking_lot::Mutex;
     use std::sync::Arc;
 

@@ -37,7 +37,7 @@ pub use probe::{FigureSource, MemoryProbe, MemorySnapshot, SystemProbe};
 #[cfg(feature = "candle")]
 pub(crate) use reclaim::forget_file_cache;
 pub(crate) use reclaim::trim;
-pub use reclaim::{AllocatorReclaim, Reclaim};
+pub use reclaim::{single_malloc_arena, AllocatorReclaim, Reclaim};
 
 /// The real probe, for work that runs without a budget to read through
 /// (see [`MemoryBudget::probe`]): the one place outside this module's

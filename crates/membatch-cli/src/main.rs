@@ -43,6 +43,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One malloc heap, so what a batch or an unload frees goes back to the
+    // OS (docs/memory.md).
+    membatch::memory::single_malloc_arena();
     let cli = match membatch_bin::start::<Cli>("membatch", "error", |c| c.log.log_format) {
         Ok(c) => c,
         Err(code) => return code,

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use membatch::settings::Group;
-use membatch::{BertEmbedder, BertEmbedderBuilder, Config, Embedder, ModelSource};
+use membatch::{BertEmbedder, BertEmbedderBuilder, Config, Embedder, MemoryBudget, ModelSource};
 
 use crate::udf::EmbedUdfBuilder;
 
@@ -56,13 +56,18 @@ impl ModelSpec {
         Ok(BertEmbedderBuilder::from(config.model().clone()))
     }
 
-    /// Loads the model, weights and all.
+    /// Loads the model, weights and all, admitted by `budget` (the one
+    /// its batches run under: `MemoryBudget::admit_load`).
     ///
     /// # Errors
     ///
     /// membatch's, reading or checking the model.
-    pub fn load(&self, config: &Config) -> Result<BertEmbedder, membatch::Error> {
-        self.builder(config)?.build()
+    pub fn load(
+        &self,
+        config: &Config,
+        budget: &MemoryBudget,
+    ) -> Result<BertEmbedder, membatch::Error> {
+        self.builder(config)?.budget(budget.clone()).build()
     }
 
     /// The model's dimension, from its configuration alone (no weights).
@@ -116,7 +121,8 @@ impl FromStr for ModelSpec {
 }
 
 /// Adds every model of `specs` (or the default one) to `builder`: loaded
-/// when `run`, else only its dimension read, for planning.
+/// under `run`'s budget (the one the UDF's batches run under) when given,
+/// else only its dimension read, for planning.
 ///
 /// # Errors
 ///
@@ -125,7 +131,7 @@ pub fn add_models(
     mut builder: EmbedUdfBuilder,
     specs: &[ModelSpec],
     config: &Config,
-    run: bool,
+    run: Option<&MemoryBudget>,
 ) -> Result<EmbedUdfBuilder, membatch::Error> {
     let default = [ModelSpec::default_for(config)];
     let specs = if specs.is_empty() {
@@ -134,8 +140,8 @@ pub fn add_models(
         specs
     };
     for spec in specs {
-        builder = if run {
-            builder.model(spec.name.clone(), spec.load(config)?)
+        builder = if let Some(budget) = run {
+            builder.model(spec.name.clone(), spec.load(config, budget)?)
         } else {
             builder.planning_model(spec.name.clone(), spec.dimension(config)?)
         };

@@ -97,6 +97,9 @@ impl Groups for ServerSettings {
 }
 
 fn main() -> ExitCode {
+    // One malloc heap, so an unload gives the model's memory back and a
+    // reload has the room the first load had (docs/memory.md).
+    membatch::memory::single_malloc_arena();
     membatch_bin::main_async(
         "membatch-server",
         "membatch=info,membatch_server=info",

@@ -87,9 +87,9 @@ async fn run(args: Args) -> Result<(), Failure> {
     let shared: Arc<dyn MemoryPool> = pool.clone();
     let builder = EmbedUdf::builder()
         .pool(shared.clone())
-        .budget(budget)
+        .budget(budget.clone())
         .batch(*config.batch());
-    let embed = models::add_models(builder, &args.models, &config, true)?.build()?;
+    let embed = models::add_models(builder, &args.models, &config, Some(&budget))?.build()?;
     let mut process = ballista::executor_config(&embed, shared);
     process.scheduler_host = scheduler_host;
     process.scheduler_port = scheduler_port;

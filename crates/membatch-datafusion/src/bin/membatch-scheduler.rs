@@ -45,7 +45,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Failure> {
     let config = Config::from_env()?;
-    let embed = models::add_models(EmbedUdf::builder(), &args.models, &config, false)?.build()?;
+    let embed = models::add_models(EmbedUdf::builder(), &args.models, &config, None)?.build()?;
     let addr: SocketAddr = format!("{}:{}", args.bind_host, args.port)
         .parse()
         .map_err(|e| fail(format!("--bind-host/--port: {e}")))?;

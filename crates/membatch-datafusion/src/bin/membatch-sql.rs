@@ -233,11 +233,11 @@ async fn session(
     let shared: Arc<dyn MemoryPool> = pool.clone();
     let mut builder = EmbedUdf::builder()
         .pool(shared.clone())
-        .budget(budget)
+        .budget(budget.clone())
         .batch(*config.batch());
     let mut chunks = None;
     for spec in &specs {
-        let model = spec.load(config)?;
+        let model = spec.load(config, &budget)?;
         if chunks.is_none() {
             chunks = Some(ReadChunks::new(
                 model.token_counter()?,
