@@ -159,7 +159,7 @@ fn errors_are_one_line_and_exit_non_zero() {
         (
             &["--model", model, "--memory-budget", "1MiB"],
             b"hi\n",
-            "memory budget too small",
+            "not enough memory to load the model",
         ),
         (
             &["--model", model, "--batch-size", "4", "--fixed-batch", "4"],

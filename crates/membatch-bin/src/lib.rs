@@ -115,10 +115,12 @@ impl<E: std::error::Error + 'static> From<E> for Failure {
                 message
                     .push_str(" (in a membatch checkout, scripts/fetch-model.sh places it there)");
             }
-            Some(membatch::Error::ModelTooLarge { precision, .. })
-                if *precision == membatch::Precision::F32 =>
-            {
-                message.push_str(" (here: --precision int8)");
+            Some(membatch::Error::ModelTooLarge { precision, .. }) => {
+                message.push_str(if *precision == membatch::Precision::F32 {
+                    " (here: --memory-budget, or --precision int8)"
+                } else {
+                    " (here: --memory-budget)"
+                });
             }
             _ => {}
         }
@@ -259,6 +261,9 @@ mod tests {
             precision: membatch::Precision::F32,
         };
         let Failure(m) = Failure::from(e);
-        assert!(m.ends_with("(here: --precision int8)"), "{m}");
+        assert!(
+            m.ends_with("(here: --memory-budget, or --precision int8)"),
+            "{m}"
+        );
     }
 }
