@@ -265,7 +265,8 @@ impl<E: Embedder> BatchEmbedder<E> {
         tracing::info!(from = before, to = after, "batch size reduced");
     }
 
-    /// Learns from a finished batch and moves the rule.
+    /// Learns from a finished batch (unless `learn` is false: its peak was
+    /// not the batch's own) and moves the rule.
     pub(super) fn on_done(
         &self,
         n: usize,
@@ -273,11 +274,12 @@ impl<E: Embedder> BatchEmbedder<E> {
         tokens: usize,
         peak_level: PressureLevel,
         report: &WorkReport,
+        learn: bool,
     ) {
         let mut s = self.state.lock();
         // With other work running at the same time the peak is not this
         // batch's alone: do not learn from it.
-        if !report.overlapped {
+        if learn && !report.overlapped {
             s.cost.observe(n, padded, report.rise_bytes);
         }
         let before = s.rule.size();

@@ -62,8 +62,14 @@ impl<E: Embedder> BatchEmbedder<E> {
                 remaining = remaining.texts,
                 "processing batch"
             );
+            let loaded_before = self.embedder.state().is_loaded();
             let result = catch_unwind(AssertUnwindSafe(|| self.embedder.embed_tokens(&texts[..n])));
             let report = guard.finish();
+            // A lazy model's first batch (or the first after an unload)
+            // loads it: the peak is mostly the load's, which the batches
+            // after it do not pay. Learn nothing from it, and judge the
+            // pressure by where memory settled.
+            let loaded_here = !loaded_before && self.embedder.state().is_loaded();
             let embeddings = match result {
                 Err(panic) => {
                     let message = panic_message(panic.as_ref());
@@ -87,13 +93,17 @@ impl<E: Embedder> BatchEmbedder<E> {
                 }
                 Ok(Err(e)) => return Err(fail(n, e)),
             };
-            let peak_figure = report.figure_before_bytes.saturating_add(report.rise_bytes);
+            let peak_figure = if loaded_here {
+                report.figure_after_bytes
+            } else {
+                report.figure_before_bytes.saturating_add(report.rise_bytes)
+            };
             let peak_level = PressureLevel::for_fraction(
                 peak_figure as f64 / report.budget_bytes.max(1) as f64,
                 &self.budget.config().thresholds(),
             );
             let tokens = texts[..n].iter().map(|t| t.len()).sum();
-            self.on_done(n, padded, tokens, peak_level, &report);
+            self.on_done(n, padded, tokens, peak_level, &report, !loaded_here);
             return Ok(Ran {
                 texts: n,
                 embeddings,

@@ -515,3 +515,68 @@ fn a_shared_pool_shrinks_batches_and_refuses_what_cannot_fit_even_alone() {
         "{err}"
     );
 }
+
+/// A model its first batch loads, as a lazy one's is: the load raises the
+/// machine's steady memory by `load` bytes for good.
+#[derive(Debug)]
+struct LoadsOnFirstBatch {
+    fake: Fake,
+    base: u64,
+    load: u64,
+    loaded: std::sync::atomic::AtomicBool,
+}
+
+impl membatch::Embedder for LoadsOnFirstBatch {
+    fn info(&self) -> membatch::ModelInfo {
+        self.fake.info()
+    }
+
+    fn tokenize(&self, texts: &[&str]) -> membatch::Result<Vec<membatch::Tokens>> {
+        self.fake.tokenize(texts)
+    }
+
+    fn embed_tokens(&self, batch: &[&membatch::Tokens]) -> membatch::Result<Vec<Vec<f32>>> {
+        if !self.loaded.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.fake.machine.set_base(self.base + self.load);
+        }
+        self.fake.embed_tokens(batch)
+    }
+
+    fn state(&self) -> membatch::ModelState {
+        if self.loaded.load(std::sync::atomic::Ordering::SeqCst) {
+            membatch::ModelState::Loaded
+        } else {
+            membatch::ModelState::Unloaded
+        }
+    }
+}
+
+#[test]
+fn a_batch_that_loads_the_model_teaches_nothing_about_batches() {
+    // A 200 MiB load inside the first batch of eight long texts (about
+    // 19 MiB of work): taken for the batch's own cost it would make one
+    // text cost ~30 MiB, and leave room for four or five in the 150 MiB the
+    // budget has left. The batches grow as the room allows instead.
+    let machine = Machine::new(50 * MIB);
+    let b = BatchEmbedder::new(
+        LoadsOnFirstBatch {
+            fake: Fake::new(&machine),
+            base: 50 * MIB,
+            load: 200 * MIB,
+            loaded: Default::default(),
+        },
+        machine.budget(400 * MIB),
+        BatchConfig::default(),
+    )
+    .unwrap();
+    let input = texts(200, |_| 250);
+    assert_eq!(b.embed(&input).unwrap(), expected(&input));
+    let sizes = b.embedder().fake.sizes();
+    // (Without the rule: [8, 1, 1, 1, …], one text at a time for good.)
+    assert_eq!(sizes[..3], [8, 12, 16], "{sizes:?}");
+    assert!(
+        sizes[2..sizes.len() - 1].iter().all(|&n| n >= 16),
+        "{sizes:?}"
+    );
+    assert_eq!(b.metrics().shrinks, 0);
+}
