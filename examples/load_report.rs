@@ -15,7 +15,7 @@
 //! `on_demand_bytes`, `peak_bytes`, `needed_bytes`), `load` and `reload`
 //! (`rss_before_bytes`, `peak_rise_bytes`, `held_rise_bytes`,
 //! `figure_before_bytes`), `rss_after_unload_bytes`, `budget_bytes`.
-//! `benches/floors.sh` and the real-limit tests read it.
+//! The real-limit tests read it.
 
 use std::process::ExitCode;
 
@@ -37,6 +37,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> membatch::Result<serde_json::Value> {
+    // As membatch's tools do: one malloc heap, so an unload gives it all back.
+    membatch::memory::single_malloc_arena();
     let config = membatch::Config::from_env()?;
     let budget = MemoryBudget::new(config.memory().clone());
     let probe = budget.probe().clone();

@@ -56,7 +56,7 @@ if [ ! -d target/debug/deps ]; then
     echo "building the workspace's tests (about 9 minutes the first time on 2 cores)"
 fi
 cargo test --workspace --test '*' --no-run
-cargo build --workspace --example embed --example memory_report --example service_load
+cargo build --workspace --example embed --example memory_report --example service_load --example load_report
 phase "build: integration tests, binaries, examples"
 
 if ! wait "$fetch"; then

@@ -257,13 +257,15 @@ fn rename(e: Error, origins: &[(&'static str, String)]) -> Error {
 impl<E: Embedder> BatchEmbedder<E> {
     /// A pipeline over `embedder` with the batching and memory settings of
     /// `config` (its model settings are the backend's business: load the
-    /// embedder from `config.model()` first).
+    /// embedder from `config.model()` first; for the BERT backend,
+    /// `BatchEmbedder::load(&config)` loads it under the same budget).
     ///
     /// ```no_run
     /// # #[cfg(feature = "candle")] {
     /// use membatch::{BatchEmbedder, BertEmbedder, Config};
     ///
     /// let config = Config::from_env()?;
+    /// // Loaded under a budget of the defaults; the batches under config's.
     /// let batcher = BatchEmbedder::with_config(BertEmbedder::from_config(config.model())?, &config)?;
     /// let vectors = batcher.embed(&["first text", "second text"])?;
     /// # }

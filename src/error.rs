@@ -125,9 +125,9 @@ pub enum Error {
     /// [`MemoryBudget::admit_load`](crate::memory::MemoryBudget::admit_load).
     #[error(
         "not enough memory to load the model: it needs about {} (its weights and one \
-         full-length text) but the memory budget of {} has only {} left; raise the memory \
-         limit or the budget's share (MemoryConfig, MEMBATCH_MAX_MEMORY){}",
-        bytesize::ByteSize(*needed), bytesize::ByteSize(*budget), bytesize::ByteSize(*available),
+         full-length text) but only {} is free for it (the memory budget is {}); raise the \
+         memory limit or the budget's share (MemoryConfig, MEMBATCH_MAX_MEMORY){}",
+        bytesize::ByteSize(*needed), bytesize::ByteSize(*available), bytesize::ByteSize(*budget),
         if *precision == Precision::F32 {
             ", or hold the weights as int8 (Precision::Int8, MEMBATCH_PRECISION=int8: about a third of the memory)"
         } else {

@@ -51,10 +51,11 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "candle")] {
-//! use membatch::{BatchEmbedder, BertEmbedder, Config};
+//! use membatch::{BatchEmbedder, Config};
 //!
 //! let config = Config::from_env()?;
-//! let batcher = BatchEmbedder::with_config(BertEmbedder::from_config(config.model())?, &config)?;
+//! // The model loads under the budget its batches then share.
+//! let batcher = BatchEmbedder::load(&config)?;
 //! let texts: Vec<String> = (0..10_000).map(|i| format!("document {i}")).collect();
 //! for batch in batcher.stream(&texts)? {
 //!     let batch = batch?;

@@ -49,6 +49,9 @@ impl<E: Embedder> BatchEmbedder<E> {
         let remaining = Remaining::of(texts);
         let fail = |texts, error| Failed { texts, error };
         loop {
+            // A lazy model loads before the batch is planned: the plan
+            // then sees its weights, and the load is admitted alone.
+            self.embedder.ensure_loaded().map_err(|e| fail(1, e))?;
             let padded = remaining.padded;
             let Room {
                 texts: n,
@@ -65,10 +68,10 @@ impl<E: Embedder> BatchEmbedder<E> {
             let loaded_before = self.embedder.state().is_loaded();
             let result = catch_unwind(AssertUnwindSafe(|| self.embedder.embed_tokens(&texts[..n])));
             let report = guard.finish();
-            // A lazy model's first batch (or the first after an unload)
-            // loads it: the peak is mostly the load's, which the batches
-            // after it do not pay. Learn nothing from it, and judge the
-            // pressure by where memory settled.
+            // A model that loaded inside this batch after all (an unload
+            // slipped in after the load above): the peak is mostly the
+            // load's, which the batches after it do not pay. Learn nothing
+            // from it, and judge the pressure by where memory settled.
             let loaded_here = !loaded_before && self.embedder.state().is_loaded();
             let embeddings = match result {
                 Err(panic) => {

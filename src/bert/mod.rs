@@ -267,7 +267,11 @@ fn check_room(probe: &dyn MemoryProbe, prior: CostPrior, batch: &Packed) -> Resu
 }
 
 impl BertEmbedder {
-    /// Loads the model a [`ModelConfig`] describes.
+    /// Loads the model a [`ModelConfig`] describes, admitted under a
+    /// budget of [`MemoryConfig`](crate::memory::MemoryConfig)'s defaults
+    /// (70% of the limit). To load under the budget the batches use, give
+    /// the builder that budget ([`BertEmbedderBuilder::budget`]), or use
+    /// `BatchEmbedder::load`.
     ///
     /// # Errors
     ///

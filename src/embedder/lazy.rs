@@ -217,6 +217,10 @@ impl<L: ModelLoader> Embedder for LazyEmbedder<L> {
         self.state.lock().clone()
     }
 
+    fn ensure_loaded(&self) -> Result<()> {
+        self.load()
+    }
+
     /// Drops the weights (after any embed in progress) and returns the
     /// freed memory to the OS.
     fn unload(&self) -> bool {

@@ -182,6 +182,19 @@ pub trait Embedder: Send + Sync {
     fn unload(&self) -> bool {
         false
     }
+
+    /// Loads what [`unload`](Embedder::unload) freed (or a lazy model's
+    /// weights before its first batch), now rather than inside the next
+    /// [`embed_tokens`](Embedder::embed_tokens). A batcher calls it before
+    /// it plans a batch, so the plan sees the loaded weights in memory and
+    /// the load is admitted on its own. Default: nothing to load, `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// The load's, e.g. [`Error::ModelTooLarge`](crate::Error::ModelTooLarge).
+    fn ensure_loaded(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One text as a model sees it: its token ids (special tokens included,
@@ -606,6 +619,9 @@ macro_rules! forward_embedder {
             }
             fn unload(&self) -> bool {
                 (**self).unload()
+            }
+            fn ensure_loaded(&self) -> Result<()> {
+                (**self).ensure_loaded()
             }
         }
     )*};

@@ -2,7 +2,7 @@
 //! prompts goes before them, how many dimensions the vectors keep, what a
 //! text too long for the model gets), the same on every surface.
 
-use super::{Embedder, ModelInfo, Tokens};
+use super::{Embedder, ModelInfo, ModelState, Tokens};
 use crate::error::{Error, Result};
 
 /// Which of the model's named prompts goes before a call's texts.
@@ -277,6 +277,18 @@ impl<E: Embedder + ?Sized> Embedder for WithOptions<'_, E> {
 
     fn tokenize_prompted(&self, texts: &[&str], prompt: Option<&str>) -> Result<Vec<Tokens>> {
         self.embedder.tokenize_prompted(texts, prompt)
+    }
+
+    fn state(&self) -> ModelState {
+        self.embedder.state()
+    }
+
+    fn unload(&self) -> bool {
+        self.embedder.unload()
+    }
+
+    fn ensure_loaded(&self) -> Result<()> {
+        self.embedder.ensure_loaded()
     }
 }
 

@@ -64,7 +64,9 @@ impl LoadEstimate {
     /// The room a load needs: what stays, plus the larger of the load's
     /// transient memory and one full-length text (they never coexist: the
     /// first batch runs after the load has freed its copies). A model
-    /// admitted so can always embed, one text at a time if need be.
+    /// admitted so can embed a text once loaded; the word-table rows its
+    /// batches read later ([`on_demand_bytes`](Self::on_demand_bytes))
+    /// are theirs to fit.
     pub fn needed_bytes(&self) -> u64 {
         self.resident_bytes
             .saturating_add(self.transient_bytes.max(self.first_batch_bytes))
@@ -75,8 +77,9 @@ impl MemoryBudget {
     /// The rule for loading a model, the same for every surface (library
     /// builders, lazy reloads, the service, the tools): the load is
     /// admitted when [`LoadEstimate::needed_bytes`] fits the budget's
-    /// headroom (budget minus the figure now), and the memory free under
-    /// the limit, after a cleanup if it did not fit at first. The weights
+    /// headroom (budget minus the figure now, less what granted work has
+    /// reserved), and the memory free under the limit, after a cleanup if
+    /// it did not fit at first. The weights
     /// count against the same budget as the batches: once loaded they are
     /// part of the figure, and batches get what is left.
     ///
@@ -86,7 +89,13 @@ impl MemoryBudget {
     /// budget has left, when it does not fit.
     pub fn admit_load(&self, estimate: &LoadEstimate, precision: Precision) -> Result<()> {
         let needed = estimate.needed_bytes();
-        let room = |r: &super::MemoryReading| r.headroom_bytes().min(r.snapshot.free_bytes());
+        // Room other work has reserved (a batch granted and not yet at its
+        // peak) is not the load's.
+        let room = |r: &super::MemoryReading| {
+            r.headroom_bytes()
+                .saturating_sub(self.metrics().reserved_bytes)
+                .min(r.snapshot.free_bytes())
+        };
         let mut reading = self.read();
         if needed > room(&reading) {
             // Freed heap (a model just unloaded, a batch's buffers) may

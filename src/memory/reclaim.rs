@@ -49,8 +49,9 @@ pub(crate) fn trim() -> bool {
 }
 
 /// Makes every thread allocate from one malloc heap (glibc's
-/// `mallopt(M_ARENA_MAX, 1)`), unless `MALLOC_ARENA_MAX` is set in the
-/// environment, which decides instead. Call it first thing in `main`, before
+/// `mallopt(M_ARENA_MAX, 1)`), unless the environment sets the arena count
+/// (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`), which decides
+/// instead. Call it first thing in `main`, before
 /// other threads start. Returns whether the setting was made (never
 /// outside glibc).
 ///
@@ -58,15 +59,17 @@ pub(crate) fn trim() -> bool {
 /// by the compute threads, then stay spread over several heaps whose
 /// partly used pages `malloc_trim` cannot give back, so an unloaded model
 /// left 2–6 MiB behind and a reload had less room than the first load.
-/// With one heap the unload gives it all back, and the smallest limit the
-/// server runs in fell from 86 to 82 MiB (f32) and 51 to 44 MiB (int8),
-/// with `membatch embed` as fast (paired runs: wall time ×1.015, within
-/// their spread; `docs/memory.md`). membatch's tools call it; a program
-/// of its own may too.
+/// With one heap the unload gives it all back: the smallest limit in
+/// which the server loads all-MiniLM-L6-v2 in int8, unloads and reloads
+/// fell from 51 to 43 MiB, the library's, with `membatch embed` as fast
+/// (paired runs: wall time ×1.015, within their spread; `docs/memory.md`).
+/// membatch's tools call it; a program of its own may too.
 pub fn single_malloc_arena() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        let set_by_user = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+        if set_by_user {
             return false;
         }
         // SAFETY: mallopt only sets a glibc tunable; M_ARENA_MAX is one it

@@ -516,8 +516,9 @@ fn a_shared_pool_shrinks_batches_and_refuses_what_cannot_fit_even_alone() {
     );
 }
 
-/// A model its first batch loads, as a lazy one's is: the load raises the
-/// machine's steady memory by `load` bytes for good.
+/// A model its first batch loads inside `embed_tokens` (no
+/// `ensure_loaded`: as a lazy model does when an unload slips in between):
+/// the load raises the machine's steady memory by `load` bytes for good.
 #[derive(Debug)]
 struct LoadsOnFirstBatch {
     fake: Fake,

@@ -22,11 +22,11 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use membatch::service::EmbedService;
-//! use membatch::BertEmbedder;
+//! use membatch::Config;
 //! use membatch_server::{router, AppState};
 //!
 //! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-//! let service = EmbedService::builder(BertEmbedder::builder().build_lazy()?).spawn()?;
+//! let service = EmbedService::load(&Config::from_env()?)?;
 //! let state = AppState::new(service, "all-MiniLM-L6-v2").request_timeout(Duration::from_secs(30));
 //! let app = axum::Router::new().nest("/embeddings-api", router(state, 8 << 20));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;

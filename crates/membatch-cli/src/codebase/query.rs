@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use membatch::{BertEmbedder, EmbedOptions, Embedder};
+use membatch::{BertEmbedderBuilder, EmbedOptions, Embedder, MemoryBudget};
 use serde::Serialize;
 
 use super::writer::{read_current, ChunkMeta, Meta};
@@ -45,7 +45,10 @@ pub(super) fn query(args: &Args, index: &Path, text: &str, k: usize) -> Result<(
     let chunks_file = open(&gen.join("chunks.jsonl"))?;
 
     let config = model_config(args)?;
-    let embedder = BertEmbedder::from_config(config.model())?;
+    // Loaded under the budget the settings give (MemoryBudget::admit_load).
+    let embedder = BertEmbedderBuilder::from(config.model().clone())
+        .budget(MemoryBudget::new(config.memory().clone()))
+        .build()?;
     let model_id = model_id(&config, &embedder)?;
     if meta.model != model_id {
         return Err(fail(format!(
