@@ -158,7 +158,7 @@ impl ModelSource {
                     return Err(Error::model_file(
                         dir,
                         ModelFileError::Missing {
-                            hint: missing_model_hint(),
+                            hint: missing_model_hint(dir),
                         },
                     ));
                 }
@@ -275,11 +275,20 @@ pub fn default_model_dir() -> PathBuf {
         .join(DEFAULT_MODEL.replace('/', "--"))
 }
 
-fn missing_model_hint() -> String {
-    format!(
-        " (set MEMBATCH_MODEL to a model directory or hub repo id, or place {DEFAULT_MODEL} in {})",
-        default_model_dir().display()
-    )
+/// What to do about a model directory that is not there: where the
+/// default model goes when it is the default model's place, else how to
+/// name another.
+fn missing_model_hint(dir: &Path) -> String {
+    if dir == default_model_dir() {
+        format!(
+            " (set MEMBATCH_MODEL to a model directory or hub repo id, or place {DEFAULT_MODEL} in {})",
+            dir.display()
+        )
+    } else {
+        " (no such directory: set MEMBATCH_MODEL, or the model source, to a model directory \
+         that exists or to a hub repo id such as sentence-transformers/all-MiniLM-L6-v2)"
+            .to_string()
+    }
 }
 
 /// `owner/name`: one slash, both parts non-empty, no path-like start.

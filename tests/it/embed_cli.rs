@@ -19,8 +19,13 @@ struct Run {
 }
 
 fn run(args: &[&str], stdin: &[u8]) -> Run {
+    run_env(args, stdin, &[])
+}
+
+fn run_env(args: &[&str], stdin: &[u8], envs: &[(&str, &str)]) -> Run {
     let mut child = Command::new(embed_bin())
         .args(args)
+        .envs(envs.iter().copied())
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -132,12 +137,11 @@ fn errors_are_one_line_and_exit_non_zero() {
     let model = dir.path().to_str().unwrap();
     let cases: [(&[&str], &[u8], &str); 10] = [
         (&["--model", "/nonexistent/model"], b"hi\n", "not found"),
-        // The library names MEMBATCH_MODEL; the binary adds the
-        // repository's own way to the default model.
+        // Another model's directory is not told where the default goes.
         (
             &["--model", "/nonexistent/model"],
             b"hi\n",
-            "scripts/fetch-model.sh",
+            "no such directory",
         ),
         (
             &["--model", model, "--batch-size", "0"],
@@ -172,6 +176,26 @@ fn errors_are_one_line_and_exit_non_zero() {
             "f32 or int8",
         ),
     ];
+    // The default model's place, empty: the library names MEMBATCH_MODEL
+    // and the place; the binary adds the repository's script.
+    let home = tempfile::tempdir().unwrap();
+    let place = home
+        .path()
+        .join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let r = run_env(
+        &["--model", place.to_str().unwrap()],
+        b"hi\n",
+        &[("MEMBATCH_HOME", home.path().to_str().unwrap())],
+    );
+    assert_ne!(r.code, 0);
+    assert_eq!(r.stderr.lines().count(), 1, "{:?}", r.stderr);
+    for needle in [
+        "MEMBATCH_MODEL",
+        "scripts/fetch-model.sh",
+        "all-MiniLM-L6-v2 in",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {:?}", r.stderr);
+    }
     for (args, stdin, needle) in cases {
         let r = run(args, stdin);
         assert_ne!(r.code, 0, "{args:?} should fail");

@@ -38,6 +38,11 @@ fn a_missing_directory_says_how_to_get_the_model() {
     // script is the example binaries' hint, tested in tests/it/embed_cli.rs).
     assert!(msg.contains("MEMBATCH_MODEL"), "{msg}");
     assert!(!msg.contains("scripts/"), "{msg}");
+    // Another model's missing directory is not told where the default
+    // model goes.
+    assert!(msg.contains("no such directory"), "{msg}");
+    let default = membatch::default_model_dir().display().to_string();
+    assert!(!msg.contains(&default), "{msg}");
 }
 
 #[test]

@@ -108,10 +108,12 @@ impl<E: std::error::Error + 'static> From<E> for Failure {
     fn from(e: E) -> Self {
         let mut message = membatch::ErrorReport::new(&e).to_string();
         match (&e as &dyn std::error::Error).downcast_ref::<membatch::Error>() {
+            // The default model's place, empty: the repository's script
+            // fills it.
             Some(membatch::Error::ModelFile {
-                kind: membatch::ModelFileError::Missing { hint },
-                ..
-            }) if !hint.is_empty() => {
+                path,
+                kind: membatch::ModelFileError::Missing { .. },
+            }) if *path == membatch::default_model_dir() => {
                 message
                     .push_str(" (in a membatch checkout, scripts/fetch-model.sh places it there)");
             }
