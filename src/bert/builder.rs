@@ -260,8 +260,7 @@ impl BertEmbedderBuilder {
         p: &Prepared,
         pool: Option<Arc<rayon::ThreadPool>>,
     ) -> Result<BertEmbedder> {
-        let probe = self.memory_probe();
-        let encoder = self.load_checked(p, |p, int8| {
+        let (encoder, probe) = self.load_checked(p, |p, int8| {
             load_weights(&p.files, &p.config, p.activation, int8)
         })?;
         let info = p
@@ -292,29 +291,21 @@ impl BertEmbedderBuilder {
 
     /// Reads a prepared model's weights with `read` (given whether to
     /// quantise) once the budget admits the load, then hands the load's
-    /// temporary memory back.
+    /// temporary memory back. Returns them with the probe the model's own
+    /// checks then read: the budget's, so one probe serves both.
     pub(super) fn load_checked<T>(
         &self,
         p: &Prepared,
         read: impl FnOnce(&Prepared, bool) -> Result<T>,
-    ) -> Result<T> {
+    ) -> Result<(T, Arc<dyn MemoryProbe>)> {
         let precision = p.settings.precision;
-        self.load_budget()
-            .admit_load(&p.load_estimate(), precision)?;
+        let budget = self.load_budget();
+        budget.admit_load(&p.load_estimate(), precision)?;
         let loaded = read(p, precision == Precision::Int8)?;
         // Loading went through temporary tensors (and, for int8, the f32
         // weights): hand that memory back before the first batch measures.
         crate::memory::trim();
-        Ok(loaded)
-    }
-
-    /// What the model's memory checks read: the budget's probe when one
-    /// was given, else the system's.
-    pub(super) fn memory_probe(&self) -> Arc<dyn MemoryProbe> {
-        match &self.budget {
-            Some(budget) => budget.probe().clone(),
-            None => crate::memory::system_probe(),
-        }
+        Ok((loaded, budget.probe().clone()))
     }
 
     /// The budget a load is admitted under: the one given, else the

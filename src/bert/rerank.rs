@@ -75,8 +75,7 @@ impl BertReranker {
                 "a (query, document) pair needs at least 4 tokens: its special tokens alone take 3 or 4",
             ));
         }
-        let probe = builder.memory_probe();
-        let (encoder, head) = builder.load_checked(&p, |p, int8| {
+        let ((encoder, head), probe) = builder.load_checked(&p, |p, int8| {
             read_tensors(&p.files, |tensors| {
                 let head = ClassifierHead::load(&tensors, p.config.family, p.config.hidden_size)?;
                 let encoder = Encoder::load(tensors, &p.config, p.activation, int8)?;

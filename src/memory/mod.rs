@@ -39,14 +39,6 @@ pub(crate) use reclaim::forget_file_cache;
 pub(crate) use reclaim::trim;
 pub use reclaim::{single_malloc_arena, AllocatorReclaim, Reclaim};
 
-/// The real probe, for work that runs without a budget to read through
-/// (see [`MemoryBudget::probe`]): the one place outside this module's
-/// tests that makes one.
-#[cfg(feature = "candle")]
-pub(crate) fn system_probe() -> std::sync::Arc<dyn MemoryProbe> {
-    std::sync::Arc::new(SystemProbe::new())
-}
-
 /// Every parser of memory files on `text`s of a fuzzer's choosing (see
 /// `crate::fuzzing`).
 #[cfg(any(fuzzing, test))]
