@@ -5,11 +5,14 @@
 //! so neither depends on the other through it.
 
 use crate::batch::BatchEmbedder;
-use crate::bert::{BertEmbedder, BertEmbedderBuilder};
+use std::sync::Arc;
+
+use crate::bert::{BertEmbedder, BertEmbedderBuilder, BertReranker};
 use crate::config::Config;
 use crate::error::Result;
 use crate::memory::MemoryBudget;
 use crate::service::EmbedService;
+use crate::source::ModelSource;
 
 impl BatchEmbedder<BertEmbedder> {
     /// The BERT model `config` names, loaded under one memory budget made
@@ -58,14 +61,53 @@ impl EmbedService {
     /// As [`BertEmbedderBuilder::build_lazy`] and
     /// [`EmbedServiceBuilder::spawn`](crate::service::EmbedServiceBuilder::spawn).
     pub fn load(config: &Config) -> Result<Self> {
+        Self::load_with_reranker(config, None)
+    }
+
+    /// As [`load`](Self::load), with the cross-encoder at `reranker` (if
+    /// any) loaded now under the same budget
+    /// ([`BertReranker::load_with`]), so that the service scores
+    /// (query, document) pairs too
+    /// ([`rerank`](EmbedService::rerank)).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load) and [`BertReranker::load_with`].
+    pub fn load_with_reranker(config: &Config, reranker: Option<ModelSource>) -> Result<Self> {
         let budget = MemoryBudget::new(config.memory().clone());
         let model = BertEmbedderBuilder::from(config.model().clone())
             .budget(budget.clone())
             .build_lazy()?;
-        EmbedService::builder(model)
+        let mut service = EmbedService::builder(model);
+        if let Some(source) = reranker {
+            let reranker = BertReranker::load_with(config, source, &budget)?;
+            service = service.reranker(Arc::new(reranker));
+        }
+        service
             .budget(budget)
             .batch(*config.batch())
             .config(*config.service())
             .spawn()
+    }
+}
+
+impl BertReranker {
+    /// The cross-encoder at `source`, loaded under `budget` with the
+    /// settings of `config` that apply to scoring pairs (precision,
+    /// threads). The embedding model's truncation length, prompt,
+    /// dimensions and normalisation are not a reranker's: it takes its
+    /// length from its own files.
+    ///
+    /// # Errors
+    ///
+    /// As [`BertReranker::from_builder`].
+    pub fn load_with(config: &Config, source: ModelSource, budget: &MemoryBudget) -> Result<Self> {
+        let mut model = config.model().clone();
+        model.source = Some(source);
+        model.max_seq_length = None;
+        model.prompt_name = None;
+        model.dimensions = None;
+        model.normalize = None;
+        BertReranker::from_builder(BertEmbedderBuilder::from(model).budget(budget.clone()))
     }
 }

@@ -164,6 +164,19 @@ impl<E: Embedder> BatchEmbedder<E> {
         }
     }
 
+    /// Each text's tokens as the pipeline tokenizes them before embedding
+    /// (truncated to the model's length, behind the embedder's default
+    /// prompt): a huge text is cut to a prefix that truncates to the same
+    /// tokens first, so its length costs no more than its bytes. For
+    /// counting tokens (`len()`, `is_truncated()`).
+    ///
+    /// # Errors
+    ///
+    /// The embedder's tokenization errors.
+    pub fn tokenize<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<crate::embedder::Tokens>> {
+        super::plan::tokenize(&self.embedder, texts)
+    }
+
     /// Embeds `texts`, one vector per text in input order.
     ///
     /// Holds every vector until the end; for very large inputs prefer

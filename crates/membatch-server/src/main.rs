@@ -261,17 +261,9 @@ fn build(args: &Args) -> membatch::Result<(EmbedService, AppState)> {
     // A reranker loads now, within the same budget as the embedding model.
     let reranker = match &args.reranker {
         Some(dir) => {
-            let mut model = config.model().clone();
-            model.source = Some(ModelSource::parse(dir));
-            // The embedding model's truncation length, prompt and
-            // dimensions are not the reranker's: it takes its length from
-            // its files, and scores pairs without either.
-            model.max_seq_length = None;
-            model.prompt_name = None;
-            model.dimensions = None;
-            let reranker = BertReranker::from_builder(
-                BertEmbedderBuilder::from(model).budget(budget.clone()),
-            )?;
+            // The same settings and budget; the embedding model's length,
+            // prompt and dimensions are not the reranker's.
+            let reranker = BertReranker::load_with(&config, ModelSource::parse(dir), &budget)?;
             Some(Arc::new(reranker))
         }
         None => None,

@@ -1,0 +1,132 @@
+"""membatch's exceptions.
+
+Every error membatch's Rust core returns is raised as one of these classes,
+with the Rust message (the error and its causes) as ``str(e)`` and the
+error's fields as attributes (``e.retry_after``, ``e.needed``, ...). The
+table of which error becomes which class is in ``docs/python.md``.
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """The base of every membatch exception."""
+
+
+class InvalidConfig(Error, ValueError):
+    """A setting's value is not one it takes (``memory_budget="-5%"``, an
+    unknown setting, a prompt name the model lacks, ``dimensions`` over the
+    model's). Attributes: ``name``, ``value``, ``reason`` (when the Rust
+    core refused it)."""
+
+
+class InvalidInput(Error, TypeError, ValueError):
+    """The texts are not texts: ``None``, ``bytes``, a non-string item, a
+    string that is not valid Unicode."""
+
+
+class ModelFileError(Error):
+    """A model file is unreadable, corrupt or of an unsupported kind.
+    Attribute: ``path``."""
+
+
+class ModelNotFound(ModelFileError, FileNotFoundError):
+    """A model file (or the model's directory) does not exist. Attribute:
+    ``path``."""
+
+
+class HubError(ModelFileError):
+    """The Hugging Face hub could not give a model file. Attributes:
+    ``repo``, ``file``, ``reason``."""
+
+
+class MemoryLimitError(Error):
+    """The base of the memory refusals: the work does not fit the memory
+    membatch may use (its budget, inside the container's limit)."""
+
+
+class ModelTooLarge(MemoryLimitError):
+    """The model's weights and one full-length text do not fit the budget.
+    Raise the limit or ``memory_budget``, or load with
+    ``precision="int8"``. Attributes: ``needed``, ``available``, ``budget``,
+    ``precision``."""
+
+
+class BudgetTooSmall(MemoryLimitError):
+    """One text of the model's full length does not fit the budget.
+    Attributes: ``needed``, ``budget``, ``in_use``, ``tokens``."""
+
+
+class MemoryPressure(MemoryLimitError):
+    """Not enough memory free for the work now, even in batches of one;
+    retry with less, or later. Attributes: ``needed``, ``available``,
+    ``level``."""
+
+
+class MemoryCritical(MemoryLimitError):
+    """The budget is critically full: a service refuses new work until use
+    falls. Attributes: ``retry_after`` (seconds), ``figure_bytes``,
+    ``budget``."""
+
+
+class PoolRefused(MemoryLimitError):
+    """A memory pool shared by several budgets has no room. Attributes:
+    ``needed``, ``reason``."""
+
+
+class MemoryUnknown(MemoryLimitError):
+    """The system's memory figures cannot be read; give an absolute
+    ``memory_budget`` (``"512MiB"``)."""
+
+
+class Overloaded(Error):
+    """A service's queue is full. Attributes: ``retry_after`` (seconds),
+    ``queued_requests``, ``queued_tokens``, ``tokens``."""
+
+
+class RequestTooLarge(Error, ValueError):
+    """A request is over a per-request limit of the service. Attributes:
+    ``limit``, ``got``, ``max``."""
+
+
+class TextTooLong(Error, ValueError):
+    """A text is longer than the model reads and truncation was refused.
+    Attributes: ``index``, ``max_tokens``."""
+
+
+class TokenizationError(Error):
+    """The tokenizer failed on a text."""
+
+
+class InferenceError(Error):
+    """The forward pass failed."""
+
+
+class InternalError(Error):
+    """A bug in membatch or in an embedder (a panic caught, a wrong number
+    of results): please report it with the message."""
+
+
+class TimedOut(Error, TimeoutError):
+    """No answer within the time given. Attribute: ``after`` (seconds)."""
+
+
+class ServiceClosed(Error):
+    """The service was shut down."""
+
+
+class WorkerFailed(Error):
+    """A service's worker stopped after repeated failures."""
+
+
+class ThreadPoolError(Error):
+    """The compute threads could not be started. Attribute: ``threads``."""
+
+
+class ForkError(Error, RuntimeError):
+    """The object was made in the parent of this forked process: its
+    compute threads did not come along. Make it in the process that uses
+    it."""
+
+
+__all__ = [name for name, value in globals().items() if isinstance(value, type) and issubclass(value, Error)]

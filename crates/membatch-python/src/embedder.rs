@@ -1,0 +1,296 @@
+//! `membatch.Embedder`: one model in this process, texts embedded in
+//! memory-sized batches.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+
+use membatch::batch::EmbeddedBatch;
+use membatch::{BatchEmbedder, BertEmbedder, EmbedOptions, Embedder as _, Prompt, Result};
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::args::{config, opt_count, opt_str, texts};
+use crate::errors::{raise, to_py};
+use crate::fork::Owner;
+
+/// The per-call options of `encode`: the prompt (`None`: the model's
+/// default prompt; `""`: none) and the Matryoshka dimensions.
+pub(crate) fn options(
+    prompt_name: Option<&Bound<'_, PyAny>>,
+    dimensions: Option<&Bound<'_, PyAny>>,
+) -> PyResult<EmbedOptions> {
+    let mut options = EmbedOptions::new();
+    match opt_str("prompt_name", prompt_name)? {
+        None => {}
+        Some(name) if name.is_empty() => options = options.with_prompt(Prompt::Off),
+        Some(name) => options = options.with_prompt_name(name),
+    }
+    if let Some(n) = opt_count("dimensions", dimensions)? {
+        options = options.with_dimensions(n);
+    }
+    Ok(options)
+}
+
+/// A `(vectors)` batch as numpy: the texts' indices (int64, `(k,)`) and
+/// their vectors (float32, `(k, d)`), one copy from the vectors.
+pub(crate) fn arrays<'py>(
+    py: Python<'py>,
+    vectors: &[Vec<f32>],
+    dimension: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let d = vectors.first().map_or(dimension, Vec::len);
+    let mut flat = Vec::with_capacity(vectors.len() * d);
+    for v in vectors {
+        flat.extend_from_slice(v);
+    }
+    Ok(PyArray1::from_vec(py, flat)
+        .reshape([vectors.len(), d])?
+        .into_any())
+}
+
+/// A sentence embedding model loaded in this process, running texts in
+/// batches sized to the memory it may use.
+///
+/// See `membatch.Embedder` (python/membatch/__init__.py) for the methods
+/// built on these.
+#[pyclass(module = "membatch._membatch", subclass, frozen)]
+pub struct Embedder {
+    inner: Arc<BatchEmbedder<BertEmbedder>>,
+    model: String,
+    precision: String,
+    owner: Owner,
+}
+
+#[pymethods]
+impl Embedder {
+    #[new]
+    #[pyo3(signature = (
+        model=None, *, precision=None, threads=None, memory_budget=None, normalize=None,
+        max_batch_size=None, prompt_name=None, dimensions=None, max_seq_length=None, **settings
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: Option<&Bound<'_, PyAny>>,
+        precision: Option<&Bound<'_, PyAny>>,
+        threads: Option<&Bound<'_, PyAny>>,
+        memory_budget: Option<&Bound<'_, PyAny>>,
+        normalize: Option<&Bound<'_, PyAny>>,
+        max_batch_size: Option<&Bound<'_, PyAny>>,
+        prompt_name: Option<&Bound<'_, PyAny>>,
+        dimensions: Option<&Bound<'_, PyAny>>,
+        max_seq_length: Option<&Bound<'_, PyAny>>,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let config = config(
+            &[
+                ("model", "model", model),
+                ("precision", "precision", precision),
+                ("threads", "threads", threads),
+                ("memory_budget", "max_memory", memory_budget),
+                ("normalize", "normalize", normalize),
+                ("max_batch_size", "max_batch_size", max_batch_size),
+                ("prompt_name", "prompt_name", prompt_name),
+                ("dimensions", "dimensions", dimensions),
+                ("max_seq_length", "max_seq_length", max_seq_length),
+            ],
+            settings,
+        )?;
+        let name = config
+            .model()
+            .source
+            .clone()
+            .unwrap_or_else(membatch::ModelSource::default_model)
+            .id();
+        let precision = config.model().precision.to_string();
+        // The load reads hundreds of megabytes: other Python threads run
+        // meanwhile.
+        let inner = py.detach(|| BatchEmbedder::load(&config)).map_err(to_py)?;
+        Ok(Embedder {
+            inner: Arc::new(inner),
+            model: name,
+            precision,
+            owner: Owner::here(),
+        })
+    }
+
+    /// The model: its directory, or its hub id and revision.
+    #[getter]
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// How the weights are held: `"f32"` or `"int8"`.
+    #[getter]
+    fn precision(&self) -> &str {
+        &self.precision
+    }
+
+    /// The length of the vectors `encode` returns (the model's, or the
+    /// `dimensions` it was made with).
+    #[getter]
+    fn dimension(&self) -> usize {
+        self.inner.embedder().info().dimension
+    }
+
+    /// The longest text, in tokens (special tokens included), the model
+    /// reads: longer texts are cut to it.
+    #[getter]
+    fn max_seq_length(&self) -> usize {
+        self.inner.embedder().info().max_seq_length
+    }
+
+    /// Whether the model's vectors have unit length.
+    #[getter]
+    fn normalized(&self) -> bool {
+        self.inner.embedder().info().normalized
+    }
+
+    /// The model's prompts (config_sentence_transformers.json), by name.
+    #[getter]
+    fn prompts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.embedder().prompts() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// The prompt every text is given unless a call names another.
+    #[getter]
+    fn default_prompt_name(&self) -> Option<&str> {
+        self.inner.embedder().prompt_name()
+    }
+
+    /// How many tokens the model reads of each text (special tokens and
+    /// the default prompt included, after truncation).
+    fn token_counts(&self, py: Python<'_>, sentences: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+        self.owner.check("Embedder")?;
+        let (texts, _) = texts(sentences)?;
+        let tokens = py.detach(|| self.inner.tokenize(&texts)).map_err(to_py)?;
+        Ok(tokens.iter().map(|t| t.len()).collect())
+    }
+
+    /// The dimension `encode` gives with `dimensions` (checked against the
+    /// model's).
+    #[pyo3(signature = (dimensions=None))]
+    fn _output_dimension(&self, dimensions: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let options = options(None, dimensions)?;
+        options.check(self.inner.embedder()).map_err(to_py)?;
+        Ok(options
+            .dimensions
+            .unwrap_or_else(|| self.inner.embedder().info().dimension))
+    }
+
+    /// Starts embedding `sentences` on a thread of its own, a batch ahead
+    /// of the caller at most: an iterator of `(indices, vectors)` numpy
+    /// pairs in the pipeline's order (by length).
+    #[pyo3(signature = (sentences, *, prompt_name=None, dimensions=None))]
+    fn _batches(
+        &self,
+        sentences: &Bound<'_, PyAny>,
+        prompt_name: Option<&Bound<'_, PyAny>>,
+        dimensions: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Batches> {
+        self.owner.check("Embedder")?;
+        let (texts, _) = texts(sentences)?;
+        let options = options(prompt_name, dimensions)?;
+        let embedder = self.inner.embedder();
+        options.check(embedder).map_err(to_py)?;
+        let dimension = options.dimensions.unwrap_or(embedder.info().dimension);
+        let total = texts.len();
+        // One batch waits for the caller while the next is computed: the
+        // memory of two batches' vectors at most, whatever the input.
+        let (tx, rx) = sync_channel::<Result<EmbeddedBatch>>(1);
+        let batcher = Arc::clone(&self.inner);
+        std::thread::Builder::new()
+            .name("membatch-encode".into())
+            .spawn(move || {
+                let stream = match batcher.stream_with(&texts, &options) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                for batch in stream {
+                    let failed = batch.is_err();
+                    // A closed channel: the caller stopped (an exception,
+                    // Ctrl-C, a dropped iterator); the rest is not run.
+                    if tx.send(batch).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| raise("ThreadPoolError", format!("cannot start a thread: {e}")))?;
+        Ok(Batches {
+            total,
+            rx: Mutex::new(Some(rx)),
+            dimension,
+            owner: self.owner,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let info = self.inner.embedder().info();
+        format!(
+            "Embedder(model={:?}, precision={:?}, dimension={}, max_seq_length={})",
+            self.model, self.precision, info.dimension, info.max_seq_length
+        )
+    }
+}
+
+/// The batches of one `encode`, as they are computed.
+#[pyclass(module = "membatch._membatch", frozen)]
+pub struct Batches {
+    total: usize,
+    rx: Mutex<Option<Receiver<Result<EmbeddedBatch>>>>,
+    dimension: usize,
+    owner: Owner,
+}
+
+#[pymethods]
+impl Batches {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// How many texts the batches hold in all.
+    #[getter]
+    fn total(&self) -> usize {
+        self.total
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.owner.check("Embedder")?;
+        // The lock is held while waiting (without the GIL), so that two
+        // threads sharing the iterator take batches in turn.
+        let next = py.detach(|| {
+            let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+            rx.as_ref().map(Receiver::recv)
+        });
+        match next {
+            Some(Ok(Ok(batch))) => {
+                let indices: Vec<i64> = batch.indices.iter().map(|&i| i as i64).collect();
+                let indices = PyArray1::from_vec(py, indices).into_any();
+                let vectors = arrays(py, &batch.embeddings, self.dimension)?;
+                Ok(Some(PyTuple::new(py, [indices, vectors])?))
+            }
+            Some(Ok(Err(e))) => {
+                self.close();
+                Err(to_py(e))
+            }
+            // The thread ended (every batch was handed over), or closed.
+            Some(Err(_)) | None => {
+                self.close();
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stops the work: the batch being computed is the last.
+    fn close(&self) {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
