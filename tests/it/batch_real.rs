@@ -69,6 +69,13 @@ fn a_huge_text_embeds_as_if_tokenised_whole() {
     let piped = batcher.embed(&[text.as_str(), "short"]).unwrap();
     let d = max_abs_diff(&whole[0], &piped[0]);
     assert!(d <= 1e-6, "the cut changed the embedding by {d}");
+    // The pipeline's tokens (what `token_counts` reports) are the whole
+    // text's, from its prefix.
+    let tokens = batcher.tokenize(&[text.as_str(), "short"]).unwrap();
+    let whole_tokens = model.tokenize(&[text.as_str(), "short"]).unwrap();
+    assert_eq!(tokens[0].ids(), whole_tokens[0].ids());
+    assert!(tokens[0].is_truncated());
+    assert_eq!(tokens[1].ids(), whole_tokens[1].ids());
     // And for texts whose cut lands at each kind of separator, including
     // the control characters BERT deletes (joining the words around them).
     for sep in [

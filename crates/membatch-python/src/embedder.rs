@@ -202,7 +202,7 @@ impl Embedder {
         let total = texts.len();
         // One batch waits for the caller while the next is computed: the
         // memory of two batches' vectors at most, whatever the input.
-        let (tx, rx) = sync_channel::<Result<EmbeddedBatch>>(1);
+        let (tx, rx) = sync_channel::<Message>(1);
         let batcher = Arc::clone(&self.inner);
         std::thread::Builder::new()
             .name("membatch-encode".into())
@@ -210,7 +210,7 @@ impl Embedder {
                 let stream = match batcher.stream_with(&texts, &options) {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = tx.send(Err(e));
+                        let _ = tx.send(Message::Batch(Err(e)));
                         return;
                     }
                 };
@@ -218,10 +218,11 @@ impl Embedder {
                     let failed = batch.is_err();
                     // A closed channel: the caller stopped (an exception,
                     // Ctrl-C, a dropped iterator); the rest is not run.
-                    if tx.send(batch).is_err() || failed {
-                        break;
+                    if tx.send(Message::Batch(batch)).is_err() || failed {
+                        return;
                     }
                 }
+                let _ = tx.send(Message::Done);
             })
             .map_err(|e| raise("ThreadPoolError", format!("cannot start a thread: {e}")))?;
         Ok(Batches {
@@ -241,11 +242,19 @@ impl Embedder {
     }
 }
 
+/// What the thread computing an `encode`'s batches hands over.
+enum Message {
+    Batch(Result<EmbeddedBatch>),
+    /// Every batch was handed over. (A thread that ends without saying so
+    /// failed: the caller is told, never given a partial result.)
+    Done,
+}
+
 /// The batches of one `encode`, as they are computed.
 #[pyclass(module = "membatch._membatch", frozen)]
 pub struct Batches {
     total: usize,
-    rx: Mutex<Option<Receiver<Result<EmbeddedBatch>>>>,
+    rx: Mutex<Option<Receiver<Message>>>,
     dimension: usize,
     owner: Owner,
 }
@@ -271,20 +280,26 @@ impl Batches {
             rx.as_ref().map(Receiver::recv)
         });
         match next {
-            Some(Ok(Ok(batch))) => {
+            Some(Ok(Message::Batch(Ok(batch)))) => {
                 let indices: Vec<i64> = batch.indices.iter().map(|&i| i as i64).collect();
                 let indices = PyArray1::from_vec(py, indices).into_any();
                 let vectors = arrays(py, &batch.embeddings, self.dimension)?;
                 Ok(Some(PyTuple::new(py, [indices, vectors])?))
             }
-            Some(Ok(Err(e))) => {
+            Some(Ok(Message::Batch(Err(e)))) => {
                 self.close();
                 Err(to_py(e))
             }
-            // The thread ended (every batch was handed over), or closed.
-            Some(Err(_)) | None => {
+            Some(Ok(Message::Done)) | None => {
                 self.close();
                 Ok(None)
+            }
+            Some(Err(_)) => {
+                self.close();
+                Err(raise(
+                    "InternalError",
+                    "the thread computing the batches stopped before the last one",
+                ))
             }
         }
     }

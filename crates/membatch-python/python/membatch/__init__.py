@@ -28,7 +28,32 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import _errors
-from ._errors import *  # noqa: F401,F403  (the exception classes)
+from ._errors import (
+    Error,
+    InvalidConfig,
+    InvalidInput,
+    ModelFileError,
+    ModelNotFound,
+    HubError,
+    MemoryLimitError,
+    ModelTooLarge,
+    BudgetTooSmall,
+    MemoryPressure,
+    MemoryCritical,
+    PoolRefused,
+    MemoryUnknown,
+    Overloaded,
+    RequestTooLarge,
+    TextTooLong,
+    TokenizationError,
+    InferenceError,
+    InternalError,
+    TimedOut,
+    ServiceClosed,
+    WorkerFailed,
+    ThreadPoolError,
+    ForkError,
+)
 from ._membatch import Embedder as _Embedder
 from ._membatch import Reranker as _Reranker
 from ._membatch import Service as _Service
@@ -100,7 +125,7 @@ def _progress(total: int, show: bool) -> Any:
     if not show:
         return None
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:  # pragma: no cover - depends on the environment
         import warnings
 
@@ -174,19 +199,23 @@ class Embedder(_Embedder):
         batches = self._batches(sentences, prompt_name=prompt_name, dimensions=dims)
         out = np.empty((batches.total, width), dtype=np.float32)
         bar = _progress(batches.total, show_progress_bar)
+        filled = 0
         try:
             for indices, vectors in batches:
                 out[indices] = vectors
+                filled += len(indices)
                 if bar is not None:
                     bar.update(len(indices))
         finally:
             batches.close()
             if bar is not None:
                 bar.close()
+        if filled != batches.total:  # never a partly filled array
+            raise _errors.InternalError(f"{filled} of {batches.total} texts came back")
         if normalize_embeddings:
             _normalize(out)
         if convert_to_tensor:
-            import torch
+            import torch  # type: ignore[import-not-found,unused-ignore]
 
             t = torch.from_numpy(out)
             return t[0] if single else t

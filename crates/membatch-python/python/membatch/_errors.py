@@ -8,6 +8,8 @@ table of which error becomes which class is in ``docs/python.md``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class Error(Exception):
     """The base of every membatch exception."""
@@ -19,6 +21,10 @@ class InvalidConfig(Error, ValueError):
     model's). Attributes: ``name``, ``value``, ``reason`` (when the Rust
     core refused it)."""
 
+    name: str
+    value: str
+    reason: str
+
 
 class InvalidInput(Error, TypeError, ValueError):
     """The texts are not texts: ``None``, ``bytes``, a non-string item, a
@@ -29,6 +35,8 @@ class ModelFileError(Error):
     """A model file is unreadable, corrupt or of an unsupported kind.
     Attribute: ``path``."""
 
+    path: "Path"
+
 
 class ModelNotFound(ModelFileError, FileNotFoundError):
     """A model file (or the model's directory) does not exist. Attribute:
@@ -38,6 +46,10 @@ class ModelNotFound(ModelFileError, FileNotFoundError):
 class HubError(ModelFileError):
     """The Hugging Face hub could not give a model file. Attributes:
     ``repo``, ``file``, ``reason``."""
+
+    repo: str
+    file: str
+    reason: str
 
 
 class MemoryLimitError(Error):
@@ -51,10 +63,20 @@ class ModelTooLarge(MemoryLimitError):
     ``precision="int8"``. Attributes: ``needed``, ``available``, ``budget``,
     ``precision``."""
 
+    needed: int
+    available: int
+    budget: int
+    precision: str
+
 
 class BudgetTooSmall(MemoryLimitError):
     """One text of the model's full length does not fit the budget.
     Attributes: ``needed``, ``budget``, ``in_use``, ``tokens``."""
+
+    needed: int
+    budget: int
+    in_use: int
+    tokens: int
 
 
 class MemoryPressure(MemoryLimitError):
@@ -62,16 +84,27 @@ class MemoryPressure(MemoryLimitError):
     retry with less, or later. Attributes: ``needed``, ``available``,
     ``level``."""
 
+    needed: int
+    available: int
+    level: str
+
 
 class MemoryCritical(MemoryLimitError):
     """The budget is critically full: a service refuses new work until use
     falls. Attributes: ``retry_after`` (seconds), ``figure_bytes``,
     ``budget``."""
 
+    retry_after: float
+    figure_bytes: int
+    budget: int
+
 
 class PoolRefused(MemoryLimitError):
     """A memory pool shared by several budgets has no room. Attributes:
     ``needed``, ``reason``."""
+
+    needed: int
+    reason: str
 
 
 class MemoryUnknown(MemoryLimitError):
@@ -83,15 +116,27 @@ class Overloaded(Error):
     """A service's queue is full. Attributes: ``retry_after`` (seconds),
     ``queued_requests``, ``queued_tokens``, ``tokens``."""
 
+    retry_after: float
+    queued_requests: int
+    queued_tokens: int
+    tokens: int
+
 
 class RequestTooLarge(Error, ValueError):
     """A request is over a per-request limit of the service. Attributes:
     ``limit``, ``got``, ``max``."""
 
+    limit: str
+    got: int
+    max: int
+
 
 class TextTooLong(Error, ValueError):
     """A text is longer than the model reads and truncation was refused.
     Attributes: ``index``, ``max_tokens``."""
+
+    index: int
+    max_tokens: int
 
 
 class TokenizationError(Error):
@@ -110,6 +155,8 @@ class InternalError(Error):
 class TimedOut(Error, TimeoutError):
     """No answer within the time given. Attribute: ``after`` (seconds)."""
 
+    after: float
+
 
 class ServiceClosed(Error):
     """The service was shut down."""
@@ -122,6 +169,8 @@ class WorkerFailed(Error):
 class ThreadPoolError(Error):
     """The compute threads could not be started. Attribute: ``threads``."""
 
+    threads: int
+
 
 class ForkError(Error, RuntimeError):
     """The object was made in the parent of this forked process: its
@@ -129,4 +178,29 @@ class ForkError(Error, RuntimeError):
     it."""
 
 
-__all__ = [name for name, value in globals().items() if isinstance(value, type) and issubclass(value, Error)]
+__all__ = [
+    "Error",
+    "InvalidConfig",
+    "InvalidInput",
+    "ModelFileError",
+    "ModelNotFound",
+    "HubError",
+    "MemoryLimitError",
+    "ModelTooLarge",
+    "BudgetTooSmall",
+    "MemoryPressure",
+    "MemoryCritical",
+    "PoolRefused",
+    "MemoryUnknown",
+    "Overloaded",
+    "RequestTooLarge",
+    "TextTooLong",
+    "TokenizationError",
+    "InferenceError",
+    "InternalError",
+    "TimedOut",
+    "ServiceClosed",
+    "WorkerFailed",
+    "ThreadPoolError",
+    "ForkError",
+]
