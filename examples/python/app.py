@@ -65,9 +65,12 @@ async def membatch_error(request, exc: membatch.Error) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
         )
-    if isinstance(exc, (membatch.InvalidInput, membatch.InvalidConfig, membatch.RequestTooLarge)):
+    if isinstance(
+        exc,
+        (membatch.InvalidInput, membatch.InvalidConfig, membatch.RequestTooLarge, membatch.TextTooLong),
+    ):
         return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=422)
-    if isinstance(exc, membatch.MemoryLimitError):
+    if isinstance(exc, (membatch.MemoryLimitError, membatch.ServiceClosed)):
         return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=503)
     return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=500)
 

@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::args::{config, opt_count, opt_str, texts};
 use crate::errors::{raise, to_py};
-use crate::fork::Owner;
+use crate::fork::{Owned, Owner};
 
 /// The per-call options of `encode`: the prompt (`None`: the model's
 /// default prompt; `""`: none) and the Matryoshka dimensions.
@@ -56,7 +56,7 @@ pub(crate) fn arrays<'py>(
 /// built on these.
 #[pyclass(module = "membatch._membatch", subclass, frozen)]
 pub struct Embedder {
-    inner: Arc<BatchEmbedder<BertEmbedder>>,
+    inner: Owned<Arc<BatchEmbedder<BertEmbedder>>>,
     model: String,
     precision: String,
     owner: Owner,
@@ -107,11 +107,12 @@ impl Embedder {
         // The load reads hundreds of megabytes: other Python threads run
         // meanwhile.
         let inner = py.detach(|| BatchEmbedder::load(&config)).map_err(to_py)?;
+        let inner = Owned::new(Arc::new(inner));
         Ok(Embedder {
-            inner: Arc::new(inner),
+            owner: inner.owner(),
+            inner,
             model: name,
             precision,
-            owner: Owner::here(),
         })
     }
 
@@ -200,10 +201,11 @@ impl Embedder {
         options.check(embedder).map_err(to_py)?;
         let dimension = options.dimensions.unwrap_or(embedder.info().dimension);
         let total = texts.len();
-        // One batch waits for the caller while the next is computed: the
-        // memory of two batches' vectors at most, whatever the input.
-        let (tx, rx) = sync_channel::<Message>(1);
-        let batcher = Arc::clone(&self.inner);
+        // The next batch is computed while the caller takes the last one,
+        // and waits to be handed over: two batches' vectors at most,
+        // whatever the input.
+        let (tx, rx) = sync_channel::<Message>(0);
+        let batcher = Arc::clone(&*self.inner);
         std::thread::Builder::new()
             .name("membatch-encode".into())
             .spawn(move || {
@@ -287,15 +289,15 @@ impl Batches {
                 Ok(Some(PyTuple::new(py, [indices, vectors])?))
             }
             Some(Ok(Message::Batch(Err(e)))) => {
-                self.close();
+                self.close(py);
                 Err(to_py(e))
             }
             Some(Ok(Message::Done)) | None => {
-                self.close();
+                self.close(py);
                 Ok(None)
             }
             Some(Err(_)) => {
-                self.close();
+                self.close(py);
                 Err(raise(
                     "InternalError",
                     "the thread computing the batches stopped before the last one",
@@ -305,7 +307,9 @@ impl Batches {
     }
 
     /// Stops the work: the batch being computed is the last.
-    fn close(&self) {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    fn close(&self, py: Python<'_>) {
+        // Without the GIL: another thread may hold the lock in `__next__`,
+        // waiting for a batch.
+        py.detach(|| self.rx.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }

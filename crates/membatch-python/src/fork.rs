@@ -39,3 +39,42 @@ impl Owner {
         ))
     }
 }
+
+/// A value whose threads live in the process that made it: dropped there,
+/// leaked in a forked child. (Dropping it in the child would take locks
+/// and signal threads that stayed behind in the parent, at the child's
+/// exit: a gunicorn `--preload` worker's.)
+pub(crate) struct Owned<T> {
+    value: std::mem::ManuallyDrop<T>,
+    owner: Owner,
+}
+
+impl<T> Owned<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Owned {
+            value: std::mem::ManuallyDrop::new(value),
+            owner: Owner::here(),
+        }
+    }
+
+    pub(crate) fn owner(&self) -> Owner {
+        self.owner
+    }
+}
+
+impl<T> std::ops::Deref for Owned<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if std::process::id() == self.owner.0 {
+            // SAFETY: dropped once, here; never used after.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.value) }
+        }
+    }
+}

@@ -78,6 +78,12 @@ fn _raise_example(variant: &str) -> PyResult<()> {
 fn _membatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Unlike membatch's tools, the module leaves malloc's arenas as they
     // are: the process is the user's (docs/python.md, "Memory").
+    // numpy's C API now, while importing: rust-numpy loads it on the first
+    // array, running Python code (numpy's version check) that a pending
+    // Ctrl-C would interrupt, and it panics when that load fails. Loaded
+    // here, an interrupt is an ordinary KeyboardInterrupt of the import.
+    m.py().import("numpy")?;
+    let _ = numpy::PyArray1::<f32>::zeros(m.py(), 0, false);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<embedder::Embedder>()?;
     m.add_class::<embedder::Batches>()?;

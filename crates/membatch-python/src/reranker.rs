@@ -9,14 +9,14 @@ use pyo3::types::PyDict;
 
 use crate::args::{config, opt_str, texts};
 use crate::errors::{raise, to_py};
-use crate::fork::Owner;
+use crate::fork::{Owned, Owner};
 
 /// A cross-encoder (reranker) loaded in this process.
 ///
 /// See `membatch.Reranker` (python/membatch/__init__.py).
 #[pyclass(module = "membatch._membatch", subclass, frozen)]
 pub struct Reranker {
-    inner: BertReranker,
+    inner: Owned<BertReranker>,
     budget: MemoryBudget,
     batch: BatchConfig,
     model: String,
@@ -59,12 +59,13 @@ impl Reranker {
         let inner = py
             .detach(|| BertReranker::load_with(&config, source, &budget))
             .map_err(to_py)?;
+        let inner = Owned::new(inner);
         Ok(Reranker {
+            owner: inner.owner(),
             inner,
             budget,
             batch: *config.batch(),
             model: name,
-            owner: Owner::here(),
         })
     }
 
@@ -95,7 +96,7 @@ impl Reranker {
         let scores = py
             .detach(|| {
                 rerank_in_batches(
-                    &self.inner,
+                    &*self.inner,
                     &query,
                     &documents,
                     self.budget.clone(),

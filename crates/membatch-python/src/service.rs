@@ -10,14 +10,14 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use membatch::service::Pending as RustPending;
-use membatch::{EmbedService, ModelSource, ModelState, Result};
+use membatch::{EmbedService, ModelSource, Result};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::args::{config, opt_str, texts};
 use crate::embedder::{arrays, options};
 use crate::errors::{raise, to_py};
-use crate::fork::Owner;
+use crate::fork::{Owned, Owner};
 
 /// One resident model for the whole process: Python threads calling
 /// `encode` and coroutines awaiting `aencode` share its batches.
@@ -25,7 +25,7 @@ use crate::fork::Owner;
 /// See `membatch.Service` (python/membatch/__init__.py).
 #[pyclass(module = "membatch._membatch", subclass, frozen)]
 pub struct Service {
-    inner: EmbedService,
+    inner: Owned<EmbedService>,
     model: String,
     owner: Owner,
 }
@@ -89,10 +89,11 @@ impl Service {
         let inner = py
             .detach(|| EmbedService::load_with_reranker(&config, reranker))
             .map_err(to_py)?;
+        let inner = Owned::new(inner);
         Ok(Service {
+            owner: inner.owner(),
             inner,
             model: name,
-            owner: Owner::here(),
         })
     }
 
@@ -114,14 +115,11 @@ impl Service {
         self.inner.info().max_seq_length
     }
 
-    /// `"loaded"`, `"unloaded"` (loads on the next request) or `"failed"`.
+    /// `"unloaded"` (loads on the next request), `"loading"`, `"loaded"`
+    /// or `"failed"` (the last load failed; the next request tries again).
     #[getter]
     fn model_state(&self) -> &'static str {
-        match self.inner.model_state() {
-            ModelState::Loaded => "loaded",
-            ModelState::Unloaded => "unloaded",
-            _ => "failed",
-        }
+        self.inner.model_state().as_str()
     }
 
     /// Queues `sentences`; the answer is the returned `Pending`'s. Refused
@@ -202,12 +200,11 @@ impl Service {
     /// Refuses new work, lets queued work finish for up to `timeout`
     /// seconds, then stops the worker.
     #[pyo3(signature = (timeout=5.0))]
-    fn shutdown(&self, py: Python<'_>, timeout: f64) {
-        if self.owner.check("Service").is_err() {
-            return;
-        }
-        let deadline = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+    fn shutdown(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        self.owner.check("Service")?;
+        let deadline = seconds("timeout", timeout)?;
         py.detach(|| self.inner.shutdown(deadline));
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -221,12 +218,27 @@ impl Service {
     }
 }
 
+/// `value` seconds as a duration: finite and not negative, else
+/// `InvalidConfig` naming `name`.
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        raise(
+            "InvalidConfig",
+            format!("{name} = {value}: give a number of seconds, 0 or more"),
+        )
+    })
+}
+
 /// A request queued on a `Service`: wait for it (`wait`), or have a
 /// callback run when it is answered (`add_done_callback`, which
 /// `Service.aencode` turns into an asyncio future).
 #[pyclass(module = "membatch._membatch", frozen)]
 pub struct Pending {
     state: Mutex<State>,
+    /// The one waker every poll registers (the answer's channel keeps
+    /// only the last one it was polled with): it wakes every waiting
+    /// thread and hands every callback over.
+    wake: Arc<Wakeup>,
     dimension: usize,
     owner: Owner,
 }
@@ -237,10 +249,43 @@ enum State {
     Taken,
 }
 
+/// Who waits for one answer: threads in `wait`, callbacks.
+#[derive(Default)]
+struct Wakeup {
+    threads: Mutex<Vec<Thread>>,
+    callbacks: Mutex<Vec<Py<PyAny>>>,
+}
+
+impl Wakeup {
+    fn take_callbacks(&self) -> Vec<Py<PyAny>> {
+        std::mem::take(&mut *self.callbacks.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Wake for Wakeup {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// Called by the service's worker when the answer is sent: unparks the
+    /// waiting threads, queues the callbacks for the package's notifier
+    /// thread (the worker never waits for the GIL).
+    fn wake_by_ref(self: &Arc<Self>) {
+        for t in std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner())) {
+            t.unpark();
+        }
+        let queue = callbacks().0;
+        for cb in self.take_callbacks() {
+            let _ = queue.send(cb);
+        }
+    }
+}
+
 impl Pending {
     fn new(pending: RustPending, dimension: usize, owner: Owner) -> Self {
         Pending {
             state: Mutex::new(State::Waiting(pending)),
+            wake: Arc::default(),
             dimension,
             owner,
         }
@@ -250,11 +295,12 @@ impl Pending {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Polls the request with `waker`; true when it is answered.
-    fn poll(&self, waker: &Waker) -> bool {
+    /// Polls the request; true when it is answered.
+    fn poll(&self) -> bool {
         let mut state = self.state();
         if let State::Waiting(p) = &mut *state {
-            match Pin::new(p).poll(&mut Context::from_waker(waker)) {
+            let waker = Waker::from(Arc::clone(&self.wake));
+            match Pin::new(p).poll(&mut Context::from_waker(&waker)) {
                 Poll::Ready(answer) => *state = State::Done(answer),
                 Poll::Pending => return false,
             }
@@ -267,7 +313,7 @@ impl Pending {
 impl Pending {
     /// Whether the answer is here.
     fn done(&self) -> bool {
-        self.poll(Waker::noop())
+        self.poll()
     }
 
     /// Blocks until the answer is here (without the GIL; Ctrl-C is
@@ -276,105 +322,70 @@ impl Pending {
     #[pyo3(signature = (timeout=None))]
     fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         self.owner.check("Service")?;
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let deadline =
-            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e9)));
+        let limit = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        let deadline = limit.map(|l| std::time::Instant::now() + l);
         loop {
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) && !self.poll(&waker) {
-                return Err(raise(
-                    "TimedOut",
-                    format!("no answer within {} s", timeout.unwrap_or_default()),
-                ));
-            }
             let done = py.detach(|| {
-                self.poll(&waker) || {
+                self.wake
+                    .threads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(std::thread::current());
+                self.poll() || {
                     // Woken by the answer, or every 100 ms to look for a
-                    // signal (Ctrl-C).
+                    // signal (Ctrl-C) and the deadline.
                     std::thread::park_timeout(Duration::from_millis(100));
-                    self.poll(&waker)
+                    self.poll()
                 }
             });
             if done {
                 return self.result(py);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(to_py(membatch::Error::TimedOut {
+                    after: limit.unwrap_or_default(),
+                }));
             }
             py.check_signals()?;
         }
     }
 
     /// The answer: a float32 array of shape (n, d); raises the service's
-    /// error; raises `InvalidInput` when it is not here yet or was taken.
+    /// error; raises `membatch.Error` when it is not here yet (`wait` for
+    /// it) or was already taken.
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        if !self.poll(Waker::noop()) {
-            return Err(raise(
-                "InvalidInput",
-                "the answer is not here yet: wait() for it",
-            ));
+        if !self.poll() {
+            return Err(raise("Error", "the answer is not here yet: wait() for it"));
         }
         let taken = std::mem::replace(&mut *self.state(), State::Taken);
         match taken {
             State::Done(Ok(vectors)) => arrays(py, &vectors, self.dimension),
             State::Done(Err(e)) => Err(to_py(e)),
-            State::Taken | State::Waiting(_) => {
-                Err(raise("InvalidInput", "the answer was already taken"))
-            }
+            State::Taken | State::Waiting(_) => Err(raise("Error", "the answer was already taken")),
         }
     }
 
     /// Runs `callback()` once the answer is here (on the package's
     /// notifier thread, which `membatch._notifier()` starts), or now if it
-    /// is. The callback should only hand over, as
+    /// is. Each callback runs once. It should only hand over, as
     /// `loop.call_soon_threadsafe` does.
     fn add_done_callback(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<()> {
         self.owner.check("Service")?;
-        let notify = Arc::new(Notify {
-            callback: Mutex::new(Some(callback)),
-        });
-        if self.poll(&Waker::from(Arc::clone(&notify))) {
-            // Answered already: the waker will not be woken.
-            let cb = notify
-                .callback
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(cb) = cb {
+        // The thread that will run it (started once per process).
+        py.import("membatch")?.getattr("_notifier")?.call0()?;
+        self.wake
+            .callbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(callback);
+        if self.poll() {
+            // Answered already (the waker may have run before the push):
+            // whatever is still queued runs now, each callback once.
+            for cb in self.wake.take_callbacks() {
                 cb.call0(py)?;
             }
         }
         Ok(())
-    }
-}
-
-/// Wakes a thread parked in `wait`.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Hands a Python callback to the package's notifier thread when the
-/// answer comes: the service's worker never waits for the GIL, and no
-/// thread of membatch's own ever takes it. (A thread made in Rust that is
-/// inside `Python::attach` when the interpreter exits aborts the process:
-/// CPython ends it with `pthread_exit` and pyo3's guard then releases a
-/// thread state that is gone. The notifier is a Python daemon thread,
-/// `membatch._notify_loop`, and pyo3 parks such a thread coming back from
-/// `detach` at exit instead.)
-struct Notify {
-    callback: Mutex<Option<Py<PyAny>>>,
-}
-
-impl Wake for Notify {
-    fn wake(self: Arc<Self>) {
-        let cb = self
-            .callback
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(cb) = cb {
-            let _ = callbacks().0.send(cb);
-        }
     }
 }
 
@@ -397,8 +408,13 @@ fn callbacks() -> Callbacks {
     }
 }
 
-/// The next callback whose answer came, waiting for it without the GIL
-/// (for the package's notifier thread).
+/// The next callback whose answer came, waiting for it without the GIL:
+/// for the package's notifier thread (`membatch._notify_loop`), a Python
+/// daemon thread. No thread of membatch's own takes the GIL: a thread
+/// made in Rust that is inside `Python::attach` when the interpreter
+/// exits aborts the process (CPython ends it with `pthread_exit`, and
+/// pyo3's guard then releases a thread state that is gone), while pyo3
+/// parks a Python thread that comes back from `detach` at exit.
 #[pyfunction]
 pub(crate) fn _next_callback(py: Python<'_>) -> Option<Py<PyAny>> {
     let rx = callbacks().1;

@@ -142,6 +142,50 @@ def test_sentence_transformers_arguments_are_accepted(embedder, golden):
         embedder.encode(texts, output_value="token_embeddings")
     with pytest.raises(membatch.InvalidConfig):
         embedder.encode(texts, precision="binary")
+    # A misspelt keyword, or a literal prompt, would change nothing
+    # silently: refused.
+    with pytest.raises(membatch.InvalidConfig, match="normalise_embeddings"):
+        embedder.encode(texts, normalise_embeddings=True)
+    with pytest.raises(membatch.InvalidConfig, match="prompt_name"):
+        embedder.encode(texts, prompt="query: ")
+    assert np.array_equal(embedder.encode(texts, prompt=None), base)
+
+
+def test_sentence_transformers_constructor_habits(minilm_dir, monkeypatch, tmp_path):
+    assert membatch.Embedder(str(minilm_dir), device="cpu").dimension == 384
+    with pytest.raises(membatch.InvalidConfig, match="CPU"):
+        membatch.Embedder(str(minilm_dir), device="cuda")
+    # A bare model name is the sentence-transformers/ repository, as in
+    # sentence-transformers (offline here: the hub's error names it).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(membatch.HubError) as info:
+        membatch.Embedder("no-such-model-here")
+    assert info.value.repo == "sentence-transformers/no-such-model-here"
+
+
+def test_an_abandoned_iterator_stops_its_thread(embedder, golden):
+    import gc
+    import time
+    from pathlib import Path
+
+    def encode_threads() -> int:
+        return sum(
+            1 for t in Path("/proc/self/task").iterdir()
+            if (t / "comm").read_text().strip() == "membatch-encode"
+        )
+
+    before = encode_threads()
+    it = embedder.encode_iter(golden["texts"] * 50)
+    next(it)
+    assert encode_threads() == before + 1
+    del it
+    gc.collect()
+    for _ in range(100):
+        if encode_threads() == before:
+            break
+        time.sleep(0.05)
+    assert encode_threads() == before
 
 
 def test_threads_setting_gives_the_same_vectors(minilm_dir, golden):
@@ -151,7 +195,7 @@ def test_threads_setting_gives_the_same_vectors(minilm_dir, golden):
 
 
 def test_settings_by_table_name(minilm_dir):
-    model = membatch.Embedder(str(minilm_dir), max_seq_length=32, max_batch_tokens=4096)
+    model = membatch.Embedder(str(minilm_dir), max_seq_length=32, min_batch_size=2)
     assert model.max_seq_length == 32
     long = "word " * 500
     assert model.token_counts([long]) == [32]
@@ -186,4 +230,8 @@ def test_reranker_scores_equal_the_reference_logits(reranker_dir):
     assert [r["index"] for r in ranked] == list(best)
     assert ranked[0]["document"] == ref["documents"][best[0]]
     pairs = [(ref["query"], d) for d in ref["documents"]]
-    assert np.abs(rr.predict(pairs) - scores).max() <= 1e-6
+    assert np.abs(rr.predict(pairs, apply_sigmoid=False) - scores).max() <= 1e-6
+    # sentence-transformers' CrossEncoder.predict: a sigmoid by default.
+    assert np.abs(rr.predict(pairs) - np.asarray(ref["scores_sigmoid"], dtype=np.float32)).max() <= 1e-5
+    one = rr.predict(pairs[1])
+    assert isinstance(one, float) and abs(one - ref["scores_sigmoid"][1]) <= 1e-5

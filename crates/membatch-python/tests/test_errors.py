@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import threading
 
@@ -202,7 +203,7 @@ def test_service_refusals_carry_retry_after(minilm_dir):
         t.join()
     assert not errors, errors
     assert refusals, "8 callers at once against a queue of 1 request: some must be refused"
-    assert all(e.retry_after > 0 for e in refusals)
+    assert all(0 < e.retry_after <= 60 and e.queued_requests >= 1 for e in refusals)
     service.shutdown()
     with pytest.raises(membatch.ServiceClosed):
         service.encode(["after shutdown"])
@@ -211,6 +212,57 @@ def test_service_refusals_carry_retry_after(minilm_dir):
 def test_a_wait_that_runs_out_raises_timed_out(minilm_dir):
     service = membatch.Service(str(minilm_dir))
     pending = service._submit(["a long text to embed " * 30] * 64)
-    with pytest.raises(membatch.TimedOut):
+    with pytest.raises(membatch.TimedOut) as info:
         pending.wait(0.0)
+    assert info.value.after == 0.0
     assert pending.wait().shape == (64, 384)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(membatch.InvalidConfig, match="timeout"):
+            service.encode(["x"], timeout=bad)
+        with pytest.raises(membatch.InvalidConfig, match="timeout"):
+            service.shutdown(bad)
+
+
+def test_a_callback_runs_whoever_polls_first(minilm_dir):
+    import time
+
+    service = membatch.Service(str(minilm_dir))
+    pending = service._submit(["a text to embed " * 40] * 32)
+    fired = []
+    pending.add_done_callback(lambda: fired.append("first"))
+    pending.add_done_callback(lambda: fired.append("second"))
+    # Polls by others do not take the callbacks' place.
+    while not pending.done():
+        time.sleep(0.001)
+    for _ in range(200):
+        if len(fired) == 2:
+            break
+        time.sleep(0.01)
+    assert sorted(fired) == ["first", "second"]
+    assert pending.result().shape == (32, 384)
+    with pytest.raises(membatch.Error, match="already taken"):
+        pending.result()
+    late = []
+    pending.add_done_callback(lambda: late.append(1))
+    assert late == [1]
+
+
+def test_random_unicode_never_crashes(embedder):
+    """Any valid str, whatever its code points (controls, combining marks,
+    emoji, private use, unassigned), is embedded: finite vectors, no
+    exception."""
+    rng = random.Random(34)
+    ranges = [(0, 0x7F), (0x80, 0x2FF), (0x300, 0x36F), (0x4E00, 0x9FFF), (0x1F300, 0x1FAFF),
+              (0xE000, 0xF8FF), (0xFFF0, 0xFFFF), (0x10000, 0x10FFFF)]
+    texts = []
+    for _ in range(300):
+        chars = []
+        for _ in range(rng.randrange(0, 80)):
+            lo, hi = rng.choice(ranges)
+            c = rng.randrange(lo, hi + 1)
+            chars.append(chr(c) if not 0xD800 <= c <= 0xDFFF else " ")
+        texts.append("".join(chars))
+    v = embedder.encode(texts)
+    assert v.shape == (300, 384)
+    assert np.isfinite(v).all()
+    assert len(embedder.token_counts(texts)) == 300

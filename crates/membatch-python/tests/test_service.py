@@ -76,6 +76,7 @@ def test_asyncio_refusals_raise_at_once(minilm_dir):
         return await service.aencode(["a", "b"], dimensions=32)
 
     assert asyncio.run(main()).shape == (2, 32)
+    assert service.encode(["a", "b"], truncate_dim=48).shape == (2, 48)
     service.shutdown()
 
 

@@ -21,6 +21,7 @@ The guide is docs/python.md in membatch's repository.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -69,10 +70,25 @@ _QUERY_PROMPTS = ("query",)
 _DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 
 
+# sentence-transformers' `encode` arguments that membatch accepts and
+# ignores: they do not change the vectors (membatch sizes its batches to
+# memory, runs on the CPU, returns numpy).
+_IGNORED = {"batch_size", "show_progress_bar", "convert_to_numpy", "convert_to_tensor", "device",
+            "pool", "chunk_size", "output_value", "precision", "task"}
+
+
 def _check_ignored(ignored: Dict[str, Any]) -> None:
     """sentence-transformers arguments membatch accepts and ignores
     (``batch_size``, ``device``, ...) pass; those that would change the
-    result are refused."""
+    result, and unknown ones (a misspelt keyword), are refused."""
+    if "prompt" in ignored and ignored["prompt"] is not None:
+        raise _errors.InvalidConfig(
+            "prompt: give one of the model's prompts by name (prompt_name=...), or put the text "
+            "in front of each sentence"
+        )
+    unknown = sorted(set(ignored) - _IGNORED - {"prompt"})
+    if unknown:
+        raise _errors.InvalidConfig(f"unknown argument(s) {', '.join(unknown)} to encode")
     output_value = ignored.get("output_value", "sentence_embedding")
     if output_value not in (None, "sentence_embedding"):
         raise _errors.InvalidConfig(
@@ -121,6 +137,20 @@ def _first_prompt(prompts: Dict[str, str], names: Sequence[str]) -> Optional[str
     return next((n for n in names if n in prompts), None)
 
 
+def _model_ref(model: Any) -> Any:
+    """A bare sentence-transformers model name (``"all-MiniLM-L6-v2"``)
+    means the ``sentence-transformers/`` repository, as in
+    sentence-transformers; paths and ``org/name`` ids are kept."""
+    if isinstance(model, str) and model and "/" not in model and not os.path.exists(model):
+        return f"sentence-transformers/{model}"
+    return model
+
+
+def _check_device(device: Optional[str]) -> None:
+    if device not in (None, "cpu"):
+        raise _errors.InvalidConfig(f"device={device!r}: membatch runs on the CPU")
+
+
 def _progress(total: int, show: bool) -> Any:
     if not show:
         return None
@@ -165,6 +195,10 @@ class Embedder(_Embedder):
     corrupt model, ``ModelTooLarge`` when it cannot fit the budget,
     ``InvalidConfig`` for a bad setting.
     """
+
+    def __new__(cls, model: Any = None, *, device: Optional[str] = None, **kwargs: Any) -> "Embedder":
+        _check_device(device)
+        return super().__new__(cls, _model_ref(model), **kwargs)
 
     def encode(
         self,
@@ -232,6 +266,7 @@ class Embedder(_Embedder):
         normalize_embeddings: Optional[bool] = None,
         prompt_name: Optional[str] = None,
         dimensions: Optional[int] = None,
+        truncate_dim: Optional[int] = None,
         **ignored: Any,
     ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         """Embeds ``sentences`` batch by batch: yields ``(indices,
@@ -240,7 +275,8 @@ class Embedder(_Embedder):
         For corpora whose vectors do not fit in memory at once: at most two
         batches' vectors are held."""
         _check_ignored(ignored)
-        batches = self._batches(sentences, prompt_name=prompt_name, dimensions=dimensions)
+        dims = dimensions if dimensions is not None else truncate_dim
+        batches = self._batches(sentences, prompt_name=prompt_name, dimensions=dims)
         try:
             for indices, vectors in batches:
                 if normalize_embeddings:
@@ -286,6 +322,10 @@ class Service(_Service):
     ``max_queued_requests`` go in ``**settings``.
     """
 
+    def __new__(cls, model: Any = None, *, device: Optional[str] = None, **kwargs: Any) -> "Service":
+        _check_device(device)
+        return super().__new__(cls, _model_ref(model), **kwargs)
+
     def encode(
         self,
         sentences: Texts,
@@ -293,6 +333,7 @@ class Service(_Service):
         normalize_embeddings: Optional[bool] = None,
         prompt_name: Optional[str] = None,
         dimensions: Optional[int] = None,
+        truncate_dim: Optional[int] = None,
         timeout: Optional[float] = None,
         **ignored: Any,
     ) -> np.ndarray:
@@ -301,7 +342,8 @@ class Service(_Service):
         ``timeout`` seconds (``TimedOut``)."""
         _check_ignored(ignored)
         single = isinstance(sentences, str)
-        pending = self._submit(sentences, prompt_name=prompt_name, dimensions=dimensions)
+        dims = dimensions if dimensions is not None else truncate_dim
+        pending = self._submit(sentences, prompt_name=prompt_name, dimensions=dims)
         out = pending.wait(timeout)
         return self._finish(out, single, normalize_embeddings)
 
@@ -312,13 +354,17 @@ class Service(_Service):
         normalize_embeddings: Optional[bool] = None,
         prompt_name: Optional[str] = None,
         dimensions: Optional[int] = None,
+        truncate_dim: Optional[int] = None,
         **ignored: Any,
     ) -> np.ndarray:
         """``encode`` for asyncio: the event loop runs on while the texts
-        wait for their batch; refusals raise at once."""
+        are tokenised (on the loop's executor) and wait for their batch;
+        refusals raise as soon as the texts are counted."""
         _check_ignored(ignored)
         single = isinstance(sentences, str)
-        pending = self._submit(sentences, prompt_name=prompt_name, dimensions=dimensions)
+        dims = dimensions if dimensions is not None else truncate_dim
+        submit = functools.partial(self._submit, sentences, prompt_name=prompt_name, dimensions=dims)
+        pending = await asyncio.get_running_loop().run_in_executor(None, submit)
         out = await _answer(pending)
         return self._finish(out, single, normalize_embeddings)
 
@@ -347,7 +393,9 @@ class Service(_Service):
     ) -> List[Dict[str, Any]]:
         """``rerank`` for asyncio."""
         documents = list(documents) if not isinstance(documents, str) else documents
-        scores = (await _answer(self._submit_rerank(query, documents)))[:, 0]
+        submit = functools.partial(self._submit_rerank, query, documents)
+        pending = await asyncio.get_running_loop().run_in_executor(None, submit)
+        scores = (await _answer(pending))[:, 0]
         return _ranked(scores, documents, top_n, return_documents)
 
     def similarity(self, a: Any, b: Any) -> np.ndarray:
@@ -371,6 +419,7 @@ class Service(_Service):
         return out[0] if single else out
 
 
+_notifier_thread: Optional[threading.Thread] = None
 _notifier_pid: Optional[int] = None
 _notifier_lock = threading.Lock()
 
@@ -384,19 +433,24 @@ def _notify_loop() -> None:
             return
         try:
             callback()
-        except Exception:  # a callback's failure is its caller's, not ours
+        except BaseException:  # a callback's failure is its caller's, not the thread's
             pass
 
 
 def _notifier() -> None:
     """Starts this process's notifier thread, once (again in a forked
     child, where the parent's did not come along)."""
-    global _notifier_pid
-    if _notifier_pid == os.getpid():
+    global _notifier_pid, _notifier_thread
+
+    def running() -> bool:
+        return _notifier_pid == os.getpid() and _notifier_thread is not None and _notifier_thread.is_alive()
+
+    if running():
         return
     with _notifier_lock:
-        if _notifier_pid != os.getpid():
-            threading.Thread(target=_notify_loop, name="membatch-notify", daemon=True).start()
+        if not running():
+            _notifier_thread = threading.Thread(target=_notify_loop, name="membatch-notify", daemon=True)
+            _notifier_thread.start()
             _notifier_pid = os.getpid()
 
 
@@ -430,6 +484,10 @@ class Reranker(_Reranker):
     memory_budget="70%", max_batch_size=64, **settings)``
     """
 
+    def __new__(cls, model: Any, *, device: Optional[str] = None, **kwargs: Any) -> "Reranker":
+        _check_device(device)
+        return super().__new__(cls, model, **kwargs)
+
     def rerank(
         self,
         query: str,
@@ -443,16 +501,21 @@ class Reranker(_Reranker):
         documents = list(documents) if not isinstance(documents, str) else documents
         return _ranked(self.scores(query, documents), documents, top_n, return_documents)
 
-    def predict(self, pairs: Sequence[Tuple[str, str]]) -> np.ndarray:
-        """sentence-transformers' ``CrossEncoder.predict``: the score of each
-        ``(query, document)`` pair, in order."""
-        pairs = list(pairs)
-        out = np.empty(len(pairs), dtype=np.float32)
+    def predict(self, pairs: Any, *, apply_sigmoid: bool = True) -> Any:
+        """sentence-transformers' ``CrossEncoder.predict`` for one-label
+        models: the score of each ``(query, document)`` pair, in order,
+        through a sigmoid (as sentence-transformers does by default;
+        ``apply_sigmoid=False`` gives the logits). One pair gives a float."""
+        single = isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
+        rows = [pairs] if single else list(pairs)
+        out = np.empty(len(rows), dtype=np.float32)
         by_query: Dict[str, List[int]] = {}
-        for i, pair in enumerate(pairs):
+        for i, pair in enumerate(rows):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise _errors.InvalidInput(f"pairs[{i}] is not a (query, document) pair")
             by_query.setdefault(pair[0], []).append(i)
-        for query, rows in by_query.items():
-            out[rows] = self.scores(query, [pairs[i][1] for i in rows])
-        return out
+        for query, idx in by_query.items():
+            out[idx] = self.scores(query, [rows[i][1] for i in idx])
+        if apply_sigmoid:
+            out = (1.0 / (1.0 + np.exp(-out))).astype(np.float32)
+        return float(out[0]) if single else out

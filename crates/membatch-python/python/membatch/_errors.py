@@ -43,7 +43,7 @@ class ModelNotFound(ModelFileError, FileNotFoundError):
     ``path``."""
 
 
-class HubError(ModelFileError):
+class HubError(Error):
     """The Hugging Face hub could not give a model file. Attributes:
     ``repo``, ``file``, ``reason``."""
 

@@ -2,7 +2,7 @@
 ``membatch`` package builds on)."""
 
 from os import PathLike
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +13,10 @@ Texts = Union[str, Iterable[str]]
 Setting = Union[str, int, float, bool, None]
 ModelRef = Union[str, "PathLike[str]", None]
 
+_E = TypeVar("_E", bound="Embedder")
+_S = TypeVar("_S", bound="Service")
+_R = TypeVar("_R", bound="Reranker")
+
 class Batches(Iterator[Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]):
     @property
     def total(self) -> int: ...
@@ -22,7 +26,7 @@ class Batches(Iterator[Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]):
 
 class Embedder:
     def __new__(
-        cls,
+        cls: Type[_E],
         model: ModelRef = None,
         *,
         precision: Optional[str] = None,
@@ -34,7 +38,7 @@ class Embedder:
         dimensions: Optional[int] = None,
         max_seq_length: Optional[int] = None,
         **settings: Setting,
-    ) -> "Embedder": ...
+    ) -> _E: ...
     @property
     def model(self) -> str: ...
     @property
@@ -63,7 +67,7 @@ class Pending:
 
 class Service:
     def __new__(
-        cls,
+        cls: Type[_S],
         model: ModelRef = None,
         *,
         reranker: ModelRef = None,
@@ -76,7 +80,7 @@ class Service:
         dimensions: Optional[int] = None,
         max_seq_length: Optional[int] = None,
         **settings: Setting,
-    ) -> "Service": ...
+    ) -> _S: ...
     @property
     def model(self) -> str: ...
     @property
@@ -97,7 +101,7 @@ class Service:
 
 class Reranker:
     def __new__(
-        cls,
+        cls: Type[_R],
         model: Union[str, "PathLike[str]"],
         *,
         precision: Optional[str] = None,
@@ -105,7 +109,7 @@ class Reranker:
         memory_budget: Union[str, int, None] = None,
         max_batch_size: Optional[int] = None,
         **settings: Setting,
-    ) -> "Reranker": ...
+    ) -> _R: ...
     @property
     def model(self) -> str: ...
     @property
