@@ -78,7 +78,10 @@ def test_multiprocessing_fork_pool_workers_get_a_clear_error(minilm_dir):
 
 def test_ctrl_c_stops_between_batches(minilm_dir):
     code = f"""
-        import membatch, sys, time
+        import membatch, signal, sys, time
+        # Python's own Ctrl-C handler, whatever this process inherited (a
+        # background job of a script starts with SIGINT ignored).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         m = membatch.Embedder({str(minilm_dir)!r}, max_batch_size=8)
         texts = [("word " * 200) + str(i) for i in range(50_000)]
         print("ready", flush=True)
@@ -99,7 +102,12 @@ def test_ctrl_c_stops_between_batches(minilm_dir):
     time.sleep(2.0)
     sent = time.time()
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"no exit 60 s after Ctrl-C; stdout {out!r}, stderr {err!r}")
     assert p.returncode == 0, err
     assert out.startswith("interrupted"), out + err
     # One batch of 8 long texts takes well under a second.
