@@ -42,39 +42,35 @@ fn setting_text(keyword: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<Stri
     ))
 }
 
-/// The configuration for keywords `named` (keyword, setting name, value)
-/// and any further `extra` keywords named as the settings table names them
-/// (`max_queued_requests=...`), over the environment.
-pub(crate) fn config(
-    named: &[(&str, &str, Option<&Bound<'_, PyAny>>)],
-    extra: Option<&Bound<'_, PyDict>>,
-) -> PyResult<Config> {
+/// The settings table's name for a Python keyword: the table's own
+/// names, and `memory_budget` (sentence-transformers users' word) for
+/// `max_memory`.
+fn setting_name(keyword: &str) -> &str {
+    match keyword {
+        "memory_budget" => "max_memory",
+        other => other,
+    }
+}
+
+/// The configuration for the keywords `settings` (`model=`,
+/// `memory_budget=`, `max_queued_requests=`, … any setting of the table),
+/// over the environment; a `None` value leaves a setting unset.
+pub(crate) fn config(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
     let mut builder = ConfigBuilder::from_env().map_err(to_py)?;
-    let set = |builder: ConfigBuilder, keyword: &str, name: &str, value: &Bound<'_, PyAny>| {
-        let Some(setting) = settings::find(name) else {
+    for (k, value) in settings.into_iter().flat_map(|d| d.iter()) {
+        let keyword: String = k.extract()?;
+        let Some(setting) = settings::find(setting_name(&keyword)) else {
             let known: Vec<&str> = settings::all().iter().map(|s| s.name()).collect();
             return Err(raise(
                 "InvalidConfig",
                 format!(
-                    "unknown setting {keyword:?}; the settings are: {}",
+                    "unknown setting {keyword:?}; the settings are: memory_budget, {}",
                     known.join(", ")
                 ),
             ));
         };
-        match setting_text(keyword, value)? {
-            Some(text) => builder.set(setting, &text, keyword).map_err(to_py),
-            None => Ok(builder),
-        }
-    };
-    for (keyword, name, value) in named {
-        if let Some(value) = value {
-            builder = set(builder, keyword, name, value)?;
-        }
-    }
-    if let Some(extra) = extra {
-        for (k, v) in extra.iter() {
-            let keyword: String = k.extract()?;
-            builder = set(builder, &keyword, &keyword, &v)?;
+        if let Some(text) = setting_text(&keyword, &value)? {
+            builder = builder.set(setting, &text, &keyword).map_err(to_py)?;
         }
     }
     let config = builder.build().map_err(to_py)?;
@@ -200,4 +196,27 @@ pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "value".into())
+}
+
+/// The model `config` loads, by the name `repr` and `.model` show: its
+/// directory, or its hub id and revision.
+pub(crate) fn model_name(config: &Config) -> String {
+    config
+        .model()
+        .source
+        .clone()
+        .unwrap_or_else(membatch::ModelSource::default_model)
+        .id()
+}
+
+/// A model given as a directory (str or `os.PathLike`) or a hub id; the
+/// error names `keyword`.
+pub(crate) fn source(value: &Bound<'_, PyAny>, keyword: &str) -> PyResult<membatch::ModelSource> {
+    let path: std::path::PathBuf = value.extract().map_err(|_| {
+        raise(
+            "InvalidConfig",
+            format!("{keyword}: give a model directory or hub id"),
+        )
+    })?;
+    Ok(membatch::ModelSource::parse(&path.to_string_lossy()))
 }

@@ -10,7 +10,7 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::args::{config, opt_count, opt_str, texts};
+use crate::args::{config, model_name, opt_count, opt_str, texts};
 use crate::errors::{raise, to_py};
 use crate::fork::{Owned, Owner};
 
@@ -64,45 +64,13 @@ pub struct Embedder {
 
 #[pymethods]
 impl Embedder {
+    /// `Embedder(model=None, **settings)`: see `membatch.Embedder` for the
+    /// keywords (`precision`, `memory_budget`, … any setting of the table).
     #[new]
-    #[pyo3(signature = (
-        model=None, *, precision=None, threads=None, memory_budget=None, normalize=None,
-        max_batch_size=None, prompt_name=None, dimensions=None, max_seq_length=None, **settings
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        model: Option<&Bound<'_, PyAny>>,
-        precision: Option<&Bound<'_, PyAny>>,
-        threads: Option<&Bound<'_, PyAny>>,
-        memory_budget: Option<&Bound<'_, PyAny>>,
-        normalize: Option<&Bound<'_, PyAny>>,
-        max_batch_size: Option<&Bound<'_, PyAny>>,
-        prompt_name: Option<&Bound<'_, PyAny>>,
-        dimensions: Option<&Bound<'_, PyAny>>,
-        max_seq_length: Option<&Bound<'_, PyAny>>,
-        settings: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Self> {
-        let config = config(
-            &[
-                ("model", "model", model),
-                ("precision", "precision", precision),
-                ("threads", "threads", threads),
-                ("memory_budget", "max_memory", memory_budget),
-                ("normalize", "normalize", normalize),
-                ("max_batch_size", "max_batch_size", max_batch_size),
-                ("prompt_name", "prompt_name", prompt_name),
-                ("dimensions", "dimensions", dimensions),
-                ("max_seq_length", "max_seq_length", max_seq_length),
-            ],
-            settings,
-        )?;
-        let name = config
-            .model()
-            .source
-            .clone()
-            .unwrap_or_else(membatch::ModelSource::default_model)
-            .id();
+    #[pyo3(signature = (**settings))]
+    fn new(py: Python<'_>, settings: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let config = config(settings)?;
+        let name = model_name(&config);
         let precision = config.model().precision.to_string();
         // The load reads hundreds of megabytes: other Python threads run
         // meanwhile.

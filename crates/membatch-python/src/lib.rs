@@ -29,7 +29,9 @@ fn memory_report<'py>(
     py: Python<'py>,
     memory_budget: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let config = config(&[("memory_budget", "max_memory", memory_budget)], None)?;
+    let settings = PyDict::new(py);
+    settings.set_item("memory_budget", memory_budget)?;
+    let config = config(Some(&settings))?;
     let reading = MemoryBudget::new(config.memory().clone()).read();
     let s = reading.snapshot;
     let d = PyDict::new(py);

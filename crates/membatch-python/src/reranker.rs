@@ -2,12 +2,12 @@
 //! memory-sized batches.
 
 use membatch::rerank::rerank_in_batches;
-use membatch::{BatchConfig, BertReranker, MemoryBudget, ModelSource, Reranker as _};
+use membatch::{BatchConfig, BertReranker, MemoryBudget, Reranker as _};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::args::{config, opt_str, texts};
+use crate::args::{config, opt_str, source, texts};
 use crate::errors::{raise, to_py};
 use crate::fork::{Owned, Owner};
 
@@ -25,35 +25,16 @@ pub struct Reranker {
 
 #[pymethods]
 impl Reranker {
+    /// `Reranker(model, **settings)`: see `membatch.Reranker`.
     #[new]
-    #[pyo3(signature = (
-        model, *, precision=None, threads=None, memory_budget=None, max_batch_size=None,
-        **settings
-    ))]
+    #[pyo3(signature = (model, **settings))]
     fn new(
         py: Python<'_>,
         model: &Bound<'_, PyAny>,
-        precision: Option<&Bound<'_, PyAny>>,
-        threads: Option<&Bound<'_, PyAny>>,
-        memory_budget: Option<&Bound<'_, PyAny>>,
-        max_batch_size: Option<&Bound<'_, PyAny>>,
         settings: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config = config(
-            &[
-                ("precision", "precision", precision),
-                ("threads", "threads", threads),
-                ("memory_budget", "max_memory", memory_budget),
-                ("max_batch_size", "max_batch_size", max_batch_size),
-            ],
-            settings,
-        )?;
-        let source = ModelSource::parse(
-            &model
-                .extract::<std::path::PathBuf>()
-                .map_err(|_| raise("InvalidConfig", "model: give a model directory or hub id"))?
-                .to_string_lossy(),
-        );
+        let config = config(settings)?;
+        let source = source(model, "model")?;
         let name = source.id();
         let budget = MemoryBudget::new(config.memory().clone());
         let inner = py

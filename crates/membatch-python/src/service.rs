@@ -10,11 +10,11 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use membatch::service::Pending as RustPending;
-use membatch::{EmbedService, ModelSource, Result};
+use membatch::{EmbedService, Result};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::args::{config, opt_str, texts};
+use crate::args::{config, model_name, opt_str, source, texts};
 use crate::embedder::{arrays, options};
 use crate::errors::{raise, to_py};
 use crate::fork::{Owned, Owner};
@@ -32,60 +32,21 @@ pub struct Service {
 
 #[pymethods]
 impl Service {
+    /// `Service(model=None, *, reranker=None, **settings)`: see
+    /// `membatch.Service`.
     #[new]
-    #[pyo3(signature = (
-        model=None, *, reranker=None, precision=None, threads=None, memory_budget=None,
-        normalize=None, max_batch_size=None, prompt_name=None, dimensions=None,
-        max_seq_length=None, **settings
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (*, reranker=None, **settings))]
     fn new(
         py: Python<'_>,
-        model: Option<&Bound<'_, PyAny>>,
         reranker: Option<&Bound<'_, PyAny>>,
-        precision: Option<&Bound<'_, PyAny>>,
-        threads: Option<&Bound<'_, PyAny>>,
-        memory_budget: Option<&Bound<'_, PyAny>>,
-        normalize: Option<&Bound<'_, PyAny>>,
-        max_batch_size: Option<&Bound<'_, PyAny>>,
-        prompt_name: Option<&Bound<'_, PyAny>>,
-        dimensions: Option<&Bound<'_, PyAny>>,
-        max_seq_length: Option<&Bound<'_, PyAny>>,
         settings: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config = config(
-            &[
-                ("model", "model", model),
-                ("precision", "precision", precision),
-                ("threads", "threads", threads),
-                ("memory_budget", "max_memory", memory_budget),
-                ("normalize", "normalize", normalize),
-                ("max_batch_size", "max_batch_size", max_batch_size),
-                ("prompt_name", "prompt_name", prompt_name),
-                ("dimensions", "dimensions", dimensions),
-                ("max_seq_length", "max_seq_length", max_seq_length),
-            ],
-            settings,
-        )?;
+        let config = config(settings)?;
         let reranker = match reranker {
-            Some(r) if !r.is_none() => Some(ModelSource::parse(
-                &r.extract::<std::path::PathBuf>()
-                    .map_err(|_| {
-                        raise(
-                            "InvalidConfig",
-                            "reranker: give a model directory or hub id",
-                        )
-                    })?
-                    .to_string_lossy(),
-            )),
+            Some(r) if !r.is_none() => Some(source(r, "reranker")?),
             _ => None,
         };
-        let name = config
-            .model()
-            .source
-            .clone()
-            .unwrap_or_else(ModelSource::default_model)
-            .id();
+        let name = model_name(&config);
         let inner = py
             .detach(|| EmbedService::load_with_reranker(&config, reranker))
             .map_err(to_py)?;

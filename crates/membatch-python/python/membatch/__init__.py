@@ -198,7 +198,7 @@ class Embedder(_Embedder):
 
     def __new__(cls, model: Any = None, *, device: Optional[str] = None, **kwargs: Any) -> "Embedder":
         _check_device(device)
-        return super().__new__(cls, _model_ref(model), **kwargs)
+        return super().__new__(cls, model=_model_ref(model), **kwargs)
 
     def encode(
         self,
@@ -324,7 +324,7 @@ class Service(_Service):
 
     def __new__(cls, model: Any = None, *, device: Optional[str] = None, **kwargs: Any) -> "Service":
         _check_device(device)
-        return super().__new__(cls, _model_ref(model), **kwargs)
+        return super().__new__(cls, model=_model_ref(model), **kwargs)
 
     def encode(
         self,

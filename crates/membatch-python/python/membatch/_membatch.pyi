@@ -27,8 +27,8 @@ class Batches(Iterator[Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]):
 class Embedder:
     def __new__(
         cls: Type[_E],
-        model: ModelRef = None,
         *,
+        model: ModelRef = None,
         precision: Optional[str] = None,
         threads: Optional[int] = None,
         memory_budget: Union[str, int, None] = None,
@@ -68,8 +68,8 @@ class Pending:
 class Service:
     def __new__(
         cls: Type[_S],
-        model: ModelRef = None,
         *,
+        model: ModelRef = None,
         reranker: ModelRef = None,
         precision: Optional[str] = None,
         threads: Optional[int] = None,
